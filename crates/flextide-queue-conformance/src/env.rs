@@ -1,0 +1,43 @@
+//! Environment handling: which backends a run requires, unique names.
+
+/// Backends listed in `FLEXTIDE_TEST_REQUIRE` (comma or space separated;
+/// `all` requires every backend). A required backend that cannot be reached
+/// fails the run instead of being skipped.
+pub fn required_backends() -> Vec<String> {
+    std::env::var("FLEXTIDE_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Whether `backend` must be reachable in this run.
+pub fn is_required(backend: &str) -> bool {
+    required_backends().iter().any(|b| b == "all" || b.eq_ignore_ascii_case(backend))
+}
+
+/// A queue name no other run or case uses: `ft_<hint>_<random>`, valid on
+/// every backend.
+pub fn unique_queue_name(hint: &str) -> String {
+    let hint: String = hint
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(48)
+        .collect();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("ft_{hint}_{}", &id[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_unique() {
+        let a = unique_queue_name("lease::expiry redelivers with a very long case name indeed, more than fifty");
+        let b = unique_queue_name("lease::expiry redelivers with a very long case name indeed, more than fifty");
+        assert_ne!(a, b);
+        flextide_queue_core::validate_queue_name(&a).unwrap();
+    }
+}

@@ -1,0 +1,79 @@
+//! What a backend provides so the suite can run against it.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
+
+/// Opens and removes queues of one backend for the suite.
+///
+/// Every case opens its own uniquely named queues through [`Harness::open`]
+/// and the runner calls [`Harness::cleanup`] on each afterwards, pass or
+/// fail, so runs can share a server.
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// Opens the queue `name` (creating it if the backend needs that) with
+    /// these options. The queue is new: nothing was ever pushed to it.
+    async fn open(&self, name: &str, options: QueueOptions) -> Result<Arc<dyn QueueProvider>, QueueError>;
+
+    /// Removes everything the queue `name` stored: messages, dead letters,
+    /// and the queue itself where the broker has such a thing.
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError>;
+
+    /// Breaks the connections `queue` uses, from the server's side where
+    /// possible (clause 11). Returns `Ok(false)` when this harness cannot,
+    /// and then the reconnect cases are ignored.
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let _ = queue;
+        Ok(false)
+    }
+
+    /// Timing and limits of this backend that the cases must respect.
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings::default()
+    }
+}
+
+/// Timing and limits that make the cases fair to a backend.
+#[derive(Debug, Clone)]
+pub struct HarnessSettings {
+    /// Tolerance added to every timing assertion (a wait returning "within
+    /// `wait` plus slack", a lease expiring). Default 750 ms.
+    pub timing_slack: Duration,
+    /// The short lease the lease and fencing cases use; it must be one the
+    /// backend honours (SQS counts whole seconds). Default 1 s.
+    pub short_lease: Duration,
+    /// Whether [`Harness::disrupt`] works, so the reconnect cases run.
+    pub can_disrupt: bool,
+    /// How many messages the volume cases (concurrency, burn-down) push.
+    /// Keep it small for slow emulators. Default 200.
+    pub volume: usize,
+    /// The largest payload the suite round-trips when the backend has no
+    /// limit. Default 1 MiB.
+    pub unlimited_payload_probe: usize,
+}
+
+impl Default for HarnessSettings {
+    fn default() -> Self {
+        HarnessSettings {
+            timing_slack: Duration::from_millis(750),
+            short_lease: Duration::from_secs(1),
+            can_disrupt: false,
+            volume: 200,
+            unlimited_payload_probe: 1024 * 1024,
+        }
+    }
+}
+
+/// The outcome of connecting to a backend before the suite runs.
+#[derive(Debug)]
+pub enum Connect<H> {
+    /// Ready to run.
+    Ready(H),
+    /// Not configured (no address in the environment and no container
+    /// runtime): the suite is skipped with this explanation, or fails when
+    /// the backend is required by `FLEXTIDE_TEST_REQUIRE`.
+    NotConfigured(String),
+    /// Configured but unreachable or broken: skipped, or failed when required.
+    Failed(String),
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod check;
+mod context;
+mod env;
+mod harness;
+mod runner;
+
+pub mod cases;
+
+pub use check::{CaseError, CaseResult};
+pub use context::Ctx;
+pub use env::{is_required, required_backends, unique_queue_name};
+pub use harness::{Connect, Harness, HarnessSettings};
+pub use runner::{Case, Needs, all_cases, run, run_cases};
+
+// Re-exported so a backend's test needs no other dependency.
+pub use async_trait::async_trait;
+pub use flextide_queue_core as core;

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod capabilities;
+mod delivery;
+mod error;
+mod message;
+mod name;
+mod options;
+mod provider;
+
+pub use capabilities::Capabilities;
+pub use delivery::{Delivery, Receipt};
+pub use error::{BatchFailure, QueueError, Result};
+pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};
+pub use name::{MAX_QUEUE_NAME_LEN, validate_queue_name};
+pub use options::QueueOptions;
+pub use provider::{DeadLetter, QueueProvider, QueueStats, Replay};
+
+/// Helpers for backend authors: checks every backend applies the same way.
+pub mod backend {
+    pub use crate::message::check_payload;
+    pub use crate::options::{now_millis, system_time_from_millis};
+}

@@ -1,0 +1,176 @@
+//! The `QueueProvider` trait.
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+
+use crate::{BatchFailure, Capabilities, Delivery, Message, MessageId, QueueError, Receipt, Result};
+
+/// A message in the dead-letter store.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The message as it was pushed.
+    pub message: Message,
+    /// Why it was dead-lettered (the handler's error chain, or
+    /// "max attempts exceeded").
+    pub reason: String,
+    /// How many times it had been delivered.
+    pub attempts: u32,
+    /// When it was moved to the dead letters.
+    pub dead_lettered_at: SystemTime,
+}
+
+/// Which dead letters to put back on the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// These messages (ids not found are ignored).
+    Ids(Vec<MessageId>),
+    /// The `n` oldest dead letters.
+    Oldest(usize),
+    /// Every dead letter.
+    All,
+}
+
+/// A snapshot of a queue's counts. Approximate unless
+/// [`Capabilities::exact_stats`] says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages ready to be delivered now.
+    pub depth: u64,
+    /// Messages leased to a consumer and not yet settled.
+    pub in_flight: u64,
+    /// Messages waiting for their delay to pass.
+    pub delayed: u64,
+    /// Messages in the dead-letter store.
+    pub dead_lettered: u64,
+    /// Age of the oldest message that is ready or in flight, if any.
+    pub oldest_age: Option<Duration>,
+}
+
+/// A queue on some broker, with the same meaning on every backend.
+///
+/// Delivery is at least once: a popped message is leased for the queue's
+/// lease time ([`QueueOptions::lease`](crate::QueueOptions::lease)) and
+/// delivered again after that unless it is deleted, nacked or dead-lettered.
+/// `docs/contract.md` states the full contract; the conformance suite checks
+/// it. The trait is object safe: pass an `Arc<dyn QueueProvider>` around.
+///
+/// Optional operations return [`QueueError::Unsupported`] where
+/// [`QueueProvider::capabilities`] says they are missing.
+#[async_trait]
+pub trait QueueProvider: Send + Sync + fmt::Debug {
+    /// The queue's name, as validated when it was opened.
+    fn queue_name(&self) -> &str;
+
+    /// What this queue supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Enqueues one message and returns its id once the broker holds it
+    /// durably (as durable as the broker is configured to be).
+    async fn push(&self, message: Message) -> Result<MessageId>;
+
+    /// Enqueues several messages, in one round trip where the backend can.
+    /// On a partial failure the error is [`QueueError::PartialBatch`], whose
+    /// indexes say which messages were not enqueued.
+    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut failures = Vec::new();
+        for (index, message) in messages.into_iter().enumerate() {
+            match self.push(message).await {
+                Ok(id) => ids.push(id),
+                Err(error) => failures.push(BatchFailure { index, error }),
+            }
+        }
+        batch_result(self.backend_name(), ids, failures)
+    }
+
+    /// Waits up to `wait` for a message and leases it. Returns `None` when
+    /// none arrived in time; returns as soon as one is available.
+    async fn pop(&self, wait: Duration) -> Result<Option<Delivery>> {
+        Ok(self.pop_batch(1, wait).await?.pop())
+    }
+
+    /// Waits up to `wait` for at least one message, then leases up to `max`
+    /// of those available at once. Returns an empty vector when none arrived.
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>>;
+
+    /// Acknowledges a delivery: the message is removed for good.
+    /// Fails with [`QueueError::StaleReceipt`] if the receipt lost its lease
+    /// (on a backend with fenced receipts).
+    async fn delete(&self, receipt: &Receipt) -> Result<()>;
+
+    /// Deletes several deliveries, in one round trip where the backend can.
+    /// Failed items are reported by index in [`QueueError::PartialBatch`].
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        let mut failures = Vec::new();
+        for (index, receipt) in receipts.iter().enumerate() {
+            if let Err(error) = self.delete(receipt).await {
+                failures.push(BatchFailure { index, error });
+            }
+        }
+        batch_result(self.backend_name(), (), failures)
+    }
+
+    /// Gives a delivery back: the message becomes visible again after
+    /// `delay` (zero: at once). The delivery counts as an attempt.
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()>;
+
+    /// Extends a delivery's lease so that it ends `by` from now.
+    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
+        let _ = (receipt, by);
+        Err(QueueError::unsupported(self.backend_name(), "extend"))
+    }
+
+    /// Moves a delivered message to the dead-letter store in one atomic step,
+    /// keeping `reason` and its attempt count.
+    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
+        let _ = (receipt, reason);
+        Err(QueueError::unsupported(self.backend_name(), "dead_letter"))
+    }
+
+    /// Lists up to `limit` dead letters, oldest first, without changing them.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let _ = limit;
+        Err(QueueError::unsupported(self.backend_name(), "dead_letters"))
+    }
+
+    /// Puts dead letters back on the queue with their attempts reset and
+    /// returns how many were replayed.
+    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
+        let _ = which;
+        Err(QueueError::unsupported(self.backend_name(), "replay_dead_letters"))
+    }
+
+    /// Deletes every dead letter and returns how many there were.
+    async fn purge_dead_letters(&self) -> Result<u64> {
+        Err(QueueError::unsupported(self.backend_name(), "purge_dead_letters"))
+    }
+
+    /// Lists up to `limit` waiting messages in delivery order without leasing them.
+    async fn peek(&self, limit: usize) -> Result<Vec<Message>> {
+        let _ = limit;
+        Err(QueueError::unsupported(self.backend_name(), "peek"))
+    }
+
+    /// Deletes every message of the queue that is not leased, plus the
+    /// leased ones' future redeliveries, and returns how many were removed.
+    /// Dead letters are kept.
+    async fn purge(&self) -> Result<u64> {
+        Err(QueueError::unsupported(self.backend_name(), "purge"))
+    }
+
+    /// Counts of the queue; see [`QueueStats`].
+    async fn stats(&self) -> Result<QueueStats>;
+
+    /// The backend's short name (`"memory"`, `"postgres"`, …), used in errors,
+    /// logs and metrics.
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Turns collected per-item failures into the batch's result.
+fn batch_result<T>(backend: &'static str, ok: T, failures: Vec<BatchFailure>) -> Result<T> {
+    if failures.is_empty() { Ok(ok) } else { Err(QueueError::PartialBatch { backend, failures }) }
+}

@@ -1,0 +1,1 @@
+//! Redis Streams backend for Flextide Queue: consumer groups, fenced acks in Lua, delayed messages, dead-letter streams.

@@ -32,7 +32,11 @@ impl fmt::Debug for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Receipts are bearer tokens for one message: show only a prefix.
         let shown: String = self.0.chars().take(12).collect();
-        if shown.len() < self.0.len() { write!(f, "Receipt({shown}…)") } else { write!(f, "Receipt({shown})") }
+        if shown.len() < self.0.len() {
+            write!(f, "Receipt({shown}…)")
+        } else {
+            write!(f, "Receipt({shown})")
+        }
     }
 }
 

@@ -28,7 +28,9 @@ pub enum QueueError {
 
     /// The payload is larger than the backend accepts; nothing was sent.
     /// Store the body elsewhere and enqueue a reference to it.
-    #[error("{backend}: payload of {size} bytes exceeds the maximum of {max} bytes; nothing was sent")]
+    #[error(
+        "{backend}: payload of {size} bytes exceeds the maximum of {max} bytes; nothing was sent"
+    )]
     PayloadTooLarge {
         /// Backend name.
         backend: &'static str,
@@ -175,9 +177,13 @@ impl QueueError {
     /// batch is retryable when every failed item is.
     pub fn is_retryable(&self) -> bool {
         match self {
-            QueueError::Connection { .. } | QueueError::Timeout { .. } | QueueError::Throttled { .. } => true,
+            QueueError::Connection { .. }
+            | QueueError::Timeout { .. }
+            | QueueError::Throttled { .. } => true,
             QueueError::Backend { retryable, .. } => *retryable,
-            QueueError::PartialBatch { failures, .. } => failures.iter().all(|f| f.error.is_retryable()),
+            QueueError::PartialBatch { failures, .. } => {
+                failures.iter().all(|f| f.error.is_retryable())
+            }
             _ => false,
         }
     }
@@ -208,27 +214,47 @@ impl QueueError {
 
     /// Shorthand for [`QueueError::Connection`].
     pub fn connection(backend: &'static str, source: impl Into<Source>) -> Self {
-        QueueError::Connection { backend, source: source.into() }
+        QueueError::Connection {
+            backend,
+            source: source.into(),
+        }
     }
 
     /// Shorthand for [`QueueError::Backend`].
-    pub fn backend_error(backend: &'static str, retryable: bool, source: impl Into<Source>) -> Self {
-        QueueError::Backend { backend, retryable, source: source.into() }
+    pub fn backend_error(
+        backend: &'static str,
+        retryable: bool,
+        source: impl Into<Source>,
+    ) -> Self {
+        QueueError::Backend {
+            backend,
+            retryable,
+            source: source.into(),
+        }
     }
 
     /// Shorthand for [`QueueError::Configuration`].
     pub fn configuration(backend: &'static str, message: impl Into<String>) -> Self {
-        QueueError::Configuration { backend, message: message.into() }
+        QueueError::Configuration {
+            backend,
+            message: message.into(),
+        }
     }
 
     /// Shorthand for [`QueueError::InvalidMessage`].
     pub fn invalid_message(backend: &'static str, reason: impl Into<String>) -> Self {
-        QueueError::InvalidMessage { backend, reason: reason.into() }
+        QueueError::InvalidMessage {
+            backend,
+            reason: reason.into(),
+        }
     }
 
     /// Shorthand for [`QueueError::InvalidReceipt`].
     pub fn invalid_receipt(backend: &'static str, reason: impl Into<String>) -> Self {
-        QueueError::InvalidReceipt { backend, reason: reason.into() }
+        QueueError::InvalidReceipt {
+            backend,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -244,8 +270,14 @@ mod tests {
         let partial = QueueError::PartialBatch {
             backend: "x",
             failures: vec![
-                BatchFailure { index: 0, error: QueueError::connection("x", "reset") },
-                BatchFailure { index: 3, error: QueueError::StaleReceipt { backend: "x" } },
+                BatchFailure {
+                    index: 0,
+                    error: QueueError::connection("x", "reset"),
+                },
+                BatchFailure {
+                    index: 3,
+                    error: QueueError::StaleReceipt { backend: "x" },
+                },
             ],
         };
         assert!(!partial.is_retryable());

@@ -17,8 +17,4 @@ pub use name::{MAX_QUEUE_NAME_LEN, validate_queue_name};
 pub use options::QueueOptions;
 pub use provider::{DeadLetter, QueueProvider, QueueStats, Replay};
 
-/// Helpers for backend authors: checks every backend applies the same way.
-pub mod backend {
-    pub use crate::message::check_payload;
-    pub use crate::options::{now_millis, system_time_from_millis};
-}
+pub mod backend;

@@ -197,8 +197,13 @@ impl Message {
     }
 
     /// Sets the W3C `traceparent` (and optionally `tracestate`) headers.
-    pub fn with_trace_context(mut self, traceparent: impl Into<String>, tracestate: Option<String>) -> Self {
-        self.headers.insert(TRACEPARENT.to_owned(), traceparent.into());
+    pub fn with_trace_context(
+        mut self,
+        traceparent: impl Into<String>,
+        tracestate: Option<String>,
+    ) -> Self {
+        self.headers
+            .insert(TRACEPARENT.to_owned(), traceparent.into());
         if let Some(state) = tracestate {
             self.headers.insert(TRACESTATE.to_owned(), state);
         }
@@ -225,7 +230,11 @@ impl Message {
 /// Backends call it before sending anything.
 pub fn check_payload(backend: &'static str, len: usize, max: Option<usize>) -> Result<()> {
     match max {
-        Some(max) if len > max => Err(QueueError::PayloadTooLarge { backend, size: len, max }),
+        Some(max) if len > max => Err(QueueError::PayloadTooLarge {
+            backend,
+            size: len,
+            max,
+        }),
         _ => Ok(()),
     }
 }
@@ -240,7 +249,9 @@ mod tests {
         struct Task {
             n: u32,
         }
-        let m = Message::json(&Task { n: 7 }).unwrap().with_trace_context("00-abc-def-01", None);
+        let m = Message::json(&Task { n: 7 })
+            .unwrap()
+            .with_trace_context("00-abc-def-01", None);
         assert_eq!(m.json_payload::<Task>().unwrap(), Task { n: 7 });
         assert_eq!(m.content_type(), Some("application/json"));
         assert_eq!(m.traceparent(), Some("00-abc-def-01"));
@@ -258,13 +269,25 @@ mod tests {
     #[test]
     fn zero_delay_is_no_delay() {
         assert_eq!(Message::new("x").with_delay(Duration::ZERO).delay, None);
-        assert!(Message::new("x").with_not_before(SystemTime::now() + Duration::from_secs(60)).delay.is_some());
+        assert!(
+            Message::new("x")
+                .with_not_before(SystemTime::now() + Duration::from_secs(60))
+                .delay
+                .is_some()
+        );
     }
 
     #[test]
     fn payload_limit() {
         assert!(check_payload("x", 10, Some(10)).is_ok());
-        assert!(matches!(check_payload("x", 11, Some(10)), Err(QueueError::PayloadTooLarge { size: 11, max: 10, .. })));
+        assert!(matches!(
+            check_payload("x", 11, Some(10)),
+            Err(QueueError::PayloadTooLarge {
+                size: 11,
+                max: 10,
+                ..
+            })
+        ));
         assert!(check_payload("x", usize::MAX, None).is_ok());
     }
 }

@@ -11,14 +11,22 @@ pub const MAX_QUEUE_NAME_LEN: usize = 80;
 /// name and an SQS name, so no name can reach another queue or inject
 /// anything. Backends may add a suffix of their own (SQS FIFO's `.fifo`).
 pub fn validate_queue_name(name: &str) -> Result<()> {
-    let fail = |reason| Err(QueueError::InvalidQueueName { name: name.escape_debug().to_string(), reason });
+    let fail = |reason| {
+        Err(QueueError::InvalidQueueName {
+            name: name.escape_debug().to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return fail("it is empty");
     }
     if name.len() > MAX_QUEUE_NAME_LEN {
         return fail("it is longer than 80 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return fail("only ASCII letters, digits, '-' and '_' are allowed");
     }
     Ok(())
@@ -37,8 +45,28 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", &"x".repeat(81), "a b", "a'b", "a\"b", "a;drop table x", "q{1}", "q*", "a.b", "é", "a\0b", "a/b", "a:b"] {
-            assert!(matches!(validate_queue_name(bad), Err(QueueError::InvalidQueueName { .. })), "{bad:?}");
+        for bad in [
+            "",
+            &"x".repeat(81),
+            "a b",
+            "a'b",
+            "a\"b",
+            "a;drop table x",
+            "q{1}",
+            "q*",
+            "a.b",
+            "é",
+            "a\0b",
+            "a/b",
+            "a:b",
+        ] {
+            assert!(
+                matches!(
+                    validate_queue_name(bad),
+                    Err(QueueError::InvalidQueueName { .. })
+                ),
+                "{bad:?}"
+            );
         }
     }
 }

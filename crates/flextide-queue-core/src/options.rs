@@ -24,7 +24,10 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        QueueOptions { lease: Duration::from_secs(30), max_attempts: Some(10) }
+        QueueOptions {
+            lease: Duration::from_secs(30),
+            max_attempts: Some(10),
+        }
     }
 }
 
@@ -45,7 +48,10 @@ impl QueueOptions {
 /// Milliseconds since the Unix epoch on the system clock: the time unit the
 /// SQL and Redis backends store.
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The inverse of [`now_millis`]: a stored timestamp as a `SystemTime`.

@@ -7,7 +7,9 @@ use std::{
 
 use async_trait::async_trait;
 
-use crate::{BatchFailure, Capabilities, Delivery, Message, MessageId, QueueError, Receipt, Result};
+use crate::{
+    BatchFailure, Capabilities, Delivery, Message, MessageId, QueueError, Receipt, Result,
+};
 
 /// A message in the dead-letter store.
 #[derive(Debug, Clone)]
@@ -141,12 +143,18 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// returns how many were replayed.
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         let _ = which;
-        Err(QueueError::unsupported(self.backend_name(), "replay_dead_letters"))
+        Err(QueueError::unsupported(
+            self.backend_name(),
+            "replay_dead_letters",
+        ))
     }
 
     /// Deletes every dead letter and returns how many there were.
     async fn purge_dead_letters(&self) -> Result<u64> {
-        Err(QueueError::unsupported(self.backend_name(), "purge_dead_letters"))
+        Err(QueueError::unsupported(
+            self.backend_name(),
+            "purge_dead_letters",
+        ))
     }
 
     /// Lists up to `limit` waiting messages in delivery order without leasing them.
@@ -155,9 +163,9 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
         Err(QueueError::unsupported(self.backend_name(), "peek"))
     }
 
-    /// Deletes every message of the queue that is not leased, plus the
-    /// leased ones' future redeliveries, and returns how many were removed.
-    /// Dead letters are kept.
+    /// Deletes every message of the queue, leased or not (receipts of leased
+    /// ones become stale), and returns how many were removed. Dead letters
+    /// are kept.
     async fn purge(&self) -> Result<u64> {
         Err(QueueError::unsupported(self.backend_name(), "purge"))
     }
@@ -172,5 +180,9 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
 
 /// Turns collected per-item failures into the batch's result.
 fn batch_result<T>(backend: &'static str, ok: T, failures: Vec<BatchFailure>) -> Result<T> {
-    if failures.is_empty() { Ok(ok) } else { Err(QueueError::PartialBatch { backend, failures }) }
+    if failures.is_empty() {
+        Ok(ok)
+    } else {
+        Err(QueueError::PartialBatch { backend, failures })
+    }
 }

@@ -1,1 +1,291 @@
-//! In-process Flextide Queue backend with leases, fencing, delay, priority and dead letters: for tests and single-process programs.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod state;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use flextide_queue_core::{
+    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay, Result, backend, validate_queue_name,
+};
+use tokio::{sync::Notify, time::Instant};
+
+use crate::state::{QueueState, Settle};
+
+/// The backend's name in errors, logs and metrics.
+pub const BACKEND: &str = "memory";
+
+/// A set of in-memory queues. Handles opened with the same name share one
+/// queue. Cloning is cheap and shares the queues.
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    queues: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
+}
+
+impl fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.queues.lock().unwrap().keys().cloned().collect();
+        f.debug_struct("MemoryBroker")
+            .field("queues", &names)
+            .finish()
+    }
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the queue `name`, creating it if needed. The options of the
+    /// handle that created the queue (lease, max attempts) apply to it.
+    pub fn open(&self, name: &str, options: QueueOptions) -> Result<MemoryQueue> {
+        validate_queue_name(name)?;
+        let shared = self
+            .queues
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Shared::new(options.clone())))
+            .clone();
+        Ok(MemoryQueue {
+            name: name.into(),
+            shared,
+            options,
+        })
+    }
+
+    /// Removes the queue `name` and everything in it; open handles keep
+    /// working on their now-detached copy. Returns whether it existed.
+    pub fn drop_queue(&self, name: &str) -> bool {
+        self.queues.lock().unwrap().remove(name).is_some()
+    }
+}
+
+struct Shared {
+    state: Mutex<QueueState>,
+    /// Woken when a message may have become available.
+    available: Notify,
+}
+
+impl Shared {
+    fn new(options: QueueOptions) -> Self {
+        Shared {
+            state: Mutex::new(QueueState::new(options)),
+            available: Notify::new(),
+        }
+    }
+}
+
+/// A handle on one in-memory queue; see [`MemoryBroker`].
+#[derive(Clone)]
+pub struct MemoryQueue {
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    options: QueueOptions,
+}
+
+impl fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryQueue")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl MemoryQueue {
+    /// A standalone queue on a broker of its own.
+    pub fn new(name: &str, options: QueueOptions) -> Result<Self> {
+        MemoryBroker::new().open(name, options)
+    }
+
+    fn settle(&self, receipt: &Receipt, how: Settle<'_>) -> Result<()> {
+        let (seq, token) = backend::decode_receipt(BACKEND, receipt)?;
+        let token: u64 = token
+            .parse()
+            .map_err(|_| QueueError::invalid_receipt(BACKEND, "token is not a number"))?;
+        let seq =
+            u64::try_from(seq).map_err(|_| QueueError::invalid_receipt(BACKEND, "negative key"))?;
+        let wake = self
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .settle(seq, token, how, Instant::now())?;
+        if wake {
+            self.shared.available.notify_waiters();
+        }
+        Ok(())
+    }
+
+    fn check(&self, message: &Message) -> Result<()> {
+        if message.dedup_id.is_some() {
+            return Err(QueueError::unsupported(BACKEND, "push with dedup_id"));
+        }
+        Ok(())
+    }
+}
+
+const CAPABILITIES: Capabilities = Capabilities {
+    fifo: true,
+    ordering_key: true,
+    priority: true,
+    delay: true,
+    max_delay: None,
+    max_payload_bytes: None,
+    max_batch: None,
+    extend_lease: true,
+    fenced_receipts: true,
+    dead_letters: true,
+    dedup: false,
+    exact_stats: true,
+    peek: true,
+    purge: true,
+};
+
+#[async_trait]
+impl QueueProvider for MemoryQueue {
+    fn queue_name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn push(&self, message: Message) -> Result<MessageId> {
+        self.check(&message)?;
+        let id = message.id.clone();
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .push(message, Instant::now());
+        self.shared.available.notify_waiters();
+        Ok(id)
+    }
+
+    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        // All or nothing: check every message before enqueuing any.
+        for m in &messages {
+            self.check(m)?;
+        }
+        let ids = messages.iter().map(|m| m.id.clone()).collect();
+        {
+            let now = Instant::now();
+            let mut state = self.shared.state.lock().unwrap();
+            for m in messages {
+                state.push(m, now);
+            }
+        }
+        self.shared.available.notify_waiters();
+        Ok(ids)
+    }
+
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register for wake-ups before looking, so a push between the
+            // look and the sleep is not missed.
+            let notified = self.shared.available.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next_due = {
+                let mut state = self.shared.state.lock().unwrap();
+                let now = Instant::now();
+                let claimed = state.claim(max, now);
+                if !claimed.is_empty() {
+                    return Ok(claimed
+                        .into_iter()
+                        .map(|c| Delivery {
+                            message: c.message,
+                            receipt: backend::encode_receipt(c.seq as i64, &c.token.to_string()),
+                            attempt: c.attempt,
+                            lease_deadline: c.lease_deadline,
+                        })
+                        .collect());
+                }
+                state.next_due()
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let wake_at = next_due.map_or(deadline, |due| due.min(deadline));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        self.settle(receipt, Settle::Delete)
+    }
+
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
+        self.settle(receipt, Settle::Nack(delay))
+    }
+
+    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
+        self.settle(receipt, Settle::Extend(by))
+    }
+
+    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
+        self.settle(receipt, Settle::DeadLetter(reason))
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let mut state = self.shared.state.lock().unwrap();
+        state.pump(Instant::now());
+        Ok(state.dead_letters(limit))
+    }
+
+    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
+        let n = self
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .replay(which, Instant::now());
+        if n > 0 {
+            self.shared.available.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    async fn purge_dead_letters(&self) -> Result<u64> {
+        Ok(self.shared.state.lock().unwrap().purge_dead_letters())
+    }
+
+    async fn peek(&self, limit: usize) -> Result<Vec<Message>> {
+        let mut state = self.shared.state.lock().unwrap();
+        state.pump(Instant::now());
+        Ok(state.peek(limit))
+    }
+
+    async fn purge(&self) -> Result<u64> {
+        Ok(self.shared.state.lock().unwrap().purge())
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        let mut state = self.shared.state.lock().unwrap();
+        state.pump(Instant::now());
+        Ok(state.stats())
+    }
+}

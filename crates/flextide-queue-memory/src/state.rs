@@ -148,26 +148,25 @@ impl QueueState {
     fn remove(&mut self, seq: u64) -> Option<Entry> {
         self.leave(seq);
         let entry = self.entries.remove(&seq)?;
-        if let Some(key) = &entry.message.ordering_key {
-            if let Some(line) = self.keys.get_mut(key) {
-                line.retain(|s| *s != seq);
-                let next = line.front().copied();
-                if line.is_empty() {
-                    self.keys.remove(key);
-                }
-                if let Some(next) = next {
-                    if let Some(e) = self.entries.get(&next) {
-                        if e.phase == Phase::Ready {
-                            self.ready.insert((Reverse(e.message.priority), next));
-                        }
-                    }
-                }
+        if let Some(key) = &entry.message.ordering_key
+            && let Some(line) = self.keys.get_mut(key)
+        {
+            line.retain(|s| *s != seq);
+            let next = line.front().copied();
+            if line.is_empty() {
+                self.keys.remove(key);
+            }
+            if let Some(next) = next
+                && let Some(e) = self.entries.get(&next)
+                && e.phase == Phase::Ready
+            {
+                self.ready.insert((Reverse(e.message.priority), next));
             }
         }
         Some(entry)
     }
 
-    fn to_dead(&mut self, seq: u64, reason: String) {
+    fn move_to_dead(&mut self, seq: u64, reason: String) {
         if let Some(entry) = self.remove(seq) {
             self.dead.push_back(DeadLetter {
                 message: entry.message,
@@ -204,7 +203,7 @@ impl QueueState {
             let (attempts, priority) = (e.attempts, e.message.priority);
             if was_leased && self.exhausted(attempts) {
                 let reason = self.max_attempts_reason();
-                self.to_dead(seq, reason);
+                self.move_to_dead(seq, reason);
             } else {
                 self.enter(seq, priority, Phase::Ready);
             }
@@ -267,7 +266,7 @@ impl QueueState {
             }
             Settle::DeadLetter(reason) => {
                 let had_key = e.message.ordering_key.is_some();
-                self.to_dead(seq, reason.to_owned());
+                self.move_to_dead(seq, reason.to_owned());
                 Ok(had_key)
             }
             Settle::Extend(by) => {
@@ -280,7 +279,7 @@ impl QueueState {
             Settle::Nack(delay) => {
                 if self.exhausted(attempts) {
                     let reason = self.max_attempts_reason();
-                    self.to_dead(seq, reason);
+                    self.move_to_dead(seq, reason);
                     return Ok(true);
                 }
                 self.leave(seq);
@@ -372,10 +371,10 @@ impl QueueState {
                 Phase::Delayed(_) => stats.delayed += 1,
                 Phase::Leased(_) => stats.in_flight += 1,
             }
-            if !matches!(e.phase, Phase::Delayed(_)) {
-                if let Some(at) = e.message.enqueued_at {
-                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
-                }
+            if !matches!(e.phase, Phase::Delayed(_))
+                && let Some(at) = e.message.enqueued_at
+            {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
         }
         stats.oldest_age = oldest.map(|at| wall.duration_since(at).unwrap_or_default());

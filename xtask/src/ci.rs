@@ -1,0 +1,43 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use crate::{
+    conformance::{parse, print_table},
+    util::{cargo, run_tee, step},
+};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("unknown argument `{a}`"));
+    }
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    step(fmt, "cargo fmt --check")?;
+
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    step(clippy, "cargo clippy -D warnings")?;
+
+    // One test run over every target: unit, integration, doc and conformance.
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets", "--no-fail-fast", "--", "--color", "never"]);
+    let (tests_ok, output) = run_tee(test, "cargo test (all targets, conformance included)")?;
+    let mut doctest = cargo();
+    doctest.args(["test", "--workspace", "--doc"]);
+    let doc_ok = step(doctest, "cargo test --doc");
+    let table = parse(&output);
+    print_table(&table);
+    if !tests_ok {
+        return Err("tests failed".into());
+    }
+    doc_ok?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
+    step(doc, "cargo doc -D warnings")?;
+
+    let mut package = cargo();
+    package.args(["package", "--workspace", "--no-verify", "--allow-dirty", "--exclude", "xtask"]);
+    step(package, "cargo package --no-verify")?;
+    println!("\nxtask ci: all checks passed");
+    Ok(())
+}

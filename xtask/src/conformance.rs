@@ -1,0 +1,119 @@
+//! `cargo xtask conformance`: the suite per backend, summed up in a table.
+
+use std::collections::BTreeMap;
+
+use crate::util::{cargo, run_tee};
+
+/// Each backend's package and conformance test targets.
+pub(crate) const BACKENDS: &[(&str, &str, &[&str])] = &[
+    ("memory", "flextide-queue-memory", &["conformance"]),
+    ("sqlite", "flextide-queue-sqlite", &["conformance"]),
+    ("postgres", "flextide-queue-postgres", &["conformance"]),
+    ("mysql", "flextide-queue-mysql", &["conformance"]),
+    ("redis", "flextide-queue-redis", &["conformance"]),
+    ("rabbitmq", "flextide-queue-rabbitmq", &["conformance"]),
+    ("sqs", "flextide-queue-sqs", &["conformance"]),
+];
+
+/// Counts of one backend's trials.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counts {
+    pub(crate) passed: u32,
+    pub(crate) failed: u32,
+    pub(crate) ignored: u32,
+    pub(crate) skipped: u32,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let mut wanted = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--backend" | "-b" => wanted.push(it.next().ok_or("--backend needs a name")?.clone()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let selected: Vec<_> = BACKENDS
+        .iter()
+        .filter(|(name, ..)| wanted.is_empty() || wanted.iter().any(|w| w == name))
+        .filter(|(_, package, _)| crate::util::project_root().join("crates").join(package).exists())
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|w| !BACKENDS.iter().any(|(n, ..)| n == w)) {
+        return Err(format!("unknown backend `{unknown}`"));
+    }
+    let mut output = String::new();
+    let mut ok = true;
+    for (name, package, tests) in selected {
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", package]);
+        for t in *tests {
+            cmd.args(["--test", t]);
+        }
+        cmd.args(["--", "--color", "never"]);
+        let (success, text) = run_tee(cmd, &format!("conformance: {name}"))?;
+        ok &= success;
+        output.push_str(&text);
+    }
+    let table = parse(&output);
+    print_table(&table);
+    if ok && table.values().all(|c| c.failed == 0) { Ok(()) } else { Err("conformance failed".into()) }
+}
+
+/// Reads trial lines (`test [backend] group::case ... ok`) and skip notices
+/// out of libtest output.
+pub(crate) fn parse(output: &str) -> BTreeMap<String, Counts> {
+    let mut table: BTreeMap<String, Counts> = BTreeMap::new();
+    for line in output.lines() {
+        let Some(rest) = line.strip_prefix("test [") else { continue };
+        let Some((backend, rest)) = rest.split_once("] ") else { continue };
+        let counts = table.entry(backend.to_owned()).or_default();
+        if rest.ends_with("... ok") {
+            counts.passed += 1;
+        } else if rest.contains("... FAILED") {
+            counts.failed += 1;
+        } else if rest.contains("... ignored") {
+            if rest.contains("(skipped:") { counts.skipped += 1 } else { counts.ignored += 1 }
+        }
+    }
+    // A required backend that was unavailable shows as one failed `connect` trial.
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, outcome)) = rest.split_once("::connect ... ")
+            && !name.starts_with('[')
+            && outcome.starts_with("FAILED")
+        {
+            table.entry(name.to_owned()).or_default().failed += 1;
+        }
+    }
+    table
+}
+
+pub(crate) fn print_table(table: &BTreeMap<String, Counts>) {
+    println!("\nConformance");
+    println!("| backend | passed | failed | ignored | skipped |");
+    println!("|---|---:|---:|---:|---:|");
+    for (backend, c) in table {
+        println!("| {backend} | {} | {} | {} | {} |", c.passed, c.failed, c.ignored, c.skipped);
+    }
+    if table.is_empty() {
+        println!("| (no conformance trials ran) | | | | |");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_trials() {
+        let out = "test [memory] basic::a ... ok\ntest [memory] lease::b ... FAILED\n\
+                   test [sqs] fencing::c ... ignored (needs fenced_receipts)\n\
+                   test [redis] basic::a ... ignored (skipped: redis unavailable)\n\
+                   test postgres::connect ... FAILED\n";
+        let t = parse(out);
+        assert_eq!((t["memory"].passed, t["memory"].failed), (1, 1));
+        assert_eq!(t["sqs"].ignored, 1);
+        assert_eq!(t["redis"].skipped, 1);
+        assert_eq!(t["postgres"].failed, 1);
+    }
+}

@@ -163,9 +163,10 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
         Err(QueueError::unsupported(self.backend_name(), "peek"))
     }
 
-    /// Deletes every message of the queue, leased or not (receipts of leased
-    /// ones become stale), and returns how many were removed. Dead letters
-    /// are kept.
+    /// Deletes every message of the queue and returns how many were removed.
+    /// Messages leased at that moment are never delivered again; whether
+    /// their current receipts can still settle them is up to the backend.
+    /// Dead letters are kept.
     async fn purge(&self) -> Result<u64> {
         Err(QueueError::unsupported(self.backend_name(), "purge"))
     }

@@ -1,1 +1,24 @@
-//! Flextide Queue: one QueueProvider over memory, SQLite, PostgreSQL, MySQL, SQS, RabbitMQ or Redis, chosen by QUEUE_PROVIDER.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod config;
+mod open;
+
+pub use config::{Config, DEFAULT_DATABASE_URL, DEFAULT_QUEUE_NAME, ProviderKind, redact_url};
+pub use flextide_queue_core::*;
+pub use open::{connect, from_env};
+
+#[cfg(feature = "memory")]
+pub use flextide_queue_memory as memory;
+#[cfg(feature = "mysql")]
+pub use flextide_queue_mysql as mysql;
+#[cfg(feature = "postgres")]
+pub use flextide_queue_postgres as postgres;
+#[cfg(feature = "rabbitmq")]
+pub use flextide_queue_rabbitmq as rabbitmq;
+#[cfg(feature = "redis")]
+pub use flextide_queue_redis as redis;
+#[cfg(feature = "sqlite")]
+pub use flextide_queue_sqlite as sqlite;
+#[cfg(feature = "sqs")]
+pub use flextide_queue_sqs as sqs;

@@ -1,0 +1,77 @@
+//! `flextide dlq list | replay | purge`
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use flextide_queue::{MessageId, QueueProvider, Replay};
+
+use super::{Error, message_json};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead letters, oldest first, with reason and attempts (JSON lines).
+    List {
+        /// How many to show.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+    },
+    /// Put dead letters back on the queue with their attempts reset.
+    Replay {
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with_all = ["oldest", "ids"])]
+        all: bool,
+        /// Replay the N oldest.
+        #[arg(long, value_name = "N", conflicts_with = "ids")]
+        oldest: Option<usize>,
+        /// Replay these message ids.
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Delete every dead letter (asks for --yes).
+    Purge {
+        /// Really delete them.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<ExitCode, Error> {
+    match cmd {
+        DlqCommand::List { limit } => {
+            let dead = queue.dead_letters(limit).await?;
+            for d in &dead {
+                let mut line = message_json(&d.message);
+                line["reason"] = d.reason.clone().into();
+                line["attempts"] = d.attempts.into();
+                line["dead_lettered_at_ms"] = d
+                    .dead_lettered_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|t| t.as_millis() as u64)
+                    .unwrap_or_default()
+                    .into();
+                println!("{line}");
+            }
+            if dead.is_empty() {
+                eprintln!("no dead letters in {}", queue.queue_name());
+            }
+        }
+        DlqCommand::Replay { all, oldest, ids } => {
+            let which = match (all, oldest, ids.is_empty()) {
+                (true, _, _) => Replay::All,
+                (_, Some(n), _) => Replay::Oldest(n),
+                (_, None, false) => Replay::Ids(ids.into_iter().map(MessageId::new).collect()),
+                _ => return Err("say which dead letters to replay: --all, --oldest N or --id ID".into()),
+            };
+            let n = queue.replay_dead_letters(which).await?;
+            println!("replayed {n} dead letters onto {}", queue.queue_name());
+        }
+        DlqCommand::Purge { yes } => {
+            if !yes {
+                return Err("this deletes every dead letter for good; add --yes to confirm".into());
+            }
+            let n = queue.purge_dead_letters().await?;
+            println!("purged {n} dead letters from {}", queue.queue_name());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,27 @@
-//! MySQL 8 / MariaDB 10.6+ backend for Flextide Queue (sqlx): FOR UPDATE SKIP LOCKED claims, enqueue in your transaction.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+/// The database clock in milliseconds since the Unix epoch, as an SQL
+/// expression (constant within one statement).
+macro_rules! now_ms {
+    () => {
+        "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+    };
+}
+
+mod error;
+mod migrate;
+mod notify;
+mod queue;
+
+pub use migrate::{MIGRATIONS, Migration, VERSION_TABLE, migrate};
+pub use queue::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_BATCH, MySqlQueue, drop_queue};
+
+// Re-exported so users need no direct dependency to build pools and
+// transactions for `from_pool` and `push_in_tx`.
+pub use flextide_queue_core as core;
+pub use sqlx;
+pub use sqlx::mysql::{MySql, MySqlPool, MySqlPoolOptions};
+
+/// The backend's short name, used in errors, logs and metrics.
+pub const BACKEND: &str = "mysql";

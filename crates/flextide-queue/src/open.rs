@@ -79,3 +79,22 @@ async fn sqlite(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
             .await?;
     Ok(Arc::new(queue))
 }
+
+#[cfg(feature = "postgres")]
+async fn postgres(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    let queue =
+        flextide_queue_postgres::PostgresQueue::connect(&config.database_url, &config.queue_name, config.options.clone())
+            .await?;
+    Ok(Arc::new(queue))
+}
+
+#[cfg(feature = "mysql")]
+async fn mysql(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    // sqlx speaks the MySQL protocol to MariaDB too; it knows only the mysql scheme.
+    let url = match config.database_url.strip_prefix("mariadb:") {
+        Some(rest) => format!("mysql:{rest}"),
+        None => config.database_url.clone(),
+    };
+    let queue = flextide_queue_mysql::MySqlQueue::connect(&url, &config.queue_name, config.options.clone()).await?;
+    Ok(Arc::new(queue))
+}

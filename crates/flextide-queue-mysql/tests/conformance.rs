@@ -1,0 +1,120 @@
+//! The delivery-contract suite against MySQL / MariaDB.
+//!
+//! `FLEXTIDE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test cargo test -p flextide-queue-mysql --test conformance`
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use flextide_queue_conformance::{
+    Connect, Harness, HarnessSettings, async_trait,
+    core::{QueueError, QueueOptions, QueueProvider},
+};
+use flextide_queue_mysql::{MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate, sqlx};
+
+const VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
+
+/// Server-side ids of the connections each queue's pool opened, so
+/// `disrupt` can KILL them from another connection.
+type ConnectionIds = Arc<Mutex<HashMap<String, Vec<u64>>>>;
+
+struct MySqlHarness {
+    url: String,
+    admin: MySqlPool,
+    connections: ConnectionIds,
+}
+
+#[async_trait]
+impl Harness for MySqlHarness {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        // Validate before connecting, so invalid names fail the same way
+        // whatever the pool does.
+        flextide_queue_mysql::core::validate_queue_name(name)?;
+        let ids = self.connections.clone();
+        let key = name.to_owned();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(6)
+            .idle_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                let ids = ids.clone();
+                let key = key.clone();
+                Box::pin(async move {
+                    let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    ids.lock().unwrap().entry(key).or_default().push(id);
+                    Ok(())
+                })
+            })
+            .connect(&self.url)
+            .await
+            .map_err(|e| QueueError::connection("mysql", e))?;
+        Ok(Arc::new(MySqlQueue::from_pool(pool, name, options)?))
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.connections.lock().unwrap().remove(name);
+        drop_queue(&self.admin, name).await.map(|_| ())
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let ids = self
+            .connections
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .cloned()
+            .unwrap_or_default();
+        for id in ids {
+            // KILL takes no placeholder; the id is a number we read ourselves.
+            // An id already gone (error 1094) is fine.
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {id}")))
+                .execute(&self.admin)
+                .await;
+        }
+        Ok(true)
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            can_disrupt: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run("mysql", || async {
+        let Ok(url) = std::env::var(VAR) else {
+            return Connect::NotConfigured(format!("set {VAR}=mysql://root@127.0.0.1:3306/test"));
+        };
+        let admin = match MySqlPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+        {
+            Ok(pool) => pool,
+            // sqlx's configuration errors may quote the URL: never show them.
+            Err(sqlx::Error::Configuration(_)) => {
+                return Connect::Failed(format!("{VAR} is not a valid MySQL URL"));
+            }
+            Err(e) => {
+                return Connect::Failed(format!("cannot connect to the server in {VAR}: {e}"));
+            }
+        };
+        if let Err(e) = migrate(&admin).await {
+            return Connect::Failed(format!("migrate failed: {e}"));
+        }
+        Connect::Ready(MySqlHarness {
+            url,
+            admin,
+            connections: Arc::default(),
+        })
+    })
+}

@@ -1,0 +1,549 @@
+//! MySQL-specific behaviour beyond the shared suite: concurrent claimers on a
+//! deep queue, lease expiry after a crash, `push_in_tx`, `migrate`, killed
+//! connections, ordering keys under SKIP LOCKED, error mapping.
+//!
+//! Needs `FLEXTIDE_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306/test`);
+//! skipped without it unless `FLEXTIDE_TEST_REQUIRE` names `mysql`.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use flextide_queue_mysql::{
+    MySqlPool, MySqlPoolOptions, MySqlQueue,
+    core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay},
+    drop_queue, migrate, sqlx,
+};
+
+fn url() -> Option<String> {
+    match std::env::var("FLEXTIDE_TEST_MYSQL_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            let required = std::env::var("FLEXTIDE_TEST_REQUIRE")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            assert!(
+                !required
+                    .split([',', ' '])
+                    .any(|b| b == "mysql" || b == "all"),
+                "FLEXTIDE_TEST_REQUIRE names mysql but FLEXTIDE_TEST_MYSQL_URL is not set"
+            );
+            eprintln!("skipped: set FLEXTIDE_TEST_MYSQL_URL");
+            None
+        }
+    }
+}
+
+fn unique(hint: &str) -> String {
+    format!("ft_it_{hint}_{}", &uuid_like()[..12])
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let a = RandomState::new().hash_one(std::time::SystemTime::now());
+    let b = RandomState::new().hash_one(std::thread::current().id());
+    format!("{a:016x}{b:016x}")
+}
+
+/// A pool that records the server-side ids of its connections.
+async fn tracked_pool(url: &str, max: u32) -> (MySqlPool, Arc<Mutex<Vec<u64>>>) {
+    let ids: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let record = ids.clone();
+    let pool = MySqlPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            let record = record.clone();
+            Box::pin(async move {
+                let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                record.lock().unwrap().push(id);
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .expect("connect");
+    (pool, ids)
+}
+
+async fn setup(url: &str) -> MySqlPool {
+    let pool = MySqlPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await
+        .expect("connect");
+    migrate(&pool).await.expect("migrate");
+    pool
+}
+
+async fn kill_all(admin: &MySqlPool, ids: &Arc<Mutex<Vec<u64>>>) {
+    let ids = ids.lock().unwrap().clone();
+    for id in ids {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {id}")))
+            .execute(admin)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claimers_on_a_deep_queue_never_share_a_message() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("deep");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    const N: usize = 3000;
+    let mut pushed = HashSet::new();
+    for chunk in 0..3 {
+        let batch: Vec<Message> = (0..N / 3)
+            .map(|i| Message::new(format!("m{chunk}-{i}")).with_priority((i % 3) as u8))
+            .collect();
+        pushed.extend(q.push_batch(batch).await.unwrap());
+    }
+    assert_eq!(pushed.len(), N);
+    assert_eq!(q.stats().await.unwrap().depth, N as u64);
+
+    let seen = Arc::new(Mutex::new(Vec::<MessageId>::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let q = q.clone();
+        let seen = seen.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let batch = q
+                    .pop_batch(
+                        if worker % 2 == 0 { 1 } else { 25 },
+                        Duration::from_millis(300),
+                    )
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return;
+                }
+                seen.lock()
+                    .unwrap()
+                    .extend(batch.iter().map(|d| d.message.id.clone()));
+                let receipts: Vec<_> = batch.iter().map(|d| d.receipt.clone()).collect();
+                q.delete_batch(&receipts).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let distinct: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        seen.len(),
+        "a message was delivered to two claimers"
+    );
+    assert_eq!(distinct, pushed);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.in_flight), (0, 0));
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crashed_consumers_lease_expiring_brings_the_message_back() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("crash");
+    let opts = QueueOptions::default()
+        .lease(Duration::from_millis(600))
+        .max_attempts(Some(5));
+    let q = MySqlQueue::from_pool(pool.clone(), &name, opts).unwrap();
+    let id = q.push(Message::new("work")).await.unwrap();
+    let first = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("delivery");
+    // The consumer "crashes": it never settles. Nobody else sees the message meanwhile.
+    assert!(q.pop(Duration::from_millis(100)).await.unwrap().is_none());
+    let again = q
+        .pop(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivery after the lease");
+    assert_eq!(again.message.id, id);
+    assert_eq!(again.attempt, 2);
+    assert!(matches!(
+        q.delete(&first.receipt).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.delete(&again.receipt).await.unwrap();
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn push_in_tx_follows_the_transaction() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("tx");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    q.push_in_tx(&mut tx, Message::new("rolled back"))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert!(q.pop(Duration::from_millis(200)).await.unwrap().is_none());
+    assert_eq!(q.stats().await.unwrap().depth, 0);
+
+    let mut tx = pool.begin().await.unwrap();
+    let id = q
+        .push_in_tx(&mut tx, Message::new("committed"))
+        .await
+        .unwrap();
+    // Not visible before the commit.
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+    q.notify_pushed();
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("committed message");
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn migrate_twice_and_concurrently_is_harmless() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let other = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(migrate(&pool), migrate(&other));
+    a.unwrap();
+    b.unwrap();
+    migrate(&pool).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM flextide_queue_schema ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        versions,
+        (1..=flextide_queue_mysql::MIGRATIONS.len() as i64).collect::<Vec<_>>()
+    );
+    let sqlx_table: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'flextide_queue_schema'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sqlx_table, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connections_mid_run_lose_nothing() {
+    let Some(url) = url() else { return };
+    let admin = setup(&url).await;
+    let (pool, ids) = tracked_pool(&url, 4).await;
+    let name = unique("kill");
+    let q = MySqlQueue::from_pool(
+        pool.clone(),
+        &name,
+        QueueOptions::default()
+            .lease(Duration::from_secs(2))
+            .max_attempts(None),
+    )
+    .unwrap();
+    const N: usize = 300;
+    let pushed: HashSet<MessageId> = q
+        .push_batch((0..N).map(|i| Message::new(format!("k{i}"))).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+
+    let consumer = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut done = HashSet::new();
+            // Deletes whose answer was lost with the connection: they may
+            // have taken effect (the server committed, the reply never came).
+            let mut unsure = HashSet::new();
+            let mut retryable_errors = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while done.union(&unsure).count() < N && tokio::time::Instant::now() < deadline {
+                match q.pop_batch(5, Duration::from_millis(200)).await {
+                    Ok(batch) => {
+                        for d in batch {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            match q.delete(&d.receipt).await {
+                                Ok(()) => {
+                                    done.insert(d.message.id.clone());
+                                }
+                                // Lease lost while the connection was down: it comes back.
+                                Err(QueueError::StaleReceipt { .. }) => {}
+                                Err(e) if e.is_retryable() => {
+                                    retryable_errors += 1;
+                                    unsure.insert(d.message.id.clone());
+                                }
+                                Err(e) => panic!("delete failed: {e}"),
+                            }
+                        }
+                    }
+                    Err(e) if e.is_retryable() => retryable_errors += 1,
+                    Err(e) => panic!("pop failed with a non-retryable error: {e}"),
+                }
+            }
+            // Anything not deleted for sure is redelivered after its lease:
+            // drain the rest.
+            while let Ok(batch) = q.pop_batch(50, Duration::from_secs(3)).await {
+                if batch.is_empty() {
+                    break;
+                }
+                for d in batch {
+                    if q.delete(&d.receipt).await.is_ok() {
+                        done.insert(d.message.id.clone());
+                    }
+                }
+            }
+            (
+                done.union(&unsure).cloned().collect::<HashSet<_>>(),
+                retryable_errors,
+            )
+        })
+    };
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        kill_all(&admin, &ids).await;
+    }
+    let (done, retryable_errors) = consumer.await.unwrap();
+    eprintln!("retryable errors seen: {retryable_errors}");
+    // Deleted messages may have been handled twice (at least once), but every
+    // message was handled and none is left.
+    let lost = pushed.difference(&done).count();
+    assert_eq!(lost, 0, "{lost} messages lost");
+    assert!(q.pop(Duration::from_secs(3)).await.unwrap().is_none());
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.in_flight, stats.delayed), (0, 0, 0));
+    drop_queue(&admin, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_call_after_a_kill_works() {
+    let Some(url) = url() else { return };
+    let admin = setup(&url).await;
+    let (pool, ids) = tracked_pool(&url, 2).await;
+    let name = unique("kill1");
+    let q = MySqlQueue::from_pool(pool, &name, QueueOptions::default()).unwrap();
+    q.push(Message::new("before")).await.unwrap();
+    kill_all(&admin, &ids).await;
+    // The pool pings idle connections before handing them out, so the next call works.
+    let id = match q.push(Message::new("after")).await {
+        Ok(id) => id,
+        Err(e) => {
+            assert!(e.is_retryable(), "{e}");
+            q.push(Message::new("after")).await.unwrap()
+        }
+    };
+    let got = q.pop_batch(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().any(|d| d.message.id == id));
+    drop_queue(&admin, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn ordering_key_head_locked_by_another_claimer_blocks_the_key() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("okey");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let a1 = q
+        .push(Message::new("a1").with_ordering_key("A"))
+        .await
+        .unwrap();
+    let a2 = q
+        .push(Message::new("a2").with_ordering_key("A").with_priority(9))
+        .await
+        .unwrap();
+    let free = q.push(Message::new("free")).await.unwrap();
+
+    // Another transaction holds the head of key A locked, as a claimer in
+    // the middle of its claim would. SKIP LOCKED skips it, yet a2 must stay blocked.
+    let seq: i64 =
+        sqlx::query_scalar("SELECT seq FROM flextide_queue_messages WHERE queue = ? AND id = ?")
+            .bind(&name)
+            .bind(a1.as_str())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    // By primary key, so that exactly this row is locked.
+    let _: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM flextide_queue_messages WHERE seq = ? FOR UPDATE")
+            .bind(seq)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    let got = q.pop_batch(10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.message.id.clone()).collect::<Vec<_>>(),
+        vec![free.clone()]
+    );
+    tx.rollback().await.unwrap();
+
+    let head = q.pop_batch(10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        head.iter()
+            .map(|d| d.message.id.clone())
+            .collect::<Vec<_>>(),
+        vec![a1]
+    );
+    // Nacked with a delay, the head still blocks its key.
+    q.nack(&head[0].receipt, Duration::from_millis(400))
+        .await
+        .unwrap();
+    assert!(q.pop_batch(10, Duration::ZERO).await.unwrap().is_empty());
+    let head = q
+        .pop(Duration::from_secs(3))
+        .await
+        .unwrap()
+        .expect("head after its delay");
+    assert_eq!(head.attempt, 2);
+    q.delete(&head.receipt).await.unwrap();
+    let next = q
+        .pop(Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("a2 once a1 is done");
+    assert_eq!(next.message.id, a2);
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_batch_reports_stale_receipts_by_index() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("delb");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    q.push_batch((0..3).map(|i| Message::new(format!("d{i}"))).collect())
+        .await
+        .unwrap();
+    let got = q.pop_batch(3, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 3);
+    q.delete(&got[1].receipt).await.unwrap();
+    let receipts = vec![
+        got[0].receipt.clone(),
+        got[1].receipt.clone(),
+        got[2].receipt.clone(),
+        got[2].receipt.clone(),
+    ];
+    match q.delete_batch(&receipts).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            let indexes: Vec<usize> = failures.iter().map(|f| f.index).collect();
+            assert_eq!(indexes, vec![1, 3]);
+            assert!(
+                failures
+                    .iter()
+                    .all(|f| matches!(f.error, QueueError::StaleReceipt { .. }))
+            );
+        }
+        other => panic!("expected a partial batch, got {other:?}"),
+    }
+    assert_eq!(q.stats().await.unwrap().in_flight, 0);
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn exhausted_attempts_dead_letter_and_replay() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("dlq");
+    let opts = QueueOptions::default()
+        .lease(Duration::from_millis(300))
+        .max_attempts(Some(2));
+    let q = MySqlQueue::from_pool(pool.clone(), &name, opts).unwrap();
+    let id = q
+        .push(
+            Message::new("poison")
+                .with_priority(4)
+                .with_ordering_key("k"),
+        )
+        .await
+        .unwrap();
+    let d = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    q.nack(&d.receipt, Duration::ZERO).await.unwrap();
+    let _second = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The lease ran out after the last attempt: stats already count it as dead.
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.depth, stats.in_flight, stats.dead_lettered),
+        (0, 0, 1)
+    );
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "max attempts exceeded (2)");
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(dead[0].message.priority, 4);
+    assert_eq!(
+        q.replay_dead_letters(Replay::Ids(vec![id.clone()]))
+            .await
+            .unwrap(),
+        1
+    );
+    let back = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!((back.message.id.clone(), back.attempt), (id, 1));
+    assert_eq!(back.message.ordering_key.as_deref(), Some("k"));
+    q.dead_letter(&back.receipt, "by hand").await.unwrap();
+    assert_eq!(q.purge_dead_letters().await.unwrap(), 1);
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_tables_ask_for_migrate() {
+    let Some(url) = url() else { return };
+    let admin = setup(&url).await;
+    let db = unique("nodb");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    let empty = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{base}/{db}"))
+        .await
+        .unwrap();
+    let q = MySqlQueue::from_pool(empty.clone(), "q", QueueOptions::default()).unwrap();
+    let err = q.push(Message::new("x")).await.unwrap_err();
+    empty.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert!(matches!(err, QueueError::Configuration { .. }), "{err}");
+    assert!(err.to_string().contains("migrate()"));
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn wait_is_woken_by_a_push_in_this_process() {
+    let Some(url) = url() else { return };
+    let pool = setup(&url).await;
+    let name = unique("wake");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let other = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let waiter = tokio::spawn(async move { q.pop(Duration::from_secs(20)).await });
+    // Let the waiter back off to long polls first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = tokio::time::Instant::now();
+    other.push(Message::new("wake up")).await.unwrap();
+    let d = waiter.await.unwrap().unwrap().expect("woken");
+    // Semantics, not speed: well before the wait's end (20 s).
+    assert!(started.elapsed() < Duration::from_secs(5));
+    other.delete(&d.receipt).await.unwrap();
+    drop_queue(&pool, &name).await.unwrap();
+}

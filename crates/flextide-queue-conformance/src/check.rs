@@ -71,14 +71,21 @@ macro_rules! ensure_err {
             Err(other) => {
                 return Err($crate::CaseError(format!(
                     "expected {} to fail with {}, got error: {other} (at {}:{})",
-                    stringify!($expr), stringify!($pat), file!(), line!()
-                )))
+                    stringify!($expr),
+                    stringify!($pat),
+                    file!(),
+                    line!()
+                )));
             }
             Ok(v) => {
                 return Err($crate::CaseError(format!(
                     "expected {} to fail with {}, got Ok({:?}) (at {}:{})",
-                    stringify!($expr), stringify!($pat), v, file!(), line!()
-                )))
+                    stringify!($expr),
+                    stringify!($pat),
+                    v,
+                    file!(),
+                    line!()
+                )));
             }
         }
     }};

@@ -19,7 +19,10 @@ pub struct Ctx {
 
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("case", &self.case).field("capabilities", &self.capabilities).finish()
+        f.debug_struct("Ctx")
+            .field("case", &self.case)
+            .field("capabilities", &self.capabilities)
+            .finish()
     }
 }
 
@@ -27,7 +30,13 @@ impl Ctx {
     /// A context for one case; the runner builds these.
     pub fn new(harness: Arc<dyn Harness>, capabilities: Capabilities, case: &'static str) -> Self {
         let settings = harness.settings();
-        Ctx { harness, capabilities, settings, case, opened: Mutex::new(Vec::new()) }
+        Ctx {
+            harness,
+            capabilities,
+            settings,
+            case,
+            opened: Mutex::new(Vec::new()),
+        }
     }
 
     /// The capabilities the backend declared.
@@ -46,26 +55,62 @@ impl Ctx {
     }
 
     /// A fresh queue with the harness's short lease and these max attempts.
-    pub async fn short_lease_queue(&self, max_attempts: Option<u32>) -> Result<Arc<dyn QueueProvider>, CaseError> {
-        self.queue_with(QueueOptions::default().lease(self.settings.short_lease).max_attempts(max_attempts)).await
+    pub async fn short_lease_queue(
+        &self,
+        max_attempts: Option<u32>,
+    ) -> Result<Arc<dyn QueueProvider>, CaseError> {
+        self.queue_with(
+            QueueOptions::default()
+                .lease(self.settings.short_lease)
+                .max_attempts(max_attempts),
+        )
+        .await
     }
 
     /// A fresh queue with these options.
-    pub async fn queue_with(&self, options: QueueOptions) -> Result<Arc<dyn QueueProvider>, CaseError> {
+    pub async fn queue_with(
+        &self,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, CaseError> {
         let name = unique_queue_name(self.case);
         self.opened.lock().unwrap().push(name.clone());
         Ok(self.harness.open(&name, options).await?)
     }
 
+    /// A fresh name for this case (`ft_<case>_<random>`), for cases that
+    /// build related names (a suffix, another letter case) themselves.
+    pub fn fresh_name(&self) -> String {
+        unique_queue_name(self.case)
+    }
+
+    /// Opens a queue by a name the case chose (valid, and unused by other
+    /// runs: build it from [`Ctx::fresh_name`]); it is cleaned up like the
+    /// others.
+    pub async fn queue_named(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, CaseError> {
+        self.opened.lock().unwrap().push(name.to_owned());
+        Ok(self.harness.open(name, options).await?)
+    }
+
     /// A second handle on an existing queue (another consumer, with its own
     /// connection where the backend opens one per handle).
-    pub async fn reopen(&self, queue: &Arc<dyn QueueProvider>, options: QueueOptions) -> Result<Arc<dyn QueueProvider>, CaseError> {
+    pub async fn reopen(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, CaseError> {
         Ok(self.harness.open(queue.queue_name(), options).await?)
     }
 
     /// Opens a queue by exact name (for the invalid-name cases); not cleaned
     /// up, since a valid name here is a bug in the case.
-    pub async fn open_raw(&self, name: &str) -> Result<Arc<dyn QueueProvider>, flextide_queue_core::QueueError> {
+    pub async fn open_raw(
+        &self,
+        name: &str,
+    ) -> Result<Arc<dyn QueueProvider>, flextide_queue_core::QueueError> {
         self.harness.open(name, QueueOptions::default()).await
     }
 
@@ -83,6 +128,10 @@ impl Ctx {
                 failed.push(format!("{name}: {e}"));
             }
         }
-        if failed.is_empty() { Ok(()) } else { Err(CaseError(format!("cleanup failed: {}", failed.join("; ")))) }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(CaseError(format!("cleanup failed: {}", failed.join("; "))))
+        }
     }
 }

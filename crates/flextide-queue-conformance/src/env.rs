@@ -14,7 +14,9 @@ pub fn required_backends() -> Vec<String> {
 
 /// Whether `backend` must be reachable in this run.
 pub fn is_required(backend: &str) -> bool {
-    required_backends().iter().any(|b| b == "all" || b.eq_ignore_ascii_case(backend))
+    required_backends()
+        .iter()
+        .any(|b| b == "all" || b.eq_ignore_ascii_case(backend))
 }
 
 /// A queue name no other run or case uses: `ft_<hint>_<random>`, valid on
@@ -22,7 +24,13 @@ pub fn is_required(backend: &str) -> bool {
 pub fn unique_queue_name(hint: &str) -> String {
     let hint: String = hint
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(48)
         .collect();
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -35,8 +43,12 @@ mod tests {
 
     #[test]
     fn names_are_valid_and_unique() {
-        let a = unique_queue_name("lease::expiry redelivers with a very long case name indeed, more than fifty");
-        let b = unique_queue_name("lease::expiry redelivers with a very long case name indeed, more than fifty");
+        let a = unique_queue_name(
+            "lease::expiry redelivers with a very long case name indeed, more than fifty",
+        );
+        let b = unique_queue_name(
+            "lease::expiry redelivers with a very long case name indeed, more than fifty",
+        );
         assert_ne!(a, b);
         flextide_queue_core::validate_queue_name(&a).unwrap();
     }

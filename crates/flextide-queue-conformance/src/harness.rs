@@ -14,7 +14,11 @@ use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 pub trait Harness: Send + Sync + 'static {
     /// Opens the queue `name` (creating it if the backend needs that) with
     /// these options. The queue is new: nothing was ever pushed to it.
-    async fn open(&self, name: &str, options: QueueOptions) -> Result<Arc<dyn QueueProvider>, QueueError>;
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError>;
 
     /// Removes everything the queue `name` stored: messages, dead letters,
     /// and the queue itself where the broker has such a thing.

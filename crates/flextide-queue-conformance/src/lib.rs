@@ -5,6 +5,7 @@ mod check;
 mod context;
 mod env;
 mod harness;
+mod locate;
 mod runner;
 
 pub mod cases;
@@ -13,6 +14,7 @@ pub use check::{CaseError, CaseResult};
 pub use context::Ctx;
 pub use env::{is_required, required_backends, unique_queue_name};
 pub use harness::{Connect, Harness, HarnessSettings};
+pub use locate::{Located, Server, locate};
 pub use runner::{Case, Needs, all_cases, run, run_cases};
 
 // Re-exported so a backend's test needs no other dependency.

@@ -74,7 +74,10 @@ where
     let mut args = Arguments::from_args();
     // Cases mostly wait on I/O and timers: run more of them than there are cores.
     args.test_threads.get_or_insert(4);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
 
     let connected = runtime.block_on(async {
         match tokio::time::timeout(Duration::from_secs(120), connect()).await {
@@ -84,7 +87,9 @@ where
     });
     let harness: Arc<dyn Harness> = match connected {
         Connect::Ready(h) => Arc::new(h),
-        Connect::NotConfigured(why) | Connect::Failed(why) => return unavailable(backend, &args, cases, why),
+        Connect::NotConfigured(why) | Connect::Failed(why) => {
+            return unavailable(backend, &args, cases, why);
+        }
     };
     let capabilities = match runtime.block_on(probe(&harness)) {
         Ok(c) => c,
@@ -97,7 +102,10 @@ where
         .into_iter()
         .map(|case| {
             if let Some(reason) = (case.needs)(&capabilities, &settings) {
-                return Trial::ignorable_test(case.name, move || Ok(Completion::ignored_with(reason))).with_kind(backend);
+                return Trial::ignorable_test(case.name, move || {
+                    Ok(Completion::ignored_with(reason))
+                })
+                .with_kind(backend);
             }
             let harness = harness.clone();
             let handle = runtime.handle().clone();
@@ -107,7 +115,9 @@ where
                     let outcome = tokio::time::timeout(CASE_TIMEOUT, (case.run)(&ctx)).await;
                     let cleaned = ctx.cleanup().await;
                     match outcome {
-                        Err(_) => Err(Failed::from(format!("case did not finish within {CASE_TIMEOUT:?}"))),
+                        Err(_) => Err(Failed::from(format!(
+                            "case did not finish within {CASE_TIMEOUT:?}"
+                        ))),
                         Ok(Err(e)) => Err(Failed::from(e.0)),
                         Ok(Ok(())) => cleaned.map_err(|e| Failed::from(e.0)),
                     }
@@ -125,19 +135,29 @@ where
 /// Reads the capabilities from a throw-away queue.
 async fn probe(harness: &Arc<dyn Harness>) -> Result<Capabilities, String> {
     let name = unique_queue_name("probe");
-    let queue = harness.open(&name, QueueOptions::default()).await.map_err(|e| format!("opening a queue failed: {e}"))?;
+    let queue = harness
+        .open(&name, QueueOptions::default())
+        .await
+        .map_err(|e| format!("opening a queue failed: {e}"))?;
     let capabilities = queue.capabilities();
     drop(queue);
-    harness.cleanup(&name).await.map_err(|e| format!("cleaning up a queue failed: {e}"))?;
+    harness
+        .cleanup(&name)
+        .await
+        .map_err(|e| format!("cleaning up a queue failed: {e}"))?;
     Ok(capabilities)
 }
 
 /// The backend cannot be used: skip every case, or fail if it is required.
 fn unavailable(backend: &'static str, args: &Arguments, cases: Vec<Case>, why: String) -> ExitCode {
     if is_required(backend) {
-        eprintln!("flextide-conformance: backend {backend} is required (FLEXTIDE_TEST_REQUIRE) but unavailable: {why}");
+        eprintln!(
+            "flextide-conformance: backend {backend} is required (FLEXTIDE_TEST_REQUIRE) but unavailable: {why}"
+        );
         let trial = Trial::test(format!("{backend}::connect"), move || {
-            Err(Failed::from(format!("backend {backend} is required but unavailable: {why}")))
+            Err(Failed::from(format!(
+                "backend {backend} is required but unavailable: {why}"
+            )))
         });
         return libtest_mimic::run(args, vec![trial]).exit_code();
     }
@@ -147,7 +167,8 @@ fn unavailable(backend: &'static str, args: &Arguments, cases: Vec<Case>, why: S
         .into_iter()
         .map(|case| {
             let reason = reason.clone();
-            Trial::ignorable_test(case.name, move || Ok(Completion::ignored_with(reason))).with_kind(backend)
+            Trial::ignorable_test(case.name, move || Ok(Completion::ignored_with(reason)))
+                .with_kind(backend)
         })
         .collect();
     libtest_mimic::run(args, trials).exit_code()

@@ -7,6 +7,22 @@ use flextide_queue_core::Capabilities;
 use crate::{Case, HarnessSettings};
 
 pub mod basic;
+pub mod batch;
+pub mod concurrency;
+pub mod dead_letter;
+pub mod delay;
+pub mod fencing;
+pub mod lease;
+pub mod names;
+pub mod optional;
+pub mod ordering;
+pub mod payload;
+pub mod priority;
+pub mod reconnect;
+pub mod stats;
+mod support;
+pub mod unsupported;
+pub mod wait;
 
 /// Builds a [`Case`] from an async fn and an optional capability gate.
 macro_rules! case {
@@ -17,7 +33,11 @@ macro_rules! case {
         fn run<'a>(ctx: &'a $crate::Ctx) -> futures::future::BoxFuture<'a, $crate::CaseResult> {
             Box::pin($f(ctx))
         }
-        $crate::Case { name: $name, needs: $needs, run }
+        $crate::Case {
+            name: $name,
+            needs: $needs,
+            run,
+        }
     }};
 }
 pub(crate) use case;
@@ -26,6 +46,21 @@ pub(crate) use case;
 pub(crate) fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(basic::cases());
+    cases.extend(batch::cases());
+    cases.extend(lease::cases());
+    cases.extend(fencing::cases());
+    cases.extend(ordering::cases());
+    cases.extend(dead_letter::cases());
+    cases.extend(wait::cases());
+    cases.extend(payload::cases());
+    cases.extend(names::cases());
+    cases.extend(delay::cases());
+    cases.extend(priority::cases());
+    cases.extend(stats::cases());
+    cases.extend(concurrency::cases());
+    cases.extend(reconnect::cases());
+    cases.extend(unsupported::cases());
+    cases.extend(optional::cases());
     cases
 }
 

@@ -22,8 +22,8 @@ pub struct Located {
     pub url: String,
     /// Whether a container was started for it.
     pub started_container: bool,
-    #[cfg_attr(not(feature = "testcontainers"), allow(dead_code))]
-    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// Keeps the container running until dropped.
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Located {
@@ -46,7 +46,7 @@ pub async fn locate(var: &str, server: Server) -> Result<Located, String> {
         return Ok(Located {
             url: url.trim().to_owned(),
             started_container: false,
-            guard: None,
+            _guard: None,
         });
     }
     start(var, server).await
@@ -77,7 +77,7 @@ async fn start(var: &str, server: Server) -> Result<Located, String> {
             Located {
                 url: format!($fmt, host, port),
                 started_container: true,
-                guard: Some(Box::new(c)),
+                _guard: Some(Box::new(c)),
             }
         }};
     }

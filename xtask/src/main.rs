@@ -1,5 +1,6 @@
 //! Project automation. Run `cargo xtask help`.
 
+mod bench;
 mod ci;
 mod conformance;
 mod util;
@@ -12,6 +13,9 @@ cargo xtask <command>
 Commands:
   conformance [--backend NAME ...]   run the conformance suite per backend and print a table
                                      (backends: memory sqlite postgres mysql redis rabbitmq sqs)
+  bench [--quick] [--backend NAME ...]
+                                     benchmark every backend beside its raw client (release
+                                     build); writes bench-results/ (see docs/benchmarks.md)
   ci                                 fmt check, clippy -D warnings, all tests (conformance included)
                                      with the table, rustdoc -D warnings, cargo package of every crate
   help                               this text
@@ -24,6 +28,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("conformance") => conformance::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

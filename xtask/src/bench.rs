@@ -6,6 +6,7 @@ use crate::util::{cargo, step};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "flextide-bench", "--"]).args(args);
+    cmd.args(["run", "--release", "-p", "flextide-bench", "--"])
+        .args(args);
     step(cmd, "cargo run --release -p flextide-bench")
 }

@@ -14,12 +14,41 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     step(fmt, "cargo fmt --check")?;
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     step(clippy, "cargo clippy -D warnings")?;
+
+    // The container fallback of the suite is off by default: check it compiles.
+    let mut containers = cargo();
+    containers.args([
+        "clippy",
+        "-p",
+        "flextide-queue-conformance",
+        "--features",
+        "testcontainers",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step(containers, "cargo clippy (conformance with testcontainers)")?;
 
     // One test run over every target: unit, integration, doc and conformance.
     let mut test = cargo();
-    test.args(["test", "--workspace", "--all-targets", "--no-fail-fast", "--", "--color", "never"]);
+    test.args([
+        "test",
+        "--workspace",
+        "--all-targets",
+        "--no-fail-fast",
+        "--",
+        "--color",
+        "never",
+    ]);
     let (tests_ok, output) = run_tee(test, "cargo test (all targets, conformance included)")?;
     let mut doctest = cargo();
     doctest.args(["test", "--workspace", "--doc"]);
@@ -32,11 +61,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     doc_ok?;
 
     let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings");
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
     step(doc, "cargo doc -D warnings")?;
 
     let mut package = cargo();
-    package.args(["package", "--workspace", "--no-verify", "--allow-dirty", "--exclude", "xtask"]);
+    package.args([
+        "package",
+        "--workspace",
+        "--no-verify",
+        "--allow-dirty",
+        "--exclude",
+        "xtask",
+    ]);
     step(package, "cargo package --no-verify")?;
     println!("\nxtask ci: all checks passed");
     Ok(())

@@ -36,9 +36,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let selected: Vec<_> = BACKENDS
         .iter()
         .filter(|(name, ..)| wanted.is_empty() || wanted.iter().any(|w| w == name))
-        .filter(|(_, package, _)| crate::util::project_root().join("crates").join(package).exists())
+        .filter(|(_, package, _)| {
+            crate::util::project_root()
+                .join("crates")
+                .join(package)
+                .exists()
+        })
         .collect();
-    if let Some(unknown) = wanted.iter().find(|w| !BACKENDS.iter().any(|(n, ..)| n == w)) {
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !BACKENDS.iter().any(|(n, ..)| n == w))
+    {
         return Err(format!("unknown backend `{unknown}`"));
     }
     let mut output = String::new();
@@ -56,7 +64,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let table = parse(&output);
     print_table(&table);
-    if ok && table.values().all(|c| c.failed == 0) { Ok(()) } else { Err("conformance failed".into()) }
+    if ok && table.values().all(|c| c.failed == 0) {
+        Ok(())
+    } else {
+        Err("conformance failed".into())
+    }
 }
 
 /// Reads trial lines (`test [backend] group::case ... ok`) and skip notices
@@ -64,15 +76,23 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 pub(crate) fn parse(output: &str) -> BTreeMap<String, Counts> {
     let mut table: BTreeMap<String, Counts> = BTreeMap::new();
     for line in output.lines() {
-        let Some(rest) = line.strip_prefix("test [") else { continue };
-        let Some((backend, rest)) = rest.split_once("] ") else { continue };
+        let Some(rest) = line.strip_prefix("test [") else {
+            continue;
+        };
+        let Some((backend, rest)) = rest.split_once("] ") else {
+            continue;
+        };
         let counts = table.entry(backend.to_owned()).or_default();
         if rest.ends_with("... ok") {
             counts.passed += 1;
         } else if rest.contains("... FAILED") {
             counts.failed += 1;
         } else if rest.contains("... ignored") {
-            if rest.contains("(skipped:") { counts.skipped += 1 } else { counts.ignored += 1 }
+            if rest.contains("(skipped:") {
+                counts.skipped += 1
+            } else {
+                counts.ignored += 1
+            }
         }
     }
     // A required backend that was unavailable shows as one failed `connect` trial.
@@ -93,7 +113,10 @@ pub(crate) fn print_table(table: &BTreeMap<String, Counts>) {
     println!("| backend | passed | failed | ignored | skipped |");
     println!("|---|---:|---:|---:|---:|");
     for (backend, c) in table {
-        println!("| {backend} | {} | {} | {} | {} |", c.passed, c.failed, c.ignored, c.skipped);
+        println!(
+            "| {backend} | {} | {} | {} | {} |",
+            c.passed, c.failed, c.ignored, c.skipped
+        );
     }
     if table.is_empty() {
         println!("| (no conformance trials ran) | | | | |");

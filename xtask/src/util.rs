@@ -8,7 +8,9 @@ use std::{
 
 /// The workspace root (the folder above xtask/).
 pub(crate) fn project_root() -> PathBuf {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("xtask"));
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("xtask"));
     dir.parent().map(PathBuf::from).unwrap_or(dir)
 }
 
@@ -22,8 +24,14 @@ pub(crate) fn cargo() -> Command {
 /// Runs a command with inherited output; fails with its description.
 pub(crate) fn step(mut cmd: Command, what: &str) -> Result<(), String> {
     eprintln!("\n==> {what}");
-    let status = cmd.status().map_err(|e| format!("{what}: could not start: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
 }
 
 /// Runs a command, echoing its output as it comes and returning it.
@@ -45,7 +53,10 @@ pub(crate) fn run_tee(mut cmd: Command, what: &str) -> Result<(bool, String), St
         text
     });
     let mut text = String::new();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
         println!("{line}");
         text.push_str(&line);
         text.push('\n');

@@ -98,3 +98,16 @@ async fn mysql(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
     let queue = flextide_queue_mysql::MySqlQueue::connect(&url, &config.queue_name, config.options.clone()).await?;
     Ok(Arc::new(queue))
 }
+
+#[cfg(feature = "sqs")]
+async fn sqs(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    use flextide_queue_sqs::{QueueKind, SqsClient};
+    // The standard AWS chain: region, credentials, AWS_ENDPOINT_URL.
+    let client = SqsClient::from_env().await;
+    let queue = match &config.sqs_queue_url {
+        // A URL names FIFO queues too (they end in `.fifo`).
+        Some(url) => client.open_url(url, config.options.clone()).await?,
+        None => client.open(&config.queue_name, QueueKind::Standard, config.options.clone()).await?,
+    };
+    Ok(Arc::new(queue))
+}

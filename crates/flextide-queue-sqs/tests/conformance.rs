@@ -1,0 +1,203 @@
+//! The conformance suite on SQS: once on standard queues (backend `sqs`),
+//! once on FIFO queues (backend `sqs-fifo`).
+//!
+//! Needs an SQS-compatible server (moto or ministack locally):
+//! `FLEXTIDE_TEST_SQS_ENDPOINT=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test
+//! AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 cargo test -p flextide-queue-sqs --test conformance`
+//!
+//! Every opened queue talks to the server through its own small TCP proxy,
+//! so `disrupt` can cut that queue's connections (and only those) to check
+//! that the SDK and our error mapping recover.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use flextide_queue_conformance::{
+    Connect, Harness, HarnessSettings, async_trait,
+    core::{QueueError, QueueOptions, QueueProvider},
+};
+use flextide_queue_sqs::{QueueKind, SqsClient};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::AbortHandle,
+};
+
+const ENDPOINT_VAR: &str = "FLEXTIDE_TEST_SQS_ENDPOINT";
+
+/// A TCP proxy in front of the SQS server whose connections can be cut.
+struct Proxy {
+    addr: SocketAddr,
+    accept: AbortHandle,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let conns = connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut conns = conns.lock().unwrap();
+                conns.retain(|c| !c.is_finished());
+                conns.push(task.abort_handle());
+            }
+        })
+        .abort_handle();
+        Ok(Proxy {
+            addr,
+            accept,
+            connections,
+        })
+    }
+
+    /// Closes every connection through the proxy (new ones still work).
+    fn cut(&self) {
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+struct SqsHarness {
+    endpoint: String,
+    target: SocketAddr,
+    /// Direct client for creating probes and deleting queues.
+    admin: SqsClient,
+    kind: QueueKind,
+    proxies: Mutex<HashMap<String, Vec<Proxy>>>,
+}
+
+#[async_trait]
+impl Harness for SqsHarness {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        // Names are checked before any proxy is started.
+        flextide_queue_conformance::core::validate_queue_name(name)?;
+        let proxy = Proxy::start(self.target)
+            .await
+            .map_err(|e| QueueError::connection("sqs", e))?;
+        let client = SqsClient::with_endpoint(&format!("http://{}", proxy.addr)).await;
+        let queue = client.ensure_queue(name, self.kind, options).await?;
+        self.proxies
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .push(proxy);
+        Ok(Arc::new(queue))
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.proxies.lock().unwrap().remove(name);
+        self.admin.delete_queue(name, self.kind).await
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        if let Some(proxies) = self.proxies.lock().unwrap().get(queue.queue_name()) {
+            proxies.iter().for_each(Proxy::cut);
+        }
+        Ok(true)
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            // SQS counts visibility in whole seconds; the emulator is slow.
+            short_lease: Duration::from_secs(2),
+            timing_slack: Duration::from_secs(2),
+            volume: 20,
+            can_disrupt: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+async fn connect(kind: QueueKind) -> Connect<SqsHarness> {
+    let Ok(endpoint) = std::env::var(ENDPOINT_VAR) else {
+        return Connect::NotConfigured(format!(
+            "set {ENDPOINT_VAR}=http://127.0.0.1:4566 (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)"
+        ));
+    };
+    let host_port = endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let target = match tokio::net::lookup_host(host_port.as_str())
+        .await
+        .map(|mut a| a.next())
+    {
+        Ok(Some(addr)) => addr,
+        _ => {
+            return Connect::Failed(format!(
+                "{ENDPOINT_VAR}: cannot resolve {host_port:?} (use http://host:port)"
+            ));
+        }
+    };
+    let admin = SqsClient::with_endpoint(&endpoint).await;
+    // Any answer from the server shows it is there.
+    if let Err(e) = admin.sdk().list_queues().max_results(1).send().await {
+        return Connect::Failed(format!(
+            "{ENDPOINT_VAR} is set but the server does not answer: {}",
+            chain(&e)
+        ));
+    }
+    Connect::Ready(SqsHarness {
+        endpoint,
+        target,
+        admin,
+        kind,
+        proxies: Mutex::default(),
+    })
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+impl std::fmt::Debug for SqsHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsHarness")
+            .field("endpoint", &self.endpoint)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+fn main() -> ExitCode {
+    let standard = flextide_queue_conformance::run("sqs", || connect(QueueKind::Standard));
+    let fifo = flextide_queue_conformance::run("sqs-fifo", || connect(QueueKind::Fifo));
+    if standard == ExitCode::SUCCESS {
+        fifo
+    } else {
+        standard
+    }
+}

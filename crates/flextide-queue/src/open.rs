@@ -111,3 +111,11 @@ async fn sqs(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
     };
     Ok(Arc::new(queue))
 }
+
+#[cfg(feature = "redis")]
+async fn redis(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    use flextide_queue_redis::{RedisBackend, RedisConfig};
+    let url = config.redis_url.as_deref().unwrap_or_default();
+    let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
+    Ok(Arc::new(backend.open(&config.queue_name, config.options.clone()).await?))
+}

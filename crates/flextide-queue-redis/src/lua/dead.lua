@@ -1,0 +1,53 @@
+-- Dead-letter store operations. ARGV: op, max attempts (0: none), then
+--   'list', limit                -> dead-letter id, fields pairs, oldest first
+--   'oldest', n                  -> how many of the n oldest were replayed
+--   'ids', message id...         -> how many with these message ids were replayed
+local op, max_attempts = ARGV[1], tonumber(ARGV[2])
+tick(max_attempts)
+
+if op == 'list' then
+  local out = {}
+  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[3]))) do
+    out[#out + 1] = e[1]
+    out[#out + 1] = e[2]
+  end
+  return out
+end
+
+local function replay(e)
+  local f = portable(e[1], e[2])
+  -- The dead-letter entry's own time is not the message's: portable() found 't'.
+  redis.call('XADD', S, '*', unpack(f))
+  redis.call('XDEL', X, e[1])
+end
+
+local moved = 0
+if op == 'oldest' then
+  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[3]))) do
+    replay(e)
+    moved = moved + 1
+  end
+  return moved
+end
+
+-- 'ids'
+local want = {}
+for i = 3, #ARGV do want[ARGV[i]] = true end
+local from = '-'
+while true do
+  local batch = redis.call('XRANGE', X, from, '+', 'COUNT', 500)
+  if #batch == 0 then break end
+  for _, e in ipairs(batch) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'i' and want[f[i + 1]] then
+        replay(e)
+        moved = moved + 1
+        break
+      end
+    end
+  end
+  if #batch < 500 then break end
+  from = '(' .. batch[#batch][1]
+end
+return moved

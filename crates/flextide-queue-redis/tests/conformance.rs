@@ -1,0 +1,124 @@
+//! The conformance suite against the Redis at `FLEXTIDE_TEST_REDIS_URL`.
+//!
+//! Run with: `FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p flextide-queue-redis --test conformance`
+
+use std::{
+    collections::HashMap,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use flextide_queue_conformance::{Connect, Harness, HarnessSettings, async_trait};
+use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
+use flextide_queue_redis::{RedisBackend, RedisConfig};
+
+const VAR: &str = "FLEXTIDE_TEST_REDIS_URL";
+
+struct RedisHarness {
+    url: String,
+    /// Used for cleanup and for killing other connections.
+    admin: RedisBackend,
+    admin_conn: redis::aio::MultiplexedConnection,
+    /// Every backend opened per queue name, so `disrupt` can find its connections.
+    opened: Mutex<HashMap<String, Vec<RedisBackend>>>,
+}
+
+#[async_trait]
+impl Harness for RedisHarness {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        // Each handle gets its own connections, so disrupting one case's
+        // queue never breaks another case running at the same time.
+        let backend = RedisBackend::connect(RedisConfig::new(self.url.clone())).await?;
+        let queue = backend.open(name, options).await?;
+        self.opened
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .push(backend);
+        Ok(Arc::new(queue))
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.opened.lock().unwrap().remove(name);
+        self.admin.drop_queue(name).await
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let backends = self
+            .opened
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .cloned()
+            .unwrap_or_default();
+        let mut conn = self.admin_conn.clone();
+        let fail = |e: redis::RedisError| QueueError::connection("redis", e);
+        for backend in backends {
+            // A reconnect forgets the name: set it again before looking.
+            backend.name_connections().await?;
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            for line in list.lines() {
+                let field = |k: &str| {
+                    line.split(' ')
+                        .find_map(|kv| kv.strip_prefix(k))
+                        .map(str::to_owned)
+                };
+                if field("name=").as_deref() == Some(backend.client_name())
+                    && let Some(id) = field("id=")
+                {
+                    let _: redis::Value = redis::cmd("CLIENT")
+                        .arg("KILL")
+                        .arg("ID")
+                        .arg(id)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            can_disrupt: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+async fn connect() -> Connect<RedisHarness> {
+    let Ok(url) = std::env::var(VAR) else {
+        return Connect::NotConfigured(format!("set {VAR}=redis://127.0.0.1:6379/"));
+    };
+    let admin = match RedisBackend::connect(RedisConfig::new(url.clone())).await {
+        Ok(a) => a,
+        Err(e) => return Connect::Failed(e.to_string()),
+    };
+    let admin_conn = match redis::Client::open(url.as_str()) {
+        Ok(c) => match c.get_multiplexed_async_connection().await {
+            Ok(conn) => conn,
+            Err(e) => return Connect::Failed(e.to_string()),
+        },
+        Err(_) => return Connect::Failed(format!("{VAR} is not a valid Redis URL")),
+    };
+    Connect::Ready(RedisHarness {
+        url,
+        admin,
+        admin_conn,
+        opened: Mutex::new(HashMap::new()),
+    })
+}
+
+fn main() -> ExitCode {
+    flextide_queue_conformance::run("redis", connect)
+}

@@ -1,0 +1,280 @@
+//! Behaviour particular to the Redis backend, beyond the conformance suite:
+//! recovery of a vanished consumer group, blocking reads off the shared
+//! connection, key layout, prefixes and error classification.
+//!
+//! Run with: `FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p flextide-queue-redis --test redis_specific`
+
+use std::time::Duration;
+
+use flextide_queue_conformance::{is_required, unique_queue_name};
+use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
+use flextide_queue_redis::{RedisBackend, RedisConfig, RedisQueue};
+
+/// The test server's URL, or `None` (test skipped) when unset and not required.
+fn url() -> Option<String> {
+    match std::env::var("FLEXTIDE_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if is_required("redis") => {
+            panic!("FLEXTIDE_TEST_REDIS_URL must be set when FLEXTIDE_TEST_REQUIRE names redis")
+        }
+        Err(_) => {
+            eprintln!("skipped: set FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/");
+            None
+        }
+    }
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn keys_of(url: &str, prefix: &str, name: &str) -> Vec<String> {
+    let mut conn = raw(url).await;
+    let mut cursor = 0u64;
+    let mut out = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:{{{name}}}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        out.extend(keys);
+        if next == 0 {
+            return out;
+        }
+        cursor = next;
+    }
+}
+
+async fn open(url: &str, hint: &str, options: QueueOptions) -> (RedisBackend, RedisQueue) {
+    let backend = RedisBackend::connect(RedisConfig::new(url)).await.unwrap();
+    let queue = backend
+        .open(&unique_queue_name(hint), options)
+        .await
+        .unwrap();
+    (backend, queue)
+}
+
+#[tokio::test]
+async fn group_is_recreated_when_it_vanished() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "nogroup", QueueOptions::default()).await;
+    let mut conn = raw(&url).await;
+    let stream = format!("flextide:{{{}}}:s", q.queue_name());
+
+    // The whole stream gone (FLUSHALL, a restart without persistence).
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let id = q.push(Message::new("after the flush")).await.unwrap();
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("delivered after the stream vanished");
+    assert_eq!(d.message.id, id);
+    assert_eq!(d.attempt, 1);
+    q.delete(&d.receipt).await.unwrap();
+
+    // Only the group gone, with a message already in the stream.
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&stream)
+        .arg("flextide")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let id = q
+        .push(Message::new("after the group vanished"))
+        .await
+        .unwrap();
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("delivered after the group vanished");
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocking_pop_does_not_stall_the_shared_connection() {
+    let Some(url) = url() else { return };
+    let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
+        .await
+        .unwrap();
+    let idle = backend
+        .open(&unique_queue_name("idle"), QueueOptions::default())
+        .await
+        .unwrap();
+    let busy = backend
+        .open(&unique_queue_name("busy"), QueueOptions::default())
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        let r = idle.pop(Duration::from_secs(3)).await;
+        (idle, r)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While the waiter blocks, the same backend keeps serving other calls.
+    for _ in 0..20 {
+        busy.push(Message::new("x")).await.unwrap();
+        let d = busy.pop(Duration::ZERO).await.unwrap().expect("message");
+        busy.delete(&d.receipt).await.unwrap();
+    }
+    assert!(!waiter.is_finished(), "the waiting pop ended early");
+    let (idle, r) = waiter.await.unwrap();
+    assert!(r.unwrap().is_none());
+    idle.drop_queue().await.unwrap();
+    busy.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_carry_the_hash_tag_and_drop_queue_removes_them() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(
+        &url,
+        "keys",
+        QueueOptions::default()
+            .lease(Duration::from_millis(200))
+            .max_attempts(Some(1)),
+    )
+    .await;
+    q.push(Message::new("a")).await.unwrap();
+    q.push(Message::new("b").with_delay(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let d = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    q.dead_letter(&d.receipt, "test").await.unwrap();
+    q.push(Message::new("c")).await.unwrap();
+    let _leased = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    let keys = keys_of(&url, "flextide", q.queue_name()).await;
+    assert!(keys.len() >= 5, "expected the queue's keys, found {keys:?}");
+    q.drop_queue().await.unwrap();
+    assert_eq!(
+        keys_of(&url, "flextide", q.queue_name()).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn prefixes_separate_queues_of_the_same_name() {
+    let Some(url) = url() else { return };
+    let name = unique_queue_name("prefix");
+    let a = RedisBackend::connect(RedisConfig::new(url.as_str()).key_prefix("ft-test-a"))
+        .await
+        .unwrap();
+    let b = RedisBackend::connect(RedisConfig::new(url.as_str()).key_prefix("ft-test-b"))
+        .await
+        .unwrap();
+    let qa = a.open(&name, QueueOptions::default()).await.unwrap();
+    let qb = b.open(&name, QueueOptions::default()).await.unwrap();
+    qa.push(Message::new("for a")).await.unwrap();
+    assert!(qb.pop(Duration::from_millis(200)).await.unwrap().is_none());
+    assert!(qa.pop(Duration::from_secs(1)).await.unwrap().is_some());
+    assert!(!keys_of(&url, "ft-test-a", &name).await.is_empty());
+    qa.drop_queue().await.unwrap();
+    qb.drop_queue().await.unwrap();
+    assert!(keys_of(&url, "ft-test-a", &name).await.is_empty());
+}
+
+#[tokio::test]
+async fn nack_with_delay_keeps_the_attempt_count_and_headers() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "nackdelay", QueueOptions::default()).await;
+    let id = q
+        .push(Message::new("x").with_header("k", "v"))
+        .await
+        .unwrap();
+    let d = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    let enqueued = d.message.enqueued_at;
+    q.nack(&d.receipt, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(q.stats().await.unwrap().delayed, 1);
+    let d = q
+        .pop(Duration::from_secs(3))
+        .await
+        .unwrap()
+        .expect("redelivered after the delay");
+    assert_eq!(d.message.id, id);
+    assert_eq!(d.attempt, 2);
+    assert_eq!(d.message.headers.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        d.message.enqueued_at, enqueued,
+        "enqueue time survives the move"
+    );
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn expired_lease_out_of_attempts_is_dead_lettered_by_stats() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(
+        &url,
+        "expirydl",
+        QueueOptions::default()
+            .lease(Duration::from_millis(200))
+            .max_attempts(Some(1)),
+    )
+    .await;
+    q.push(Message::new("x")).await.unwrap();
+    let d = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.dead_lettered), (0, 0, 1));
+    let dl = q.dead_letters(10).await.unwrap();
+    assert_eq!(dl[0].reason, "max attempts exceeded (1)");
+    assert_eq!(dl[0].attempts, 1);
+    assert!(matches!(
+        q.delete(&d.receipt).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn configuration_and_connection_errors() {
+    let bad_prefix =
+        RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379/").key_prefix("a{b}")).await;
+    assert!(matches!(bad_prefix, Err(QueueError::Configuration { .. })));
+    let bad_url = RedisBackend::connect(RedisConfig::new("not a url")).await;
+    assert!(matches!(bad_url, Err(QueueError::Configuration { .. })));
+    let refused = RedisBackend::connect(
+        RedisConfig::new("redis://:sekrit@127.0.0.1:1/")
+            .connection_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    let e = refused.expect_err("nothing listens on port 1");
+    assert!(e.is_retryable(), "{e}");
+    assert!(!e.to_string().contains("sekrit"));
+}
+
+#[tokio::test]
+async fn open_refuses_bad_names_and_debug_hides_the_url() {
+    let Some(url) = url() else { return };
+    let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        backend.open("a}b", QueueOptions::default()).await,
+        Err(QueueError::InvalidQueueName { .. })
+    ));
+    assert!(matches!(
+        backend.open("x{y}", QueueOptions::default()).await,
+        Err(QueueError::InvalidQueueName { .. })
+    ));
+    assert!(!format!("{backend:?}").contains("127.0.0.1"));
+}

@@ -1,0 +1,197 @@
+//! Survives a restart of the local Redis server. Runs only with
+//! `FLEXTIDE_TEST_REDIS_RESTART=1`, because it restarts the server at
+//! `FLEXTIDE_TEST_REDIS_URL` (which must be local, on port 6379):
+//! `redis-cli shutdown nosave`, then `redis-server` without persistence.
+//!
+//! Without persistence Redis itself forgets everything at the restart, so
+//! this test asserts only what must hold: the queue works again by itself
+//! (reconnect, scripts reloaded, consumer group re-created), messages pushed
+//! after the restart are delivered, and a worker-like loop keeps running.
+//!
+//! Run with: `FLEXTIDE_TEST_REDIS_RESTART=1 FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p flextide-queue-redis --test restart`
+
+use std::{
+    collections::HashSet,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use flextide_queue_conformance::unique_queue_name;
+use flextide_queue_core::{Message, MessageId, QueueOptions, QueueProvider};
+use flextide_queue_redis::{RedisBackend, RedisConfig};
+use tokio::time::Instant;
+
+fn restart_server() {
+    let down = Command::new("redis-cli")
+        .args(["-p", "6379", "shutdown", "nosave"])
+        .status();
+    eprintln!("redis-cli shutdown nosave: {down:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let up = Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ])
+        .status()
+        .expect("redis-server must be installed to run the restart test");
+    assert!(up.success(), "redis-server did not start: {up:?}");
+    for _ in 0..100 {
+        let ping = Command::new("redis-cli")
+            .args(["-p", "6379", "ping"])
+            .output();
+        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("redis-server did not answer PING after the restart");
+}
+
+/// Shown as ignored, with the reason, unless the variable allows a restart.
+fn main() -> std::process::ExitCode {
+    use libtest_mimic::{Arguments, Completion, Trial};
+    let trial = Trial::ignorable_test("queue_survives_a_server_restart", || {
+        if std::env::var("FLEXTIDE_TEST_REDIS_RESTART").as_deref() != Ok("1") {
+            return Ok(Completion::ignored_with(
+                "set FLEXTIDE_TEST_REDIS_RESTART=1 to let it restart the local Redis server",
+            ));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(queue_survives_a_server_restart());
+        Ok(Completion::Completed)
+    });
+    libtest_mimic::run(&Arguments::from_args(), vec![trial]).exit_code()
+}
+
+async fn queue_survives_a_server_restart() {
+    let url =
+        std::env::var("FLEXTIDE_TEST_REDIS_URL").expect("FLEXTIDE_TEST_REDIS_URL must be set");
+    let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
+        .await
+        .unwrap();
+    let queue = Arc::new(
+        backend
+            .open(&unique_queue_name("restart"), QueueOptions::default())
+            .await
+            .unwrap(),
+    );
+
+    // A worker-like loop: pop, delete, and on any error back off and go on.
+    let seen: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+    let errors = Arc::new(Mutex::new(0u32));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let worker = {
+        let (queue, seen, errors, stop) =
+            (queue.clone(), seen.clone(), errors.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let popped = tokio::select! {
+                    r = queue.pop(Duration::from_millis(300)) => r,
+                    _ = stop.notified() => return,
+                };
+                match popped {
+                    Ok(Some(d)) => {
+                        if queue.delete(&d.receipt).await.is_ok() {
+                            seen.lock().unwrap().insert(d.message.id);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        assert!(
+                            e.is_retryable(),
+                            "a restart must only cause retryable errors: {e}"
+                        );
+                        *errors.lock().unwrap() += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let before = queue.push(Message::new("before")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.lock().unwrap().contains(&before) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not handle the message pushed before the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    tokio::task::spawn_blocking(restart_server).await.unwrap();
+
+    // Pushes may fail (retryably) while the connection is re-established.
+    let mut after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while after.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "pushing did not recover after the restart"
+        );
+        match queue.push(Message::new("after")).await {
+            Ok(id) => after.push(id),
+            Err(e) => {
+                assert!(
+                    e.is_retryable(),
+                    "a restart must only cause retryable errors: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !after.iter().all(|id| seen.lock().unwrap().contains(id)) {
+        assert!(!worker.is_finished(), "the worker loop stopped");
+        assert!(
+            Instant::now() < deadline,
+            "messages pushed after the restart were not all delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The consumer group exists again.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let groups: redis::Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(format!("flextide:{{{}}}:s", queue.queue_name()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        format!("{groups:?}").contains("flextide"),
+        "consumer group missing: {groups:?}"
+    );
+    let s = queue.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+
+    stop.notify_one();
+    worker.await.unwrap();
+    eprintln!(
+        "worker saw {} retryable errors during the restart",
+        errors.lock().unwrap()
+    );
+    queue.drop_queue().await.unwrap();
+}

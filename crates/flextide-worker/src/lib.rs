@@ -1,1 +1,27 @@
-//! The Flextide Queue worker runtime: tower handlers, pools, autoscaling, retries with backoff, dead letters, lease heartbeats, graceful shutdown, metrics.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod breaker;
+mod error;
+mod gate;
+mod handler;
+mod metrics;
+mod pool;
+mod progress;
+mod retry;
+mod shutdown;
+mod task;
+mod worker;
+
+pub use breaker::CircuitBreaker;
+pub use error::{BoxError, ErrorKind, HandlerError, ResultExt};
+pub use handler::{HandlerFn, handler_fn};
+#[cfg(feature = "prometheus")]
+pub use metrics::install_prometheus;
+pub use pool::{Autoscale, WorkerPool};
+pub use progress::{BreakerState, Progress, ProgressSnapshot, WorkerReport};
+pub use retry::{Jitter, RetryPolicy};
+pub use shutdown::{shutdown_on_signal, wait_for_signal};
+pub use task::Task;
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{Worker, WorkerBuilder};

@@ -1,0 +1,121 @@
+//! A counted limit with one taker and many releasers, cheaper than a
+//! semaphore on the hot path: taking and releasing are single atomic
+//! operations, and the taker is woken only when the gate goes from full to
+//! not full.
+
+use std::{
+    pin::pin,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use tokio::sync::Notify;
+
+#[derive(Debug)]
+pub(crate) struct Gate {
+    used: AtomicUsize,
+    limit: usize,
+    notify: Notify,
+}
+
+impl Gate {
+    pub(crate) fn new(limit: usize) -> Self {
+        Gate {
+            used: AtomicUsize::new(0),
+            limit: limit.max(1),
+            notify: Notify::new(),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.used() >= self.limit
+    }
+
+    /// Takes up to `max` units without waiting; 0 when the gate is full.
+    /// Only one task may take from a gate.
+    pub(crate) fn try_take(&self, max: usize) -> usize {
+        let free = self.limit.saturating_sub(self.used());
+        let n = free.min(max);
+        if n > 0 {
+            self.used.fetch_add(n, Ordering::AcqRel);
+        }
+        n
+    }
+
+    /// Waits until at least one unit is free, then takes up to `max`.
+    pub(crate) async fn take(&self, max: usize) -> usize {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            let n = self.try_take(max);
+            if n > 0 || max == 0 {
+                return n;
+            }
+            notified.await;
+        }
+    }
+
+    /// Counts `n` units taken by other means (a backend that returned more
+    /// deliveries than asked for).
+    pub(crate) fn force_take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        debug_assert!(before >= n, "gate released more than taken");
+        if before >= self.limit {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// The two limits of one worker: deliveries held (popped, not yet settled)
+/// and handlers running.
+#[derive(Debug)]
+pub(crate) struct Gates {
+    pub(crate) held: Gate,
+    pub(crate) running: Gate,
+}
+
+impl Gates {
+    pub(crate) fn new(concurrency: usize, prefetch: usize) -> Self {
+        Gates {
+            held: Gate::new(concurrency + prefetch),
+            running: Gate::new(concurrency),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn take_waits_for_release() {
+        let gate = Arc::new(Gate::new(3));
+        assert_eq!(gate.try_take(2), 2);
+        assert_eq!(gate.take(5).await, 1);
+        assert!(gate.is_full());
+        let releaser = gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            releaser.release(2);
+        });
+        let start = tokio::time::Instant::now();
+        assert_eq!(gate.take(5).await, 2);
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+}

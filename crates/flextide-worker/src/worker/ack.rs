@@ -1,0 +1,122 @@
+//! The ack loop: gathers receipts of handled messages and deletes them in
+//! batches, so one round trip acknowledges many messages without holding
+//! any of them back by more than the ack delay.
+
+use std::{pin::pin, sync::Arc, time::Duration};
+
+use flextide_queue_core::{QueueError, Receipt};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    time::{Instant, sleep_until},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::warn;
+
+use super::{
+    Shared,
+    settle::{settle_failed, settle_failed_many},
+};
+use crate::gate::Gates;
+
+const ATTEMPTS: u32 = 3;
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    gates: Arc<Gates>,
+    mut rx: mpsc::UnboundedReceiver<Receipt>,
+    close: CancellationToken,
+) {
+    let batch = shared.config.ack_batch;
+    let flushes = Arc::new(Semaphore::new(shared.config.ack_concurrency.max(1)));
+    let tracker = TaskTracker::new();
+    let mut buf: Vec<Receipt> = Vec::with_capacity(batch);
+    let mut open = true;
+    while open {
+        // The first receipt of a batch.
+        let got = tokio::select! {
+            biased;
+            got = rx.recv_many(&mut buf, batch) => got,
+            _ = close.cancelled() => 0,
+        };
+        if got == 0 {
+            open = false;
+        } else {
+            // More, until the batch is full, the delay has passed, or the
+            // worker has no room left (then waiting would only stall it).
+            let mut timer = pin!(sleep_until(Instant::now() + shared.config.ack_delay));
+            while buf.len() < batch && !gates.held.is_full() {
+                let room = batch - buf.len();
+                tokio::select! {
+                    biased;
+                    got = rx.recv_many(&mut buf, room) => if got == 0 { open = false; break },
+                    _ = &mut timer => break,
+                    _ = close.cancelled() => { open = false; break }
+                }
+            }
+        }
+        if !open {
+            while let Ok(receipt) = rx.try_recv() {
+                buf.push(receipt);
+            }
+        }
+        for chunk in buf.chunks(batch) {
+            let permit = flushes
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (shared, gates, chunk) = (shared.clone(), gates.clone(), chunk.to_vec());
+            tracker.spawn(async move {
+                let n = chunk.len();
+                delete(&shared, chunk).await;
+                gates.held.release(n);
+                drop(permit);
+            });
+        }
+        buf.clear();
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Deletes a batch, trying retryable failures again a few times.
+async fn delete(shared: &Shared, mut receipts: Vec<Receipt>) {
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=ATTEMPTS {
+        let result = if receipts.len() == 1 {
+            shared.queue.delete(&receipts[0]).await
+        } else {
+            shared.queue.delete_batch(&receipts).await
+        };
+        let error = match result {
+            Ok(()) => return,
+            Err(QueueError::PartialBatch { failures, .. }) => {
+                let mut again = Vec::new();
+                for failure in failures {
+                    if failure.error.is_retryable() && attempt < ATTEMPTS {
+                        if let Some(r) = receipts.get(failure.index) {
+                            again.push(r.clone());
+                        }
+                    } else {
+                        settle_failed(shared, "delete", &failure.error);
+                    }
+                }
+                if again.is_empty() {
+                    return;
+                }
+                receipts = again;
+                None
+            }
+            Err(e) if e.is_retryable() && attempt < ATTEMPTS => Some(e),
+            Err(e) => {
+                settle_failed_many(shared, "delete", &e, receipts.len());
+                return;
+            }
+        };
+        if let Some(e) = error {
+            warn!(queue = %shared.queue_name, error = %e, "acknowledging failed; trying again");
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}

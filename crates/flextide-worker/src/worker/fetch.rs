@@ -1,0 +1,109 @@
+//! The fetch loop: pops batches while the worker has room for them.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use super::{Shared, run::Batch, settle};
+use crate::{breaker::Admit, gate::Gates};
+
+const FIRST_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    gates: Arc<Gates>,
+    tx: mpsc::Sender<Batch>,
+    stop: CancellationToken,
+) {
+    let config = &shared.config;
+    let mut backoff = FIRST_ERROR_BACKOFF;
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        // Room first, then the breaker: a breaker that opened while we
+        // waited for room is seen before popping.
+        let room = match gates.held.try_take(config.fetch_batch) {
+            0 => tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                room = gates.held.take(config.fetch_batch) => room,
+            },
+            room => room,
+        };
+        let probe = match &shared.breaker {
+            None => false,
+            Some(breaker) => {
+                let admit = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => { gates.held.release(room); return }
+                    admit = breaker.admit(&shared.counters, &shared.metrics) => admit,
+                };
+                admit == Admit::Probe
+            }
+        };
+        let unused_probe = || {
+            if probe && let Some(breaker) = &shared.breaker {
+                breaker.probe_unused();
+            }
+        };
+        let room = if probe {
+            gates.held.release(room - 1);
+            1
+        } else {
+            room
+        };
+        let popped_at = Instant::now();
+        let popped = tokio::select! {
+            biased;
+            // A pop cut short may have leased messages on some backends;
+            // they come back when their leases end.
+            _ = stop.cancelled() => { gates.held.release(room); unused_probe(); return }
+            popped = shared.queue.pop_batch(room, config.poll_wait) => popped,
+        };
+        match popped {
+            Ok(deliveries) => {
+                backoff = FIRST_ERROR_BACKOFF;
+                let got = deliveries.len();
+                if got < room {
+                    gates.held.release(room - got);
+                } else if got > room {
+                    gates.held.force_take(got - room);
+                }
+                if got == 0 {
+                    unused_probe();
+                    continue;
+                }
+                shared.metrics.consumed.increment(got as u64);
+                if let Err(mpsc::error::SendError(batch)) = tx
+                    .send(Batch {
+                        deliveries,
+                        popped_at,
+                        probe,
+                    })
+                    .await
+                {
+                    settle::give_back(&shared, &gates, batch.deliveries).await;
+                    return;
+                }
+            }
+            Err(e) => {
+                gates.held.release(room);
+                unused_probe();
+                if e.is_retryable() {
+                    warn!(queue = %shared.queue_name, error = %e, retry_in = ?backoff, "fetching failed; retrying");
+                } else {
+                    error!(queue = %shared.queue_name, error = %e, retry_in = ?backoff, "fetching failed; retrying");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ERROR_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Test helpers: a recording wrapper around the memory backend.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use flextide_queue_core::{
+    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay, Result,
+};
+use flextide_queue_memory::MemoryQueue;
+use flextide_worker::{Progress, ProgressSnapshot};
+use tokio::time::Instant;
+
+#[derive(Debug, Default, Clone)]
+pub struct Log {
+    pub nacks: Vec<Duration>,
+    pub extends: usize,
+    pub deletes: usize,
+    pub delete_batches: usize,
+    pub pops: usize,
+    pub outstanding: i64,
+    pub max_outstanding: i64,
+}
+
+/// The memory backend, with its calls recorded and some capabilities or
+/// operations taken away.
+#[derive(Debug)]
+pub struct Recorder {
+    pub inner: MemoryQueue,
+    pub caps: Capabilities,
+    pub fail_extend: bool,
+    pub log: Mutex<Log>,
+}
+
+impl Recorder {
+    pub fn new(name: &str, options: QueueOptions) -> Arc<Self> {
+        Self::with(name, options, |_| {})
+    }
+
+    pub fn with(name: &str, options: QueueOptions, tweak: impl FnOnce(&mut Recorder)) -> Arc<Self> {
+        let inner = MemoryQueue::new(name, options).unwrap();
+        let caps = inner.capabilities();
+        let mut r = Recorder {
+            inner,
+            caps,
+            fail_extend: false,
+            log: Mutex::new(Log::default()),
+        };
+        tweak(&mut r);
+        Arc::new(r)
+    }
+
+    pub fn log(&self) -> Log {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn settled(&self, n: usize) {
+        self.log.lock().unwrap().outstanding -= n as i64;
+    }
+}
+
+#[async_trait]
+impl QueueProvider for Recorder {
+    fn queue_name(&self) -> &str {
+        self.inner.queue_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+    fn backend_name(&self) -> &'static str {
+        "recorder"
+    }
+    async fn push(&self, message: Message) -> Result<MessageId> {
+        self.inner.push(message).await
+    }
+    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        self.inner.push_batch(messages).await
+    }
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let got = self.inner.pop_batch(max, wait).await?;
+        let mut log = self.log.lock().unwrap();
+        log.pops += 1;
+        log.outstanding += got.len() as i64;
+        log.max_outstanding = log.max_outstanding.max(log.outstanding);
+        Ok(got)
+    }
+    async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        self.inner.delete(receipt).await?;
+        self.log.lock().unwrap().deletes += 1;
+        self.settled(1);
+        Ok(())
+    }
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        self.inner.delete_batch(receipts).await?;
+        self.log.lock().unwrap().delete_batches += 1;
+        self.settled(receipts.len());
+        Ok(())
+    }
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
+        if !self.caps.delay && !delay.is_zero() {
+            return Err(QueueError::unsupported("recorder", "nack with delay"));
+        }
+        self.inner.nack(receipt, delay).await?;
+        self.log.lock().unwrap().nacks.push(delay);
+        self.settled(1);
+        Ok(())
+    }
+    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
+        if self.fail_extend {
+            return Err(QueueError::StaleReceipt {
+                backend: "recorder",
+            });
+        }
+        if !self.caps.extend_lease {
+            return Err(QueueError::unsupported("recorder", "extend"));
+        }
+        self.log.lock().unwrap().extends += 1;
+        self.inner.extend(receipt, by).await
+    }
+    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
+        if !self.caps.dead_letters {
+            return Err(QueueError::unsupported("recorder", "dead_letter"));
+        }
+        self.inner.dead_letter(receipt, reason).await?;
+        self.settled(1);
+        Ok(())
+    }
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
+        self.inner.replay_dead_letters(which).await
+    }
+    async fn purge_dead_letters(&self) -> Result<u64> {
+        self.inner.purge_dead_letters().await
+    }
+    async fn stats(&self) -> Result<QueueStats> {
+        self.inner.stats().await
+    }
+}
+
+/// Waits (on the paused clock) until `cond` holds, at most `limit`.
+pub async fn wait_for(
+    progress: &Progress,
+    limit: Duration,
+    cond: impl Fn(&ProgressSnapshot) -> bool,
+) -> ProgressSnapshot {
+    let start = Instant::now();
+    loop {
+        let s = progress.snapshot();
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn push_all(
+    queue: &dyn QueueProvider,
+    payloads: impl IntoIterator<Item = impl Into<bytes::Bytes>>,
+) {
+    let messages: Vec<Message> = payloads.into_iter().map(Message::new).collect();
+    queue.push_batch(messages).await.unwrap();
+}

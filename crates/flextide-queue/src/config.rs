@@ -31,7 +31,9 @@ impl ProviderKind {
             "redis" => Ok(ProviderKind::Redis),
             other => Err(QueueError::configuration(
                 BACKEND,
-                format!("QUEUE_PROVIDER={other:?} is not one of memory, database, sqs, rabbitmq, redis"),
+                format!(
+                    "QUEUE_PROVIDER={other:?} is not one of memory, database, sqs, rabbitmq, redis"
+                ),
             )),
         }
     }
@@ -75,7 +77,10 @@ impl fmt::Debug for Config {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("amqp_url", &self.amqp_url.as_deref().map(redact_url))
             .field("sqs_queue_url", &self.sqs_queue_url)
-            .field("aws_endpoint_url", &self.aws_endpoint_url.as_deref().map(redact_url))
+            .field(
+                "aws_endpoint_url",
+                &self.aws_endpoint_url.as_deref().map(redact_url),
+            )
             .finish()
     }
 }
@@ -89,26 +94,41 @@ impl Config {
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, QueueError> {
-        let var = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let var = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let provider = match var("QUEUE_PROVIDER") {
             Some(v) => ProviderKind::parse(&v)?,
             None => ProviderKind::Database,
         };
         let queue_name = var("QUEUE_NAME").unwrap_or_else(|| DEFAULT_QUEUE_NAME.to_owned());
-        validate_queue_name(&queue_name)
-            .map_err(|e| QueueError::configuration(BACKEND, format!("QUEUE_NAME is invalid: {e}")))?;
+        validate_queue_name(&queue_name).map_err(|e| {
+            QueueError::configuration(BACKEND, format!("QUEUE_NAME is invalid: {e}"))
+        })?;
         let mut options = QueueOptions::default();
         if let Some(v) = var("QUEUE_LEASE_SECONDS") {
-            let secs: f64 = v.parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(|| {
-                QueueError::configuration(BACKEND, format!("QUEUE_LEASE_SECONDS={v:?} is not a positive number of seconds"))
-            })?;
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    QueueError::configuration(
+                        BACKEND,
+                        format!("QUEUE_LEASE_SECONDS={v:?} is not a positive number of seconds"),
+                    )
+                })?;
             options.lease = Duration::from_secs_f64(secs);
         }
         if let Some(v) = var("QUEUE_MAX_ATTEMPTS") {
             options.max_attempts = match v.as_str() {
                 "0" | "unlimited" | "none" => None,
                 _ => Some(v.parse().map_err(|_| {
-                    QueueError::configuration(BACKEND, format!("QUEUE_MAX_ATTEMPTS={v:?} is not a whole number (0 for unlimited)"))
+                    QueueError::configuration(
+                        BACKEND,
+                        format!("QUEUE_MAX_ATTEMPTS={v:?} is not a whole number (0 for unlimited)"),
+                    )
                 })?),
             };
         }
@@ -132,14 +152,21 @@ impl Config {
             Some(_) => Ok(()),
             None => Err(QueueError::configuration(
                 BACKEND,
-                format!("QUEUE_PROVIDER={} needs {name} (for example {name}={example})", self.provider_name()),
+                format!(
+                    "QUEUE_PROVIDER={} needs {name} (for example {name}={example})",
+                    self.provider_name()
+                ),
             )),
         };
         match self.provider {
             ProviderKind::Memory | ProviderKind::Sqs => Ok(()),
             ProviderKind::Database => self.database_engine().map(|_| ()),
             ProviderKind::Redis => need(&self.redis_url, "REDIS_URL", "redis://127.0.0.1:6379/"),
-            ProviderKind::RabbitMq => need(&self.amqp_url, "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ProviderKind::RabbitMq => need(
+                &self.amqp_url,
+                "AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
         }
     }
 
@@ -156,7 +183,12 @@ impl Config {
 
     /// The SQL engine `DATABASE_URL` names: `sqlite`, `postgres` or `mysql`.
     pub fn database_engine(&self) -> Result<&'static str, QueueError> {
-        let scheme = self.database_url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = self
+            .database_url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match scheme.as_str() {
             "sqlite" => Ok("sqlite"),
             "postgres" | "postgresql" => Ok("postgres"),
@@ -178,7 +210,9 @@ pub fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..].find(['/', '?', '#']).map_or(out.len(), |i| rest_start + i);
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
         if let Some(at) = out[rest_start..authority_end].rfind('@') {
             let userinfo = &out[rest_start..rest_start + at];
             if let Some(colon) = userinfo.find(':') {
@@ -191,7 +225,11 @@ pub fn redact_url(url: &str) -> String {
         let redacted: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if ["password", "pass", "secret", "token", "key"].iter().any(|s| k.to_ascii_lowercase().contains(s)) => {
+                Some((k, _))
+                    if ["password", "pass", "secret", "token", "key"]
+                        .iter()
+                        .any(|s| k.to_ascii_lowercase().contains(s)) =>
+                {
                     format!("{k}=***")
                 }
                 _ => pair.to_owned(),
@@ -209,7 +247,10 @@ mod tests {
     use super::*;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, QueueError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -227,22 +268,39 @@ mod tests {
         assert!(e.contains("QUEUE_PROVIDER"), "{e}");
         let e = cfg(&[("QUEUE_PROVIDER", "redis")]).unwrap_err().to_string();
         assert!(e.contains("REDIS_URL"), "{e}");
-        let e = cfg(&[("DATABASE_URL", "oracle://scott:tiger@db/x")]).unwrap_err().to_string();
+        let e = cfg(&[("DATABASE_URL", "oracle://scott:tiger@db/x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DATABASE_URL") && !e.contains("tiger"), "{e}");
         let e = cfg(&[("QUEUE_NAME", "bad name")]).unwrap_err().to_string();
         assert!(e.contains("QUEUE_NAME"), "{e}");
-        let e = cfg(&[("QUEUE_MAX_ATTEMPTS", "many")]).unwrap_err().to_string();
+        let e = cfg(&[("QUEUE_MAX_ATTEMPTS", "many")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("QUEUE_MAX_ATTEMPTS"), "{e}");
-        let c = cfg(&[("QUEUE_PROVIDER", "rabbitmq"), ("AMQP_URL", "amqp://guest:s3cret@h:5672/%2f")]).unwrap();
+        let c = cfg(&[
+            ("QUEUE_PROVIDER", "rabbitmq"),
+            ("AMQP_URL", "amqp://guest:s3cret@h:5672/%2f"),
+        ])
+        .unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("redis://:pw@h/"), "redis://:***@h/");
-        assert_eq!(redact_url("postgres://u@h/db?password=pw&sslmode=require"), "postgres://u@h/db?password=***&sslmode=require");
-        assert_eq!(redact_url("sqlite://flextide.db?mode=rwc"), "sqlite://flextide.db?mode=rwc");
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=pw&sslmode=require"),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite://flextide.db?mode=rwc"),
+            "sqlite://flextide.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -34,13 +34,18 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueErr
 fn not_built(feature: &'static str) -> QueueError {
     QueueError::configuration(
         BACKEND,
-        format!("this program was built without the `{feature}` feature of flextide-queue; rebuild with `--features {feature}`"),
+        format!(
+            "this program was built without the `{feature}` feature of flextide-queue; rebuild with `--features {feature}`"
+        ),
     )
 }
 
 #[cfg(feature = "memory")]
 fn memory(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
-    Ok(Arc::new(flextide_queue_memory::MemoryQueue::new(&config.queue_name, config.options.clone())?))
+    Ok(Arc::new(flextide_queue_memory::MemoryQueue::new(
+        &config.queue_name,
+        config.options.clone(),
+    )?))
 }
 #[cfg(not(feature = "memory"))]
 fn memory(_: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
@@ -74,17 +79,23 @@ async fn sqs(_: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
 
 #[cfg(feature = "sqlite")]
 async fn sqlite(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
-    let queue =
-        flextide_queue_sqlite::SqliteQueue::connect(&config.database_url, &config.queue_name, config.options.clone())
-            .await?;
+    let queue = flextide_queue_sqlite::SqliteQueue::connect(
+        &config.database_url,
+        &config.queue_name,
+        config.options.clone(),
+    )
+    .await?;
     Ok(Arc::new(queue))
 }
 
 #[cfg(feature = "postgres")]
 async fn postgres(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
-    let queue =
-        flextide_queue_postgres::PostgresQueue::connect(&config.database_url, &config.queue_name, config.options.clone())
-            .await?;
+    let queue = flextide_queue_postgres::PostgresQueue::connect(
+        &config.database_url,
+        &config.queue_name,
+        config.options.clone(),
+    )
+    .await?;
     Ok(Arc::new(queue))
 }
 
@@ -95,7 +106,9 @@ async fn mysql(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
         Some(rest) => format!("mysql:{rest}"),
         None => config.database_url.clone(),
     };
-    let queue = flextide_queue_mysql::MySqlQueue::connect(&url, &config.queue_name, config.options.clone()).await?;
+    let queue =
+        flextide_queue_mysql::MySqlQueue::connect(&url, &config.queue_name, config.options.clone())
+            .await?;
     Ok(Arc::new(queue))
 }
 
@@ -107,7 +120,15 @@ async fn sqs(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
     let queue = match &config.sqs_queue_url {
         // A URL names FIFO queues too (they end in `.fifo`).
         Some(url) => client.open_url(url, config.options.clone()).await?,
-        None => client.open(&config.queue_name, QueueKind::Standard, config.options.clone()).await?,
+        None => {
+            client
+                .open(
+                    &config.queue_name,
+                    QueueKind::Standard,
+                    config.options.clone(),
+                )
+                .await?
+        }
     };
     Ok(Arc::new(queue))
 }
@@ -117,5 +138,9 @@ async fn redis(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
     use flextide_queue_redis::{RedisBackend, RedisConfig};
     let url = config.redis_url.as_deref().unwrap_or_default();
     let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
-    Ok(Arc::new(backend.open(&config.queue_name, config.options.clone()).await?))
+    Ok(Arc::new(
+        backend
+            .open(&config.queue_name, config.options.clone())
+            .await?,
+    ))
 }

@@ -15,7 +15,9 @@ use std::{
 
 use clap::Args;
 use flextide_queue::{Message, QueueError, QueueProvider};
-use flextide_worker::{Autoscale, CancellationToken, HandlerError, RetryPolicy, Task, Worker, handler_fn};
+use flextide_worker::{
+    Autoscale, CancellationToken, HandlerError, RetryPolicy, Task, Worker, handler_fn,
+};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -76,7 +78,9 @@ struct Measured {
 
 pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<ExitCode, Error> {
     if args.tasks == 0 || args.concurrency == 0 || args.max_workers == 0 || args.max_attempts == 0 {
-        return Err("--tasks, --concurrency, --max-workers and --max-attempts must be at least 1".into());
+        return Err(
+            "--tasks, --concurrency, --max-workers and --max-attempts must be at least 1".into(),
+        );
     }
     let mut config = super::config(queue_arg.clone())?;
     if queue_arg.is_none() && std::env::var_os("QUEUE_NAME").is_none() {
@@ -87,7 +91,11 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
     config.options.lease = Duration::from_secs(10);
     let queue = flextide_queue::connect(&config).await?;
     let where_ = describe(&config);
-    eprintln!("flextide demo: {} tasks on queue {:?} ({where_})", args.tasks, queue.queue_name());
+    eprintln!(
+        "flextide demo: {} tasks on queue {:?} ({where_})",
+        args.tasks,
+        queue.queue_name()
+    );
 
     // Start from an empty queue so the numbers describe this run only.
     ignore_unsupported(queue.purge().await)?;
@@ -130,8 +138,10 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
 
     let bar = ProgressBar::new(args.tasks as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {per_sec:>10} {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} {per_sec:>10} {msg}",
+        )
+        .expect("valid template"),
     );
     let work_started = Instant::now();
     let deadline = work_started + Duration::from_secs(args.timeout);
@@ -159,13 +169,26 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
     let worked_for = work_started.elapsed();
     bar.finish_and_clear();
     shutdown.cancel();
-    let report = running.await.map_err(|e| format!("the worker pool failed: {e}"))?;
+    let report = running
+        .await
+        .map_err(|e| format!("the worker pool failed: {e}"))?;
 
     let dead = ignore_unsupported(queue.dead_letters(1000).await)?.unwrap_or_default();
     let m = measured.lock().expect("not poisoned");
-    print_summary(&args, &report, worked_for, pushed_in, &m, &dead, expected_dead, &where_);
+    print_summary(
+        &args,
+        &report,
+        worked_for,
+        pushed_in,
+        &m,
+        &dead,
+        expected_dead,
+        &where_,
+    );
     if timed_out {
-        eprintln!("\nstopped before every task finished (timeout or Ctrl-C); unfinished tasks stay queued");
+        eprintln!(
+            "\nstopped before every task finished (timeout or Ctrl-C); unfinished tasks stay queued"
+        );
         return Ok(ExitCode::FAILURE);
     }
     if let Some(error) = &report.error {
@@ -177,7 +200,10 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
 fn describe(config: &flextide_queue::Config) -> String {
     match config.provider {
         flextide_queue::ProviderKind::Database => {
-            format!("database {}", flextide_queue::redact_url(&config.database_url))
+            format!(
+                "database {}",
+                flextide_queue::redact_url(&config.database_url)
+            )
         }
         _ => config.provider_name().to_owned(),
     }
@@ -195,24 +221,35 @@ fn ignore_unsupported<T>(r: Result<T, QueueError>) -> Result<Option<T>, QueueErr
 async fn enqueue(queue: &Arc<dyn QueueProvider>, args: &DemoArgs) -> Result<usize, Error> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let bar = ProgressBar::new(args.tasks as u64);
-    bar.set_style(ProgressStyle::with_template("enqueueing {bar:40} {pos}/{len}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("enqueueing {bar:40} {pos}/{len}").expect("valid template"),
+    );
     let mut poison = 0;
     let mut batch = Vec::with_capacity(500);
     for i in 0..args.tasks {
         let roll: f64 = rng.random();
         let workflow = 1000 + (i as u64) / 5;
-        let pushed_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let pushed_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let message = if roll < 0.02 {
             // A corrupt payload: no retry can help, so it is dead-lettered at once.
             poison += 1;
-            Message::new(format!("{{\"workflow\": {workflow}, \"kind\": \"charge-card\", truncated"))
-                .with_header(flextide_queue::CONTENT_TYPE, "application/json")
+            Message::new(format!(
+                "{{\"workflow\": {workflow}, \"kind\": \"charge-card\", truncated"
+            ))
+            .with_header(flextide_queue::CONTENT_TYPE, "application/json")
         } else {
             let (kind, work_ms, fail_times) = if roll < 0.04 {
                 poison += 1;
                 (Kind::SyncLedger, 1, u32::MAX) // the ledger rejects it every time
             } else if roll < 0.14 {
-                (Kind::ChargeCard, rng.random_range(2..10), rng.random_range(1..args.max_attempts.max(2)))
+                (
+                    Kind::ChargeCard,
+                    rng.random_range(2..10),
+                    rng.random_range(1..args.max_attempts.max(2)),
+                )
             } else if roll < 0.24 {
                 (Kind::RenderReport, rng.random_range(50..250), 0)
             } else if roll < 0.62 {
@@ -220,7 +257,13 @@ async fn enqueue(queue: &Arc<dyn QueueProvider>, args: &DemoArgs) -> Result<usiz
             } else {
                 (Kind::UpdateCrm, rng.random_range(0..5), 0)
             };
-            Message::json(&Step { workflow, kind, work_ms, fail_times, pushed_ms })?
+            Message::json(&Step {
+                workflow,
+                kind,
+                work_ms,
+                fail_times,
+                pushed_ms,
+            })?
         };
         batch.push(message.with_header("x-workflow", workflow.to_string()));
         if batch.len() == 500 || i + 1 == args.tasks {
@@ -236,10 +279,17 @@ async fn enqueue(queue: &Arc<dyn QueueProvider>, args: &DemoArgs) -> Result<usiz
 async fn handle(task: Task, measured: &Mutex<Measured>) -> Result<(), HandlerError> {
     let started = Instant::now();
     let step: Step = task.json()?; // a corrupt payload is a fatal error
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     if task.attempt() == 1 {
         let latency_us = now_ms.saturating_sub(step.pushed_ms).max(1) * 1000;
-        let _ = measured.lock().expect("not poisoned").push_to_start.record(latency_us);
+        let _ = measured
+            .lock()
+            .expect("not poisoned")
+            .push_to_start
+            .record(latency_us);
     }
     if step.work_ms > 0 {
         tokio::select! {
@@ -252,7 +302,10 @@ async fn handle(task: Task, measured: &Mutex<Measured>) -> Result<(), HandlerErr
             Kind::SyncLedger => "ledger rejected the entry: account 4411 is closed",
             _ => "payment gateway answered 503 Service Unavailable",
         };
-        return Err(HandlerError::retryable(format!("{:?} step of workflow {}: {why}", step.kind, step.workflow)));
+        return Err(HandlerError::retryable(format!(
+            "{:?} step of workflow {}: {why}",
+            step.kind, step.workflow
+        )));
     }
     let took = started.elapsed().as_micros().max(1) as u64;
     let _ = measured.lock().expect("not poisoned").handling.record(took);
@@ -273,13 +326,26 @@ fn print_summary(
     let secs = worked_for.as_secs_f64().max(1e-9);
     let ms = |us: u64| us as f64 / 1000.0;
     println!("\nflextide demo — {where_}");
-    println!("  tasks            {} (enqueued in {:.2}s)", args.tasks, pushed_in.as_secs_f64());
+    println!(
+        "  tasks            {} (enqueued in {:.2}s)",
+        args.tasks,
+        pushed_in.as_secs_f64()
+    );
     println!("  completed        {}", report.processed);
-    println!("  dead-lettered    {} (expected {expected_dead} poison tasks)", report.dead_lettered);
+    println!(
+        "  dead-lettered    {} (expected {expected_dead} poison tasks)",
+        report.dead_lettered
+    );
     println!("  retries          {}", report.retried);
-    println!("  handler failures {} ({} panics)", report.failed, report.panicked);
+    println!(
+        "  handler failures {} ({} panics)",
+        report.failed, report.panicked
+    );
     println!("  wall time        {secs:.2}s");
-    println!("  throughput       {:.0} tasks/s", (report.processed + report.dead_lettered) as f64 / secs);
+    println!(
+        "  throughput       {:.0} tasks/s",
+        (report.processed + report.dead_lettered) as f64 / secs
+    );
     for (name, h) in [("push→start", &m.push_to_start), ("handling", &m.handling)] {
         if h.is_empty() {
             continue;
@@ -302,7 +368,9 @@ fn print_summary(
         for (reason, n) in reasons {
             println!("    {n:>5} × {reason}");
         }
-        println!("  inspect them with `flextide dlq list`, replay with `flextide dlq replay --all`");
+        println!(
+            "  inspect them with `flextide dlq list`, replay with `flextide dlq replay --all`"
+        );
     }
 }
 
@@ -331,6 +399,9 @@ mod tests {
 
     #[test]
     fn reasons_group_without_numbers() {
-        assert_eq!(normalize_reason("workflow 1068 failed at line 12"), "workflow # failed at line #");
+        assert_eq!(
+            normalize_reason("workflow 1068 failed at line 12"),
+            "workflow # failed at line #"
+        );
     }
 }

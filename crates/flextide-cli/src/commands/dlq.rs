@@ -60,7 +60,11 @@ pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<Ex
                 (true, _, _) => Replay::All,
                 (_, Some(n), _) => Replay::Oldest(n),
                 (_, None, false) => Replay::Ids(ids.into_iter().map(MessageId::new).collect()),
-                _ => return Err("say which dead letters to replay: --all, --oldest N or --id ID".into()),
+                _ => {
+                    return Err(
+                        "say which dead letters to replay: --all, --oldest N or --id ID".into(),
+                    );
+                }
             };
             let n = queue.replay_dead_letters(which).await?;
             println!("replayed {n} dead letters onto {}", queue.queue_name());

@@ -43,8 +43,16 @@ pub(crate) async fn open(queue: Option<String>) -> Result<Arc<dyn QueueProvider>
 
 async fn stats(queue: &dyn QueueProvider) -> Result<ExitCode, Error> {
     let s = queue.stats().await?;
-    let exact = if queue.capabilities().exact_stats { "" } else { " (approximate)" };
-    println!("queue          {} [{}]{exact}", queue.queue_name(), queue.backend_name());
+    let exact = if queue.capabilities().exact_stats {
+        ""
+    } else {
+        " (approximate)"
+    };
+    println!(
+        "queue          {} [{}]{exact}",
+        queue.queue_name(),
+        queue.backend_name()
+    );
     println!("ready          {}", s.depth);
     println!("in flight      {}", s.in_flight);
     println!("delayed        {}", s.delayed);

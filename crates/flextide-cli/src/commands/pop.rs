@@ -24,7 +24,9 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PopArgs) -> Result<Exit
     if !(args.wait.is_finite() && args.wait >= 0.0) {
         return Err(format!("--wait {} is not a number of seconds", args.wait).into());
     }
-    let deliveries = queue.pop_batch(args.count, Duration::from_secs_f64(args.wait)).await?;
+    let deliveries = queue
+        .pop_batch(args.count, Duration::from_secs_f64(args.wait))
+        .await?;
     if deliveries.is_empty() {
         eprintln!("no message within {}s", args.wait);
         return Ok(ExitCode::from(3));

@@ -47,7 +47,11 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
         let mut input = Vec::new();
         std::io::stdin().read_to_end(&mut input)?;
         if args.lines {
-            input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
+            input
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
         } else {
             vec![input]
         }
@@ -55,15 +59,23 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
     let mut messages = Vec::with_capacity(payloads.len() * args.count);
     for payload in &payloads {
         if args.json {
-            serde_json::from_slice::<serde_json::Value>(payload).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+            serde_json::from_slice::<serde_json::Value>(payload)
+                .map_err(|e| format!("payload is not valid JSON: {e}"))?;
         }
         for _ in 0..args.count {
             messages.push(build(&args, payload.clone())?);
         }
     }
     let total = messages.len();
-    let bar = if total > 1000 { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("pushing {bar:40} {pos}/{len} {per_sec}").expect("valid template"));
+    let bar = if total > 1000 {
+        ProgressBar::new(total as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("pushing {bar:40} {pos}/{len} {per_sec}")
+            .expect("valid template"),
+    );
     let chunk = queue.capabilities().max_batch.unwrap_or(500).min(500);
     let mut pushed = 0;
     let mut rest = messages;
@@ -71,7 +83,11 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
         let tail = rest.split_off(rest.len().min(chunk));
         let batch = std::mem::replace(&mut rest, tail);
         let n = batch.len();
-        let ids = if n == 1 { vec![queue.push(batch.into_iter().next().expect("one")).await?] } else { queue.push_batch(batch).await? };
+        let ids = if n == 1 {
+            vec![queue.push(batch.into_iter().next().expect("one")).await?]
+        } else {
+            queue.push_batch(batch).await?
+        };
         if total <= 10 {
             for id in &ids {
                 println!("{id}");
@@ -102,7 +118,9 @@ fn build(args: &PushArgs, payload: Vec<u8>) -> Result<Message, Error> {
         m = m.with_ordering_key(key.clone());
     }
     for h in &args.headers {
-        let (k, v) = h.split_once('=').ok_or_else(|| format!("--header {h:?} is not KEY=VALUE"))?;
+        let (k, v) = h
+            .split_once('=')
+            .ok_or_else(|| format!("--header {h:?} is not KEY=VALUE"))?;
         m = m.with_header(k, v);
     }
     Ok(m)

@@ -28,7 +28,8 @@ pub(crate) struct WorkArgs {
     /// First retry delay in seconds (doubling, with full jitter, up to 5 minutes).
     #[arg(long, default_value_t = 1.0)]
     backoff: f64,
-    /// Stop once the queue stays empty for this many seconds (default: run until Ctrl-C).
+    /// Stop once nothing is running and the queue has nothing ready, in flight
+    /// or delayed for this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     until_idle: Option<f64>,
 }
@@ -59,7 +60,10 @@ pub(crate) async fn run(queue: Arc<dyn QueueProvider>, args: WorkArgs) -> Result
     let running = tokio::spawn(worker.run(shutdown.clone()));
 
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
     let mut idle_since = tokio::time::Instant::now();
     while !running.is_finished() {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -74,11 +78,11 @@ pub(crate) async fn run(queue: Arc<dyn QueueProvider>, args: WorkArgs) -> Result
             s.in_flight
         ));
         if let Some(idle) = args.until_idle {
-            if s.held > 0 {
+            if s.in_flight > 0 {
                 idle_since = tokio::time::Instant::now();
             } else if idle_since.elapsed().as_secs_f64() >= idle {
                 let stats = queue.stats().await?;
-                if stats.depth == 0 && stats.in_flight == 0 {
+                if stats.depth == 0 && stats.in_flight == 0 && stats.delayed == 0 {
                     shutdown.cancel();
                 } else {
                     idle_since = tokio::time::Instant::now();
@@ -87,7 +91,9 @@ pub(crate) async fn run(queue: Arc<dyn QueueProvider>, args: WorkArgs) -> Result
         }
     }
     bar.finish_and_clear();
-    let report = running.await.map_err(|e| format!("the worker failed: {e}"))?;
+    let report = running
+        .await
+        .map_err(|e| format!("the worker failed: {e}"))?;
     println!(
         "processed {} · failed {} · retried {} · dead-lettered {} · given back at shutdown {} · {:.1}s",
         report.processed,
@@ -128,15 +134,27 @@ async fn exec(command: &str, task: Task) -> Result<(), HandlerError> {
         out = async { tokio::join!(feed, wait) } => out,
         _ = task.cancelled() => return Err(HandlerError::retryable("cancelled: lease lost or shutting down")),
     };
-    let output = output.map_err(|e| HandlerError::retryable(format!("waiting for the command failed: {e}")))?;
+    let output = output
+        .map_err(|e| HandlerError::retryable(format!("waiting for the command failed: {e}")))?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: String = stderr.trim().lines().last().unwrap_or("").chars().take(300).collect();
+    let tail: String = stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
     let why = match output.status.code() {
         Some(code) => format!("command exited with status {code}: {tail}"),
         None => format!("command was killed by a signal: {tail}"),
     };
-    if output.status.code() == Some(EX_DATAERR) { Err(HandlerError::fatal(why)) } else { Err(HandlerError::retryable(why)) }
+    if output.status.code() == Some(EX_DATAERR) {
+        Err(HandlerError::fatal(why))
+    } else {
+        Err(HandlerError::retryable(why))
+    }
 }

@@ -1,1 +1,27 @@
-//! PostgreSQL backend for Flextide Queue (sqlx): FOR UPDATE SKIP LOCKED claims, LISTEN/NOTIFY wake-ups, enqueue in your transaction.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod migrate;
+mod notify;
+mod queue;
+mod sql;
+
+pub use config::{DEFAULT_CHANNEL, DEFAULT_MAX_PAYLOAD_BYTES, PostgresConfig};
+pub use migrate::{MIGRATIONS, Migration, migrate, migrate_with};
+pub use queue::{PostgresBackend, PostgresQueue};
+
+/// The sqlx this crate is built on, so your pool and transactions match it.
+pub use sqlx;
+
+/// This backend's short name in errors, logs and metrics.
+pub const BACKEND: &str = "postgres";
+
+/// Removes every message and dead letter of queue `name` from the default
+/// schema; returns how many rows went. For tests and tooling.
+pub async fn drop_queue(pool: &sqlx::PgPool, name: &str) -> flextide_queue_core::Result<u64> {
+    PostgresBackend::from_pool(pool.clone(), PostgresConfig::default())?
+        .drop_queue(name)
+        .await
+}

@@ -1,0 +1,96 @@
+//! Schema migrations, tracked in our own version table.
+
+use flextide_queue_core::Result;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::{PostgresConfig, error::map_err};
+
+/// One schema step: its version, a name, and the SQL (also shipped as a file
+/// under `migrations/` for your own migration tooling).
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Increasing version number, recorded once applied.
+    pub version: i64,
+    /// Short description.
+    pub name: &'static str,
+    /// The statements, idempotent, with unqualified table names.
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/0001_init.sql"),
+}];
+
+/// Key of the transaction-scoped advisory lock that serialises concurrent
+/// `migrate` calls ("flextide" in ASCII).
+const MIGRATE_LOCK: i64 = 0x666c_6578_7469_6465;
+
+/// Creates or upgrades the queue tables in the default schema (the
+/// connection's `search_path`). Idempotent and safe to call from several
+/// processes at once.
+///
+/// Versions are recorded in `flextide_queue_schema_version`, not in sqlx's
+/// `_sqlx_migrations`, so it never clashes with your own sqlx migrations.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    migrate_with(pool, &PostgresConfig::default())
+        .await
+        .map(drop)
+}
+
+/// [`migrate`] honouring [`PostgresConfig::schema`]. Returns the versions
+/// applied by this call (empty when the schema was up to date).
+pub async fn migrate_with(pool: &PgPool, config: &PostgresConfig) -> Result<Vec<i64>> {
+    config.validate()?;
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    // Held until commit: concurrent callers wait here, then find the work done.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    if let Some(schema) = &config.schema {
+        // The schema name was validated as a plain identifier.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS flextide_queue_schema_version (
+            version    BIGINT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM flextide_queue_schema_version")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO flextide_queue_schema_version (version, name) VALUES ($1, $2)")
+            .bind(m.version)
+            .bind(m.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        applied.push(m.version);
+    }
+    tx.commit().await.map_err(map_err)?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "flextide-queue-postgres: schema migrated");
+    }
+    Ok(applied)
+}

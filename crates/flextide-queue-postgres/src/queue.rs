@@ -1,0 +1,749 @@
+//! The backend handle and the `QueueProvider` implementation.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use flextide_queue_core::{
+    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay, Result,
+    backend::{
+        PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers, encode_receipt,
+        new_token, system_time_from_millis,
+    },
+    validate_queue_name,
+};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row, postgres::PgPoolOptions, postgres::PgRow};
+use tokio::{sync::Notify, time::Instant};
+
+use crate::{
+    BACKEND, PostgresConfig, error::map_err, migrate::migrate_with, notify::Notifier,
+    sql::Statements,
+};
+
+/// A connection pool plus everything its queues share: the prepared SQL,
+/// the settings and one LISTEN connection for wake-ups.
+///
+/// Open any number of queues from one backend with [`PostgresBackend::queue`];
+/// they share the pool, the tables and the listener. Cloning is cheap.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    pool: PgPool,
+    config: PostgresConfig,
+    sql: Statements,
+    notifier: Arc<Notifier>,
+}
+
+impl fmt::Debug for PostgresBackend {
+    // No connection options here: they would show the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Opens a pool on `url` (`postgres://user:pass@host/db`) with the
+    /// config's pool size and application name.
+    pub async fn connect(url: &str, config: PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(|_| {
+            QueueError::configuration(BACKEND, "the PostgreSQL connection URL is malformed")
+        })?;
+        if let Some(app) = &config.application_name {
+            options = options.application_name(app);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Self::with_pool(pool, config).await
+    }
+
+    /// Uses your pool (and migrates first when the config asks for it).
+    pub async fn with_pool(pool: PgPool, config: PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        if config.migrate_on_connect {
+            migrate_with(&pool, &config).await?;
+        }
+        Ok(Self::build(pool, config))
+    }
+
+    /// Uses your pool with these settings, without touching the database.
+    /// The tables must exist: see [`migrate`](crate::migrate).
+    pub fn from_pool(pool: PgPool, config: PostgresConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self::build(pool, config))
+    }
+
+    fn build(pool: PgPool, config: PostgresConfig) -> Self {
+        // The listener gets a private one-connection pool, so waiting never
+        // takes a connection from yours.
+        let listen_options = (*pool.connect_options()).clone();
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(listen_options);
+        let notifier = Notifier::new(listen_pool, config.channel.clone());
+        let sql = Statements::new(&config.table_prefix(), config.durable_settle);
+        PostgresBackend {
+            inner: Arc::new(Shared {
+                pool,
+                config,
+                sql,
+                notifier,
+            }),
+        }
+    }
+
+    /// The pool, for your own queries and transactions.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PostgresConfig {
+        &self.inner.config
+    }
+
+    /// Creates or upgrades the tables (see [`migrate`](crate::migrate)).
+    pub async fn migrate(&self) -> Result<()> {
+        migrate_with(&self.inner.pool, &self.inner.config)
+            .await
+            .map(drop)
+    }
+
+    /// Opens queue `name` (no round trip: queues are rows, not tables).
+    pub fn queue(&self, name: &str, options: QueueOptions) -> Result<PostgresQueue> {
+        validate_queue_name(name)?;
+        let max_attempts = options
+            .max_attempts
+            .map(|n| n.clamp(1, i32::MAX as u32) as i32);
+        Ok(PostgresQueue {
+            backend: self.clone(),
+            name: name.into(),
+            wake: self.inner.notifier.handle(name),
+            lease_ms: duration_ms(options.lease).max(1),
+            max_attempts: max_attempts.unwrap_or(i32::MAX),
+            exhausted_reason: format!(
+                "max attempts exceeded ({})",
+                max_attempts.unwrap_or(i32::MAX)
+            ),
+            options,
+        })
+    }
+
+    /// Removes every message and dead letter of queue `name`; returns how
+    /// many rows went. For tests and tooling: leased messages go too.
+    pub async fn drop_queue(&self, name: &str) -> Result<u64> {
+        validate_queue_name(name)?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.inner.sql.drop_queue.clone()))
+            .bind(name)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+}
+
+/// One named queue in PostgreSQL: rows of shared tables, claimed with
+/// `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY.
+///
+/// ```no_run
+/// # async fn demo() -> flextide_queue_core::Result<()> {
+/// use std::time::Duration;
+/// use flextide_queue_core::{Message, QueueOptions, QueueProvider};
+/// use flextide_queue_postgres::PostgresQueue;
+///
+/// let queue = PostgresQueue::connect("postgres://localhost/app", "emails", QueueOptions::default()).await?;
+/// flextide_queue_postgres::migrate(queue.pool()).await?;
+/// queue.push(Message::new("hello")).await?;
+/// if let Some(d) = queue.pop(Duration::from_secs(5)).await? {
+///     queue.delete(&d.receipt).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresQueue {
+    backend: PostgresBackend,
+    name: Arc<str>,
+    wake: Arc<Notify>,
+    options: QueueOptions,
+    lease_ms: i64,
+    max_attempts: i32,
+    exhausted_reason: String,
+}
+
+impl fmt::Debug for PostgresQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresQueue")
+            .field("name", &self.name)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Longest delay accepted: about 100 years, far from bigint overflow.
+const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A message's columns, checked and encoded for binding.
+struct Encoded<'m> {
+    id: &'m str,
+    payload: &'m [u8],
+    headers: String,
+    priority: i16,
+    ordering_key: Option<&'m str>,
+    delay_ms: i64,
+}
+
+impl PostgresQueue {
+    /// Opens a pool on `url` and the queue `name` on it. To open many
+    /// queues on one pool, use [`PostgresBackend`].
+    pub async fn connect(url: &str, name: &str, options: QueueOptions) -> Result<Self> {
+        validate_queue_name(name)?;
+        PostgresBackend::connect(url, PostgresConfig::default())
+            .await?
+            .queue(name, options)
+    }
+
+    /// Opens queue `name` on your pool with the default settings. Queues
+    /// opened this way each start their own listener connection when they
+    /// first wait; [`PostgresBackend::queue`] shares one.
+    pub fn from_pool(pool: PgPool, name: &str, options: QueueOptions) -> Result<Self> {
+        PostgresBackend::from_pool(pool, PostgresConfig::default())?.queue(name, options)
+    }
+
+    /// The backend this queue belongs to.
+    pub fn backend(&self) -> &PostgresBackend {
+        &self.backend
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.backend.inner.pool
+    }
+
+    /// The options the queue was opened with.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    fn sql(&self) -> &Statements {
+        &self.backend.inner.sql
+    }
+
+    fn channel(&self) -> &str {
+        &self.backend.inner.config.channel
+    }
+
+    fn encode<'m>(&self, m: &'m Message) -> Result<Encoded<'m>> {
+        check_payload(
+            BACKEND,
+            m.payload.len(),
+            self.backend.inner.config.max_payload_bytes,
+        )?;
+        if m.dedup_id.is_some() {
+            return Err(QueueError::unsupported(BACKEND, "dedup_id"));
+        }
+        let delay = m.delay.unwrap_or_default();
+        if delay > MAX_DELAY {
+            return Err(QueueError::invalid_message(
+                BACKEND,
+                "delay is longer than 100 years",
+            ));
+        }
+        Ok(Encoded {
+            id: m.id.as_str(),
+            payload: &m.payload,
+            headers: if m.headers.is_empty() {
+                String::new()
+            } else {
+                encode_headers(&m.headers)
+            },
+            priority: i16::from(m.priority),
+            ordering_key: m.ordering_key.as_deref(),
+            delay_ms: duration_ms(delay),
+        })
+    }
+
+    /// Enqueues `message` inside your transaction (or on any connection), so
+    /// it becomes visible only if and when that transaction commits; the
+    /// wake-up notification is sent at commit too.
+    ///
+    /// ```no_run
+    /// # async fn demo(queue: flextide_queue_postgres::PostgresQueue) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = queue.pool().begin().await?;
+    /// // ... your own writes on &mut *tx ...
+    /// queue.push_in_tx(&mut tx, flextide_queue_core::Message::new("next step")).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn push_in_tx(&self, conn: &mut PgConnection, message: Message) -> Result<MessageId> {
+        self.push_on(conn, &message).await?;
+        Ok(message.id)
+    }
+
+    /// Enqueues several messages inside your transaction, in one statement.
+    pub async fn push_batch_in_tx(
+        &self,
+        conn: &mut PgConnection,
+        messages: Vec<Message>,
+    ) -> Result<Vec<MessageId>> {
+        self.push_batch_on(conn, &messages).await?;
+        Ok(messages.into_iter().map(|m| m.id).collect())
+    }
+
+    async fn push_on<'c, E>(&self, conn: E, message: &Message) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        let e = self.encode(message)?;
+        sqlx::query(AssertSqlSafe(self.sql().push.clone()))
+            .bind(&*self.name)
+            .bind(e.id)
+            .bind(e.payload)
+            .bind(e.headers)
+            .bind(e.priority)
+            .bind(e.ordering_key)
+            .bind(e.delay_ms)
+            .bind(self.channel())
+            .execute(conn)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn push_batch_on<'c, E>(&self, conn: E, messages: &[Message]) -> Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut payloads = Vec::with_capacity(messages.len());
+        let mut headers = Vec::with_capacity(messages.len());
+        let mut priorities = Vec::with_capacity(messages.len());
+        let mut keys = Vec::with_capacity(messages.len());
+        let mut delays = Vec::with_capacity(messages.len());
+        for (index, m) in messages.iter().enumerate() {
+            match self.encode(m) {
+                Ok(e) => {
+                    ids.push(e.id);
+                    payloads.push(e.payload);
+                    headers.push(e.headers);
+                    priorities.push(e.priority);
+                    keys.push(e.ordering_key);
+                    delays.push(e.delay_ms);
+                }
+                Err(error) => failures.push(BatchFailure { index, error }),
+            }
+        }
+        if !ids.is_empty() {
+            sqlx::query(AssertSqlSafe(self.sql().push_batch.clone()))
+                .bind(&*self.name)
+                .bind(ids)
+                .bind(payloads)
+                .bind(headers)
+                .bind(priorities)
+                .bind(keys)
+                .bind(delays)
+                .bind(self.channel())
+                .execute(conn)
+                .await
+                .map_err(map_err)?;
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::PartialBatch {
+                backend: BACKEND,
+                failures,
+            })
+        }
+    }
+
+    /// Leases up to `max` ready messages in one statement.
+    async fn claim(&self, max: usize) -> Result<Vec<Delivery>> {
+        let token = new_token();
+        let started = Instant::now();
+        let rows = sqlx::query(AssertSqlSafe(self.sql().claim.clone()))
+            .bind(&*self.name)
+            .bind(self.max_attempts)
+            .bind(&self.exhausted_reason)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .bind(self.lease_ms)
+            .bind(&token)
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        let lease_deadline = started + Duration::from_millis(self.lease_ms as u64);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (seq, message, attempts) = decode_message(&row)?;
+            out.push((
+                seq,
+                Delivery {
+                    message,
+                    receipt: encode_receipt(seq, &token),
+                    attempt: attempts.max(1) as u32,
+                    lease_deadline,
+                },
+            ));
+        }
+        // UPDATE ... RETURNING does not keep the claim's order.
+        out.sort_by(|(a_seq, a), (b_seq, b)| {
+            b.message
+                .priority
+                .cmp(&a.message.priority)
+                .then(a_seq.cmp(b_seq))
+        });
+        Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Moves expired, exhausted leases to the dead letters now.
+    async fn sweep(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql().sweep.clone()))
+            .bind(&*self.name)
+            .bind(self.max_attempts)
+            .bind(&self.exhausted_reason)
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    /// Removes every message and dead letter of this queue (see
+    /// [`PostgresBackend::drop_queue`]).
+    pub async fn drop_queue(&self) -> Result<u64> {
+        self.backend.drop_queue(&self.name).await
+    }
+}
+
+/// Reads the columns of [`crate::sql::MESSAGE_COLUMNS`].
+fn decode_message(row: &PgRow) -> Result<(i64, Message, i32)> {
+    let get_err = |e: sqlx::Error| map_err(e);
+    let seq: i64 = row.try_get("seq").map_err(get_err)?;
+    let id: String = row.try_get("id").map_err(get_err)?;
+    let payload: Vec<u8> = row.try_get("payload").map_err(get_err)?;
+    let headers: String = row.try_get("headers").map_err(get_err)?;
+    let priority: i16 = row.try_get("priority").map_err(get_err)?;
+    let ordering_key: Option<String> = row.try_get("ordering_key").map_err(get_err)?;
+    let enqueued_at: i64 = row.try_get("enqueued_at").map_err(get_err)?;
+    let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
+    let mut message = Message::new(payload).with_id(id);
+    message.headers = decode_headers(BACKEND, &headers)?;
+    message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
+    message.ordering_key = ordering_key;
+    message.enqueued_at = Some(system_time_from_millis(enqueued_at));
+    Ok((seq, message, attempts))
+}
+
+fn stale() -> QueueError {
+    QueueError::StaleReceipt { backend: BACKEND }
+}
+
+#[async_trait]
+impl QueueProvider for PostgresQueue {
+    fn queue_name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            fifo: true,
+            ordering_key: true,
+            priority: true,
+            delay: true,
+            max_delay: Some(MAX_DELAY),
+            max_payload_bytes: self.backend.inner.config.max_payload_bytes,
+            max_batch: None,
+            extend_lease: true,
+            fenced_receipts: true,
+            dead_letters: true,
+            dedup: false,
+            exact_stats: true,
+            peek: true,
+            purge: true,
+        }
+    }
+
+    async fn push(&self, message: Message) -> Result<MessageId> {
+        self.push_on(self.pool(), &message).await?;
+        Ok(message.id)
+    }
+
+    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        self.push_batch_on(self.pool(), &messages).await?;
+        Ok(messages.into_iter().map(|m| m.id).collect())
+    }
+
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let config = &self.backend.inner.config;
+        let mut backoff = PollBackoff::new(wait, config.poll_min, config.poll_max);
+        if !wait.is_zero() {
+            self.backend.inner.notifier.ensure_started();
+        }
+        loop {
+            // Registered before the claim, so a push between the claim and
+            // the sleep still wakes us.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let got = self.claim(max).await?;
+            if !got.is_empty() || wait.is_zero() {
+                return Ok(got);
+            }
+            if !backoff.wait_or(woken).await {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let done = sqlx::query(AssertSqlSafe(self.sql().delete.clone()))
+            .bind(seq)
+            .bind(token)
+            .bind(&*self.name)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            Err(stale())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        let mut failures = Vec::new();
+        let mut seqs = Vec::with_capacity(receipts.len());
+        let mut tokens = Vec::with_capacity(receipts.len());
+        let mut asked = Vec::with_capacity(receipts.len());
+        for (index, r) in receipts.iter().enumerate() {
+            match decode_receipt(BACKEND, r) {
+                Ok((seq, token)) => {
+                    seqs.push(seq);
+                    tokens.push(token);
+                    asked.push((index, seq));
+                }
+                Err(error) => failures.push(BatchFailure { index, error }),
+            }
+        }
+        if !seqs.is_empty() {
+            let mut deleted: Vec<i64> =
+                sqlx::query_scalar(AssertSqlSafe(self.sql().delete_batch.clone()))
+                    .bind(seqs)
+                    .bind(tokens)
+                    .bind(&*self.name)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(map_err)?;
+            deleted.sort_unstable();
+            for (index, seq) in asked {
+                // Each deleted row settles one receipt; a repeated receipt is stale.
+                match deleted.binary_search(&seq) {
+                    Ok(pos) => {
+                        deleted.remove(pos);
+                    }
+                    Err(_) => failures.push(BatchFailure {
+                        index,
+                        error: stale(),
+                    }),
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            failures.sort_by_key(|f| f.index);
+            Err(QueueError::PartialBatch {
+                backend: BACKEND,
+                failures,
+            })
+        }
+    }
+
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        if delay > MAX_DELAY {
+            return Err(QueueError::invalid_message(
+                BACKEND,
+                "delay is longer than 100 years",
+            ));
+        }
+        let row = sqlx::query(AssertSqlSafe(self.sql().nack.clone()))
+            .bind(seq)
+            .bind(token)
+            .bind(&*self.name)
+            .bind(self.max_attempts)
+            .bind(&self.exhausted_reason)
+            .bind(duration_ms(delay))
+            .bind(self.channel())
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        let settled: i64 = row.try_get("settled").map_err(map_err)?;
+        if settled == 0 { Err(stale()) } else { Ok(()) }
+    }
+
+    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let done = sqlx::query(AssertSqlSafe(self.sql().extend.clone()))
+            .bind(seq)
+            .bind(token)
+            .bind(&*self.name)
+            .bind(duration_ms(by.min(MAX_DELAY)))
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            Err(stale())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql().dead_letter.clone()))
+            .bind(seq)
+            .bind(token)
+            .bind(&*self.name)
+            .bind(reason)
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        if n == 0 { Err(stale()) } else { Ok(()) }
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.sweep().await?;
+        let rows = sqlx::query(AssertSqlSafe(self.sql().dead_letters.clone()))
+            .bind(&*self.name)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let payload: Vec<u8> = row.try_get("payload").map_err(map_err)?;
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let headers: String = row.try_get("headers").map_err(map_err)?;
+                let priority: i16 = row.try_get("priority").map_err(map_err)?;
+                let mut message = Message::new(payload).with_id(id);
+                message.headers = decode_headers(BACKEND, &headers)?;
+                message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
+                message.ordering_key = row.try_get("ordering_key").map_err(map_err)?;
+                message.enqueued_at = Some(system_time_from_millis(
+                    row.try_get("enqueued_at").map_err(map_err)?,
+                ));
+                let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
+                let at: i64 = row.try_get("dead_lettered_at").map_err(map_err)?;
+                Ok(DeadLetter {
+                    message,
+                    reason: row.try_get("reason").map_err(map_err)?,
+                    attempts: attempts.max(0) as u32,
+                    dead_lettered_at: system_time_from_millis(at),
+                })
+            })
+            .collect()
+    }
+
+    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
+        let (ids, limit): (Option<Vec<String>>, Option<i64>) = match which {
+            Replay::Ids(ids) if ids.is_empty() => return Ok(0),
+            Replay::Ids(ids) => (
+                Some(ids.into_iter().map(|id| id.as_str().to_owned()).collect()),
+                None,
+            ),
+            Replay::Oldest(0) => return Ok(0),
+            Replay::Oldest(n) => (None, Some(i64::try_from(n).unwrap_or(i64::MAX))),
+            Replay::All => (None, None),
+        };
+        let row = sqlx::query(AssertSqlSafe(self.sql().replay.clone()))
+            .bind(&*self.name)
+            .bind(ids)
+            .bind(limit)
+            .bind(self.channel())
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        let moved: i64 = row.try_get("moved").map_err(map_err)?;
+        Ok(moved as u64)
+    }
+
+    async fn purge_dead_letters(&self) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(self.sql().purge_dead_letters.clone()))
+            .bind(&*self.name)
+            .execute(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn peek(&self, limit: usize) -> Result<Vec<Message>> {
+        // Exhausted expired leases would be dead-lettered by the next pop: do not show them.
+        self.sweep().await?;
+        let rows = sqlx::query(AssertSqlSafe(self.sql().peek.clone()))
+            .bind(&*self.name)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| decode_message(row).map(|(_, m, _)| m))
+            .collect()
+    }
+
+    async fn purge(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql().purge.clone()))
+            .bind(&*self.name)
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        self.sweep().await?;
+        let row = sqlx::query(AssertSqlSafe(self.sql().stats.clone()))
+            .bind(&*self.name)
+            .fetch_one(self.pool())
+            .await
+            .map_err(map_err)?;
+        let count = |col: &str| -> Result<u64> {
+            Ok(row.try_get::<i64, _>(col).map_err(map_err)?.max(0) as u64)
+        };
+        let oldest: Option<i64> = row.try_get("oldest").map_err(map_err)?;
+        let now: i64 = row.try_get("now").map_err(map_err)?;
+        Ok(QueueStats {
+            depth: count("depth")?,
+            in_flight: count("in_flight")?,
+            delayed: count("delayed")?,
+            dead_lettered: count("dead")?,
+            oldest_age: oldest.map(|t| Duration::from_millis((now - t).max(0) as u64)),
+        })
+    }
+
+    fn backend_name(&self) -> &'static str {
+        BACKEND
+    }
+}

@@ -1,0 +1,262 @@
+//! The SQL of every operation, built once per backend with the configured
+//! table names. Queue names, receipts and payloads are always bound
+//! parameters; only the validated schema prefix is spliced in.
+
+use std::sync::Arc;
+
+/// Milliseconds since the epoch on the database clock. `clock_timestamp()`
+/// rather than `now()`: inside a long transaction `now()` stands still.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Columns the claim and peek return, in this order.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
+
+/// Prepared statement texts.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) push: Arc<str>,
+    pub(crate) push_batch: Arc<str>,
+    pub(crate) claim: Arc<str>,
+    pub(crate) sweep: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) delete_batch: Arc<str>,
+    pub(crate) nack: Arc<str>,
+    pub(crate) extend: Arc<str>,
+    pub(crate) dead_letter: Arc<str>,
+    pub(crate) dead_letters: Arc<str>,
+    pub(crate) replay: Arc<str>,
+    pub(crate) purge_dead_letters: Arc<str>,
+    pub(crate) peek: Arc<str>,
+    pub(crate) purge: Arc<str>,
+    pub(crate) stats: Arc<str>,
+    pub(crate) drop_queue: Arc<str>,
+}
+
+impl Statements {
+    /// Builds the statements for tables under `prefix` (`"schema".` or empty).
+    ///
+    /// Unless `durable_settle`, the statements that only lease or settle
+    /// messages commit asynchronously (`synchronous_commit = off` for that one
+    /// statement's transaction, never for the session): a database crash can
+    /// forget their last fraction of a second, which only means redeliveries.
+    /// Pushes and replays always wait for the WAL flush.
+    pub(crate) fn new(prefix: &str, durable_settle: bool) -> Self {
+        let m = format!("{prefix}flextide_queue_messages");
+        let d = format!("{prefix}flextide_queue_dead_letters");
+        let settle = if durable_settle {
+            ""
+        } else {
+            ", set_config('synchronous_commit', 'off', true) AS sc"
+        };
+        let build = |sql: &str| -> Arc<str> {
+            sql.replace("{m}", &m)
+                .replace("{d}", &d)
+                .replace("{now}", NOW_MS)
+                .replace("{cols}", MESSAGE_COLUMNS)
+                .replace("{settle}", settle)
+                .replace("{same_queue_3}", "(queue = $3) IS TRUE")
+                .replace("{same_queue_m3}", "(m.queue = $3) IS TRUE")
+                .into()
+        };
+        // Statements that find a row by its seq also check the queue, but
+        // written as `(queue = $3) IS TRUE`, which no index can serve: with
+        // statistics taken before a queue filled up, the planner would
+        // otherwise prefer scanning that queue's rows (estimated at one) on
+        // the (queue, priority, seq) index over the primary key lookup.
+        // Rows whose lease ended unsettled and that exhausted their attempts
+        // (or were purged while leased): removed, and the former moved to the
+        // dead letters. Reads only the partial index of delivered rows.
+        // $1 queue, $2 max attempts, $3 reason.
+        const SWEEP: &str = "
+            swept AS (
+                DELETE FROM {m} WHERE seq IN (
+                    SELECT seq FROM {m}
+                    WHERE queue = $1 AND attempts > 0 AND visible_at <= (SELECT now FROM t)
+                      AND (attempts >= $2 OR purged)
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
+            ),
+            swept_dead AS (
+                INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
+                SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $3, (SELECT now FROM t)
+                FROM swept WHERE NOT purged ORDER BY seq
+            )";
+        Statements {
+            // $1 queue, $2 id, $3 payload, $4 headers, $5 priority, $6 key, $7 delay ms, $8 channel.
+            push: build(
+                "WITH t AS (SELECT {now} AS now),
+                 ins AS (
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+                    SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + $7 FROM t
+                 )
+                 SELECT pg_notify($8, $1)",
+            ),
+            // One statement for the whole batch; ORDINALITY keeps push order in seq.
+            push_batch: build(
+                "WITH t AS (SELECT {now} AS now),
+                 ins AS (
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay
+                    FROM t, UNNEST($2::text[], $3::bytea[], $4::text[], $5::int2[], $6::text[], $7::int8[])
+                         WITH ORDINALITY AS u(id, payload, headers, priority, okey, delay, ord)
+                    ORDER BY u.ord
+                 )
+                 SELECT pg_notify($8, $1)",
+            ),
+            // The hot path, one round trip: sweep exhausted expired leases,
+            // then walk the claim index in delivery order, skipping rows
+            // other claimers hold, and lease what is ready. Only the head
+            // (lowest seq) of an ordering key is claimable; the key waits
+            // while its head is leased or delayed.
+            // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token.
+            claim: build(&format!(
+                "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
+                 {SWEEP},
+                 picked AS (
+                    SELECT c.seq FROM {{m}} c
+                    WHERE c.queue = $1 AND c.visible_at <= (SELECT now FROM t)
+                      AND c.attempts < $2 AND NOT c.purged
+                      AND (c.ordering_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM {{m}} h
+                            WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
+                              AND h.seq NOT IN (SELECT seq FROM swept)))
+                    ORDER BY c.priority DESC, c.seq
+                    LIMIT $4
+                    FOR UPDATE OF c SKIP LOCKED
+                 )
+                 UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5
+                 FROM picked WHERE m.seq = picked.seq
+                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.attempts"
+            )),
+            // $1 queue, $2 max attempts, $3 reason.
+            sweep: build(&format!(
+                "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
+                 {SWEEP}
+                 SELECT count(*) FROM swept"
+            )),
+            // $1 seq, $2 token, $3 queue.
+            delete: build(
+                "WITH t AS MATERIALIZED (SELECT 1 AS one {settle})
+                 DELETE FROM {m} USING t WHERE seq = $1 AND token = $2 AND {same_queue_3}",
+            ),
+            // $1 seqs, $2 tokens, $3 queue; returns the seqs deleted.
+            delete_batch: build(
+                "WITH t AS MATERIALIZED (SELECT 1 AS one {settle})
+                 DELETE FROM {m} m USING t, UNNEST($1::int8[], $2::text[]) AS r(seq, token)
+                 WHERE m.seq = r.seq AND m.token = r.token AND {same_queue_m3}
+                 RETURNING m.seq",
+            ),
+            // Ends the lease; past max attempts the message moves to the
+            // dead letters in the same statement instead.
+            // $1 seq, $2 token, $3 queue, $4 max attempts, $5 reason, $6 delay ms, $7 channel.
+            nack: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
+                 gone AS (
+                    DELETE FROM {m} WHERE seq = $1 AND token = $2 AND {same_queue_3} AND (attempts >= $4 OR purged)
+                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
+                 ),
+                 dead AS (
+                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $5, (SELECT now FROM t)
+                    FROM gone WHERE NOT purged
+                 ),
+                 back AS (
+                    UPDATE {m} SET token = NULL, visible_at = (SELECT now FROM t) + $6
+                    WHERE seq = $1 AND token = $2 AND {same_queue_3} AND attempts < $4 AND NOT purged
+                    RETURNING seq
+                 ),
+                 woken AS (SELECT pg_notify($7, $3) FROM back WHERE $6 <= 0)
+                 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM back) AS settled,
+                        (SELECT count(*) FROM woken) AS woken",
+            ),
+            // $1 seq, $2 token, $3 queue, $4 ms from now.
+            extend: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now {settle})
+                 UPDATE {m} SET visible_at = t.now + $4 FROM t WHERE seq = $1 AND token = $2 AND {same_queue_3}",
+            ),
+            // $1 seq, $2 token, $3 queue, $4 reason.
+            dead_letter: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
+                 gone AS (
+                    DELETE FROM {m} WHERE seq = $1 AND token = $2 AND {same_queue_3}
+                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts
+                 ),
+                 dead AS (
+                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $4, t.now
+                    FROM gone, t
+                    RETURNING 1
+                 )
+                 SELECT count(*) FROM dead",
+            ),
+            // $1 queue, $2 limit.
+            dead_letters: build(
+                "SELECT id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at
+                 FROM {d} WHERE queue = $1 ORDER BY dl_seq LIMIT $2",
+            ),
+            // $1 queue, $2 ids (NULL: any), $3 limit (NULL: all), $4 channel.
+            replay: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now),
+                 gone AS (
+                    DELETE FROM {d} WHERE dl_seq IN (
+                        SELECT dl_seq FROM {d}
+                        WHERE queue = $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
+                        ORDER BY dl_seq LIMIT $3
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING dl_seq, queue, id, payload, headers, priority, ordering_key, enqueued_at
+                 ),
+                 ins AS (
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, (SELECT now FROM t)
+                    FROM gone ORDER BY dl_seq
+                    RETURNING 1
+                 ),
+                 woken AS (SELECT pg_notify($4, $1) FROM (SELECT 1 FROM ins LIMIT 1) x)
+                 SELECT (SELECT count(*) FROM ins) AS moved, (SELECT count(*) FROM woken) AS woken",
+            ),
+            // $1 queue.
+            purge_dead_letters: build("DELETE FROM {d} WHERE queue = $1"),
+            // $1 queue, $2 limit.
+            peek: build(
+                "SELECT {cols} FROM {m}
+                 WHERE queue = $1 AND visible_at <= {now} AND NOT purged
+                 ORDER BY priority DESC, seq LIMIT $2",
+            ),
+            // Removes what is not leased; leased rows are marked so that they
+            // are removed, not redelivered, if their lease ends unsettled.
+            // $1 queue.
+            purge: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now),
+                 gone AS (
+                    DELETE FROM {m} WHERE queue = $1 AND (visible_at <= (SELECT now FROM t) OR token IS NULL)
+                    RETURNING 1
+                 ),
+                 marked AS (
+                    UPDATE {m} SET purged = TRUE
+                    WHERE queue = $1 AND visible_at > (SELECT now FROM t) AND token IS NOT NULL
+                 )
+                 SELECT count(*) FROM gone",
+            ),
+            // $1 queue. Exact counts: one scan of the queue's rows.
+            stats: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now)
+                 SELECT
+                    count(m.seq) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS depth,
+                    count(m.seq) FILTER (WHERE m.visible_at > t.now AND m.token IS NOT NULL) AS in_flight,
+                    count(m.seq) FILTER (WHERE m.visible_at > t.now AND m.token IS NULL) AS delayed,
+                    min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now OR m.token IS NOT NULL) AS oldest,
+                    (SELECT count(*) FROM {d} WHERE queue = $1) AS dead,
+                    t.now AS now
+                 FROM t LEFT JOIN {m} m ON m.queue = $1
+                 GROUP BY t.now",
+            ),
+            // $1 queue.
+            drop_queue: build(
+                "WITH a AS (DELETE FROM {m} WHERE queue = $1 RETURNING 1),
+                      b AS (DELETE FROM {d} WHERE queue = $1 RETURNING 1)
+                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)",
+            ),
+        }
+    }
+}

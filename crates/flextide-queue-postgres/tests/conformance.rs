@@ -1,0 +1,105 @@
+//! The conformance suite against PostgreSQL.
+//!
+//! Run with: `FLEXTIDE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p flextide-queue-postgres --test conformance`
+
+use std::{
+    collections::HashMap,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use flextide_queue_conformance::{Connect, Harness, HarnessSettings, async_trait};
+use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
+use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
+
+const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
+
+struct PgHarness {
+    url: String,
+    /// Migrates, cleans up and kills connections; never disrupted itself.
+    admin: PostgresBackend,
+    /// The application_name of every pool opened per queue name, so that
+    /// `disrupt` kills exactly the connections of one case's queue, not
+    /// those of cases running beside it.
+    pools: Mutex<HashMap<String, Vec<String>>>,
+}
+
+#[async_trait]
+impl Harness for PgHarness {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        flextide_queue_core::validate_queue_name(name)?;
+        // Each handle gets its own small pool (and listener), tagged so
+        // that disrupt can find it.
+        let app_name = format!(
+            "flextide-conformance-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let config = PostgresConfig::default()
+            .application_name(&app_name)
+            .max_connections(6);
+        let backend = PostgresBackend::connect(&self.url, config).await?;
+        self.pools
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_default()
+            .push(app_name);
+        Ok(Arc::new(backend.queue(name, options)?))
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.pools.lock().unwrap().remove(name);
+        self.admin.drop_queue(name).await.map(drop)
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let names = self
+            .pools
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .cloned()
+            .unwrap_or_default();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = ANY($1) AND pid <> pg_backend_pid()",
+        )
+        .bind(names)
+        .execute(self.admin.pool())
+        .await
+        .map_err(|e| QueueError::backend_error("postgres", true, e))?;
+        Ok(true)
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            can_disrupt: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+async fn connect() -> Connect<PgHarness> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        return Connect::NotConfigured(format!("set {URL_VAR}=postgres://user@host:5432/db"));
+    };
+    let config = PostgresConfig::default()
+        .max_connections(4)
+        .migrate_on_connect(true);
+    match PostgresBackend::connect(&url, config).await {
+        Ok(admin) => Connect::Ready(PgHarness {
+            url,
+            admin,
+            pools: Mutex::new(HashMap::new()),
+        }),
+        Err(e) => Connect::Failed(format!("connecting to {URL_VAR} failed: {e}")),
+    }
+}
+
+fn main() -> ExitCode {
+    flextide_queue_conformance::run("postgres", connect)
+}

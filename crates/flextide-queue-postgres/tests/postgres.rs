@@ -1,0 +1,455 @@
+//! PostgreSQL-specific integration tests: concurrency, crashes, transactions,
+//! migrations, killed connections and LISTEN/NOTIFY.
+//!
+//! Run with: `FLEXTIDE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p flextide-queue-postgres --test postgres`
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use flextide_queue_conformance::{is_required, unique_queue_name};
+use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
+use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
+
+fn url() -> Option<String> {
+    match std::env::var("FLEXTIDE_TEST_POSTGRES_URL") {
+        Ok(u) => Some(u),
+        Err(_) if is_required("postgres") => {
+            panic!("FLEXTIDE_TEST_REQUIRE names postgres but FLEXTIDE_TEST_POSTGRES_URL is unset")
+        }
+        Err(_) => {
+            eprintln!("skipped: set FLEXTIDE_TEST_POSTGRES_URL");
+            None
+        }
+    }
+}
+
+fn app_name() -> String {
+    format!(
+        "flextide-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+async fn backend(url: &str, config: PostgresConfig) -> PostgresBackend {
+    let b = PostgresBackend::connect(url, config)
+        .await
+        .expect("connect");
+    b.migrate().await.expect("migrate");
+    b
+}
+
+/// Drops the queue's rows when the test ends, pass or fail.
+struct Cleanup(String, String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, name) = (self.0.clone(), self.1.clone());
+        // A fresh runtime and connection: the test's pool belongs to the
+        // test's runtime, which this thread is blocking.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect(&url)
+                        .await
+                        .unwrap();
+                    flextide_queue_postgres::drop_queue(&pool, &name)
+                        .await
+                        .unwrap();
+                    pool.close().await;
+                })
+        })
+        .join()
+        .expect("cleanup failed");
+    }
+}
+
+fn open(
+    b: &PostgresBackend,
+    url: &str,
+    hint: &str,
+    options: QueueOptions,
+) -> (PostgresQueue, Cleanup) {
+    let name = unique_queue_name(hint);
+    (
+        b.queue(&name, options).unwrap(),
+        Cleanup(url.to_owned(), name),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_never_share_a_message() {
+    let Some(url) = url() else { return };
+    let b = backend(&url, PostgresConfig::default().max_connections(12)).await;
+    let (q, _c) = open(&b, &url, "pg_concurrent", QueueOptions::default());
+    let total = 3000;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(1000) {
+        q.push_batch(
+            chunk
+                .iter()
+                .map(|i| Message::new(format!("m{i}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let batch = q.pop_batch(25, Duration::ZERO).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                let receipts: Vec<_> = batch.iter().map(|d| d.receipt.clone()).collect();
+                seen.extend(batch.into_iter().map(|d| d.message.id));
+                q.delete_batch(&receipts).await.unwrap();
+            }
+            seen
+        }));
+    }
+    let mut counts: HashMap<_, usize> = HashMap::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), total);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "a message was delivered to two claimers"
+    );
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.in_flight), (0, 0));
+}
+
+#[tokio::test]
+async fn crashed_consumer_lease_expires_and_message_returns() {
+    let Some(url) = url() else { return };
+    let b = backend(&url, PostgresConfig::default()).await;
+    let (q, _c) = open(
+        &b,
+        &url,
+        "pg_crash",
+        QueueOptions::default().lease(Duration::from_millis(500)),
+    );
+    let id = q.push(Message::new("work")).await.unwrap();
+    let first = q.pop(Duration::ZERO).await.unwrap().expect("delivered");
+    // The consumer "crashes": never settles. Nobody else sees it meanwhile.
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    let again = q
+        .pop(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered after the lease");
+    assert_eq!(again.message.id, id);
+    assert_eq!(again.attempt, 2);
+    assert!(matches!(
+        q.delete(&first.receipt).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.delete(&again.receipt).await.unwrap();
+}
+
+#[tokio::test]
+async fn push_in_tx_follows_the_transaction() {
+    let Some(url) = url() else { return };
+    let b = backend(&url, PostgresConfig::default()).await;
+    let (q, _c) = open(&b, &url, "pg_tx", QueueOptions::default());
+
+    let mut tx = b.pool().begin().await.unwrap();
+    q.push_in_tx(&mut tx, Message::new("rolled back"))
+        .await
+        .unwrap();
+    q.push_batch_in_tx(&mut tx, vec![Message::new("a"), Message::new("b")])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(q.stats().await.unwrap().depth, 0);
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+
+    let mut tx = b.pool().begin().await.unwrap();
+    let id = q
+        .push_in_tx(&mut tx, Message::new("committed"))
+        .await
+        .unwrap();
+    // Invisible to others until commit.
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("committed message");
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_twice_and_concurrently_is_harmless() {
+    let Some(url) = url() else { return };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect(&url)
+        .await
+        .unwrap();
+    migrate(&pool).await.unwrap();
+    migrate(&pool).await.unwrap();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn({
+                let p = pool.clone();
+                async move { migrate(&p).await }
+            })
+        })
+        .collect();
+    for r in runs {
+        r.await.unwrap().unwrap();
+    }
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM flextide_queue_schema_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(versions as usize, flextide_queue_postgres::MIGRATIONS.len());
+
+    // A schema of its own works the same; unmigrated, operations say what to do.
+    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let config = PostgresConfig::default().schema(&schema);
+    let b = PostgresBackend::from_pool(pool.clone(), config.clone()).unwrap();
+    let q = b.queue("q", QueueOptions::default()).unwrap();
+    let err = q.push(Message::new("x")).await.unwrap_err();
+    assert!(matches!(err, QueueError::Configuration { .. }), "{err}");
+    assert!(!err.is_retryable());
+    b.migrate().await.unwrap();
+    b.migrate().await.unwrap();
+    q.push(Message::new("x")).await.unwrap();
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_some());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+/// Calls `f` until it succeeds, allowing retryable errors only.
+async fn retrying<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    for _ in 0..50 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("non-retryable error after a disconnect: {e}"),
+        }
+    }
+    panic!("still failing after 50 retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_lose_nothing() {
+    let Some(url) = url() else { return };
+    let app = app_name();
+    let b = backend(
+        &url,
+        PostgresConfig::default()
+            .application_name(&app)
+            .max_connections(4),
+    )
+    .await;
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let (q, _c) = open(
+        &b,
+        &url,
+        "pg_kill",
+        QueueOptions::default().lease(Duration::from_secs(2)),
+    );
+    let total = 400;
+    let ids: Vec<_> = (0..total).map(|i| Message::new(format!("{i}"))).collect();
+    let pushed: Vec<_> = ids.iter().map(|m| m.id.clone()).collect();
+    for chunk in ids.chunks(50) {
+        let chunk = chunk.to_vec();
+        retrying(|| q.push_batch(chunk.clone())).await;
+    }
+    let killer = tokio::spawn({
+        let admin = admin.clone();
+        let app = app.clone();
+        async move {
+            let mut killed = 0u64;
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(&app)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+                killed += n as u64;
+            }
+            killed
+        }
+    });
+    let mut done = std::collections::HashSet::new();
+    let mut errors = 0;
+    let started = Instant::now();
+    while done.len() < total && started.elapsed() < Duration::from_secs(60) {
+        let batch = match q.pop_batch(10, Duration::from_millis(200)).await {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(
+                    e.is_retryable(),
+                    "killed connection must give a retryable error: {e}"
+                );
+                errors += 1;
+                continue;
+            }
+        };
+        for d in batch {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            match q.delete(&d.receipt).await {
+                Ok(()) => {
+                    done.insert(d.message.id);
+                }
+                Err(e) => {
+                    // Either retryable (redelivered later) or stale (already redelivered).
+                    assert!(
+                        e.is_retryable() || matches!(e, QueueError::StaleReceipt { .. }),
+                        "{e}"
+                    );
+                    errors += 1;
+                }
+            }
+        }
+    }
+    let killed = killer.await.unwrap();
+    assert!(killed > 0, "the test killed no connection");
+    assert_eq!(
+        done.len(),
+        total,
+        "messages lost after {killed} killed connections ({errors} errors)"
+    );
+    assert!(pushed.iter().all(|id| done.contains(id)));
+    let stats = retrying(|| q.stats()).await;
+    assert_eq!((stats.depth, stats.in_flight, stats.delayed), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_a_waiting_pop_quickly() {
+    let Some(url) = url() else { return };
+    // Polling so slow that only a notification can explain a quick wake-up.
+    let slow =
+        PostgresConfig::default().poll_interval(Duration::from_secs(20), Duration::from_secs(20));
+    let consumer = backend(&url, slow).await;
+    let producer = backend(&url, PostgresConfig::default()).await;
+    let name = unique_queue_name("pg_notify");
+    let _c = Cleanup(url.clone(), name.clone());
+    let rx = consumer.queue(&name, QueueOptions::default()).unwrap();
+    let tx = producer.queue(&name, QueueOptions::default()).unwrap();
+    let waiting = tokio::spawn(async move {
+        let d = rx.pop(Duration::from_secs(10)).await.unwrap();
+        (Instant::now(), d)
+    });
+    // Let the pop poll once and the listener connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pushed_at = Instant::now();
+    tx.push(Message::new("wake up")).await.unwrap();
+    let (got_at, d) = waiting.await.unwrap();
+    let d = d.expect("the waiting pop got the message");
+    let latency = got_at - pushed_at;
+    assert!(latency < Duration::from_secs(1), "woken after {latency:?}");
+    tx.delete(&d.receipt).await.unwrap();
+
+    // A push committed in a transaction notifies at commit.
+    let rx = consumer.queue(&name, QueueOptions::default()).unwrap();
+    let waiting = tokio::spawn(async move {
+        rx.pop(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .map(|d| (Instant::now(), d))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut t = producer.pool().begin().await.unwrap();
+    tx.push_in_tx(&mut t, Message::new("in tx")).await.unwrap();
+    let committed_at = Instant::now();
+    t.commit().await.unwrap();
+    let (got_at, _) = waiting.await.unwrap().expect("delivered after commit");
+    assert!(got_at - committed_at < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn batch_delete_reports_stale_receipts_by_index() {
+    let Some(url) = url() else { return };
+    let b = backend(&url, PostgresConfig::default()).await;
+    let (q, _c) = open(&b, &url, "pg_batch_delete", QueueOptions::default());
+    q.push_batch((0..5).map(|i| Message::new(format!("{i}"))).collect())
+        .await
+        .unwrap();
+    let ds = q.pop_batch(5, Duration::ZERO).await.unwrap();
+    assert_eq!(ds.len(), 5);
+    q.delete(&ds[1].receipt).await.unwrap();
+    let receipts: Vec<_> = ds.iter().map(|d| d.receipt.clone()).collect();
+    match q.delete_batch(&receipts).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            assert_eq!(
+                failures.iter().map(|f| f.index).collect::<Vec<_>>(),
+                vec![1]
+            );
+            assert!(matches!(failures[0].error, QueueError::StaleReceipt { .. }));
+        }
+        other => panic!("expected a partial batch, got {other:?}"),
+    }
+    assert_eq!(q.stats().await.unwrap().in_flight, 0);
+}
+
+#[tokio::test]
+async fn ordering_keys_hold_under_concurrent_claims() {
+    let Some(url) = url() else { return };
+    let b = backend(&url, PostgresConfig::default()).await;
+    let (q, _c) = open(&b, &url, "pg_keys", QueueOptions::default());
+    let msgs: Vec<_> = (0..40)
+        .map(|i| Message::new(format!("{i}")).with_ordering_key(format!("k{}", i % 4)))
+        .collect();
+    q.push_batch(msgs).await.unwrap();
+    let q = Arc::new(q);
+    // Two claimers at once: between them, at most one message per key.
+    let (a, b2) = tokio::join!(
+        q.pop_batch(40, Duration::ZERO),
+        q.pop_batch(40, Duration::ZERO)
+    );
+    let all: Vec<_> = a.unwrap().into_iter().chain(b2.unwrap()).collect();
+    let mut keys: Vec<_> = all
+        .iter()
+        .map(|d| d.message.ordering_key.clone().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        all.len(),
+        "two messages of one key were leased at once"
+    );
+    assert_eq!(all.len(), 4);
+    for d in &all {
+        let n: usize = std::str::from_utf8(&d.message.payload)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n < 4, "a key's head is its first message, got {n}");
+    }
+}

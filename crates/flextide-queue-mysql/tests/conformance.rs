@@ -21,6 +21,8 @@ const VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
 type ConnectionIds = Arc<Mutex<HashMap<String, Vec<u64>>>>;
 
 struct MySqlHarness {
+    /// The server: from the environment, or a container kept alive here.
+    _server: flextide_queue_conformance::Located,
     url: String,
     admin: MySqlPool,
     connections: ConnectionIds,
@@ -91,9 +93,16 @@ impl Harness for MySqlHarness {
 
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run("mysql", || async {
-        let Ok(url) = std::env::var(VAR) else {
-            return Connect::NotConfigured(format!("set {VAR}=mysql://root@127.0.0.1:3306/test"));
+        let located = match flextide_queue_conformance::locate(
+            VAR,
+            flextide_queue_conformance::Server::MariaDb,
+        )
+        .await
+        {
+            Ok(located) => located,
+            Err(why) => return Connect::NotConfigured(why),
         };
+        let url = located.url.clone();
         let admin = match MySqlPoolOptions::new()
             .max_connections(4)
             .connect(&url)
@@ -112,6 +121,7 @@ fn main() -> std::process::ExitCode {
             return Connect::Failed(format!("migrate failed: {e}"));
         }
         Connect::Ready(MySqlHarness {
+            _server: located,
             url,
             admin,
             connections: Arc::default(),

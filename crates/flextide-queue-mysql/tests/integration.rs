@@ -273,7 +273,7 @@ async fn killed_connections_mid_run_lose_nothing() {
             // have taken effect (the server committed, the reply never came).
             let mut unsure = HashSet::new();
             let mut retryable_errors = 0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
             while done.union(&unsure).count() < N && tokio::time::Instant::now() < deadline {
                 match q.pop_batch(5, Duration::from_millis(200)).await {
                     Ok(batch) => {

@@ -15,6 +15,8 @@ use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
 const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
 
 struct PgHarness {
+    /// The server: from the environment, or a container kept alive here.
+    _server: flextide_queue_conformance::Located,
     url: String,
     /// Migrates, cleans up and kills connections; never disrupted itself.
     admin: PostgresBackend,
@@ -84,14 +86,22 @@ impl Harness for PgHarness {
 }
 
 async fn connect() -> Connect<PgHarness> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        return Connect::NotConfigured(format!("set {URL_VAR}=postgres://user@host:5432/db"));
+    let located = match flextide_queue_conformance::locate(
+        URL_VAR,
+        flextide_queue_conformance::Server::Postgres,
+    )
+    .await
+    {
+        Ok(located) => located,
+        Err(why) => return Connect::NotConfigured(why),
     };
+    let url = located.url.clone();
     let config = PostgresConfig::default()
         .max_connections(4)
         .migrate_on_connect(true);
     match PostgresBackend::connect(&url, config).await {
         Ok(admin) => Connect::Ready(PgHarness {
+            _server: located,
             url,
             admin,
             pools: Mutex::new(HashMap::new()),

@@ -308,7 +308,7 @@ async fn killed_connections_lose_nothing() {
     let mut done = std::collections::HashSet::new();
     let mut errors = 0;
     let started = Instant::now();
-    while done.len() < total && started.elapsed() < Duration::from_secs(60) {
+    while done.len() < total && started.elapsed() < Duration::from_secs(180) {
         let batch = match q.pop_batch(10, Duration::from_millis(200)).await {
             Ok(b) => b,
             Err(e) => {

@@ -1,1 +1,165 @@
-//! RabbitMQ backend for Flextide Queue (lapin): quorum queues, publisher confirms, plugin-free delays, dead-letter exchanges.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod codec;
+mod config;
+mod delay;
+mod error;
+mod link;
+mod queue;
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use flextide_queue_core::{QueueError, QueueOptions, Result, validate_queue_name};
+use lapin::{options::QueueDeleteOptions, types::ShortString, uri::AMQPUri};
+
+pub use config::{QueueType, RabbitMqConfig};
+pub use queue::RabbitMqQueue;
+
+/// The backend's short name, used in errors and logs.
+pub const BACKEND: &str = "rabbitmq";
+
+/// The environment variable [`RabbitMq::from_env`] reads the broker URL from.
+pub const URL_ENV: &str = "FLEXTIDE_RABBITMQ_URL";
+
+/// What every handle of one client shares: the parsed URL (with its
+/// password: never printed), a printable form without credentials, and the
+/// configuration.
+pub(crate) struct Settings {
+    pub(crate) uri: AMQPUri,
+    /// `amqp://host:port/vhost`, safe to show.
+    pub(crate) shown: String,
+    pub(crate) config: RabbitMqConfig,
+}
+
+/// A RabbitMQ broker: opens queues on it.
+///
+/// Each opened [`RabbitMqQueue`] has its own AMQP connection (one publishing
+/// and one consuming channel), which it re-establishes by itself after the
+/// connection drops. The URL's password never appears in errors, logs or
+/// `Debug` output.
+#[derive(Clone)]
+pub struct RabbitMq {
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for RabbitMq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitMq")
+            .field("url", &self.settings.shown)
+            .field("config", &self.settings.config)
+            .finish()
+    }
+}
+
+impl RabbitMq {
+    /// A client for the broker at `url` (`amqp://user:password@host:5672/%2f`),
+    /// with the default configuration. Nothing is connected until a queue is opened.
+    pub fn new(url: &str) -> Result<Self> {
+        Self::with_config(url, RabbitMqConfig::default())
+    }
+
+    /// A client with the given configuration.
+    pub fn with_config(url: &str, config: RabbitMqConfig) -> Result<Self> {
+        // The parser's message never echoes the URL, so it cannot leak the password.
+        let mut uri = AMQPUri::from_str(url)
+            .map_err(|e| QueueError::configuration(BACKEND, format!("invalid AMQP URL: {e}")))?;
+        // A dead peer is noticed after two missed heartbeats; the broker's
+        // default (60 s) leaves calls hanging too long.
+        uri.query.heartbeat.get_or_insert(15);
+        let shown = format!(
+            "{}://{}:{}/{}",
+            if url.starts_with("amqps") {
+                "amqps"
+            } else {
+                "amqp"
+            },
+            uri.authority.host,
+            uri.authority.port,
+            uri.vhost.replace('%', "%25").replace('/', "%2f")
+        );
+        if config.max_batch == 0 || config.max_prefetch == 0 {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "max_batch and max_prefetch must be at least 1",
+            ));
+        }
+        Ok(RabbitMq {
+            settings: Arc::new(Settings { uri, shown, config }),
+        })
+    }
+
+    /// A client for the URL in `FLEXTIDE_RABBITMQ_URL`.
+    pub fn from_env() -> Result<Self> {
+        let url = std::env::var(URL_ENV).map_err(|_| {
+            QueueError::configuration(
+                BACKEND,
+                format!("set {URL_ENV}=amqp://user:password@host:5672/%2f"),
+            )
+        })?;
+        Self::new(&url)
+    }
+
+    /// The broker's address without credentials.
+    pub fn address(&self) -> &str {
+        &self.settings.shown
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RabbitMqConfig {
+        &self.settings.config
+    }
+
+    /// Opens the queue `name`, declaring it (durable; quorum unless
+    /// configured otherwise) and its dead-letter queue `<name>.dlq` when
+    /// they do not exist yet.
+    pub async fn open(&self, name: &str, options: QueueOptions) -> Result<RabbitMqQueue> {
+        validate_queue_name(name)?;
+        RabbitMqQueue::open(self.settings.clone(), name, options).await
+    }
+
+    /// Deletes the queue `name`, its dead-letter queue and its delay holding
+    /// queues, with every message in them. Queues that do not exist are skipped.
+    pub async fn drop_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        let t = self.settings.config.operation_timeout;
+        let props = lapin::ConnectionProperties::default()
+            .with_connection_name(format!("flextide-queue-rabbitmq/drop/{name}").into());
+        let connection = error::timed(
+            "connect",
+            t,
+            lapin::Connection::connect_uri(self.settings.uri.clone(), props),
+        )
+        .await?;
+        let result = async {
+            let mut names: Vec<String> = delay::LADDER_MS
+                .iter()
+                .map(|&b| delay::holding_queue(name, b))
+                .collect();
+            names.push(name.to_owned());
+            names.push(queue::dlq_name(name));
+            let mut channel = error::timed("channel.open", t, connection.create_channel()).await?;
+            for queue in names {
+                let deleted = error::timed_raw(
+                    "queue.delete",
+                    t,
+                    channel.queue_delete(
+                        ShortString::from(queue.as_str()),
+                        QueueDeleteOptions::default(),
+                    ),
+                )
+                .await?;
+                if let Err(e) = deleted {
+                    if !error::is_not_found(&e) {
+                        return Err(error::map(e));
+                    }
+                    channel = error::timed("channel.open", t, connection.create_channel()).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let _ = tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+        result
+    }
+}

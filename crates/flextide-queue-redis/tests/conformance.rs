@@ -15,6 +15,8 @@ use flextide_queue_redis::{RedisBackend, RedisConfig};
 const VAR: &str = "FLEXTIDE_TEST_REDIS_URL";
 
 struct RedisHarness {
+    /// The server: from the environment, or a container kept alive here.
+    _server: flextide_queue_conformance::Located,
     url: String,
     /// Used for cleanup and for killing other connections.
     admin: RedisBackend,
@@ -97,9 +99,14 @@ impl Harness for RedisHarness {
 }
 
 async fn connect() -> Connect<RedisHarness> {
-    let Ok(url) = std::env::var(VAR) else {
-        return Connect::NotConfigured(format!("set {VAR}=redis://127.0.0.1:6379/"));
-    };
+    let located =
+        match flextide_queue_conformance::locate(VAR, flextide_queue_conformance::Server::Redis)
+            .await
+        {
+            Ok(located) => located,
+            Err(why) => return Connect::NotConfigured(why),
+        };
+    let url = located.url.clone();
     let admin = match RedisBackend::connect(RedisConfig::new(url.clone())).await {
         Ok(a) => a,
         Err(e) => return Connect::Failed(e.to_string()),
@@ -112,6 +119,7 @@ async fn connect() -> Connect<RedisHarness> {
         Err(_) => return Connect::Failed(format!("{VAR} is not a valid Redis URL")),
     };
     Connect::Ready(RedisHarness {
+        _server: located,
         url,
         admin,
         admin_conn,

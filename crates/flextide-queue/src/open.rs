@@ -6,6 +6,7 @@ use flextide_queue_core::{QueueError, QueueProvider};
 
 use crate::{Config, ProviderKind};
 
+#[allow(dead_code, reason = "unused when every backend feature is on")]
 const BACKEND: &str = "config";
 
 /// Opens the queue the environment describes: `QUEUE_PROVIDER` plus the
@@ -31,6 +32,7 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueErr
     }
 }
 
+#[allow(dead_code, reason = "unused when every backend feature is on")]
 fn not_built(feature: &'static str) -> QueueError {
     QueueError::configuration(
         BACKEND,
@@ -140,6 +142,17 @@ async fn redis(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
     let backend = RedisBackend::connect(RedisConfig::new(url)).await?;
     Ok(Arc::new(
         backend
+            .open(&config.queue_name, config.options.clone())
+            .await?,
+    ))
+}
+
+#[cfg(feature = "rabbitmq")]
+async fn rabbitmq(config: &Config) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    let url = config.amqp_url.as_deref().unwrap_or_default();
+    let client = flextide_queue_rabbitmq::RabbitMq::new(url)?;
+    Ok(Arc::new(
+        client
             .open(&config.queue_name, config.options.clone())
             .await?,
     ))

@@ -1,0 +1,91 @@
+//! Delays without a plugin: one holding queue per delay bucket.
+//!
+//! A delayed message is published to `<queue>.delay.<ms>`, a classic durable
+//! queue with `x-message-ttl = <ms>` that dead-letters expired messages back
+//! to `<queue>` through the default exchange. The message itself carries its
+//! exact delay as `expiration`, so it leaves on time unless an earlier
+//! message of the same bucket with a longer delay is ahead of it (RabbitMQ
+//! expires messages at the head only); buckets are therefore narrow: a
+//! message is never early, and late by at most the width of its bucket.
+//! The buckets form a fixed ladder, so every holding queue of a queue can be
+//! found (for stats, purge and drop) without the management API.
+
+use std::time::Duration;
+
+/// Upper bounds of the buckets, in milliseconds.
+pub(crate) const LADDER_MS: &[u64] = &[
+    100,
+    200,
+    300,
+    500,
+    750,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    4_000,
+    5_000,
+    7_500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    45_000,
+    60_000,
+    90_000,
+    120_000,
+    180_000,
+    300_000,
+    450_000,
+    600_000,
+    900_000,
+    1_200_000,
+    1_800_000,
+    2_700_000,
+    3_600_000,
+    5_400_000,
+    7_200_000,
+    10_800_000,
+    14_400_000,
+    21_600_000,
+    28_800_000,
+    43_200_000,
+    64_800_000,
+    86_400_000,
+    172_800_000,
+    259_200_000,
+    432_000_000,
+    604_800_000,
+];
+
+/// The longest delay accepted: 7 days.
+pub(crate) const MAX_DELAY: Duration = Duration::from_millis(604_800_000);
+
+/// The bucket (its upper bound in ms) of a delay, and the delay in whole
+/// milliseconds (rounded up, so never early).
+pub(crate) fn bucket(delay: Duration) -> Option<(u64, u64)> {
+    let ms = u64::try_from(delay.as_nanos().div_ceil(1_000_000))
+        .ok()?
+        .max(1);
+    LADDER_MS.iter().find(|&&b| b >= ms).map(|&b| (b, ms))
+}
+
+/// Name of a bucket's holding queue.
+pub(crate) fn holding_queue(queue: &str, bucket_ms: u64) -> String {
+    format!("{queue}.delay.{bucket_ms}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_up_and_stop_at_the_maximum() {
+        assert_eq!(bucket(Duration::from_micros(1)), Some((100, 1)));
+        assert_eq!(bucket(Duration::from_millis(1000)), Some((1000, 1000)));
+        assert_eq!(bucket(Duration::from_millis(1001)), Some((1500, 1001)));
+        assert_eq!(bucket(MAX_DELAY), Some((604_800_000, 604_800_000)));
+        assert_eq!(bucket(MAX_DELAY + Duration::from_millis(1)), None);
+        assert!(LADDER_MS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

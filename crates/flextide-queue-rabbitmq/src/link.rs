@@ -1,0 +1,258 @@
+//! One connection of a queue handle and its channels, with the queue's
+//! topology declared on it. A handle replaces its link when the connection
+//! or a channel dies; each link has a generation number, and deliveries
+//! received on one link can only be settled through it.
+
+use std::{sync::Arc, time::Duration};
+
+use flextide_queue_core::{QueueError, Result};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+
+use crate::{
+    BACKEND, Settings,
+    config::QueueType,
+    error::{map, timed},
+};
+
+/// A live connection with a publishing channel (publisher confirms on) and
+/// a consuming channel (manual acknowledgements).
+pub(crate) struct Link {
+    pub(crate) generation: u64,
+    pub(crate) name: String,
+    pub(crate) connection: Connection,
+    pub(crate) publish: Channel,
+    pub(crate) consume: Channel,
+    pub(crate) timeout: Duration,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("generation", &self.generation)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Link {
+    /// Connects, opens the channels and declares the queue and its dead-letter queue.
+    pub(crate) async fn open(
+        settings: &Settings,
+        queue: &str,
+        dlq: &str,
+        generation: u64,
+        name: String,
+    ) -> Result<Link> {
+        let t = settings.config.operation_timeout;
+        let props =
+            ConnectionProperties::default().with_connection_name(LongString::from(name.clone()));
+        let connection = timed(
+            "connect",
+            t,
+            Connection::connect_uri(settings.uri.clone(), props),
+        )
+        .await?;
+        let publish = timed("channel.open", t, connection.create_channel()).await?;
+        timed(
+            "confirm.select",
+            t,
+            publish.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
+        declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
+        declare(&publish, t, dlq, classic_arguments()).await?;
+        let consume = timed("channel.open", t, connection.create_channel()).await?;
+        Ok(Link {
+            generation,
+            name,
+            connection,
+            publish,
+            consume,
+            timeout: t,
+        })
+    }
+
+    /// Whether the connection and both channels are still open.
+    pub(crate) fn healthy(&self) -> bool {
+        self.connection.status().connected()
+            && self.publish.status().connected()
+            && self.consume.status().connected()
+    }
+
+    /// A fresh channel for operations that may fail at channel level (a
+    /// passive declare of a queue that is missing closes its channel).
+    pub(crate) async fn scratch_channel(&self) -> Result<Channel> {
+        timed(
+            "channel.open",
+            self.timeout,
+            self.connection.create_channel(),
+        )
+        .await
+    }
+
+    /// Publishes through the default exchange and returns once the broker
+    /// confirmed it: an ack, and not returned as unroutable.
+    pub(crate) async fn publish_confirmed(
+        &self,
+        routing_key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<()> {
+        let confirm = self.publish_start(routing_key, payload, props).await?;
+        check_confirmation(
+            routing_key,
+            timed("publisher confirm", self.timeout, confirm).await?,
+        )
+    }
+
+    /// Sends one publish and returns its pending confirmation, so a batch
+    /// can send all its messages before waiting.
+    pub(crate) async fn publish_start(
+        &self,
+        routing_key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<lapin::PublisherConfirm> {
+        let key = ShortString::try_new(routing_key).map_err(|_| {
+            QueueError::invalid_message(BACKEND, "routing key longer than 255 bytes")
+        })?;
+        timed(
+            "basic.publish",
+            self.timeout,
+            self.publish.basic_publish(
+                ShortString::from(""),
+                key,
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                payload,
+                props,
+            ),
+        )
+        .await
+    }
+
+    /// Closes the connection in the background (used when it is replaced).
+    pub(crate) fn close_in_background(self: Arc<Self>) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.connection.close(200, ShortString::from("bye")),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+/// An ack without a returned message is success; a nack or a return (the
+/// queue is gone) is not.
+pub(crate) fn check_confirmation(routing_key: &str, confirmation: Confirmation) -> Result<()> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+            Err(QueueError::QueueNotFound {
+                backend: BACKEND,
+                queue: routing_key.to_owned(),
+            })
+        }
+        Confirmation::Nack(None) => Err(QueueError::backend_error(
+            BACKEND,
+            true,
+            "the broker refused the message (publisher confirm nack); nothing was enqueued",
+        )),
+        Confirmation::NotRequested => Err(QueueError::backend_error(
+            BACKEND,
+            false,
+            "publisher confirms are not enabled",
+        )),
+    }
+}
+
+fn str_value(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Arguments of the main queue: its type, dead letters to `<queue>.dlq`,
+/// and on quorum queues the delivery limit.
+pub(crate) fn main_arguments(settings: &Settings, dlq: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        str_value(settings.config.queue_type.as_str()),
+    );
+    args.insert("x-dead-letter-exchange".into(), str_value(""));
+    args.insert("x-dead-letter-routing-key".into(), str_value(dlq));
+    if settings.config.queue_type == QueueType::Quorum
+        && let Some(limit) = settings.config.delivery_limit
+    {
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(limit)),
+        );
+    }
+    args
+}
+
+/// Arguments of the dead-letter queue.
+pub(crate) fn classic_arguments() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), str_value("classic"));
+    args
+}
+
+/// Arguments of a delay bucket's holding queue: expire after the bucket's
+/// TTL into the main queue through the default exchange.
+pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
+    let mut args = classic_arguments();
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(bucket_ms).unwrap_or(i64::MAX)),
+    );
+    args.insert("x-dead-letter-exchange".into(), str_value(""));
+    args.insert("x-dead-letter-routing-key".into(), str_value(queue));
+    args
+}
+
+/// Declares a durable queue; a mismatch with an existing queue's arguments
+/// is a configuration error that says which queue.
+pub(crate) async fn declare(
+    channel: &Channel,
+    t: Duration,
+    queue: &str,
+    args: FieldTable,
+) -> Result<()> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    match tokio::time::timeout(
+        t,
+        channel.queue_declare(ShortString::from(queue), options, args),
+    )
+    .await
+    {
+        Err(_) => Err(QueueError::Timeout {
+            backend: BACKEND,
+            operation: "queue.declare",
+            after: t,
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(match map(e) {
+            QueueError::Configuration { message, .. } => QueueError::configuration(
+                BACKEND,
+                format!(
+                    "queue {queue:?} exists with other arguments (queue type or delivery limit differ from this \
+                     client's configuration): {message}"
+                ),
+            ),
+            other => other,
+        }),
+    }
+}

@@ -1,0 +1,168 @@
+//! The whole conformance suite against RabbitMQ.
+//!
+//! Run with `FLEXTIDE_TEST_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2f
+//! cargo test -p flextide-queue-rabbitmq --test conformance`. Connection
+//! loss is caused from the broker's side with `rabbitmqctl close_connection`
+//! when `rabbitmqctl` works on this machine (`FLEXTIDE_TEST_RABBITMQCTL`
+//! names another binary, `off` disables it), else by closing the handle's
+//! connection from our side.
+
+use std::{
+    collections::HashMap,
+    process::Command,
+    sync::{Arc, Mutex, Weak},
+};
+
+use flextide_queue_conformance::{
+    Connect, Harness, HarnessSettings, async_trait,
+    core::{QueueError, QueueOptions, QueueProvider},
+};
+use flextide_queue_rabbitmq::{QueueType, RabbitMq, RabbitMqConfig, RabbitMqQueue};
+
+const URL_VAR: &str = "FLEXTIDE_TEST_RABBITMQ_URL";
+
+struct Rabbit {
+    /// The server: from the environment, or a container kept alive here.
+    _server: flextide_queue_conformance::Located,
+    client: RabbitMq,
+    handles: Mutex<HashMap<String, Vec<Weak<RabbitMqQueue>>>>,
+    rabbitmqctl: Option<String>,
+}
+
+/// Closes connections from the server's side; `false` when it could not.
+fn close_server_side(ctl: &str, names: &[String]) -> bool {
+    let Ok(out) = Command::new(ctl)
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+    else {
+        return false;
+    };
+    if !out.status.success() {
+        return false;
+    }
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut closed = false;
+    for line in listing.lines() {
+        if names.iter().any(|n| line.contains(&format!("\"{n}\""))) {
+            let pid = line.split('\t').next().unwrap_or_default().trim();
+            closed |= Command::new(ctl)
+                .args([
+                    "-q",
+                    "close_connection",
+                    pid,
+                    "flextide conformance disrupt",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+        }
+    }
+    closed
+}
+
+#[async_trait]
+impl Harness for Rabbit {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        let queue = Arc::new(self.client.open(name, options).await?);
+        let mut handles = self.handles.lock().unwrap();
+        let list = handles.entry(name.to_owned()).or_default();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&queue));
+        Ok(queue)
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.handles.lock().unwrap().remove(name);
+        self.client.drop_queue(name).await
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let live: Vec<Arc<RabbitMqQueue>> = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        let names: Vec<String> = live.iter().filter_map(|q| q.connection_name()).collect();
+        let server_side = match &self.rabbitmqctl {
+            Some(ctl) if !names.is_empty() => {
+                let ctl = ctl.clone();
+                tokio::task::spawn_blocking(move || close_server_side(&ctl, &names))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if !server_side {
+            for q in &live {
+                q.disconnect().await;
+            }
+        }
+        Ok(!live.is_empty())
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            can_disrupt: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+fn find_rabbitmqctl() -> Option<String> {
+    let ctl =
+        std::env::var("FLEXTIDE_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
+    if ctl.eq_ignore_ascii_case("off") {
+        return None;
+    }
+    let works = Command::new(&ctl)
+        .args(["-q", "list_connections", "pid"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    works.then_some(ctl)
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run("rabbitmq", || async {
+        let located = match flextide_queue_conformance::locate(
+            URL_VAR,
+            flextide_queue_conformance::Server::RabbitMq,
+        )
+        .await
+        {
+            Ok(located) => located,
+            Err(why) => return Connect::NotConfigured(why),
+        };
+        let url = located.url.clone();
+        // FLEXTIDE_TEST_RABBITMQ_QUEUE_TYPE=classic runs the suite on classic queues.
+        let queue_type = match std::env::var("FLEXTIDE_TEST_RABBITMQ_QUEUE_TYPE").as_deref() {
+            Ok("classic") => QueueType::Classic,
+            _ => QueueType::Quorum,
+        };
+        let client =
+            match RabbitMq::with_config(&url, RabbitMqConfig::default().queue_type(queue_type)) {
+                Ok(c) => c,
+                Err(e) => return Connect::Failed(e.to_string()),
+            };
+        let rabbitmqctl = tokio::task::spawn_blocking(find_rabbitmqctl)
+            .await
+            .unwrap_or(None);
+        eprintln!(
+            "flextide-conformance: rabbitmq at {} ({queue_type:?} queues); disrupt via {}",
+            client.address(),
+            rabbitmqctl
+                .as_deref()
+                .map_or("client-side close", |_| "rabbitmqctl close_connection")
+        );
+        Connect::Ready(Rabbit {
+            _server: located,
+            client,
+            handles: Mutex::new(HashMap::new()),
+            rabbitmqctl,
+        })
+    })
+}

@@ -7,7 +7,17 @@ use tokio::time::Instant;
 
 pub use crate::message::check_payload;
 pub use crate::options::{now_millis, system_time_from_millis};
-use crate::{Headers, QueueError, Receipt, Result};
+use crate::{BatchFailure, Headers, QueueError, Receipt, Result};
+
+/// The result of a batch operation from its per-item failures: `Ok(ok)`
+/// when there are none, otherwise `PartialBatch` listing them in index order.
+pub fn batch_result<T>(backend: &'static str, ok: T, mut failures: Vec<BatchFailure>) -> Result<T> {
+    if failures.is_empty() {
+        return Ok(ok);
+    }
+    failures.sort_by_key(|f| f.index);
+    Err(QueueError::PartialBatch { backend, failures })
+}
 
 /// Builds the receipt of one delivery from the row's key and the delivery's
 /// fencing token: `<key>:<token>`. The token must change on every delivery.

@@ -7,6 +7,7 @@ use std::{
 
 use async_trait::async_trait;
 
+use crate::backend::batch_result;
 use crate::{
     BatchFailure, Capabilities, Delivery, Message, MessageId, QueueError, Receipt, Result,
 };
@@ -177,13 +178,4 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// The backend's short name (`"memory"`, `"postgres"`, …), used in errors,
     /// logs and metrics.
     fn backend_name(&self) -> &'static str;
-}
-
-/// Turns collected per-item failures into the batch's result.
-fn batch_result<T>(backend: &'static str, ok: T, failures: Vec<BatchFailure>) -> Result<T> {
-    if failures.is_empty() {
-        Ok(ok)
-    } else {
-        Err(QueueError::PartialBatch { backend, failures })
-    }
 }

@@ -576,15 +576,7 @@ impl QueueProvider for MySqlQueue {
         if !ids.is_empty() {
             self.notify.notify_waiters();
         }
-        if failures.is_empty() {
-            Ok(ids)
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, ids, failures)
     }
 
     async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
@@ -653,15 +645,7 @@ impl QueueProvider for MySqlQueue {
                 })),
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

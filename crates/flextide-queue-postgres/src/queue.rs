@@ -366,14 +366,7 @@ impl PostgresQueue {
                 .await
                 .map_err(map_err)?;
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
     }
 
     /// Leases up to `max` ready messages in one statement.
@@ -570,15 +563,7 @@ impl QueueProvider for PostgresQueue {
                 }
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

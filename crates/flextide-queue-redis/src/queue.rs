@@ -671,15 +671,11 @@ impl QueueProvider for RedisQueue {
                 }
             }
         }
-        if failures.is_empty() {
-            Ok(messages.into_iter().map(|m| m.id).collect())
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(
+            BACKEND,
+            messages.into_iter().map(|m| m.id).collect(),
+            failures,
+        )
     }
 
     async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
@@ -765,15 +761,7 @@ impl QueueProvider for RedisQueue {
                 }
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

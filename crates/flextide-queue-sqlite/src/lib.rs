@@ -706,14 +706,11 @@ impl QueueProvider for SqliteQueue {
             }
             self.inner.wake.notify_waiters();
         }
-        if failures.is_empty() {
-            Ok(messages.into_iter().map(|m| m.id).collect())
-        } else {
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(
+            BACKEND,
+            messages.into_iter().map(|m| m.id).collect(),
+            failures,
+        )
     }
 
     async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
@@ -822,15 +819,7 @@ impl QueueProvider for SqliteQueue {
             }
         }
         self.inner.wake.notify_waiters();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            failures.sort_by_key(|f| f.index);
-            Err(QueueError::PartialBatch {
-                backend: BACKEND,
-                failures,
-            })
-        }
+        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

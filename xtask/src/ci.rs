@@ -73,6 +73,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "--allow-dirty",
         "--exclude",
         "xtask",
+        "--exclude",
+        "flextide-bench",
     ]);
     step(package, "cargo package --no-verify")?;
     println!("\nxtask ci: all checks passed");

@@ -1,0 +1,277 @@
+//! MariaDB / MySQL beside raw sqlx running the library's statements (copied
+//! from flextide-queue-mysql/src/queue.rs) in the same transactions, on a
+//! pool of the same size.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flextide_queue_core::{QueueProvider, backend::new_token};
+use flextide_queue_mysql::{
+    DEFAULT_MAX_PAYLOAD_BYTES, MySql, MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate,
+    sqlx::{self, AssertSqlSafe, Row, Transaction},
+};
+
+use super::{Backend, env_or, options};
+use crate::driver::{Driver, Handle, Popped, Res, expect_handles};
+
+const URL_VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
+const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
+const POOL: u32 = 10;
+
+macro_rules! now_ms {
+    () => {
+        "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+    };
+}
+
+const CLAIM_SQL: &str = concat!(
+    "SELECT m.seq, m.attempts, ",
+    now_ms!(),
+    ", m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at",
+    " FROM flextide_queue_messages m FORCE INDEX (flextide_queue_messages_claim)
+    WHERE m.queue = ? AND m.visible_at <= ",
+    now_ms!(),
+    " AND (m.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM flextide_queue_messages e FORCE INDEX (flextide_queue_messages_key)
+        WHERE e.queue = m.queue AND e.ordering_key = m.ordering_key AND e.seq < m.seq))
+    ORDER BY m.pri_inv, m.seq
+    LIMIT ?
+    FOR UPDATE SKIP LOCKED"
+);
+
+const SWEEP_PROBE_SQL: &str = concat!(
+    "SELECT seq FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_lease)
+     WHERE queue = ? AND leased = 1 AND visible_at <= ",
+    now_ms!(),
+    " AND attempts >= ? LIMIT 500"
+);
+
+const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
+    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at) VALUES ";
+const INSERT_ROW: &str = concat!(
+    "(?, ?, ?, ?, ?, ?, ?, ",
+    now_ms!(),
+    ", ",
+    now_ms!(),
+    " + ?)"
+);
+
+/// One pool for the library, one of the same size for the raw client.
+#[derive(Debug)]
+pub(crate) struct My {
+    pool: MySqlPool,
+    raw_pool: MySqlPool,
+}
+
+impl My {
+    pub(crate) async fn connect() -> Res<Self> {
+        let url = env_or(URL_VAR, DEFAULT_URL);
+        let pool = MySqlPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await?;
+        migrate(&pool).await?;
+        let raw_pool = MySqlPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await?;
+        Ok(My { pool, raw_pool })
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+async fn begin(pool: &MySqlPool) -> Res<Transaction<'static, MySql>> {
+    Ok(pool
+        .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+        .await?)
+}
+
+#[async_trait]
+impl Backend for My {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn info(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, sql) in [
+            ("version", "SELECT CAST(VERSION() AS CHAR)"),
+            (
+                "innodb_flush_log_at_trx_commit",
+                "SELECT CAST(@@innodb_flush_log_at_trx_commit AS CHAR)",
+            ),
+            ("sync_binlog", "SELECT CAST(@@sync_binlog AS CHAR)"),
+            ("log_bin", "SELECT CAST(@@log_bin AS CHAR)"),
+            (
+                "innodb_buffer_pool_size",
+                "SELECT CAST(@@innodb_buffer_pool_size AS CHAR)",
+            ),
+        ] {
+            let v: Result<String, _> = sqlx::query_scalar(sql).fetch_one(&self.pool).await;
+            out.push((
+                key.to_owned(),
+                v.unwrap_or_else(|e| format!("unknown ({e})")),
+            ));
+        }
+        out.push((
+            "pool".into(),
+            format!("{POOL} connections (library and raw alike)"),
+        ));
+        out
+    }
+
+    async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {
+        Ok(Arc::new(MySqlQueue::from_pool(
+            self.pool.clone(),
+            queue,
+            options(),
+        )?))
+    }
+
+    async fn drop_library(&self, queue: &str) -> Res<()> {
+        drop_queue(&self.pool, queue).await?;
+        Ok(())
+    }
+
+    async fn raw(&self, queue: &str) -> Res<Option<Arc<dyn Driver>>> {
+        Ok(Some(Arc::new(RawMy {
+            pool: self.raw_pool.clone(),
+            queue: queue.to_owned(),
+        })))
+    }
+
+    fn raw_waits(&self) -> bool {
+        false
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        Some(DEFAULT_MAX_PAYLOAD_BYTES)
+    }
+}
+
+struct RawMy {
+    pool: MySqlPool,
+    queue: String,
+}
+
+#[async_trait]
+impl Driver for RawMy {
+    async fn push(&self, batch: Vec<Bytes>) -> Res<()> {
+        let mut sql = String::from(INSERT_PREFIX);
+        sql.push_str(&vec![INSERT_ROW; batch.len()].join(", "));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for p in &batch {
+            q = q
+                .bind(&self.queue)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&p[..])
+                .bind("")
+                .bind(0u8)
+                .bind(255u8)
+                .bind(None::<&str>)
+                .bind(0i64);
+        }
+        let mut conn = self.pool.acquire().await?;
+        q.execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn pop(&self, max: usize, _wait: Duration) -> Res<Vec<Popped>> {
+        let limit = options().max_attempts.unwrap_or(u32::MAX);
+        let _probe: Vec<i64> = sqlx::query_scalar(SWEEP_PROBE_SQL)
+            .bind(&self.queue)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut tx = begin(&self.pool).await?;
+        let rows = sqlx::query(CLAIM_SQL)
+            .bind(&self.queue)
+            .bind(max as u64)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let now: i64 = rows[0].try_get(2)?;
+        let token: Arc<str> = new_token().into();
+        let sql = format!(
+            "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ? WHERE seq IN ({})",
+            placeholders(rows.len())
+        );
+        let mut update = sqlx::query(AssertSqlSafe(sql))
+            .bind(&*token)
+            .bind(now + options().lease.as_millis() as i64);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let seq: i64 = r.try_get(0)?;
+            update = update.bind(seq);
+            let payload: Vec<u8> = r.try_get(4)?;
+            out.push(Popped {
+                payload: Bytes::from(payload),
+                handle: Handle::Row(seq, token.clone()),
+            });
+        }
+        update.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete(&self, handles: Vec<Handle>) -> Res<()> {
+        let rows = expect_handles(handles, |h| {
+            if let Handle::Row(s, t) = h {
+                Some((s, t))
+            } else {
+                None
+            }
+        })?;
+        let mut tx = begin(&self.pool).await?;
+        let sql = format!(
+            "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
+            placeholders(rows.len())
+        );
+        let mut select = sqlx::query(AssertSqlSafe(sql));
+        for (seq, _) in &rows {
+            select = select.bind(*seq);
+        }
+        let current: Vec<(i64, Option<String>)> = select
+            .bind(&self.queue)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let held: Vec<i64> = rows
+            .iter()
+            .filter(|(s, t)| {
+                current
+                    .iter()
+                    .any(|(cs, ct)| cs == s && ct.as_deref() == Some(&**t))
+            })
+            .map(|r| r.0)
+            .collect();
+        let sql = format!(
+            "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
+            placeholders(held.len())
+        );
+        let mut delete = sqlx::query(AssertSqlSafe(sql));
+        for seq in &held {
+            delete = delete.bind(*seq);
+        }
+        delete.execute(&mut *tx).await?;
+        tx.commit().await?;
+        if held.len() != rows.len() {
+            return Err(format!("raw delete removed {} of {}", held.len(), rows.len()).into());
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Res<()> {
+        drop_queue(&self.pool, &self.queue).await?;
+        Ok(())
+    }
+}

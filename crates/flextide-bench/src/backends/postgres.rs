@@ -1,0 +1,311 @@
+//! PostgreSQL: the library beside raw sqlx running the same statements
+//! (copied from flextide-queue-postgres/src/sql.rs) on the same tables.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flextide_queue_core::{QueueProvider, backend::new_token};
+use flextide_queue_postgres::{
+    PostgresBackend, PostgresConfig,
+    sqlx::{
+        self, AssertSqlSafe, PgPool, Row,
+        postgres::{PgListener, PgPoolOptions},
+    },
+};
+use tokio::{sync::Notify, time::Instant};
+
+use super::{Backend, env_or, options};
+use crate::driver::{Driver, Handle, Popped, Res, expect_handles};
+
+const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const CHANNEL: &str = "flextide_queue";
+const POOL: u32 = 10;
+
+/// The library's backend and a pool of the same size for the raw baseline.
+#[derive(Debug)]
+pub(crate) struct Pg {
+    backend: PostgresBackend,
+    raw_pool: PgPool,
+}
+
+impl Pg {
+    pub(crate) async fn connect() -> Res<Self> {
+        let url = env_or(URL_VAR, DEFAULT_URL);
+        let backend =
+            PostgresBackend::connect(&url, PostgresConfig::default().max_connections(POOL)).await?;
+        backend.migrate().await?;
+        let raw_pool = PgPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await?;
+        Ok(Pg { backend, raw_pool })
+    }
+}
+
+/// The library's hot-path statements, with the default table names.
+const NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+fn push_sql() -> String {
+    format!(
+        "WITH t AS (SELECT {NOW} AS now),
+         ins AS (
+            INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+            SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + $7 FROM t
+         )
+         SELECT pg_notify($8, $1)"
+    )
+}
+
+fn push_batch_sql() -> String {
+    format!(
+        "WITH t AS (SELECT {NOW} AS now),
+         ins AS (
+            INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+            SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay
+            FROM t, UNNEST($2::text[], $3::bytea[], $4::text[], $5::int2[], $6::text[], $7::int8[])
+                 WITH ORDINALITY AS u(id, payload, headers, priority, okey, delay, ord)
+            ORDER BY u.ord
+         )
+         SELECT pg_notify($8, $1)"
+    )
+}
+
+fn claim_sql() -> String {
+    let m = "flextide_queue_messages";
+    let d = "flextide_queue_dead_letters";
+    format!(
+        "WITH t AS MATERIALIZED (SELECT {NOW} AS now),
+         swept AS (
+            DELETE FROM {m} WHERE seq IN (
+                SELECT seq FROM {m}
+                WHERE queue = $1 AND attempts > 0 AND visible_at <= (SELECT now FROM t)
+                  AND (attempts >= $2 OR purged)
+                FOR UPDATE SKIP LOCKED)
+            RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
+         ),
+         swept_dead AS (
+            INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
+            SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $3, (SELECT now FROM t)
+            FROM swept WHERE NOT purged ORDER BY seq
+         ),
+         picked AS (
+            SELECT c.seq FROM {m} c
+            WHERE c.queue = $1 AND c.visible_at <= (SELECT now FROM t)
+              AND c.attempts < $2 AND NOT c.purged
+              AND (c.ordering_key IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM {m} h
+                    WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
+                      AND h.seq NOT IN (SELECT seq FROM swept)))
+            ORDER BY c.priority DESC, c.seq
+            LIMIT $4
+            FOR UPDATE OF c SKIP LOCKED
+         )
+         UPDATE {m} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5
+         FROM picked WHERE m.seq = picked.seq
+         RETURNING m.seq, m.payload"
+    )
+}
+
+const DELETE_BATCH_SQL: &str =
+    "DELETE FROM flextide_queue_messages m USING UNNEST($1::int8[], $2::text[]) AS r(seq, token)
+     WHERE m.seq = r.seq AND m.token = r.token AND m.queue = $3
+     RETURNING m.seq";
+
+#[async_trait]
+impl Backend for Pg {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn info(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, sql) in [
+            ("version", "SHOW server_version"),
+            ("synchronous_commit", "SHOW synchronous_commit"),
+            ("fsync", "SHOW fsync"),
+            ("shared_buffers", "SHOW shared_buffers"),
+            // Off here: dead rows of deleted messages then pile up in the
+            // claim index and every claim walks them.
+            ("autovacuum", "SHOW autovacuum"),
+            (
+                "dead tuples in flextide_queue_messages at start",
+                "SELECT coalesce((SELECT n_dead_tup::text FROM pg_stat_user_tables WHERE relname = 'flextide_queue_messages'), '0')",
+            ),
+        ] {
+            let v: Result<String, _> = sqlx::query_scalar(sql).fetch_one(&self.raw_pool).await;
+            out.push((
+                key.to_owned(),
+                v.unwrap_or_else(|e| format!("unknown ({e})")),
+            ));
+        }
+        out.push((
+            "pool".into(),
+            format!("{POOL} connections (library and raw alike)"),
+        ));
+        out
+    }
+
+    async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {
+        Ok(Arc::new(self.backend.queue(queue, options())?))
+    }
+
+    async fn drop_library(&self, queue: &str) -> Res<()> {
+        self.backend.drop_queue(queue).await?;
+        Ok(())
+    }
+
+    async fn raw(&self, queue: &str) -> Res<Option<Arc<dyn Driver>>> {
+        let wake = Arc::new(Notify::new());
+        let mut listener = PgListener::connect_with(&self.raw_pool).await?;
+        listener.listen(CHANNEL).await?;
+        let (w, q) = (wake.clone(), queue.to_owned());
+        let task = tokio::spawn(async move {
+            while let Ok(n) = listener.recv().await {
+                if n.payload() == q {
+                    w.notify_waiters();
+                }
+            }
+        });
+        Ok(Some(Arc::new(RawPg {
+            pool: self.raw_pool.clone(),
+            queue: queue.to_owned(),
+            wake,
+            listener: task,
+            push: push_sql(),
+            push_batch: push_batch_sql(),
+            claim: claim_sql(),
+            max_attempts: options().max_attempts.map_or(i32::MAX, |n| n as i32),
+            reason: format!(
+                "max attempts exceeded ({})",
+                options().max_attempts.unwrap_or(0)
+            ),
+            lease_ms: options().lease.as_millis() as i64,
+        })))
+    }
+}
+
+/// Raw sqlx on the library's tables.
+struct RawPg {
+    pool: PgPool,
+    queue: String,
+    wake: Arc<Notify>,
+    listener: tokio::task::JoinHandle<()>,
+    push: String,
+    push_batch: String,
+    claim: String,
+    max_attempts: i32,
+    reason: String,
+    lease_ms: i64,
+}
+
+impl RawPg {
+    async fn claim(&self, max: usize) -> Res<Vec<Popped>> {
+        let token: Arc<str> = new_token().into();
+        let rows = sqlx::query(AssertSqlSafe(self.claim.clone()))
+            .bind(&self.queue)
+            .bind(self.max_attempts)
+            .bind(&self.reason)
+            .bind(max as i64)
+            .bind(self.lease_ms)
+            .bind(&*token)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get(0)?;
+                let payload: Vec<u8> = r.try_get(1)?;
+                Ok(Popped {
+                    payload: Bytes::from(payload),
+                    handle: Handle::Row(seq, token.clone()),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Driver for RawPg {
+    async fn push(&self, batch: Vec<Bytes>) -> Res<()> {
+        if batch.len() == 1 {
+            sqlx::query(AssertSqlSafe(self.push.clone()))
+                .bind(&self.queue)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&batch[0][..])
+                .bind("")
+                .bind(0i16)
+                .bind(None::<&str>)
+                .bind(0i64)
+                .bind(CHANNEL)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        let n = batch.len();
+        let ids: Vec<String> = (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let payloads: Vec<&[u8]> = batch.iter().map(|b| &b[..]).collect();
+        sqlx::query(AssertSqlSafe(self.push_batch.clone()))
+            .bind(&self.queue)
+            .bind(ids)
+            .bind(payloads)
+            .bind(vec![""; n])
+            .bind(vec![0i16; n])
+            .bind(vec![None::<&str>; n])
+            .bind(vec![0i64; n])
+            .bind(CHANNEL)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn pop(&self, max: usize, wait: Duration) -> Res<Vec<Popped>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let got = self.claim(max).await?;
+            if !got.is_empty() || Instant::now() >= deadline {
+                return Ok(got);
+            }
+            // Same fallback poll as the library's poll_max.
+            let _ = tokio::time::timeout_at(
+                deadline.min(Instant::now() + Duration::from_millis(500)),
+                woken,
+            )
+            .await;
+        }
+    }
+
+    async fn delete(&self, handles: Vec<Handle>) -> Res<()> {
+        let rows = expect_handles(handles, |h| {
+            if let Handle::Row(s, t) = h {
+                Some((s, t))
+            } else {
+                None
+            }
+        })?;
+        let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let tokens: Vec<&str> = rows.iter().map(|r| &*r.1).collect();
+        let deleted: Vec<i64> = sqlx::query_scalar(DELETE_BATCH_SQL)
+            .bind(seqs)
+            .bind(tokens)
+            .bind(&self.queue)
+            .fetch_all(&self.pool)
+            .await?;
+        if deleted.len() != rows.len() {
+            return Err(format!("raw delete removed {} of {}", deleted.len(), rows.len()).into());
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Res<()> {
+        self.listener.abort();
+        sqlx::query("DELETE FROM flextide_queue_messages WHERE queue = $1")
+            .bind(&self.queue)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod backends;
+mod chart;
+mod driver;
+mod machine;
+mod plan;
+mod report;
+mod run;
+mod stats;
+mod workloads;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use clap::Parser;
+
+use crate::{
+    backends::{Backend, Unavailable},
+    report::{BackendReport, Report, WorkerRow},
+    run::Cell,
+};
+
+/// Benchmarks every Flextide Queue backend beside its raw client.
+#[derive(Debug, Parser)]
+#[command(name = "flextide-bench", about)]
+struct Args {
+    /// Smoke run: small backlog, short runs, fewer samples (under two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Backends to run (repeatable): memory sqlite postgres mysql redis rabbitmq sqs. Default: all.
+    #[arg(long = "backend", value_name = "NAME")]
+    backends: Vec<String>,
+    /// Override W2's backlog.
+    #[arg(long)]
+    backlog: Option<u64>,
+    /// Override the seconds of each W1 run and each W3 level.
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Override W4's samples.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Where to write the results.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Print the report only; write no file.
+    #[arg(long)]
+    no_write: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    for b in &args.backends {
+        if !backends::ALL.contains(&b.as_str()) {
+            eprintln!(
+                "flextide-bench: unknown backend `{b}` (known: {})",
+                backends::ALL.join(" ")
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flextide-bench: no runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flextide-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<(), String> {
+    let mut plan = plan::Plan::new(args.quick);
+    if let Some(n) = args.backlog {
+        plan.backlog = n.max(1);
+    }
+    if let Some(s) = args.secs {
+        plan.push_secs = s;
+        plan.e2e_secs = s;
+    }
+    if let Some(n) = args.samples {
+        plan.idle_samples = n.max(1);
+    }
+    let wanted: Vec<&str> = backends::ALL
+        .iter()
+        .copied()
+        .filter(|b| args.backends.is_empty() || args.backends.iter().any(|w| w == b))
+        .collect();
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    let mut worker = Vec::new();
+    for name in wanted {
+        eprintln!("\n== {name}");
+        let b: Arc<dyn Backend> = match backends::connect(name).await {
+            Ok(b) => b,
+            Err(why) => {
+                let status = match why {
+                    Unavailable::NotBuilt => {
+                        "skipped: not built (its cargo feature is off)".to_owned()
+                    }
+                    Unavailable::Unreachable(e) => format!("skipped: server unreachable ({e})"),
+                };
+                eprintln!("  {status}");
+                reports.push(BackendReport {
+                    name: name.into(),
+                    status,
+                    server: vec![],
+                    rows: vec![],
+                });
+                continue;
+            }
+        };
+        let server = b.info().await;
+        for (k, v) in &server {
+            eprintln!("  {k}: {v}");
+        }
+        let rows = match b.special(&plan).await {
+            Some(rows) => rows,
+            None => run::workloads(&b, &plan).await,
+        };
+        let w2 = rows
+            .iter()
+            .find(|r| r.id == "w2")
+            .and_then(|r| r.library.figure())
+            .map(|f| f.rate);
+        let worker_total = match name {
+            "memory" => Some(plan.worker_memory_backlog),
+            "postgres" => Some(plan.backlog),
+            _ => None,
+        };
+        if let Some(total) = worker_total {
+            let cell = run::worker(&b, total, &plan).await;
+            let rate = cell.figure().map(|f| f.rate);
+            let reference = if name == "memory" { None } else { w2 };
+            let ratio = stats::ratio(rate, reference);
+            eprintln!(
+                "  worker over {name}: {} (÷ W2 {})",
+                match &cell {
+                    Cell::Figure(f) => stats::fmt_rate(f.rate),
+                    Cell::Error(e) => format!("ERROR {e}"),
+                    Cell::NotApplicable(w) => w.clone(),
+                },
+                stats::fmt_ratio(ratio)
+            );
+            worker.push(WorkerRow {
+                backend: name.into(),
+                worker: cell,
+                reference,
+                ratio,
+            });
+        }
+        reports.push(BackendReport {
+            name: name.into(),
+            status: "ok".into(),
+            server,
+            rows,
+        });
+        run::settle().await;
+    }
+    let mut report = Report {
+        started: stats::utc_timestamp(started_at),
+        git_revision: machine::git_revision(),
+        machine: machine::Machine::detect(),
+        plan,
+        seconds: started.elapsed().as_secs_f64(),
+        backends: reports,
+        worker,
+        targets: vec![],
+    };
+    report.targets = report::check_targets(&report);
+    let md = report::markdown(&report);
+    println!("{md}");
+    if args.no_write {
+        return Ok(());
+    }
+    write_files(&args.out, &report, &md)
+}
+
+fn write_files(dir: &std::path::Path, report: &Report, md: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stem = format!(
+        "{}-{}{}",
+        &report.started[..10],
+        report.git_revision,
+        if report.plan.quick { "-quick" } else { "" }
+    );
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    let svg = chart::svg(report)?;
+    let latest = if report.plan.quick {
+        "latest-quick"
+    } else {
+        "latest"
+    };
+    for (name, body) in [
+        (format!("{stem}.json"), json.as_str()),
+        (format!("{stem}.md"), md),
+        (format!("{stem}.svg"), svg.as_str()),
+        (format!("{latest}.md"), md),
+        (format!("{latest}.json"), json.as_str()),
+        (format!("{latest}.svg"), svg.as_str()),
+    ] {
+        let path = dir.join(&name);
+        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -92,6 +92,20 @@ pub(crate) fn map_err(error: sqlx::Error) -> QueueError {
     }
 }
 
+/// Whether the server rolled the request back over a lock conflict
+/// (deadlock victim, lock wait timeout), so running it again is safe.
+pub(crate) fn is_lock_conflict(error: &QueueError) -> bool {
+    let QueueError::Backend { source, .. } = error else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|e| matches!(e.number(), 1205 | 1213)),
+        _ => false,
+    }
+}
+
 /// A stand-in for an error that has to be reported for several batch items:
 /// same variant where it matters (retryability), same text.
 pub(crate) fn duplicate(error: &QueueError) -> QueueError {

@@ -20,7 +20,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     BACKEND,
-    error::{duplicate, map_err},
+    error::{duplicate, is_lock_conflict, map_err},
     notify::notifier,
 };
 
@@ -527,8 +527,12 @@ impl QueueProvider for MySqlQueue {
 
     async fn push(&self, message: Message) -> Result<MessageId> {
         let row = self.prepare(message)?;
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        insert_rows(&mut conn, &self.name, std::slice::from_ref(&row)).await?;
+        let (pool, name, rows) = (&self.pool, &*self.name, std::slice::from_ref(&row));
+        retry_lock_conflicts(|| async move {
+            let mut conn = pool.acquire().await.map_err(map_err)?;
+            insert_rows(&mut conn, name, rows).await
+        })
+        .await?;
         self.notify.notify_waiters();
         Ok(row.id)
     }
@@ -559,10 +563,12 @@ impl QueueProvider for MySqlQueue {
             let (indexes, batch): (Vec<usize>, Vec<NewRow>) =
                 std::mem::take(&mut chunk).into_iter().unzip();
             chunk_bytes = 0;
-            let outcome = match self.pool.acquire().await.map_err(map_err) {
-                Ok(mut conn) => insert_rows(&mut conn, &self.name, &batch).await,
-                Err(error) => Err(error),
-            };
+            let (pool, name, rows) = (&self.pool, &*self.name, batch.as_slice());
+            let outcome = retry_lock_conflicts(|| async move {
+                let mut conn = pool.acquire().await.map_err(map_err)?;
+                insert_rows(&mut conn, name, rows).await
+            })
+            .await;
             match outcome {
                 Ok(()) => ids.extend(batch.into_iter().map(|row| row.id)),
                 Err(error) => {
@@ -592,7 +598,7 @@ impl QueueProvider for MySqlQueue {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (deliveries, dead_lettered) = self.claim(max).await?;
+            let (deliveries, dead_lettered) = retry_lock_conflicts(|| self.claim(max)).await?;
             if !deliveries.is_empty() {
                 return Ok(deliveries);
             }
@@ -634,7 +640,7 @@ impl QueueProvider for MySqlQueue {
             }
         }
         for chunk in keys.chunks(MAX_BATCH) {
-            match self.delete_chunk(chunk).await {
+            match retry_lock_conflicts(|| self.delete_chunk(chunk)).await {
                 Ok(stale) => failures.extend(stale.into_iter().map(|index| BatchFailure {
                     index,
                     error: QueueError::StaleReceipt { backend: BACKEND },
@@ -889,6 +895,34 @@ async fn delete_in_chunks(pool: &MySqlPool, sql: &'static str, name: &str) -> Re
 
 /// A short read-committed transaction: no gap locks, so claims never hold
 /// up pushes, and rows a claim skips are not kept locked.
+/// Runs `op` again, up to four more times after a short random pause, when
+/// InnoDB chose it as a deadlock victim or its lock wait timed out. Each
+/// call of `op` is one transaction (or one autocommit statement) that the
+/// failure rolled back, so nothing of it took effect and a repeat is safe.
+/// Concurrent pushes, claims and batch deletes do deadlock now and then on
+/// InnoDB; callers should not see that.
+async fn retry_lock_conflicts<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1u64;
+    loop {
+        match op().await {
+            Err(e) if attempt < 5 && is_lock_conflict(&e) => {
+                // Random pause (std's per-instance hasher keys are random).
+                use std::hash::{BuildHasher, Hasher};
+                let noise = std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish();
+                tokio::time::sleep(Duration::from_millis(1 + noise % (5 * attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn begin(pool: &MySqlPool) -> Result<Transaction<'static, MySql>> {
     pool.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
         .await

@@ -7,7 +7,11 @@ use crate::util::{cargo, run_tee};
 /// Each backend's package and conformance test targets.
 pub(crate) const BACKENDS: &[(&str, &str, &[&str])] = &[
     ("memory", "flextide-queue-memory", &["conformance"]),
-    ("sqlite", "flextide-queue-sqlite", &["conformance", "conformance_memory"]),
+    (
+        "sqlite",
+        "flextide-queue-sqlite",
+        &["conformance", "conformance_memory"],
+    ),
     ("postgres", "flextide-queue-postgres", &["conformance"]),
     ("mysql", "flextide-queue-mysql", &["conformance"]),
     ("redis", "flextide-queue-redis", &["conformance"]),

@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeMap,
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -14,25 +15,41 @@ use crate::{QueueError, Result};
 /// A message's identifier: generated (a time-ordered UUIDv7) when not given.
 ///
 /// Backends keep it through retries, nacks and dead-lettering, so it is the
-/// key to make a handler idempotent.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct MessageId(String);
+/// key to make a handler idempotent. Cloning is cheap (a shared string).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(Arc<str>);
 
 impl MessageId {
     /// A new unique id (UUIDv7: sortable by creation time).
     pub fn generate() -> Self {
-        MessageId(uuid::Uuid::now_v7().to_string())
+        MessageId(uuid::Uuid::now_v7().to_string().into())
     }
 
     /// Wraps an id given by the caller or read back from a backend.
     pub fn new(id: impl Into<String>) -> Self {
-        MessageId(id.into())
+        MessageId(id.into().into())
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl serde::Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(MessageId::new)
     }
 }
 
@@ -50,13 +67,13 @@ impl fmt::Display for MessageId {
 
 impl From<String> for MessageId {
     fn from(s: String) -> Self {
-        MessageId(s)
+        MessageId(s.into())
     }
 }
 
 impl From<&str> for MessageId {
     fn from(s: &str) -> Self {
-        MessageId(s.to_owned())
+        MessageId(s.into())
     }
 }
 

@@ -214,7 +214,8 @@ impl QueueProvider for MemoryQueue {
                         .into_iter()
                         .map(|c| Delivery {
                             message: c.message,
-                            receipt: backend::encode_receipt(c.seq as i64, &c.token.to_string()),
+                            // The same `<key>:<token>` shape as `backend::encode_receipt`, in one allocation.
+                            receipt: Receipt::new(format!("{}:{}", c.seq, c.token)),
                             attempt: c.attempt,
                             lease_deadline: c.lease_deadline,
                         })

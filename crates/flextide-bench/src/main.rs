@@ -195,9 +195,18 @@ async fn bench(args: Args) -> Result<(), String> {
 
 fn write_files(dir: &std::path::Path, report: &Report, md: &str) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Date and time, so two runs at one revision never overwrite each other.
+    let time: String = report
+        .started
+        .chars()
+        .skip(11)
+        .take(8)
+        .filter(char::is_ascii_digit)
+        .collect();
+    let when = format!("{}-{time}", &report.started[..10]);
     let stem = format!(
         "{}-{}{}",
-        &report.started[..10],
+        when,
         report.git_revision,
         if report.plan.quick { "-quick" } else { "" }
     );

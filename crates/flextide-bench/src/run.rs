@@ -322,6 +322,7 @@ pub(crate) async fn worker(b: &Arc<dyn Backend>, total: u64, plan: &Plan) -> Cel
     let out = match workloads::worker_burn(
         q,
         total,
+        plan.consumers,
         plan.worker_concurrency,
         plan.payload,
         plan.burn_cap,

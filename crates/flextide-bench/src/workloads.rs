@@ -427,16 +427,42 @@ pub(crate) async fn prefill(queue: Arc<dyn QueueProvider>, total: u64, size: usi
 }
 
 /// The worker runtime with a no-op handler over `queue`, pre-filled with
-/// `total` messages: messages acknowledged per second until all are.
+/// `total` messages: messages acknowledged per second until all are. It runs
+/// a pool of `workers` workers, as many as W2 has consumers, so the two
+/// figures compare like with like.
 pub(crate) async fn worker_burn(
     queue: Arc<dyn QueueProvider>,
     total: u64,
+    workers: usize,
     concurrency: usize,
     size: usize,
     cap: Duration,
 ) -> Res<Figure> {
     prefill(queue.clone(), total, size).await?;
-    worker_run(queue, total, concurrency, cap).await
+    worker_pool_run(queue, total, workers, concurrency, cap).await
+}
+
+/// Like [`worker_run`], with a fixed pool of `workers` workers.
+async fn worker_pool_run(
+    queue: Arc<dyn QueueProvider>,
+    total: u64,
+    workers: usize,
+    concurrency: usize,
+    cap: Duration,
+) -> Res<Figure> {
+    let pool = Worker::builder(queue)
+        .concurrency(concurrency)
+        .prefetch(concurrency)
+        .poll_wait(Duration::from_millis(200))
+        .build_pool(
+            handler_fn(|_task: Task| async { Ok::<_, HandlerError>(()) }),
+            flextide_worker::Autoscale::new(workers, workers),
+        );
+    let progress = pool.progress();
+    let token = CancellationToken::new();
+    let start = Instant::now();
+    let run = tokio::spawn(pool.run(token.clone()));
+    finish_run(progress, run, token, start, total, cap).await
 }
 
 /// Runs the worker with a no-op handler until `total` messages are processed.
@@ -457,6 +483,19 @@ pub(crate) async fn worker_run(
     let token = CancellationToken::new();
     let start = Instant::now();
     let run = tokio::spawn(worker.run(token.clone()));
+    finish_run(progress, run, token, start, total, cap).await
+}
+
+/// Waits until `total` messages are processed (or `cap` passes), stops the
+/// run and turns what it did into a figure.
+async fn finish_run(
+    progress: flextide_worker::Progress,
+    run: tokio::task::JoinHandle<flextide_worker::WorkerReport>,
+    token: CancellationToken,
+    start: Instant,
+    total: u64,
+    cap: Duration,
+) -> Res<Figure> {
     let until = start + cap;
     while progress.snapshot().processed < total && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -19,6 +19,23 @@ pub fn is_required(backend: &str) -> bool {
         .any(|b| b == "all" || b.eq_ignore_ascii_case(backend))
 }
 
+/// For a backend's own integration tests: the server URL in `var`, or `None`
+/// when it is unset (the test then returns early, saying so on stderr). When
+/// `FLEXTIDE_TEST_REQUIRE` names `backend`, an unset variable panics instead,
+/// so a required backend is never skipped.
+pub fn server_url(backend: &str, var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+        _ if is_required(backend) => {
+            panic!("FLEXTIDE_TEST_REQUIRE names {backend} but {var} is unset")
+        }
+        _ => {
+            eprintln!("skipped: set {var} to run this {backend} test");
+            None
+        }
+    }
+}
+
 /// A queue name no other run or case uses: `ft_<hint>_<random>`, valid on
 /// every backend.
 pub fn unique_queue_name(hint: &str) -> String {

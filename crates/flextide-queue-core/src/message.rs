@@ -149,7 +149,23 @@ impl Message {
     pub fn new(payload: impl Into<Bytes>) -> Self {
         Message {
             id: MessageId::generate(),
-            payload: payload.into(),
+            ..Message::without_id(payload.into())
+        }
+    }
+
+    /// A message with a known id, for backends rebuilding a received message
+    /// (no id is generated).
+    pub fn from_parts(id: impl Into<MessageId>, payload: impl Into<Bytes>) -> Self {
+        Message {
+            id: id.into(),
+            ..Message::without_id(payload.into())
+        }
+    }
+
+    fn without_id(payload: Bytes) -> Self {
+        Message {
+            id: MessageId(Arc::from("")),
+            payload,
             headers: Headers::new(),
             priority: 0,
             delay: None,

@@ -994,7 +994,7 @@ fn read_message(row: &MySqlRow, at: usize) -> Result<Message> {
     let priority: u8 = row.try_get(at + 3).map_err(map_err)?;
     let ordering_key: Option<String> = row.try_get(at + 4).map_err(map_err)?;
     let enqueued_at: i64 = row.try_get(at + 5).map_err(map_err)?;
-    let mut message = Message::new(payload).with_id(id).with_priority(priority);
+    let mut message = Message::from_parts(id, payload).with_priority(priority);
     message.headers = decode_headers(BACKEND, &headers)?;
     message.ordering_key = ordering_key;
     message.enqueued_at = Some(system_time_from_millis(enqueued_at));

@@ -18,22 +18,7 @@ use flextide_queue_mysql::{
 };
 
 fn url() -> Option<String> {
-    match std::env::var("FLEXTIDE_TEST_MYSQL_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            let required = std::env::var("FLEXTIDE_TEST_REQUIRE")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            assert!(
-                !required
-                    .split([',', ' '])
-                    .any(|b| b == "mysql" || b == "all"),
-                "FLEXTIDE_TEST_REQUIRE names mysql but FLEXTIDE_TEST_MYSQL_URL is not set"
-            );
-            eprintln!("skipped: set FLEXTIDE_TEST_MYSQL_URL");
-            None
-        }
-    }
+    flextide_queue_conformance::server_url("mysql", "FLEXTIDE_TEST_MYSQL_URL")
 }
 
 fn unique(hint: &str) -> String {

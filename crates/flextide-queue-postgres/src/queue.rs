@@ -437,7 +437,7 @@ fn decode_message(row: &PgRow) -> Result<(i64, Message, i32)> {
     let ordering_key: Option<String> = row.try_get("ordering_key").map_err(get_err)?;
     let enqueued_at: i64 = row.try_get("enqueued_at").map_err(get_err)?;
     let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
-    let mut message = Message::new(payload).with_id(id);
+    let mut message = Message::from_parts(id, payload);
     message.headers = decode_headers(BACKEND, &headers)?;
     message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
     message.ordering_key = ordering_key;
@@ -633,7 +633,7 @@ impl QueueProvider for PostgresQueue {
                 let id: String = row.try_get("id").map_err(map_err)?;
                 let headers: String = row.try_get("headers").map_err(map_err)?;
                 let priority: i16 = row.try_get("priority").map_err(map_err)?;
-                let mut message = Message::new(payload).with_id(id);
+                let mut message = Message::from_parts(id, payload);
                 message.headers = decode_headers(BACKEND, &headers)?;
                 message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
                 message.ordering_key = row.try_get("ordering_key").map_err(map_err)?;

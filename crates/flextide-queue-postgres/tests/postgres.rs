@@ -9,21 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flextide_queue_conformance::{is_required, unique_queue_name};
+use flextide_queue_conformance::unique_queue_name;
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
 
 fn url() -> Option<String> {
-    match std::env::var("FLEXTIDE_TEST_POSTGRES_URL") {
-        Ok(u) => Some(u),
-        Err(_) if is_required("postgres") => {
-            panic!("FLEXTIDE_TEST_REQUIRE names postgres but FLEXTIDE_TEST_POSTGRES_URL is unset")
-        }
-        Err(_) => {
-            eprintln!("skipped: set FLEXTIDE_TEST_POSTGRES_URL");
-            None
-        }
-    }
+    flextide_queue_conformance::server_url("postgres", "FLEXTIDE_TEST_POSTGRES_URL")
 }
 
 fn app_name() -> String {

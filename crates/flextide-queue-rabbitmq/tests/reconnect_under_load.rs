@@ -19,18 +19,7 @@ const MESSAGES: usize = 2000;
 const CHUNK: usize = 50;
 
 fn url() -> Option<String> {
-    match std::env::var("FLEXTIDE_TEST_RABBITMQ_URL") {
-        Ok(url) => Some(url),
-        Err(_) if flextide_queue_conformance::is_required("rabbitmq") => {
-            panic!("FLEXTIDE_TEST_RABBITMQ_URL is required (FLEXTIDE_TEST_REQUIRE) but unset")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped: set FLEXTIDE_TEST_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2f"
-            );
-            None
-        }
-    }
+    flextide_queue_conformance::server_url("rabbitmq", "FLEXTIDE_TEST_RABBITMQ_URL")
 }
 
 async fn run(queue_type: QueueType) {

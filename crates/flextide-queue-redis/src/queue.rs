@@ -355,7 +355,7 @@ impl Stored {
         let id = self
             .id
             .ok_or_else(|| bad_reply("entry without a message id"))?;
-        let mut message = Message::new(self.payload).with_id(id);
+        let mut message = Message::from_parts(id, self.payload);
         message.headers = decode_headers(BACKEND, &self.headers)?;
         message.enqueued_at = Some(system_time_from_millis(ms));
         Ok((message, self.reason, self.attempts))

@@ -6,22 +6,12 @@
 
 use std::time::Duration;
 
-use flextide_queue_conformance::{is_required, unique_queue_name};
+use flextide_queue_conformance::unique_queue_name;
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_redis::{RedisBackend, RedisConfig, RedisQueue};
 
-/// The test server's URL, or `None` (test skipped) when unset and not required.
 fn url() -> Option<String> {
-    match std::env::var("FLEXTIDE_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if is_required("redis") => {
-            panic!("FLEXTIDE_TEST_REDIS_URL must be set when FLEXTIDE_TEST_REQUIRE names redis")
-        }
-        Err(_) => {
-            eprintln!("skipped: set FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/");
-            None
-        }
-    }
+    flextide_queue_conformance::server_url("redis", "FLEXTIDE_TEST_REDIS_URL")
 }
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {

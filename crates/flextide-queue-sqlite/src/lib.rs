@@ -642,7 +642,7 @@ fn message_from_row(row: &SqliteRow) -> Result<Message> {
     let priority: i64 = row.try_get("priority").map_err(error::map)?;
     let ordering_key: Option<String> = row.try_get("ordering_key").map_err(error::map)?;
     let enqueued_at: i64 = row.try_get("enqueued_at").map_err(error::map)?;
-    let mut message = Message::new(payload).with_id(id);
+    let mut message = Message::from_parts(id, payload);
     message.headers = backend::decode_headers(BACKEND, &headers)?;
     message.priority = u8::try_from(priority.clamp(0, 255)).unwrap_or(u8::MAX);
     message.ordering_key = ordering_key;

@@ -34,10 +34,6 @@ impl Gate {
         self.used.load(Ordering::Acquire)
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.used() >= self.limit
-    }
-
     /// Takes up to `max` units without waiting; 0 when the gate is full.
     /// Only one task may take from a gate.
     pub(crate) fn try_take(&self, max: usize) -> usize {
@@ -86,6 +82,9 @@ impl Gate {
 pub(crate) struct Gates {
     pub(crate) held: Gate,
     pub(crate) running: Gate,
+    /// Units of `held` the fetcher has taken for a pop that has not
+    /// returned yet: room, not deliveries.
+    pub(crate) popping: AtomicUsize,
 }
 
 impl Gates {
@@ -93,6 +92,7 @@ impl Gates {
         Gates {
             held: Gate::new(concurrency + prefetch),
             running: Gate::new(concurrency),
+            popping: AtomicUsize::new(0),
         }
     }
 }
@@ -108,7 +108,7 @@ mod tests {
         let gate = Arc::new(Gate::new(3));
         assert_eq!(gate.try_take(2), 2);
         assert_eq!(gate.take(5).await, 1);
-        assert!(gate.is_full());
+        assert_eq!(gate.used(), gate.limit());
         let releaser = gate.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(1)).await;

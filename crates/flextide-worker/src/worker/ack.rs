@@ -1,8 +1,22 @@
 //! The ack loop: gathers receipts of handled messages and deletes them in
 //! batches, so one round trip acknowledges many messages without holding
 //! any of them back by more than the ack delay.
+//!
+//! A batch is sent when it is full, when the delay since its first receipt
+//! has passed, or as soon as no other held delivery can still add to it
+//! (everything the worker holds is in this batch or already being deleted).
+//! Flushing merely because the worker is out of room would cut batches
+//! short: with fast handlers the worker is always out of room, and small
+//! deletes then free room for small pops, round trip after round trip.
 
-use std::{pin::pin, sync::Arc, time::Duration};
+use std::{
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use flextide_queue_core::{QueueError, Receipt};
 use tokio::{
@@ -30,6 +44,15 @@ pub(crate) async fn run(
     let flushes = Arc::new(Semaphore::new(shared.config.ack_concurrency.max(1)));
     let tracker = TaskTracker::new();
     let mut buf: Vec<Receipt> = Vec::with_capacity(batch);
+    // Receipts handed to a flush and not yet released from the held gate.
+    let deleting = Arc::new(AtomicUsize::new(0));
+    // Held deliveries that may still send a receipt: running, waiting to
+    // run, or waiting in the channel (not room taken for a pop).
+    let others = |buf: &Vec<Receipt>| {
+        gates.held.used().saturating_sub(
+            gates.popping.load(Ordering::Acquire) + deleting.load(Ordering::Acquire) + buf.len(),
+        )
+    };
     let mut open = true;
     while open {
         // The first receipt of a batch.
@@ -41,10 +64,10 @@ pub(crate) async fn run(
         if got == 0 {
             open = false;
         } else {
-            // More, until the batch is full, the delay has passed, or the
-            // worker has no room left (then waiting would only stall it).
+            // More, until the batch is full, the delay has passed, or no
+            // other delivery could add to it.
             let mut timer = pin!(sleep_until(Instant::now() + shared.config.ack_delay));
-            while buf.len() < batch && !gates.held.is_full() {
+            while buf.len() < batch && others(&buf) > 0 {
                 let room = batch - buf.len();
                 tokio::select! {
                     biased;
@@ -65,11 +88,20 @@ pub(crate) async fn run(
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let (shared, gates, chunk) = (shared.clone(), gates.clone(), chunk.to_vec());
+            let (shared, gates, deleting, chunk) = (
+                shared.clone(),
+                gates.clone(),
+                deleting.clone(),
+                chunk.to_vec(),
+            );
+            let n = chunk.len();
+            deleting.fetch_add(n, Ordering::AcqRel);
             tracker.spawn(async move {
-                let n = chunk.len();
                 delete(&shared, chunk).await;
+                // Gate first: for a moment `others` reads low, which can
+                // only send a batch early, never hold one back.
                 gates.held.release(n);
+                deleting.fetch_sub(n, Ordering::AcqRel);
                 drop(permit);
             });
         }

@@ -1,6 +1,9 @@
 //! The fetch loop: pops batches while the worker has room for them.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -34,12 +37,15 @@ pub(crate) async fn run(
             },
             room => room,
         };
+        // Marked so the ack loop does not wait for receipts of deliveries
+        // that are only room yet.
+        gates.popping.store(room, Ordering::Release);
         let probe = match &shared.breaker {
             None => false,
             Some(breaker) => {
                 let admit = tokio::select! {
                     biased;
-                    _ = stop.cancelled() => { gates.held.release(room); return }
+                    _ = stop.cancelled() => { gates.held.release(room); gates.popping.store(0, Ordering::Release); return }
                     admit = breaker.admit(&shared.counters, &shared.metrics) => admit,
                 };
                 admit == Admit::Probe
@@ -52,6 +58,7 @@ pub(crate) async fn run(
         };
         let room = if probe {
             gates.held.release(room - 1);
+            gates.popping.store(1, Ordering::Release);
             1
         } else {
             room
@@ -61,18 +68,22 @@ pub(crate) async fn run(
             biased;
             // A pop cut short may have leased messages on some backends;
             // they come back when their leases end.
-            _ = stop.cancelled() => { gates.held.release(room); unused_probe(); return }
+            _ = stop.cancelled() => { gates.held.release(room); gates.popping.store(0, Ordering::Release); unused_probe(); return }
             popped = shared.queue.pop_batch(room, config.poll_wait) => popped,
         };
+        // The gate is settled to what the pop got before the mark goes:
+        // for a moment the ack loop may undercount deliveries (and send a
+        // batch early), never count unused room as deliveries.
+        let got = popped.as_ref().map_or(0, Vec::len);
+        if got < room {
+            gates.held.release(room - got);
+        } else if got > room {
+            gates.held.force_take(got - room);
+        }
+        gates.popping.store(0, Ordering::Release);
         match popped {
             Ok(deliveries) => {
                 backoff = FIRST_ERROR_BACKOFF;
-                let got = deliveries.len();
-                if got < room {
-                    gates.held.release(room - got);
-                } else if got > room {
-                    gates.held.force_take(got - room);
-                }
                 if got == 0 {
                     unused_probe();
                     continue;
@@ -91,7 +102,6 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                gates.held.release(room);
                 unused_probe();
                 if e.is_retryable() {
                     warn!(queue = %shared.queue_name, error = %e, retry_in = ?backoff, "fetching failed; retrying");

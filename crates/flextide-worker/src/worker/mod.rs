@@ -135,8 +135,8 @@ impl WorkerBuilder {
 
     /// Acknowledgements are sent in batches of up to `n` (also capped by the
     /// backend's `max_batch`), or after `delay` once the first is waiting,
-    /// whichever comes first; also at once when the worker holds as many
-    /// deliveries as it may. Defaults 128 and 5 ms.
+    /// whichever comes first; also at once when no other delivery the
+    /// worker holds could still join the batch. Defaults 128 and 5 ms.
     pub fn ack_batching(mut self, n: usize, delay: Duration) -> Self {
         self.config.ack_batch = n.max(1);
         self.config.ack_delay = delay;

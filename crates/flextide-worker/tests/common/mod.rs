@@ -22,6 +22,8 @@ pub struct Log {
     pub extends: usize,
     pub deletes: usize,
     pub delete_batches: usize,
+    /// When each delete call returned, with how many receipts it settled.
+    pub delete_calls: Vec<(Instant, usize)>,
     pub pops: usize,
     pub outstanding: i64,
     pub max_outstanding: i64,
@@ -91,13 +93,19 @@ impl QueueProvider for Recorder {
     }
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
         self.inner.delete(receipt).await?;
-        self.log.lock().unwrap().deletes += 1;
+        let mut log = self.log.lock().unwrap();
+        log.deletes += 1;
+        log.delete_calls.push((Instant::now(), 1));
+        drop(log);
         self.settled(1);
         Ok(())
     }
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
         self.inner.delete_batch(receipts).await?;
-        self.log.lock().unwrap().delete_batches += 1;
+        let mut log = self.log.lock().unwrap();
+        log.delete_batches += 1;
+        log.delete_calls.push((Instant::now(), receipts.len()));
+        drop(log);
         self.settled(receipts.len());
         Ok(())
     }

@@ -5,6 +5,7 @@ mod check;
 mod context;
 mod env;
 mod harness;
+mod integration;
 mod locate;
 mod runner;
 
@@ -14,6 +15,7 @@ pub use check::{CaseError, CaseResult};
 pub use context::Ctx;
 pub use env::{is_required, required_backends, server_url, unique_queue_name};
 pub use harness::{Connect, Harness, HarnessSettings};
+pub use integration::{IntegrationTest, TestFuture, run_integration};
 pub use locate::{Located, Server, locate};
 pub use runner::{Case, Needs, all_cases, run, run_cases};
 

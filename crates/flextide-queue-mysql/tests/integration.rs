@@ -3,7 +3,7 @@
 //! connections, ordering keys under SKIP LOCKED, error mapping.
 //!
 //! Needs `FLEXTIDE_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306/test`);
-//! skipped without it unless `FLEXTIDE_TEST_REQUIRE` names `mysql`.
+//! shown as ignored without it unless `FLEXTIDE_TEST_REQUIRE` names `mysql`.
 
 use std::{
     collections::HashSet,
@@ -11,15 +11,12 @@ use std::{
     time::Duration,
 };
 
+use flextide_queue_conformance::integration_test;
 use flextide_queue_mysql::{
     MySqlPool, MySqlPoolOptions, MySqlQueue,
     core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay},
     drop_queue, migrate, sqlx,
 };
-
-fn url() -> Option<String> {
-    flextide_queue_conformance::server_url("mysql", "FLEXTIDE_TEST_MYSQL_URL")
-}
 
 fn unique(hint: &str) -> String {
     format!("ft_it_{hint}_{}", &uuid_like()[..12])
@@ -73,9 +70,7 @@ async fn kill_all(admin: &MySqlPool, ids: &Arc<Mutex<Vec<u64>>>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_claimers_on_a_deep_queue_never_share_a_message() {
-    let Some(url) = url() else { return };
+async fn concurrent_claimers_on_a_deep_queue_never_share_a_message(url: String) {
     let pool = setup(&url).await;
     let name = unique("deep");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
@@ -131,9 +126,7 @@ async fn concurrent_claimers_on_a_deep_queue_never_share_a_message() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_crashed_consumers_lease_expiring_brings_the_message_back() {
-    let Some(url) = url() else { return };
+async fn a_crashed_consumers_lease_expiring_brings_the_message_back(url: String) {
     let pool = setup(&url).await;
     let name = unique("crash");
     let opts = QueueOptions::default()
@@ -163,9 +156,7 @@ async fn a_crashed_consumers_lease_expiring_brings_the_message_back() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn push_in_tx_follows_the_transaction() {
-    let Some(url) = url() else { return };
+async fn push_in_tx_follows_the_transaction(url: String) {
     let pool = setup(&url).await;
     let name = unique("tx");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
@@ -197,9 +188,7 @@ async fn push_in_tx_follows_the_transaction() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn migrate_twice_and_concurrently_is_harmless() {
-    let Some(url) = url() else { return };
+async fn migrate_twice_and_concurrently_is_harmless(url: String) {
     let pool = setup(&url).await;
     let other = MySqlPoolOptions::new()
         .max_connections(2)
@@ -228,9 +217,7 @@ async fn migrate_twice_and_concurrently_is_harmless() {
     assert_eq!(sqlx_table, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_connections_mid_run_lose_nothing() {
-    let Some(url) = url() else { return };
+async fn killed_connections_mid_run_lose_nothing(url: String) {
     let admin = setup(&url).await;
     let (pool, ids) = tracked_pool(&url, 4).await;
     let name = unique("kill");
@@ -316,9 +303,7 @@ async fn killed_connections_mid_run_lose_nothing() {
     drop_queue(&admin, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn the_call_after_a_kill_works() {
-    let Some(url) = url() else { return };
+async fn the_call_after_a_kill_works(url: String) {
     let admin = setup(&url).await;
     let (pool, ids) = tracked_pool(&url, 2).await;
     let name = unique("kill1");
@@ -339,9 +324,7 @@ async fn the_call_after_a_kill_works() {
     drop_queue(&admin, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn ordering_key_head_locked_by_another_claimer_blocks_the_key() {
-    let Some(url) = url() else { return };
+async fn ordering_key_head_locked_by_another_claimer_blocks_the_key(url: String) {
     let pool = setup(&url).await;
     let name = unique("okey");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
@@ -407,9 +390,7 @@ async fn ordering_key_head_locked_by_another_claimer_blocks_the_key() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn delete_batch_reports_stale_receipts_by_index() {
-    let Some(url) = url() else { return };
+async fn delete_batch_reports_stale_receipts_by_index(url: String) {
     let pool = setup(&url).await;
     let name = unique("delb");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
@@ -441,9 +422,7 @@ async fn delete_batch_reports_stale_receipts_by_index() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn exhausted_attempts_dead_letter_and_replay() {
-    let Some(url) = url() else { return };
+async fn exhausted_attempts_dead_letter_and_replay(url: String) {
     let pool = setup(&url).await;
     let name = unique("dlq");
     let opts = QueueOptions::default()
@@ -487,9 +466,7 @@ async fn exhausted_attempts_dead_letter_and_replay() {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-#[tokio::test]
-async fn missing_tables_ask_for_migrate() {
-    let Some(url) = url() else { return };
+async fn missing_tables_ask_for_migrate(url: String) {
     let admin = setup(&url).await;
     let db = unique("nodb");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
@@ -514,9 +491,7 @@ async fn missing_tables_ask_for_migrate() {
     assert!(!err.is_retryable());
 }
 
-#[tokio::test]
-async fn wait_is_woken_by_a_push_in_this_process() {
-    let Some(url) = url() else { return };
+async fn wait_is_woken_by_a_push_in_this_process(url: String) {
     let pool = setup(&url).await;
     let name = unique("wake");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
@@ -531,4 +506,24 @@ async fn wait_is_woken_by_a_push_in_this_process() {
     assert!(started.elapsed() < Duration::from_secs(5));
     other.delete(&d.receipt).await.unwrap();
     drop_queue(&pool, &name).await.unwrap();
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run_integration(
+        "mysql",
+        "FLEXTIDE_TEST_MYSQL_URL",
+        vec![
+            integration_test!(concurrent_claimers_on_a_deep_queue_never_share_a_message).threads(2),
+            integration_test!(a_crashed_consumers_lease_expiring_brings_the_message_back),
+            integration_test!(push_in_tx_follows_the_transaction),
+            integration_test!(migrate_twice_and_concurrently_is_harmless),
+            integration_test!(killed_connections_mid_run_lose_nothing).threads(2),
+            integration_test!(the_call_after_a_kill_works),
+            integration_test!(ordering_key_head_locked_by_another_claimer_blocks_the_key),
+            integration_test!(delete_batch_reports_stale_receipts_by_index),
+            integration_test!(exhausted_attempts_dead_letter_and_replay),
+            integration_test!(missing_tables_ask_for_migrate),
+            integration_test!(wait_is_woken_by_a_push_in_this_process),
+        ],
+    )
 }

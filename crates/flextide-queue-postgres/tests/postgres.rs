@@ -9,13 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use flextide_queue_conformance::unique_queue_name;
+use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
-
-fn url() -> Option<String> {
-    flextide_queue_conformance::server_url("postgres", "FLEXTIDE_TEST_POSTGRES_URL")
-}
 
 fn app_name() -> String {
     format!(
@@ -75,9 +71,7 @@ fn open(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimers_never_share_a_message() {
-    let Some(url) = url() else { return };
+async fn concurrent_claimers_never_share_a_message(url: String) {
     let b = backend(&url, PostgresConfig::default().max_connections(12)).await;
     let (q, _c) = open(&b, &url, "pg_concurrent", QueueOptions::default());
     let total = 3000;
@@ -123,9 +117,7 @@ async fn concurrent_claimers_never_share_a_message() {
     assert_eq!((stats.depth, stats.in_flight), (0, 0));
 }
 
-#[tokio::test]
-async fn crashed_consumer_lease_expires_and_message_returns() {
-    let Some(url) = url() else { return };
+async fn crashed_consumer_lease_expires_and_message_returns(url: String) {
     let b = backend(&url, PostgresConfig::default()).await;
     let (q, _c) = open(
         &b,
@@ -151,9 +143,7 @@ async fn crashed_consumer_lease_expires_and_message_returns() {
     q.delete(&again.receipt).await.unwrap();
 }
 
-#[tokio::test]
-async fn push_in_tx_follows_the_transaction() {
-    let Some(url) = url() else { return };
+async fn push_in_tx_follows_the_transaction(url: String) {
     let b = backend(&url, PostgresConfig::default()).await;
     let (q, _c) = open(&b, &url, "pg_tx", QueueOptions::default());
 
@@ -185,9 +175,7 @@ async fn push_in_tx_follows_the_transaction() {
     q.delete(&d.receipt).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_twice_and_concurrently_is_harmless() {
-    let Some(url) = url() else { return };
+async fn migrate_twice_and_concurrently_is_harmless(url: String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(6)
         .connect(&url)
@@ -248,9 +236,7 @@ where
     panic!("still failing after 50 retries");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killed_connections_lose_nothing() {
-    let Some(url) = url() else { return };
+async fn killed_connections_lose_nothing(url: String) {
     let app = app_name();
     let b = backend(
         &url,
@@ -340,9 +326,7 @@ async fn killed_connections_lose_nothing() {
     assert_eq!((stats.depth, stats.in_flight, stats.delayed), (0, 0, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notify_wakes_a_waiting_pop_quickly() {
-    let Some(url) = url() else { return };
+async fn notify_wakes_a_waiting_pop_quickly(url: String) {
     // Polling so slow that only a notification can explain a quick wake-up.
     let slow =
         PostgresConfig::default().poll_interval(Duration::from_secs(20), Duration::from_secs(20));
@@ -383,9 +367,7 @@ async fn notify_wakes_a_waiting_pop_quickly() {
     assert!(got_at - committed_at < Duration::from_secs(1));
 }
 
-#[tokio::test]
-async fn batch_delete_reports_stale_receipts_by_index() {
-    let Some(url) = url() else { return };
+async fn batch_delete_reports_stale_receipts_by_index(url: String) {
     let b = backend(&url, PostgresConfig::default()).await;
     let (q, _c) = open(&b, &url, "pg_batch_delete", QueueOptions::default());
     q.push_batch((0..5).map(|i| Message::new(format!("{i}"))).collect())
@@ -408,9 +390,7 @@ async fn batch_delete_reports_stale_receipts_by_index() {
     assert_eq!(q.stats().await.unwrap().in_flight, 0);
 }
 
-#[tokio::test]
-async fn ordering_keys_hold_under_concurrent_claims() {
-    let Some(url) = url() else { return };
+async fn ordering_keys_hold_under_concurrent_claims(url: String) {
     let b = backend(&url, PostgresConfig::default()).await;
     let (q, _c) = open(&b, &url, "pg_keys", QueueOptions::default());
     let msgs: Vec<_> = (0..40)
@@ -443,4 +423,21 @@ async fn ordering_keys_hold_under_concurrent_claims() {
             .unwrap();
         assert!(n < 4, "a key's head is its first message, got {n}");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run_integration(
+        "postgres",
+        "FLEXTIDE_TEST_POSTGRES_URL",
+        vec![
+            integration_test!(concurrent_claimers_never_share_a_message).threads(4),
+            integration_test!(crashed_consumer_lease_expires_and_message_returns),
+            integration_test!(push_in_tx_follows_the_transaction),
+            integration_test!(migrate_twice_and_concurrently_is_harmless).threads(2),
+            integration_test!(killed_connections_lose_nothing).threads(4),
+            integration_test!(notify_wakes_a_waiting_pop_quickly).threads(2),
+            integration_test!(batch_delete_reports_stale_receipts_by_index),
+            integration_test!(ordering_keys_hold_under_concurrent_claims),
+        ],
+    )
 }

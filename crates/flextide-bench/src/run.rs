@@ -126,7 +126,15 @@ async fn side(b: &Arc<dyn Backend>, raw: bool, id: &str, w: &Work) -> Cell {
     if let Err(e) = driver.cleanup().await {
         eprintln!("  warning: cleanup of {queue} failed: {e}");
     }
+    maintain(b).await;
     out
+}
+
+/// Runs the backend's housekeeping between two runs; a failure only warns.
+async fn maintain(b: &Arc<dyn Backend>) {
+    if let Err(e) = b.maintain().await {
+        eprintln!("  warning: housekeeping on {} failed: {e}", b.name());
+    }
 }
 
 async fn pair(
@@ -335,6 +343,7 @@ pub(crate) async fn worker(b: &Arc<dyn Backend>, total: u64, plan: &Plan) -> Cel
     if let Err(e) = b.drop_library(&queue).await {
         eprintln!("  warning: cleanup of {queue} failed: {e}");
     }
+    maintain(b).await;
     out
 }
 

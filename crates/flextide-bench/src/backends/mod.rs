@@ -54,6 +54,12 @@ pub(crate) trait Backend: Send + Sync {
     fn max_payload(&self) -> Option<usize> {
         None
     }
+    /// Housekeeping between two runs, so one run's leftovers do not slow
+    /// the next (PostgreSQL: `VACUUM`, which this server's autovacuum,
+    /// when off, never does).
+    async fn maintain(&self) -> Res<()> {
+        Ok(())
+    }
     /// Backends measured differently (SQS: request counts, not speed)
     /// return their rows here instead of running the common workloads.
     async fn special(&self, _plan: &crate::plan::Plan) -> Option<Vec<crate::run::Row>> {

@@ -156,6 +156,16 @@ impl Backend for Pg {
         Ok(())
     }
 
+    async fn maintain(&self) -> Res<()> {
+        // Dead rows of consumed messages otherwise stay in the claim index
+        // (autovacuum is off on the machine this was written on), and every
+        // later run, library or raw, walks them on each claim.
+        sqlx::query("VACUUM flextide_queue_messages, flextide_queue_dead_letters")
+            .execute(&self.raw_pool)
+            .await?;
+        Ok(())
+    }
+
     async fn raw(&self, queue: &str) -> Res<Option<Arc<dyn Driver>>> {
         let wake = Arc::new(Notify::new());
         let mut listener = PgListener::connect_with(&self.raw_pool).await?;

@@ -238,6 +238,11 @@ impl MySqlQueue {
     /// Rows that ran out of attempts are dead-lettered instead, in the same
     /// transaction; the flag says some were (so the caller claims again).
     async fn claim(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
+        let q = self.clone();
+        detach(async move { q.claim_tx(max).await }).await
+    }
+
+    async fn claim_tx(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
         let started = Instant::now();
         let mut tx = begin(&self.pool).await?;
         let rows = sqlx::query(CLAIM_SQL)
@@ -301,6 +306,14 @@ impl MySqlQueue {
     /// attempt. The claim does this for the rows it reaches; this catches the
     /// rest, so a pop, stats or dead-letter listing never shows them as live.
     async fn sweep_exhausted(&self) -> Result<()> {
+        if self.options.max_attempts.is_none() {
+            return Ok(());
+        }
+        let q = self.clone();
+        detach(async move { q.sweep_exhausted_tx().await }).await
+    }
+
+    async fn sweep_exhausted_tx(&self) -> Result<()> {
         let Some(limit) = self.options.max_attempts else {
             return Ok(());
         };
@@ -353,6 +366,11 @@ impl MySqlQueue {
     /// Moves the delivery `seq`/`token` to the dead letters, or fails with
     /// `StaleReceipt` when the token no longer holds it.
     async fn dead_letter_delivery(&self, seq: i64, token: &str, reason: &str) -> Result<()> {
+        let (q, token, reason) = (self.clone(), token.to_owned(), reason.to_owned());
+        detach(async move { q.dead_letter_delivery_tx(seq, &token, &reason).await }).await
+    }
+
+    async fn dead_letter_delivery_tx(&self, seq: i64, token: &str, reason: &str) -> Result<()> {
         let mut tx = begin(&self.pool).await?;
         let copied = sqlx::query(concat!(
             "INSERT INTO flextide_queue_dead_letters
@@ -394,6 +412,22 @@ impl MySqlQueue {
     /// Deletes one chunk of receipts in one transaction, returning the
     /// indexes (within the chunk) that were stale.
     async fn delete_chunk(&self, keys: &[(usize, i64, &str)]) -> Result<Vec<usize>> {
+        let q = self.clone();
+        let keys: Vec<(usize, i64, String)> = keys
+            .iter()
+            .map(|&(i, seq, token)| (i, seq, token.to_owned()))
+            .collect();
+        detach(async move {
+            let keys: Vec<(usize, i64, &str)> = keys
+                .iter()
+                .map(|(i, seq, t)| (*i, *seq, t.as_str()))
+                .collect();
+            q.delete_chunk_tx(&keys).await
+        })
+        .await
+    }
+
+    async fn delete_chunk_tx(&self, keys: &[(usize, i64, &str)]) -> Result<Vec<usize>> {
         let mut tx = begin(&self.pool).await?;
         let mut seqs: Vec<i64> = keys.iter().map(|k| k.1).collect();
         seqs.sort_unstable();
@@ -445,6 +479,11 @@ impl MySqlQueue {
     /// Replays up to `limit` dead letters (oldest first, or those with these
     /// ids) in one transaction; returns how many moved.
     async fn replay_chunk(&self, ids: Option<&[MessageId]>, limit: usize) -> Result<u64> {
+        let (q, ids) = (self.clone(), ids.map(<[MessageId]>::to_vec));
+        detach(async move { q.replay_chunk_tx(ids.as_deref(), limit).await }).await
+    }
+
+    async fn replay_chunk_tx(&self, ids: Option<&[MessageId]>, limit: usize) -> Result<u64> {
         let mut tx = begin(&self.pool).await?;
         let dseqs: Vec<i64> = match ids {
             Some(ids) => {
@@ -927,6 +966,25 @@ async fn begin(pool: &MySqlPool) -> Result<Transaction<'static, MySql>> {
     pool.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
         .await
         .map_err(map_err)
+}
+
+/// Runs one transaction in a task of its own, so that a caller cut short
+/// (a timeout, a `select!`, a worker shutting down) cannot cut it short:
+/// sqlx is not cancellation-safe. A BEGIN dropped after the server ran it
+/// left the pooled connection inside a transaction sqlx did not know of (a
+/// later push on it returned Ok and never committed; the next BEGIN failed
+/// with error 1568), and a statement dropped half-written could hang the
+/// connection's return to the pool. Run to the end here, the transaction
+/// commits or rolls back, and what the caller no longer wants is dropped:
+/// messages a cut-short pop leased come back when their lease ends.
+async fn detach<T, F>(transaction: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(transaction).await.map_err(|e| {
+        QueueError::backend_error(BACKEND, true, format!("a database task failed: {e}"))
+    })?
 }
 
 /// One multi-row INSERT of already validated rows.

@@ -508,6 +508,49 @@ async fn wait_is_woken_by_a_push_in_this_process(url: String) {
     drop_queue(&pool, &name).await.unwrap();
 }
 
+/// Pops cut short at random points (a timeout, a `select!`, a worker's
+/// shutdown) must never leave a pooled connection inside a transaction: a
+/// later push on it would return Ok without ever committing.
+async fn pops_cut_short_leave_no_transaction_open(url: String) {
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .expect("connect");
+    migrate(&pool).await.expect("migrate");
+    let name = unique("cut");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    q.push(Message::new("bait")).await.unwrap();
+    for i in 0..600u64 {
+        // 0 to ~3 ms: before, during and after the BEGIN, the claim, the commit.
+        let cut = Duration::from_micros((i * 7919) % 3000);
+        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
+    }
+    // Every push from now on must be committed, on whichever connection.
+    for i in 0..40 {
+        q.push(Message::new(format!("m{i}"))).await.unwrap();
+    }
+    let other = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    let visible: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = ?")
+            .bind(&name)
+            .fetch_one(&other)
+            .await
+            .unwrap();
+    drop(q);
+    pool.close().await;
+    drop_queue(&other, &name).await.unwrap();
+    // The bait may have been leased; the 40 must all be there.
+    assert!(
+        visible >= 40,
+        "only {visible} of 41 messages are visible to another connection: a push ran inside a transaction left open by a cancelled pop"
+    );
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "mysql",
@@ -524,6 +567,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(exhausted_attempts_dead_letter_and_replay),
             integration_test!(missing_tables_ask_for_migrate),
             integration_test!(wait_is_woken_by_a_push_in_this_process),
+            integration_test!(pops_cut_short_leave_no_transaction_open),
         ],
     )
 }

@@ -84,10 +84,16 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// In a task of its own, as the library does: W3 aborts its consumers, and a
+/// BEGIN dropped after the server ran it would leave a pooled connection
+/// inside a transaction sqlx does not know of.
 async fn begin(pool: &MySqlPool) -> Res<Transaction<'static, MySql>> {
-    Ok(pool
-        .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
-        .await?)
+    let pool = pool.clone();
+    Ok(tokio::spawn(async move {
+        pool.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .await
+    })
+    .await??)
 }
 
 #[async_trait]

@@ -370,18 +370,22 @@ impl Stored {
         let mut s = Stored::default();
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let key = text(&k)?;
-            match key.as_str() {
-                "i" => s.id = Some(text(&v)?),
-                "p" => match v {
+            let key = match &k {
+                Value::BulkString(b) => &b[..],
+                Value::SimpleString(t) => t.as_bytes(),
+                _ => return Err(bad_reply("field name")),
+            };
+            match key {
+                b"i" => s.id = Some(text(&v)?),
+                b"p" => match v {
                     Value::BulkString(b) => s.payload = b,
                     _ => return Err(bad_reply("payload")),
                 },
-                "h" => s.headers = text(&v)?,
-                "t" => s.enqueued_ms = Some(int(&v)?),
-                "why" => s.reason = text(&v)?,
-                "n" => s.attempts = u32::try_from(int(&v)?).unwrap_or(0),
-                "a" => s.base = u32::try_from(int(&v)?).unwrap_or(0),
+                b"h" => s.headers = text(&v)?,
+                b"t" => s.enqueued_ms = Some(int(&v)?),
+                b"why" => s.reason = text(&v)?,
+                b"n" => s.attempts = u32::try_from(int(&v)?).unwrap_or(0),
+                b"a" => s.base = u32::try_from(int(&v)?).unwrap_or(0),
                 _ => {}
             }
         }
@@ -398,6 +402,13 @@ impl Stored {
         message.enqueued_at = Some(system_time_from_millis(ms));
         Ok((message, self.reason, self.attempts))
     }
+}
+
+/// A stream entry id as (milliseconds, sequence), for ordering; the id was
+/// checked by `decode_receipt`.
+fn entry_key(entry_id: &str) -> (u64, u64) {
+    let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn entry_ms(entry_id: &str) -> i64 {
@@ -905,25 +916,51 @@ impl QueueProvider for RedisQueue {
         let mut valid = Vec::with_capacity(receipts.len());
         for (index, r) in receipts.iter().enumerate() {
             match decode_receipt(r) {
-                Ok(pair) => valid.push((index, pair)),
+                Ok((id, _, _)) => valid.push((index, (id, &r.as_str()[id.len() + 1..]))),
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }
         for chunk in valid.chunks(MAX_BATCH) {
+            // Grouped by token (count and consumer), which a popped batch
+            // mostly shares, so the script reads each token once; the
+            // span's ends let it check the whole batch with one XPENDING.
+            let mut groups: Vec<(&str, Vec<(usize, &str)>)> = Vec::new();
+            let (mut lo, mut hi) = ((u64::MAX, u64::MAX), (0, 0));
+            let (mut lo_id, mut hi_id) = ("", "");
+            for (index, (id, token)) in chunk {
+                let key = entry_key(id);
+                if key <= lo {
+                    (lo, lo_id) = (key, id);
+                }
+                if key >= hi {
+                    (hi, hi_id) = (key, id);
+                }
+                match groups.iter_mut().find(|(t, _)| t == token) {
+                    Some((_, ids)) => ids.push((*index, id)),
+                    None => groups.push((token, vec![(*index, id)])),
+                }
+            }
             let mut inv = self.invocation(&scripts::DELETE);
-            for (_, (id, count, consumer)) in chunk {
-                inv.arg(*id).arg(*count).arg(*consumer);
+            inv.arg(lo_id).arg(hi_id);
+            let mut order = Vec::with_capacity(chunk.len());
+            for (token, ids) in &groups {
+                inv.arg(*token).arg(ids.len());
+                for (index, id) in ids {
+                    inv.arg(*id);
+                    order.push(*index);
+                }
             }
             match self.run("delete", &inv).await {
                 Ok(v) => {
-                    let results = array(v)?;
-                    for ((index, _), r) in chunk.iter().zip(results.iter()) {
-                        if int(r)? != 1 {
-                            failures.push(BatchFailure {
-                                index: *index,
-                                error: QueueError::StaleReceipt { backend: BACKEND },
-                            });
-                        }
+                    for pos in array(v)? {
+                        let index = usize::try_from(int(&pos)?)
+                            .ok()
+                            .and_then(|p| order.get(p.checked_sub(1)?))
+                            .ok_or_else(|| bad_reply("delete"))?;
+                        failures.push(BatchFailure {
+                            index: *index,
+                            error: QueueError::StaleReceipt { backend: BACKEND },
+                        });
                     }
                 }
                 Err(e) => {

@@ -396,3 +396,33 @@ async fn leases_of_the_previous_layout_still_expire() {
     q.delete(&d.receipt).await.unwrap();
     q.drop_queue().await.unwrap();
 }
+
+#[tokio::test]
+async fn delete_batch_spanning_many_pending_entries() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "span", QueueOptions::default()).await;
+    q.push_batch((0..100).map(|i| Message::new(format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let got = q.pop_batch(100, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 100);
+    // The two ends of the batch: between them lie 98 pending entries, more
+    // than the script's one XPENDING over the span returns, so the last
+    // receipt is looked up on its own; a forged count is stale.
+    let (first, last) = (&got[0].receipt, &got[99].receipt);
+    let forged = flextide_queue_core::Receipt::new(last.as_str().replace(":1.", ":2."));
+    match q.delete_batch(&[last.clone(), forged, first.clone()]).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), [1]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.stats().await.unwrap().in_flight, 98);
+    let rest: Vec<_> = got[1..99].iter().map(|d| d.receipt.clone()).collect();
+    q.delete_batch(&rest).await.unwrap();
+    assert!(matches!(
+        q.delete(last).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.drop_queue().await.unwrap();
+}

@@ -426,3 +426,32 @@ async fn delete_batch_spanning_many_pending_entries() {
     ));
     q.drop_queue().await.unwrap();
 }
+
+#[tokio::test]
+async fn first_deliveries_are_checked_by_the_acknowledgement() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "fastack", QueueOptions::default()).await;
+    q.push_batch((0..3).map(|i| Message::new(format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let got = q.pop_batch(3, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 3);
+    q.delete(&got[0].receipt).await.unwrap();
+    // Listed twice, already deleted, and one good: only the good one and
+    // the first of the pair count.
+    let batch = [
+        got[1].receipt.clone(),
+        got[1].receipt.clone(),
+        got[0].receipt.clone(),
+        got[2].receipt.clone(),
+    ];
+    match q.delete_batch(&batch).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 2]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+    q.drop_queue().await.unwrap();
+}

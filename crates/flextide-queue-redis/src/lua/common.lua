@@ -178,8 +178,10 @@ end
 -- Looks at deliveries whose lease ended (and nacked ones, due at once):
 -- dead-letters those out of attempts, drops purged ones, and returns the
 -- rest (deliverable again) in stream order, with a table of their delivery
--- counts so far. Gathers at most `limit` of them.
-local function expired(now, max_attempts, limit)
+-- counts so far. Gathers at most `limit` of them, looking at no more than
+-- `records` batch lease records (each costs an XPENDING; most are spent,
+-- their entries acknowledged, and are dropped here).
+local function expired(now, max_attempts, limit, records)
   local ready, counts, drop = {}, {}, {}
   local purged = redis.call('EXISTS', P) == 1
   local function consider(id, count)
@@ -219,7 +221,7 @@ local function expired(now, max_attempts, limit)
   -- Fresh reads: a batch's entries still pending under its consumer with
   -- count 1 and no deadline of their own are still on that batch's lease.
   if #ready < limit then
-    local recs = redis.call('ZRANGEBYSCORE', R, '-inf', now, 'LIMIT', 0, limit)
+    local recs = redis.call('ZRANGEBYSCORE', R, '-inf', now, 'LIMIT', 0, records or limit)
     local done = {}
     for _, rec in ipairs(recs) do
       if #ready >= limit then break end
@@ -275,10 +277,17 @@ end
 
 -- Work every call does before looking at the queue: no background process
 -- is needed for delays, lease expiry or max attempts.
-local function tick(max_attempts, limit)
+-- Without a limit (stats, purge: every expired delivery), else at most
+-- 1000 redeliveries found from at most 100 batch lease records.
+local function tick(max_attempts, all)
   local now = now_ms()
   move_due(now)
-  local ready, counts = expired(now, max_attempts, limit or 1000)
+  local ready, counts
+  if all then
+    ready, counts = expired(now, max_attempts, 1000000000)
+  else
+    ready, counts = expired(now, max_attempts, 1000, 100)
+  end
   return now, ready, counts
 end
 

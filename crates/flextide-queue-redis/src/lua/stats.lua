@@ -1,7 +1,7 @@
 -- ARGV: max attempts (0: none).
 -- Returns {depth, in flight, delayed, dead-lettered, oldest enqueue ms (-1: none), now ms}.
 -- Every expired delivery is looked at, so the counts are exact.
-local now, ready = tick(tonumber(ARGV[1]), 1000000000)
+local now, ready = tick(tonumber(ARGV[1]), true)
 local xlen = redis.call('XLEN', S)
 local leased = 0
 local summary = redis.pcall('XPENDING', S, G)

@@ -2,7 +2,10 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -110,6 +113,8 @@ impl RedisBackend {
             name: name.to_owned(),
             keys: Keys::new(self.prefix(), name),
             options,
+            consumer: Mutex::new(Arc::from("c")),
+            slow: AtomicBool::new(false),
         };
         queue.ensure_group().await?;
         let mut conn = self.conn();
@@ -197,9 +202,13 @@ impl RedisBackend {
 }
 
 /// The keys of one queue. The `{queue}` hash tag puts them all on one Redis
-/// Cluster slot, so every script may touch all of them.
+/// Cluster slot, so every script may touch all of them. The first nine are
+/// the scripts' keys, in the order `lua/common.lua` names them; `:t` is the
+/// fast pop's scratch key (it exists only inside its MULTI/EXEC); the last,
+/// `:k`, held delivery tokens in the layout before the PEL became the
+/// delivery record and is kept only so that `drop_queue` removes it.
 #[derive(Debug, Clone)]
-struct Keys([String; 8]);
+struct Keys([String; 11]);
 
 impl Keys {
     fn new(prefix: &str, queue: &str) -> Self {
@@ -209,11 +218,28 @@ impl Keys {
             k("d"),
             k("m"),
             k("l"),
-            k("k"),
             k("x"),
             k("p"),
             k("w"),
+            k("r"),
+            k("v"),
+            k("t"),
+            k("k"),
         ])
+    }
+
+    fn scripts(&self) -> &[String] {
+        &self.0[..9]
+    }
+
+    /// The keys of `lua/fast.lua`: the scripts' nine and the scratch key.
+    fn fast(&self) -> &[String] {
+        &self.0[..10]
+    }
+
+    /// The keys of `lua/post.lua`: S, L, W, R, T.
+    fn post(&self) -> [&str; 5] {
+        [&self.0[0], &self.0[3], &self.0[6], &self.0[7], &self.0[9]]
     }
 
     fn stream(&self) -> &str {
@@ -221,11 +247,11 @@ impl Keys {
     }
 
     fn wake(&self) -> &str {
-        &self.0[7]
+        &self.0[6]
     }
 
     fn dead_letters(&self) -> &str {
-        &self.0[5]
+        &self.0[4]
     }
 }
 
@@ -236,6 +262,13 @@ pub struct RedisQueue {
     name: String,
     keys: Keys,
     options: QueueOptions,
+    /// The consumer name the last pop reported (`c<epoch>`), which the fast
+    /// pop's XREADGROUP uses; a stale one costs a retry, never a wrong lease.
+    consumer: Mutex<Arc<str>>,
+    /// The last pop met redeliveries: use the all-Lua pop until one does
+    /// not, so that a fast pop does not read fresh entries only to give
+    /// them back.
+    slow: AtomicBool,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -251,32 +284,34 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A receipt is `<stream entry id>:<token>`.
-fn decode_receipt(receipt: &Receipt) -> Result<(&str, &str)> {
-    let (id, token) = receipt
-        .as_str()
-        .split_once(':')
-        .ok_or_else(|| QueueError::invalid_receipt(BACKEND, "expected <entry id>:<token>"))?;
-    let valid_id = id.split_once('-').is_some_and(|(ms, seq)| {
-        !ms.is_empty()
-            && !seq.is_empty()
-            && (ms.bytes().chain(seq.bytes())).all(|b| b.is_ascii_digit())
-    });
-    if !valid_id {
+/// A receipt is `<stream entry id>:<delivery count>.<consumer>`: the
+/// delivery as the consumer group's pending entries list records it.
+fn decode_receipt(receipt: &Receipt) -> Result<(&str, &str, &str)> {
+    let (id, token) = receipt.as_str().split_once(':').ok_or_else(|| {
+        QueueError::invalid_receipt(BACKEND, "expected <entry id>:<count>.<consumer>")
+    })?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !id
+        .split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+    {
         return Err(QueueError::invalid_receipt(
             BACKEND,
             "not a stream entry id",
         ));
     }
-    // Tokens are `<attempt>.<nonce>`; a nacked delivery's stored token has
-    // no nonce, so a receipt without one must never reach the scripts.
-    if !token
-        .split_once('.')
-        .is_some_and(|(att, nonce)| !att.is_empty() && !nonce.is_empty())
-    {
-        return Err(QueueError::invalid_receipt(BACKEND, "malformed token"));
+    // The consumer is `c` or `c<epoch>`; never the nacked entries' `n`.
+    let valid = token.split_once('.').filter(|(count, consumer)| {
+        digits(count)
+            && !count.starts_with('0')
+            && consumer
+                .strip_prefix('c')
+                .is_some_and(|epoch| epoch.is_empty() || digits(epoch))
+    });
+    match valid {
+        Some((count, consumer)) => Ok((id, count, consumer)),
+        None => Err(QueueError::invalid_receipt(BACKEND, "malformed token")),
     }
-    Ok((id, token))
 }
 
 fn bad_reply(what: &str) -> QueueError {
@@ -325,6 +360,8 @@ struct Stored {
     enqueued_ms: Option<i64>,
     reason: String,
     attempts: u32,
+    /// Deliveries before this stream entry (field `a`, after a delayed nack).
+    base: u32,
 }
 
 impl Stored {
@@ -333,17 +370,22 @@ impl Stored {
         let mut s = Stored::default();
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let key = text(&k)?;
-            match key.as_str() {
-                "i" => s.id = Some(text(&v)?),
-                "p" => match v {
+            let key = match &k {
+                Value::BulkString(b) => &b[..],
+                Value::SimpleString(t) => t.as_bytes(),
+                _ => return Err(bad_reply("field name")),
+            };
+            match key {
+                b"i" => s.id = Some(text(&v)?),
+                b"p" => match v {
                     Value::BulkString(b) => s.payload = b,
                     _ => return Err(bad_reply("payload")),
                 },
-                "h" => s.headers = text(&v)?,
-                "t" => s.enqueued_ms = Some(int(&v)?),
-                "why" => s.reason = text(&v)?,
-                "n" => s.attempts = u32::try_from(int(&v)?).unwrap_or(0),
+                b"h" => s.headers = text(&v)?,
+                b"t" => s.enqueued_ms = Some(int(&v)?),
+                b"why" => s.reason = text(&v)?,
+                b"n" => s.attempts = u32::try_from(int(&v)?).unwrap_or(0),
+                b"a" => s.base = u32::try_from(int(&v)?).unwrap_or(0),
                 _ => {}
             }
         }
@@ -360,6 +402,13 @@ impl Stored {
         message.enqueued_at = Some(system_time_from_millis(ms));
         Ok((message, self.reason, self.attempts))
     }
+}
+
+/// A stream entry id as (milliseconds, sequence), for ordering; the id was
+/// checked by `decode_receipt`.
+fn entry_key(entry_id: &str) -> (u64, u64) {
+    let (ms, seq) = entry_id.split_once('-').unwrap_or((entry_id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn entry_ms(entry_id: &str) -> i64 {
@@ -407,6 +456,58 @@ fn copy_error(e: &QueueError) -> QueueError {
     }
 }
 
+/// What one look at the queue found.
+#[derive(Default)]
+struct Found {
+    deliveries: Vec<Delivery>,
+    /// With no deliveries: how long to block at most (`None`: nothing is
+    /// scheduled) and the last ids of the stream and the wake-up stream.
+    hint: Option<Duration>,
+    last_s: String,
+    last_w: String,
+}
+
+/// Deliveries a script returned as id, fields, attempt, delivery count.
+fn deliveries(
+    mut it: impl ExactSizeIterator<Item = Value>,
+    consumer: &str,
+    lease_deadline: Instant,
+) -> Result<Vec<Delivery>> {
+    let mut out = Vec::with_capacity(it.len() / 4);
+    while let (Some(id), Some(fields), Some(att), Some(count)) =
+        (it.next(), it.next(), it.next(), it.next())
+    {
+        let id = text(&id)?;
+        let (message, _, _) = Stored::parse(fields)?.message(&id)?;
+        let attempt = u32::try_from(int(&att)?).unwrap_or(u32::MAX);
+        let count = int(&count)?;
+        out.push(Delivery {
+            message,
+            receipt: Receipt::new(format!("{id}:{count}.{consumer}")),
+            attempt,
+            lease_deadline,
+        });
+    }
+    Ok(out)
+}
+
+/// The entries of an XREADGROUP reply on one stream (none: nil).
+fn stream_entries(reply: Value) -> Result<Vec<Value>> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        other => array(other)?
+            .into_iter()
+            .map(|s| array(s).map(|mut pair| pair.pop().unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let mut out = Vec::new();
+    for entries in streams {
+        out.extend(array(entries)?);
+    }
+    Ok(out)
+}
+
 impl RedisQueue {
     /// The queue's options.
     pub fn options(&self) -> &QueueOptions {
@@ -450,7 +551,7 @@ impl RedisQueue {
 
     fn invocation<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        for key in &self.keys.0 {
+        for key in self.keys.scripts() {
             inv.key(key);
         }
         inv
@@ -468,7 +569,7 @@ impl RedisQueue {
 
     /// One fenced single-delivery action of `settle.lua`.
     async fn settle(&self, operation: &'static str, receipt: &Receipt, arg: &str) -> Result<i64> {
-        let (id, token) = decode_receipt(receipt)?;
+        let (id, count, consumer) = decode_receipt(receipt)?;
         let mut inv = self.invocation(&scripts::SETTLE);
         let action = match operation {
             "nack" => "nack",
@@ -477,7 +578,8 @@ impl RedisQueue {
         };
         inv.arg(action)
             .arg(id)
-            .arg(token)
+            .arg(count)
+            .arg(consumer)
             .arg(arg)
             .arg(self.max_attempts());
         let r = int(&self.run(operation, &inv).await?)?;
@@ -488,44 +590,126 @@ impl RedisQueue {
         }
     }
 
-    /// One run of `pop.lua`: deliveries, or (when none) the block hint and
-    /// the ids to block from.
-    async fn pop_once(
-        &self,
-        max: usize,
-    ) -> Result<(Vec<Delivery>, Option<Duration>, String, String)> {
-        let nonce = &new_token()[..16];
+    /// One look at the queue: deliveries, or (when none) how long to block
+    /// and the ids to block from.
+    async fn pop_once(&self, max: usize) -> Result<Found> {
+        if !self.slow.load(Ordering::Relaxed) {
+            let deliveries = self.pop_fast(max).await?;
+            if !deliveries.is_empty() {
+                return Ok(Found {
+                    deliveries,
+                    ..Found::default()
+                });
+            }
+        }
+        // Redeliveries are due, or nothing was there: the all-Lua pop also
+        // says how long to block.
+        self.pop_lua(max).await
+    }
+
+    /// A fast pop: one MULTI/EXEC of `fast.lua` (due work, redeliveries), a
+    /// plain XREADGROUP and `post.lua` (the lease of what it read). Message
+    /// bodies never pass through Lua, which would cost more than all the
+    /// rest of the pop.
+    async fn pop_fast(&self, max: usize) -> Result<Vec<Delivery>> {
+        let want = self.consumer.lock().unwrap().clone();
+        let lease = millis(self.options.lease);
+        let sent = Instant::now();
+        let mut pipe = redis::pipe();
+        pipe.atomic().ignore_errors();
+        pipe.cmd("EVAL")
+            .arg(scripts::FAST.as_str())
+            .arg(self.keys.fast().len())
+            .arg(self.keys.fast())
+            .arg(max)
+            .arg(lease)
+            .arg(self.max_attempts());
+        pipe.cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&*want)
+            .arg("COUNT")
+            .arg(max)
+            .arg("STREAMS")
+            .arg(self.keys.stream())
+            .arg(">");
+        pipe.cmd("EVAL")
+            .arg(scripts::POST.as_str())
+            .arg(5)
+            .arg(&self.keys.post()[..])
+            .arg(max)
+            .arg(lease)
+            .arg(&*want);
+        let replies: Vec<Value> = pipe
+            .query_async(&mut self.backend.conn())
+            .await
+            .map_err(|e| self.err("pop", e))?;
+        let [first, read, post]: [Value; 3] = replies.try_into().map_err(|_| bad_reply("pop"))?;
+        // A failed first half makes post.lua give back everything read, so
+        // its error is the one to report; a failed XREADGROUP read nothing.
+        let first = first.extract_error().map_err(|e| self.err("pop", e))?;
+        let post = array(post.extract_error().map_err(|e| self.err("pop", e))?)?;
+        let (keep, gave_back) = match &post[..] {
+            [keep, gave_back] => (int(keep)?, int(gave_back)?),
+            _ => return Err(bad_reply("pop")),
+        };
+        let mut it = array(first)?.into_iter();
+        let consumer: Arc<str> = Arc::from(text(&it.next().unwrap_or_default())?);
+        let mut out = deliveries(it, &consumer, sent + self.options.lease)?;
+        let redelivered = out.len();
+        if keep > 0 {
+            let read = read.extract_error().map_err(|e| self.err("pop", e))?;
+            for entry in stream_entries(read)?
+                .into_iter()
+                .take(usize::try_from(keep).unwrap_or(0))
+            {
+                let (id, fields) = match array(entry)?.try_into() {
+                    Ok::<[Value; 2], _>([id, fields]) => (text(&id)?, fields),
+                    Err(_) => return Err(bad_reply("stream entry")),
+                };
+                let stored = Stored::parse(fields)?;
+                let attempt = stored.base.saturating_add(1);
+                let (message, _, _) = stored.message(&id)?;
+                out.push(Delivery {
+                    message,
+                    receipt: Receipt::new(format!("{id}:1.{want}")),
+                    attempt,
+                    lease_deadline: sent + self.options.lease,
+                });
+            }
+        }
+        *self.consumer.lock().unwrap() = consumer;
+        self.slow
+            .store(redelivered > 0 || gave_back > 0, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// One run of `pop.lua`, which does the whole pop in Lua.
+    async fn pop_lua(&self, max: usize) -> Result<Found> {
         let sent = Instant::now();
         let mut inv = self.invocation(&scripts::POP);
         inv.arg(max)
             .arg(millis(self.options.lease))
-            .arg(self.max_attempts())
-            .arg(nonce);
+            .arg(self.max_attempts());
         let reply = array(self.run("pop", &inv).await?)?;
-        if reply.len() < 3 || (reply.len() - 3) % 4 != 0 {
+        if reply.len() < 5 || (reply.len() - 5) % 4 != 0 {
             return Err(bad_reply("pop"));
         }
         let mut it = reply.into_iter();
         let hint = int(&it.next().unwrap_or_default())?;
         let last_s = text(&it.next().unwrap_or_default()).unwrap_or_default();
         let last_w = text(&it.next().unwrap_or_default()).unwrap_or_default();
-        let mut out = Vec::new();
-        while let (Some(id), Some(fields), Some(att), Some(tok)) =
-            (it.next(), it.next(), it.next(), it.next())
-        {
-            let id = text(&id)?;
-            let (message, _, _) = Stored::parse(fields)?.message(&id)?;
-            let attempt = u32::try_from(int(&att)?).unwrap_or(u32::MAX);
-            let token = text(&tok)?;
-            out.push(Delivery {
-                message,
-                receipt: Receipt::new(format!("{id}:{token}")),
-                attempt,
-                lease_deadline: sent + self.options.lease,
-            });
-        }
-        let hint = u64::try_from(hint).ok().map(Duration::from_millis);
-        Ok((out, hint, last_s, last_w))
+        let consumer: Arc<str> = Arc::from(text(&it.next().unwrap_or_default())?);
+        let redelivered = int(&it.next().unwrap_or_default())?;
+        let out = deliveries(it, &consumer, sent + self.options.lease)?;
+        *self.consumer.lock().unwrap() = consumer;
+        self.slow.store(redelivered > 0, Ordering::Relaxed);
+        Ok(Found {
+            deliveries: out,
+            hint: u64::try_from(hint).ok().map(Duration::from_millis),
+            last_s,
+            last_w,
+        })
     }
 
     /// Blocks on a dedicated connection until the stream or the wake-up
@@ -685,7 +869,12 @@ impl QueueProvider for RedisQueue {
         }
         let deadline = Instant::now() + wait;
         loop {
-            let (deliveries, hint, last_s, last_w) = self.pop_once(max).await?;
+            let Found {
+                deliveries,
+                hint,
+                last_s,
+                last_w,
+            } = self.pop_once(max).await?;
             if !deliveries.is_empty() {
                 return Ok(deliveries);
             }
@@ -727,25 +916,51 @@ impl QueueProvider for RedisQueue {
         let mut valid = Vec::with_capacity(receipts.len());
         for (index, r) in receipts.iter().enumerate() {
             match decode_receipt(r) {
-                Ok(pair) => valid.push((index, pair)),
+                Ok((id, _, _)) => valid.push((index, (id, &r.as_str()[id.len() + 1..]))),
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }
         for chunk in valid.chunks(MAX_BATCH) {
+            // Grouped by token (count and consumer), which a popped batch
+            // mostly shares, so the script reads each token once; the
+            // span's ends let it check the whole batch with one XPENDING.
+            let mut groups: Vec<(&str, Vec<(usize, &str)>)> = Vec::new();
+            let (mut lo, mut hi) = ((u64::MAX, u64::MAX), (0, 0));
+            let (mut lo_id, mut hi_id) = ("", "");
+            for (index, (id, token)) in chunk {
+                let key = entry_key(id);
+                if key <= lo {
+                    (lo, lo_id) = (key, id);
+                }
+                if key >= hi {
+                    (hi, hi_id) = (key, id);
+                }
+                match groups.iter_mut().find(|(t, _)| t == token) {
+                    Some((_, ids)) => ids.push((*index, id)),
+                    None => groups.push((token, vec![(*index, id)])),
+                }
+            }
             let mut inv = self.invocation(&scripts::DELETE);
-            for (_, (id, token)) in chunk {
-                inv.arg(*id).arg(*token);
+            inv.arg(lo_id).arg(hi_id);
+            let mut order = Vec::with_capacity(chunk.len());
+            for (token, ids) in &groups {
+                inv.arg(*token).arg(ids.len());
+                for (index, id) in ids {
+                    inv.arg(*id);
+                    order.push(*index);
+                }
             }
             match self.run("delete", &inv).await {
                 Ok(v) => {
-                    let results = array(v)?;
-                    for ((index, _), r) in chunk.iter().zip(results.iter()) {
-                        if int(r)? != 1 {
-                            failures.push(BatchFailure {
-                                index: *index,
-                                error: QueueError::StaleReceipt { backend: BACKEND },
-                            });
-                        }
+                    for pos in array(v)? {
+                        let index = usize::try_from(int(&pos)?)
+                            .ok()
+                            .and_then(|p| order.get(p.checked_sub(1)?))
+                            .ok_or_else(|| bad_reply("delete"))?;
+                        failures.push(BatchFailure {
+                            index: *index,
+                            error: QueueError::StaleReceipt { backend: BACKEND },
+                        });
                     }
                 }
                 Err(e) => {
@@ -914,12 +1129,32 @@ mod tests {
     #[test]
     fn receipts() {
         assert_eq!(
-            decode_receipt(&Receipt::new("1700000000000-3:2.abc1")).unwrap(),
-            ("1700000000000-3", "2.abc1")
+            decode_receipt(&Receipt::new("1700000000000-3:2.c")).unwrap(),
+            ("1700000000000-3", "2", "c")
+        );
+        assert_eq!(
+            decode_receipt(&Receipt::new("1-0:12.c3")).unwrap(),
+            ("1-0", "12", "c3")
         );
         for bad in [
-            "", "x", "1-2", "1-2:", "a-b:1.t", "12:1.t", "-1:1.t", "1-:1.t", "1-2:3.", "1-2:t",
-            "1-2:.x",
+            "",
+            "x",
+            "1-2",
+            "1-2:",
+            "a-b:1.c",
+            "12:1.c",
+            "-1:1.c",
+            "1-:1.c",
+            "1-2:3.",
+            "1-2:c",
+            "1-2:.c",
+            "1-2:1.n",
+            "1-2:0.c",
+            "1-2:1.cx",
+            "1-2:1.c-1",
+            "1-2:x.c",
+            // The token of the layout before: <attempt>.<nonce>.
+            "1-2:1.a3f09b21",
         ] {
             assert!(
                 matches!(

@@ -7,8 +7,18 @@ use redis::Script;
 
 const COMMON: &str = include_str!("lua/common.lua");
 
+/// The source without whole-line comments and indentation: the two halves
+/// of a fast pop are sent in full with every call (see [`FAST`]).
+fn compact(src: &str) -> String {
+    src.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
+    Script::new(&compact(&format!("{COMMON}\n{body}")))
 }
 
 /// Leases up to n messages (redeliveries first), or says how long to block.
@@ -30,7 +40,30 @@ pub(crate) static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!
 /// Lists and replays dead letters.
 pub(crate) static DEAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead.lua")));
 
-/// Every script, to load them once when a queue is opened.
+/// The first half of a fast pop: the due work and redeliveries. Sent with
+/// `EVAL` (the source, not its hash) inside the pop's MULTI/EXEC: a
+/// `NOSCRIPT` there would let the XREADGROUP after it deliver entries that
+/// no lease covers.
+pub(crate) static FAST: LazyLock<String> =
+    LazyLock::new(|| compact(&format!("{COMMON}\n{}", include_str!("lua/fast.lua"))));
+/// The second half of a fast pop: the lease of what XREADGROUP read.
+/// Self-contained and small, also sent with `EVAL`.
+pub(crate) static POST: LazyLock<String> = LazyLock::new(|| compact(include_str!("lua/post.lua")));
+
+/// Every script called by hash, to load them once when a queue is opened.
 pub(crate) fn all() -> [&'static Script; 8] {
     [&POP, &PUSH, &DELETE, &SETTLE, &STATS, &PEEK, &PURGE, &DEAD]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_drops_only_whole_line_comments() {
+        assert_eq!(
+            compact("-- a comment\n  local x = '--' -- kept\n\n  return x\n"),
+            "local x = '--' -- kept\nreturn x"
+        );
+    }
 }

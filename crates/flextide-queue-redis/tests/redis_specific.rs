@@ -268,3 +268,190 @@ async fn open_refuses_bad_names_and_debug_hides_the_url() {
     ));
     assert!(!format!("{backend:?}").contains("127.0.0.1"));
 }
+
+#[tokio::test]
+async fn receipts_of_a_vanished_group_stay_stale() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "regroup", QueueOptions::default()).await;
+    let mut conn = raw(&url).await;
+    let stream = format!("flextide:{{{}}}:s", q.queue_name());
+    let id = q.push(Message::new("x")).await.unwrap();
+    let old = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    // The group goes (an operator, a restore) while the entry stays: the
+    // entry is delivered again as a first delivery, under a new consumer.
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&stream)
+        .arg("flextide")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let new = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(new.message.id, id);
+    assert_ne!(old.receipt, new.receipt);
+    for r in [
+        q.delete(&old.receipt).await,
+        q.nack(&old.receipt, Duration::ZERO).await,
+        q.extend(&old.receipt, Duration::from_secs(5)).await,
+        q.dead_letter(&old.receipt, "stale").await,
+    ] {
+        assert!(matches!(r, Err(QueueError::StaleReceipt { .. })), "{r:?}");
+    }
+    q.delete(&new.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn redeliveries_share_a_batch_with_fresh_entries() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(
+        &url,
+        "mixed",
+        QueueOptions::default().lease(Duration::from_millis(300)),
+    )
+    .await;
+    let ids = q
+        .push_batch((0..4).map(|i| Message::new(format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let first = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    assert_eq!(first.message.id, ids[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The expired head comes first, then fresh entries; the fresh entries a
+    // batch has no room for are given back and keep attempt 1 and their
+    // place.
+    let got = q.pop_batch(2, Duration::from_secs(1)).await.unwrap();
+    let seen: Vec<_> = got.iter().map(|d| (&d.message.id, d.attempt)).collect();
+    assert_eq!(seen, vec![(&ids[0], 2), (&ids[1], 1)]);
+    let rest = q.pop_batch(10, Duration::from_secs(1)).await.unwrap();
+    let seen: Vec<_> = rest.iter().map(|d| (&d.message.id, d.attempt)).collect();
+    assert_eq!(seen, vec![(&ids[2], 1), (&ids[3], 1)]);
+    assert!(matches!(
+        q.delete(&first.receipt).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    let receipts: Vec<_> = got.iter().chain(&rest).map(|d| d.receipt.clone()).collect();
+    q.delete_batch(&receipts).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn leases_of_the_previous_layout_still_expire() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(
+        &url,
+        "oldlayout",
+        QueueOptions::default().lease(Duration::from_secs(30)),
+    )
+    .await;
+    let mut conn = raw(&url).await;
+    let key = |part: &str| format!("flextide:{{{}}}:{part}", q.queue_name());
+    let id = q.push(Message::new("x")).await.unwrap();
+    // A delivery made by the previous layout: read under consumer `c`, a
+    // lease deadline (already passed) in `:l` and a token in `:k`.
+    let reply: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("flextide")
+        .arg("c")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(key("s"))
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entry: Vec<(String, Vec<(String, redis::Value)>)> = match reply {
+        redis::Value::Array(mut s) => {
+            let redis::Value::Array(mut pair) = s.remove(0) else {
+                panic!()
+            };
+            redis::from_redis_value(pair.pop().unwrap()).unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    let entry_id = &entry[0].0;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(key("l"))
+        .arg(1)
+        .arg(entry_id)
+        .ignore()
+        .cmd("HSET")
+        .arg(key("k"))
+        .arg(entry_id)
+        .arg("1.0123456789abcdef1")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let d = q
+        .pop(Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("redelivered");
+    assert_eq!((d.message.id, d.attempt), (id, 2));
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_batch_spanning_many_pending_entries() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "span", QueueOptions::default()).await;
+    q.push_batch((0..100).map(|i| Message::new(format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let got = q.pop_batch(100, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 100);
+    // The two ends of the batch: between them lie 98 pending entries, more
+    // than the script's one XPENDING over the span returns, so the last
+    // receipt is looked up on its own; a forged count is stale.
+    let (first, last) = (&got[0].receipt, &got[99].receipt);
+    let forged = flextide_queue_core::Receipt::new(last.as_str().replace(":1.", ":2."));
+    match q.delete_batch(&[last.clone(), forged, first.clone()]).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), [1]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.stats().await.unwrap().in_flight, 98);
+    let rest: Vec<_> = got[1..99].iter().map(|d| d.receipt.clone()).collect();
+    q.delete_batch(&rest).await.unwrap();
+    assert!(matches!(
+        q.delete(last).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.drop_queue().await.unwrap();
+}
+
+#[tokio::test]
+async fn first_deliveries_are_checked_by_the_acknowledgement() {
+    let Some(url) = url() else { return };
+    let (_b, q) = open(&url, "fastack", QueueOptions::default()).await;
+    q.push_batch((0..3).map(|i| Message::new(format!("m{i}"))).collect())
+        .await
+        .unwrap();
+    let got = q.pop_batch(3, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 3);
+    q.delete(&got[0].receipt).await.unwrap();
+    // Listed twice, already deleted, and one good: only the good one and
+    // the first of the pair count.
+    let batch = [
+        got[1].receipt.clone(),
+        got[1].receipt.clone(),
+        got[0].receipt.clone(),
+        got[2].receipt.clone(),
+    ];
+    match q.delete_batch(&batch).await {
+        Err(QueueError::PartialBatch { failures, .. }) => {
+            assert_eq!(failures.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 2]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight), (0, 0));
+    q.drop_queue().await.unwrap();
+}

@@ -3,7 +3,7 @@
 --   'oldest', n                  -> how many of the n oldest were replayed
 --   'ids', message id...         -> how many with these message ids were replayed
 local op, max_attempts = ARGV[1], tonumber(ARGV[2])
-tick(max_attempts)
+tick(max_attempts, true)
 
 if op == 'list' then
   local out = {}

@@ -11,14 +11,15 @@ for _, id in ipairs(ready) do
     count = count + 1
   end
 end
--- Entries never delivered are exactly those without a lease.
+-- Entries never delivered are exactly those not pending (an acknowledged
+-- entry is deleted).
 local from = '-'
 while count < limit do
   local batch = redis.call('XRANGE', S, from, '+', 'COUNT', 500)
   if #batch == 0 then break end
   for _, e in ipairs(batch) do
     if count >= limit then break end
-    if not redis.call('ZSCORE', L, e[1]) then
+    if not pending(e[1]) then
       out[#out + 1] = e[1]
       out[#out + 1] = e[2]
       count = count + 1

@@ -1,16 +1,19 @@
 -- One fenced action on one delivery.
--- ARGV: action ('nack' | 'extend' | 'dead'), entry id, token, arg (delay ms |
--- lease ms | reason), max attempts (0: none).
+-- ARGV: action ('nack' | 'extend' | 'dead'), entry id, delivery count,
+-- consumer, arg (delay ms | lease ms | reason), max attempts (0: none).
 -- Returns 0 when the receipt is stale, 1 when done, 2 when a nack
 -- dead-lettered the message (out of attempts).
-local action, id, tok, arg, max_attempts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if redis.call('HGET', K, id) ~= tok then return 0 end
+local action, id, cnt, cons, arg, max_attempts =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local p = pending(id)
+if not (p and p[2] == cons and p[4] == cnt) then return 0 end
 local now = now_ms()
 
 if action == 'extend' then
-  redis.call('ZADD', L, 'XX', now + tonumber(arg), id)
-  -- Keep XPENDING's idle time meaningful for operators.
-  redis.pcall('XCLAIM', S, G, C, 0, id, 'JUSTID')
+  redis.call('ZADD', L, now + tonumber(arg), id)
+  -- Keep XPENDING's idle time meaningful for operators; JUSTID leaves the
+  -- delivery count, and so the receipt, as it is.
+  redis.call('XCLAIM', S, G, cons, 0, id, 'JUSTID')
   return 1
 end
 
@@ -19,7 +22,7 @@ if not fields then
   forget({ id })
   return 0
 end
-local att = attempts_of(tok)
+local att = base_of(fields) + cnt
 
 if action == 'dead' then
   dead_letter(id, fields, arg, att)
@@ -37,9 +40,9 @@ if max_attempts > 0 and att >= max_attempts then
 end
 local delay = tonumber(arg)
 if delay <= 0 then
-  -- Due at once, keeping its stream entry and so its place in line; the
-  -- token loses its nonce, so no receipt matches it any more.
-  redis.call('HSET', K, id, att .. '.')
+  -- Due at once, keeping its stream entry and so its place in line. Moving
+  -- it to the consumer 'n' (the count stays) makes every receipt stale.
+  redis.call('XCLAIM', S, G, NACKED, 0, id, 'JUSTID')
   redis.call('ZADD', L, 0, id)
   wake()
   return 1

@@ -1,9 +1,16 @@
 -- ARGV: max attempts (0: none).
 -- Returns {depth, in flight, delayed, dead-lettered, oldest enqueue ms (-1: none), now ms}.
-local now, ready = tick(tonumber(ARGV[1]))
+-- Every expired delivery is looked at, so the counts are exact.
+local now, ready = tick(tonumber(ARGV[1]), true)
 local xlen = redis.call('XLEN', S)
-local leased = redis.call('ZCARD', L)
-local due = redis.call('ZCOUNT', L, '-inf', now)
+local leased = 0
+local summary = redis.pcall('XPENDING', S, G)
+if type(summary) == 'table' and summary.err == nil then
+  leased = tonumber(summary[1])
+elseif not is_nogroup(summary) then
+  error(summary)
+end
+local due = #ready
 local oldest = -1
 local first = redis.call('XRANGE', S, '-', '+', 'COUNT', 1)
 if first[1] then

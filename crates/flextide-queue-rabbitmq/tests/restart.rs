@@ -34,6 +34,24 @@ const VAR: &str = "FLEXTIDE_TEST_RABBITMQ_RESTART";
 const PRODUCERS: usize = 2;
 const CHUNK: usize = 20;
 
+/// When the broker accepted connections again, and the first push confirmed
+/// and the first message handled after that: how long recovery took.
+#[derive(Default)]
+struct Recovery {
+    up: Option<Instant>,
+    first_confirm: Option<Instant>,
+    first_handled: Option<Instant>,
+}
+
+impl Recovery {
+    fn mark(slot: &Mutex<Recovery>, which: fn(&mut Recovery) -> &mut Option<Instant>) {
+        let mut r = slot.lock().unwrap();
+        if r.up.is_some() {
+            which(&mut r).get_or_insert_with(Instant::now);
+        }
+    }
+}
+
 fn port_open() -> bool {
     TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1)).is_ok()
 }
@@ -119,6 +137,7 @@ fn main() -> std::process::ExitCode {
 async fn produce(
     queue: Arc<dyn QueueProvider>,
     stop: Arc<AtomicBool>,
+    recovery: Arc<Mutex<Recovery>>,
     tag: usize,
 ) -> (Vec<MessageId>, usize) {
     let mut confirmed = Vec::new();
@@ -134,6 +153,7 @@ async fn produce(
         while !chunk.is_empty() {
             match queue.push_batch(chunk.clone()).await {
                 Ok(ids) => {
+                    Recovery::mark(&recovery, |r| &mut r.first_confirm);
                     confirmed.extend(ids);
                     chunk.clear();
                 }
@@ -190,16 +210,18 @@ async fn survives_a_broker_restart(url: String, queue_type: QueueType) {
 
     // The worker: counts every time the handler sees a message.
     let handled: Arc<Mutex<HashMap<MessageId, u32>>> = Arc::default();
+    let recovery: Arc<Mutex<Recovery>> = Arc::default();
     let consumer = open().await;
     let shutdown = CancellationToken::new();
     let worker = {
-        let handled = handled.clone();
+        let (handled, recovery) = (handled.clone(), recovery.clone());
         let worker = Worker::builder(consumer.clone())
             .concurrency(8)
             .poll_wait(Duration::from_millis(500))
             .build(handler_fn(move |task: Task| {
-                let handled = handled.clone();
+                let (handled, recovery) = (handled.clone(), recovery.clone());
                 async move {
+                    Recovery::mark(&recovery, |r| &mut r.first_handled);
                     *handled
                         .lock()
                         .unwrap()
@@ -214,7 +236,12 @@ async fn survives_a_broker_restart(url: String, queue_type: QueueType) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut producers = Vec::new();
     for tag in 0..PRODUCERS {
-        producers.push(tokio::spawn(produce(open().await, stop.clone(), tag)));
+        producers.push(tokio::spawn(produce(
+            open().await,
+            stop.clone(),
+            recovery.clone(),
+            tag,
+        )));
     }
 
     // Let messages flow, then restart the broker under load.
@@ -229,6 +256,7 @@ async fn survives_a_broker_restart(url: String, queue_type: QueueType) {
     let started = Instant::now();
     tokio::task::spawn_blocking(restart_broker).await.unwrap();
     let restart_took = started.elapsed();
+    recovery.lock().unwrap().up = Some(Instant::now());
     let handled_at_restart = handled.lock().unwrap().len();
 
     // Keep pushing after the restart, so the worker must consume from the
@@ -268,6 +296,22 @@ async fn survives_a_broker_restart(url: String, queue_type: QueueType) {
         handled_after_restart > 0,
         "the worker handled nothing after the restart"
     );
+    let (to_confirm, to_handle) = {
+        let r = recovery.lock().unwrap();
+        let up = r.up.expect("set after the restart");
+        let after = |t: Option<Instant>| t.map(|t| t.duration_since(up));
+        (after(r.first_confirm), after(r.first_handled))
+    };
+    // Pushes reconnect on the next call; the worker's fetch loop backs off
+    // up to 5 s between failed pops.
+    assert!(
+        to_confirm.is_some_and(|d| d < Duration::from_secs(10)),
+        "pushes took too long to recover: {to_confirm:?}"
+    );
+    assert!(
+        to_handle.is_some_and(|d| d < Duration::from_secs(15)),
+        "the worker took too long to recover: {to_handle:?}"
+    );
 
     // Nothing is stuck: once acknowledgements lost in the restart are
     // redelivered and handled again, the queue is empty.
@@ -297,7 +341,8 @@ async fn survives_a_broker_restart(url: String, queue_type: QueueType) {
     let unexpected = handled.keys().filter(|id| !confirmed.contains(*id)).count();
     assert_eq!(unexpected, 0, "handled messages that were never pushed");
     eprintln!(
-        "{queue_type:?}: restart took {restart_took:?}; {} confirmed, {} handled ({handled_after_restart} after the restart), \
+        "{queue_type:?}: restart took {restart_took:?}, then first push confirmed after {to_confirm:?}, \
+         first message handled after {to_handle:?}; {} confirmed, {} handled ({handled_after_restart} after the restart), \
          {duplicates} duplicate handlings; \
          {push_errors} push retries; worker: {} processed, {} settle errors",
         confirmed.len(),

@@ -588,7 +588,7 @@ impl Inner {
             return Ok(name);
         }
         link::declare(
-            &link.publish,
+            &link.publisher().await?,
             self.t(),
             &name,
             link::holding_arguments(&self.name, bucket_ms),

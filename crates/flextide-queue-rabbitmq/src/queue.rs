@@ -1373,6 +1373,42 @@ impl Inner {
         }
     }
 
+    /// The next message of the dead-letter queue, read on `channel` with
+    /// `basic.get` and left unacknowledged; `None` when the queue is empty.
+    async fn next_dead_letter(&self, channel: &Channel) -> Result<Option<(u64, Decoded)>> {
+        let got = timed(
+            "basic.get",
+            self.t(),
+            channel.basic_get(
+                ShortString::from(self.dlq.as_str()),
+                BasicGetOptions { no_ack: false },
+            ),
+        )
+        .await?;
+        Ok(got.map(|got| {
+            let d = got.delivery;
+            (d.delivery_tag, codec::decode(d.data, &d.properties, 0))
+        }))
+    }
+
+    /// Puts back, in place, every dead letter read on `channel` up to
+    /// `last_tag` and not acknowledged, then closes the channel (which
+    /// would give them back too; the nack keeps their order).
+    async fn release_dead_letters(&self, channel: Channel, last_tag: Option<u64>) {
+        if let Some(tag) = last_tag {
+            let _ = channel
+                .basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        multiple: true,
+                        requeue: true,
+                    },
+                )
+                .await;
+        }
+        let _ = tokio::time::timeout(self.t(), channel.close(200, ShortString::from("bye"))).await;
+    }
+
     /// Counts of the holding queues: those known, plus the whole ladder
     /// probed at most every few seconds.
     async fn holding_counts(&self, link: &Link) -> Result<BTreeMap<u64, u64>> {
@@ -1741,39 +1777,16 @@ impl QueueProvider for RabbitMqQueue {
         let mut last_tag = None;
         let result = async {
             while out.len() < limit {
-                let got = timed(
-                    "basic.get",
-                    inner.t(),
-                    channel.basic_get(
-                        ShortString::from(inner.dlq.as_str()),
-                        BasicGetOptions { no_ack: false },
-                    ),
-                )
-                .await?;
-                let Some(got) = got else { break };
-                last_tag = Some(got.delivery.delivery_tag);
-                out.push(dead_letter_of(codec::decode(
-                    got.delivery.data,
-                    &got.delivery.properties,
-                    0,
-                )));
+                let Some((tag, decoded)) = inner.next_dead_letter(&channel).await? else {
+                    break;
+                };
+                last_tag = Some(tag);
+                out.push(dead_letter_of(decoded));
             }
             Ok::<_, QueueError>(())
         }
         .await;
-        // Everything read goes back, in place, when the channel closes.
-        if let Some(tag) = last_tag {
-            let _ = channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await;
-        }
-        let _ = tokio::time::timeout(inner.t(), channel.close(200, ShortString::from("bye"))).await;
+        inner.release_dead_letters(channel, last_tag).await;
         result?;
         Ok(out)
     }
@@ -1794,18 +1807,9 @@ impl QueueProvider for RabbitMqQueue {
         let mut last_tag = None;
         let read = async {
             while pending.len() < limit {
-                let got = timed(
-                    "basic.get",
-                    inner.t(),
-                    channel.basic_get(
-                        ShortString::from(inner.dlq.as_str()),
-                        BasicGetOptions { no_ack: false },
-                    ),
-                )
-                .await?;
-                let Some(got) = got else { break };
-                let tag = got.delivery.delivery_tag;
-                let decoded = codec::decode(got.delivery.data, &got.delivery.properties, 0);
+                let Some((tag, decoded)) = inner.next_dead_letter(&channel).await? else {
+                    break;
+                };
                 if matches!(which, Replay::Ids(_)) && !ids.contains(&decoded.message.id) {
                     // Left alone: given back, in place, below.
                     last_tag = Some(tag);
@@ -1842,18 +1846,7 @@ impl QueueProvider for RabbitMqQueue {
                 moved += 1;
             }
         }
-        if let Some(tag) = last_tag {
-            let _ = channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await;
-        }
-        let _ = tokio::time::timeout(t, channel.close(200, ShortString::from("bye"))).await;
+        inner.release_dead_letters(channel, last_tag).await;
         read?;
         Ok(moved)
     }

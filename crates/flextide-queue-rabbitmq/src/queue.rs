@@ -848,53 +848,78 @@ impl Inner {
             });
             (old, prefetch, incarnation, qos)
         };
-        if let Some(tag) = old_tag {
-            timed(
-                "basic.cancel",
-                self.t(),
-                link.consume
-                    .basic_cancel(ShortString::from(tag), BasicCancelOptions::default()),
-            )
-            .await?;
-        }
-        if let Some(qos) = qos {
-            let qos_u16 = u16::try_from(qos).unwrap_or(u16::MAX);
-            let set = timed(
-                "basic.qos",
-                self.t(),
-                link.consume
-                    .basic_qos(qos_u16, BasicQosOptions { global: false }),
-            )
-            .await;
-            if set.is_err() {
-                // Unknown now: set again next time.
-                lock(&self.state).qos = 0;
-            }
-            set?;
-        }
+        // Cancel, qos and consume are sent back to back and answered in
+        // order: one round trip instead of three. Each frame is queued when
+        // its future is first polled, and `join!` polls them in this order.
+        let t = self.t();
         let tag = format!("ft-{:x}-{}-{incarnation}", self.uid, link.generation);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let consumer = match timed_raw(
+        let cancel = async {
+            match old_tag {
+                Some(old) => timed(
+                    "basic.cancel",
+                    t,
+                    link.consume
+                        .basic_cancel(ShortString::from(old), BasicCancelOptions::default()),
+                )
+                .await
+                .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let set_qos = async {
+            match qos {
+                Some(qos) => {
+                    let qos = u16::try_from(qos).unwrap_or(u16::MAX);
+                    timed(
+                        "basic.qos",
+                        t,
+                        link.consume
+                            .basic_qos(qos, BasicQosOptions { global: false }),
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        };
+        let subscribe = timed_raw(
             "basic.consume",
-            self.t(),
+            t,
             link.consume.basic_consume(
                 ShortString::from(self.name.as_str()),
                 ShortString::from(tag.as_str()),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             ),
-        )
-        .await?
-        {
-            Ok(c) => c,
-            Err(e) if is_not_found(&e) => {
-                return Err(QueueError::QueueNotFound {
-                    backend: BACKEND,
-                    queue: self.name.clone(),
+        );
+        let (cancelled, set, subscribed) = futures::join!(cancel, set_qos, subscribe);
+        let consumer = match (cancelled, set, subscribed) {
+            (Ok(()), Ok(()), Ok(Ok(c))) => c,
+            (cancelled, set, subscribed) => {
+                // Which subscriptions the broker holds for this channel is
+                // unknown now: the link is replaced on the next call, and
+                // closing the old connection gives its deliveries back.
+                {
+                    let mut st = lock(&self.state);
+                    if st.generation == link.generation {
+                        st.broken = true;
+                    }
+                }
+                self.notify.notify_waiters();
+                return Err(match subscribed {
+                    Ok(Err(e)) if is_not_found(&e) => QueueError::QueueNotFound {
+                        backend: BACKEND,
+                        queue: self.name.clone(),
+                    },
+                    Ok(Err(e)) => map(e),
+                    Err(e) => e,
+                    Ok(Ok(_)) => match (cancelled, set) {
+                        (Err(e), _) | (_, Err(e)) => e,
+                        (Ok(()), Ok(())) => lost(),
+                    },
                 });
             }
-            Err(e) => return Err(map(e)),
         };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         {
             let mut st = lock(&self.state);
             if st.generation != link.generation {

@@ -1,9 +1,16 @@
 //! One connection of a queue handle and its channels, with the queue's
 //! topology declared on it. A handle replaces its link when the connection
-//! or a channel dies; each link has a generation number, and deliveries
-//! received on one link can only be settled through it.
+//! or the consuming channel dies; each link has a generation number, and
+//! deliveries received on one link can only be settled through it. The
+//! publishing channel holds no deliveries, so when the broker closes only
+//! it (a refused declaration, a message over the broker's size limit) it is
+//! reopened on the same connection and the leases on the consuming channel
+//! live on.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use flextide_queue_core::{QueueError, Result};
 use lapin::{
@@ -24,7 +31,9 @@ pub(crate) struct Link {
     pub(crate) generation: u64,
     pub(crate) name: String,
     pub(crate) connection: Connection,
-    pub(crate) publish: Channel,
+    /// Replaced by [`Link::publisher`] when the broker closed it.
+    publish: Mutex<Channel>,
+    reopening: tokio::sync::Mutex<()>,
     pub(crate) consume: Channel,
     pub(crate) timeout: Duration,
 }
@@ -56,31 +65,70 @@ impl Link {
             Connection::connect_uri(settings.uri.clone(), props),
         )
         .await?;
-        let publish = timed("channel.open", t, connection.create_channel()).await?;
-        timed(
-            "confirm.select",
-            t,
-            publish.confirm_select(ConfirmSelectOptions::default()),
-        )
-        .await?;
-        declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
-        declare(&publish, t, dlq, classic_arguments()).await?;
-        let consume = timed("channel.open", t, connection.create_channel()).await?;
+        let opened = async {
+            let publish = publishing_channel(&connection, t).await?;
+            declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
+            declare(&publish, t, dlq, classic_arguments()).await?;
+            let consume = timed("channel.open", t, connection.create_channel()).await?;
+            Ok::<_, QueueError>((publish, consume))
+        }
+        .await;
+        let (publish, consume) = match opened {
+            Ok(channels) => channels,
+            Err(e) => {
+                // Not left open until the broker notices: a handle retrying
+                // against a broker that refuses the declaration would
+                // otherwise pile up connections.
+                let _ =
+                    tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+                return Err(e);
+            }
+        };
         Ok(Link {
             generation,
             name,
             connection,
-            publish,
+            publish: Mutex::new(publish),
+            reopening: tokio::sync::Mutex::new(()),
             consume,
             timeout: t,
         })
     }
 
-    /// Whether the connection and both channels are still open.
+    /// Whether the connection and the consuming channel are still open (a
+    /// closed publishing channel is reopened by [`Link::publisher`]).
     pub(crate) fn healthy(&self) -> bool {
-        self.connection.status().connected()
-            && self.publish.status().connected()
-            && self.consume.status().connected()
+        self.connection.status().connected() && self.consume.status().connected()
+    }
+
+    /// The publishing channel, reopened first when the broker closed it
+    /// while the connection lives.
+    pub(crate) async fn publisher(&self) -> Result<Channel> {
+        let current = || {
+            self.publish
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        let channel = current();
+        if channel.status().connected() {
+            return Ok(channel);
+        }
+        let _one = self.reopening.lock().await;
+        let channel = current();
+        if channel.status().connected() {
+            return Ok(channel);
+        }
+        if !self.connection.status().connected() {
+            return Err(QueueError::connection(
+                BACKEND,
+                "the connection to the broker was lost; the next call reconnects",
+            ));
+        }
+        let channel = publishing_channel(&self.connection, self.timeout).await?;
+        tracing::debug!(link = %self.name, "rabbitmq: reopened the publishing channel");
+        *self.publish.lock().unwrap_or_else(|e| e.into_inner()) = channel.clone();
+        Ok(channel)
     }
 
     /// A fresh channel for operations that may fail at channel level (a
@@ -120,10 +168,11 @@ impl Link {
         let key = ShortString::try_new(routing_key).map_err(|_| {
             QueueError::invalid_message(BACKEND, "routing key longer than 255 bytes")
         })?;
+        let publish = self.publisher().await?;
         timed(
             "basic.publish",
             self.timeout,
-            self.publish.basic_publish(
+            publish.basic_publish(
                 ShortString::from(""),
                 key,
                 BasicPublishOptions {
@@ -149,6 +198,18 @@ impl Link {
             });
         }
     }
+}
+
+/// A channel with publisher confirms on.
+async fn publishing_channel(connection: &Connection, t: Duration) -> Result<Channel> {
+    let channel = timed("channel.open", t, connection.create_channel()).await?;
+    timed(
+        "confirm.select",
+        t,
+        channel.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
+    Ok(channel)
 }
 
 /// An ack without a returned message is success; a nack or a return (the

@@ -13,7 +13,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque},
     fmt,
     hash::{BuildHasher, Hasher},
     sync::{
@@ -64,12 +64,10 @@ static HANDLES: LazyLock<Mutex<HashMap<u64, Weak<Inner>>>> =
 /// Pops shorter than this with nothing buffered use `basic.get`: they ask
 /// for what is available now, not for a subscription.
 const GET_BELOW: Duration = Duration::from_millis(20);
+/// How long a pop that started a subscription gathers its first deliveries.
+const FIRST_GATHER: Duration = Duration::from_millis(5);
 /// How often the handle's background task looks at deadlines.
 const TICK: Duration = Duration::from_millis(25);
-/// After a first delivery, how long `pop_batch` waits for the next one
-/// before returning what it has, and the cap on that gathering.
-const GATHER_GAP: Duration = Duration::from_millis(10);
-const GATHER_MAX: Duration = Duration::from_millis(100);
 /// How often the full ladder of holding queues is probed for stats and purge.
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 
@@ -160,6 +158,20 @@ struct State {
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     waiting: usize,
     demand: usize,
+    /// The most deliveries callers held and waited for at once on this link:
+    /// the subscription's prefetch is sized from it, so it grows a few times
+    /// at most instead of following every change of demand.
+    peak_demand: usize,
+    /// The consuming channel's current `basic.qos` prefetch (0: not set).
+    qos: usize,
+    /// Delivery tags received on the current link's consuming channel whose
+    /// ack or nack has not been sent yet: a `basic.ack multiple` may only
+    /// cover tags that are all ours to settle.
+    unsettled: BTreeSet<u64>,
+    /// How many tags the current consuming channel gave us, and the largest:
+    /// equal when no tag below the largest is still on its way to us.
+    tags_seen: u64,
+    max_tag: u64,
     idle_since: Instant,
     consumer: Option<ConsumerSlot>,
     next_incarnation: u64,
@@ -167,6 +179,13 @@ struct State {
 }
 
 impl State {
+    /// Records a tag the consuming channel of the current link gave us.
+    fn received(&mut self, tag: u64) {
+        self.unsettled.insert(tag);
+        self.tags_seen += 1;
+        self.max_tag = self.max_tag.max(tag);
+    }
+
     fn settled(&mut self, incarnation: u64) {
         if let Some(c) = self.consumer.as_mut()
             && c.incarnation == incarnation
@@ -315,6 +334,11 @@ impl RabbitMqQueue {
                 deadlines: BinaryHeap::new(),
                 waiting: 0,
                 demand: 0,
+                peak_demand: 0,
+                qos: 0,
+                unsettled: BTreeSet::new(),
+                tags_seen: 0,
+                max_tag: 0,
                 idle_since: Instant::now(),
                 consumer: None,
                 next_incarnation: 1,
@@ -428,6 +452,9 @@ async fn consume_task(
             let mut st = lock(&inner.state);
             if st.generation == generation {
                 let n = received.len();
+                for b in &received {
+                    st.received(b.tag);
+                }
                 st.buffer.extend(received);
                 let current = st
                     .consumer
@@ -526,6 +553,11 @@ impl Inner {
             st.expired.clear();
             st.deadlines.clear();
             st.consumer = None;
+            st.peak_demand = 0;
+            st.qos = 0;
+            st.unsettled.clear();
+            st.tags_seen = 0;
+            st.max_tag = 0;
         }
         *lock(&self.link) = Some(link.clone());
         if generation > 1 {
@@ -588,7 +620,7 @@ impl Inner {
             return Ok(name);
         }
         link::declare(
-            &link.publish,
+            &link.publisher().await?,
             self.t(),
             &name,
             link::holding_arguments(&self.name, bucket_ms),
@@ -643,6 +675,11 @@ impl Inner {
         }
         let now = Instant::now();
         let mut st = lock(&self.state);
+        // A pop served from the buffer is activity too: the subscription
+        // lingers from the last pop, whether it had to wait or not.
+        if st.waiting == 0 {
+            st.idle_since = now;
+        }
         // Expired leases first: delivered again from our channel, attempt + 1.
         while out.len() < n {
             let Some(token) = st.expired.pop_front() else {
@@ -754,6 +791,7 @@ impl Inner {
             if st.generation != link.generation {
                 return Err(lost());
             }
+            st.received(b.tag);
             match self.lease(&mut st, b, Instant::now()) {
                 Handed::Out(d) => out.push(d),
                 Handed::Exhausted(l) => exhausted.push(l),
@@ -762,72 +800,126 @@ impl Inner {
         Ok(out)
     }
 
-    /// Makes sure a subscription can deliver what waiting pops ask for:
-    /// subscribes, or re-subscribes with a larger prefetch when the current
-    /// one is full.
-    async fn ensure_consumer(self: &Arc<Self>, link: &Arc<Link>) -> Result<()> {
+    /// Makes sure a subscription can deliver what waiting pops ask for.
+    ///
+    /// The prefetch is twice the most deliveries callers held and asked for
+    /// at once (rounded up to a power of two, at most `max_prefetch`), so the
+    /// broker keeps sending while earlier batches are handled and
+    /// acknowledged, and a steady consumer is subscribed once rather than
+    /// again whenever its leases fill the window. It re-subscribes only when
+    /// that need outgrew the prefetch, or when every slot is taken by
+    /// deliveries callers hold (a new consumer gets a fresh window; the old
+    /// deliveries stay on the channel and are settled there).
+    async fn ensure_consumer(self: &Arc<Self>, link: &Arc<Link>) -> Result<bool> {
         let _ctl = self.consumer_ctl.lock().await;
-        let (old_tag, prefetch, incarnation) = {
+        let (old_tag, prefetch, incarnation, qos) = {
             let mut st = lock(&self.state);
             if st.generation != link.generation || st.broken {
                 return Err(lost());
             }
             let want = st.demand.saturating_sub(st.buffer.len());
             if want == 0 {
-                return Ok(());
+                return Ok(false);
             }
+            let need = st.leased.len() + st.demand;
+            st.peak_demand = st.peak_demand.max(need);
             let cap = usize::from(self.settings.config.max_prefetch);
+            let sized = st
+                .peak_demand
+                .saturating_mul(2)
+                .checked_next_power_of_two()
+                .unwrap_or(usize::MAX)
+                .clamp(1, cap);
             if let Some(c) = &st.consumer {
                 let free = c.prefetch.saturating_sub(c.outstanding);
-                if free >= want || (free > 0 && c.prefetch >= cap) {
-                    return Ok(());
+                if free >= want || (free > 0 && c.prefetch >= sized) {
+                    return Ok(false);
                 }
             }
             let old = st.consumer.take().map(|c| c.tag);
             let incarnation = st.next_incarnation;
             st.next_incarnation += 1;
-            (old, want.clamp(1, cap), incarnation)
+            let prefetch = sized.max(want.min(cap));
+            // basic.qos applies to consumers started after it: sent only
+            // when the window changes.
+            let qos = (st.qos != prefetch).then(|| {
+                st.qos = prefetch;
+                prefetch
+            });
+            (old, prefetch, incarnation, qos)
         };
-        if let Some(tag) = old_tag {
-            timed(
-                "basic.cancel",
-                self.t(),
-                link.consume
-                    .basic_cancel(ShortString::from(tag), BasicCancelOptions::default()),
-            )
-            .await?;
-        }
-        let prefetch_u16 = u16::try_from(prefetch).unwrap_or(u16::MAX);
-        timed(
-            "basic.qos",
-            self.t(),
-            link.consume
-                .basic_qos(prefetch_u16, BasicQosOptions { global: false }),
-        )
-        .await?;
+        // Cancel, qos and consume are sent back to back and answered in
+        // order: one round trip instead of three. Each frame is queued when
+        // its future is first polled, and `join!` polls them in this order.
+        let t = self.t();
         let tag = format!("ft-{:x}-{}-{incarnation}", self.uid, link.generation);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let consumer = match timed_raw(
+        let cancel = async {
+            match old_tag {
+                Some(old) => timed(
+                    "basic.cancel",
+                    t,
+                    link.consume
+                        .basic_cancel(ShortString::from(old), BasicCancelOptions::default()),
+                )
+                .await
+                .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let set_qos = async {
+            match qos {
+                Some(qos) => {
+                    let qos = u16::try_from(qos).unwrap_or(u16::MAX);
+                    timed(
+                        "basic.qos",
+                        t,
+                        link.consume
+                            .basic_qos(qos, BasicQosOptions { global: false }),
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        };
+        let subscribe = timed_raw(
             "basic.consume",
-            self.t(),
+            t,
             link.consume.basic_consume(
                 ShortString::from(self.name.as_str()),
                 ShortString::from(tag.as_str()),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             ),
-        )
-        .await?
-        {
-            Ok(c) => c,
-            Err(e) if is_not_found(&e) => {
-                return Err(QueueError::QueueNotFound {
-                    backend: BACKEND,
-                    queue: self.name.clone(),
+        );
+        let (cancelled, set, subscribed) = futures::join!(cancel, set_qos, subscribe);
+        let consumer = match (cancelled, set, subscribed) {
+            (Ok(()), Ok(()), Ok(Ok(c))) => c,
+            (cancelled, set, subscribed) => {
+                // Which subscriptions the broker holds for this channel is
+                // unknown now: the link is replaced on the next call, and
+                // closing the old connection gives its deliveries back.
+                {
+                    let mut st = lock(&self.state);
+                    if st.generation == link.generation {
+                        st.broken = true;
+                    }
+                }
+                self.notify.notify_waiters();
+                return Err(match subscribed {
+                    Ok(Err(e)) if is_not_found(&e) => QueueError::QueueNotFound {
+                        backend: BACKEND,
+                        queue: self.name.clone(),
+                    },
+                    Ok(Err(e)) => map(e),
+                    Err(e) => e,
+                    Ok(Ok(_)) => match (cancelled, set) {
+                        (Err(e), _) | (_, Err(e)) => e,
+                        (Ok(()), Ok(())) => lost(),
+                    },
                 });
             }
-            Err(e) => return Err(map(e)),
         };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         {
             let mut st = lock(&self.state);
             if st.generation != link.generation {
@@ -849,7 +941,7 @@ impl Inner {
             self.shutdown.subscribe(),
             done_tx,
         ));
-        Ok(())
+        Ok(true)
     }
 
     async fn pop_batch(self: &Arc<Self>, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
@@ -876,23 +968,49 @@ impl Inner {
     ) -> Result<Vec<Delivery>> {
         let generation = link.generation;
         let deadline = Instant::now() + wait;
-        let mut out = self.take(generation, max, None, exhausted);
-        let consuming = lock(&self.state).consumer.is_some();
-        if out.is_empty() && wait < GET_BELOW && !consuming {
-            return self.get_now(link, max, exhausted).await;
-        }
-        if out.len() >= max || (!out.is_empty() && !consuming) {
+        // What is buffered already is returned at once: the consumer task
+        // buffers each burst the broker sends before waking pops, so waiting
+        // for more would only add latency.
+        let out = self.take(generation, max, None, exhausted);
+        if !out.is_empty() {
             return Ok(out);
         }
-        let mut demand = Demand::register(self, max - out.len());
-        let mut first_at = (!out.is_empty()).then(Instant::now);
+        let consuming = lock(&self.state).consumer.is_some();
+        if wait < GET_BELOW && !consuming {
+            return self.get_now(link, max, exhausted).await;
+        }
+        let mut demand = Demand::register(self, max);
+        let mut gather_until = None;
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let got = self.take(generation, max - out.len(), Some(&mut demand), exhausted);
-            out.extend(got);
-            if out.len() >= max {
+            let mut out = self.take(generation, max, Some(&mut demand), exhausted);
+            if !out.is_empty() {
+                // Let the consumer task buffer what the I/O loop already
+                // read before returning a partial batch.
+                tokio::task::yield_now().await;
+                let more = self.take(generation, max - out.len(), Some(&mut demand), exhausted);
+                out.extend(more);
+                if out.len() < max
+                    && let Some(until) = gather_until
+                {
+                    // The first deliveries of a new subscription come over
+                    // several frames: gather them briefly.
+                    while out.len() < max {
+                        let notified = self.notify.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
+                        let more =
+                            self.take(generation, max - out.len(), Some(&mut demand), exhausted);
+                        if more.is_empty()
+                            && tokio::time::timeout_at(until, notified).await.is_err()
+                        {
+                            break;
+                        }
+                        out.extend(more);
+                    }
+                }
                 return Ok(out);
             }
             let gone = {
@@ -900,20 +1018,13 @@ impl Inner {
                 st.generation != generation || st.broken
             };
             if gone {
-                return if out.is_empty() { Err(lost()) } else { Ok(out) };
+                return Err(lost());
             }
-            if !out.is_empty() {
-                // Gather what the broker is sending right now, then return.
-                let first = *first_at.get_or_insert_with(Instant::now);
-                let until = (Instant::now() + GATHER_GAP).min(first + GATHER_MAX);
-                if tokio::time::timeout_at(until, notified).await.is_err() {
-                    return Ok(out);
-                }
-                continue;
+            if self.ensure_consumer(link).await? {
+                gather_until = Some(Instant::now() + FIRST_GATHER);
             }
-            self.ensure_consumer(link).await?;
             if Instant::now() >= deadline {
-                return Ok(out);
+                return Ok(Vec::new());
             }
             tokio::select! {
                 _ = &mut notified => {}
@@ -933,16 +1044,7 @@ impl Inner {
             let attempts = lease.attempt.saturating_sub(1);
             if let Err(e) = self.move_to_dlq(link, &lease, &reason, attempts).await {
                 tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not dead-letter a message; it will be redelivered");
-                let _ = link
-                    .consume
-                    .basic_nack(
-                        lease.tag,
-                        BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        },
-                    )
-                    .await;
+                self.nack_back(link, lease.tag).await;
             }
         }
     }
@@ -972,13 +1074,108 @@ impl Inner {
     }
 
     async fn ack(&self, link: &Link, tag: u64) -> Result<()> {
-        timed(
+        let acked = timed(
             "basic.ack",
             self.t(),
             link.consume
                 .basic_ack(tag, BasicAckOptions { multiple: false }),
         )
-        .await
+        .await;
+        if acked.is_ok() {
+            self.sent_settle(link, &[tag]);
+        }
+        acked
+    }
+
+    /// Hands a delivery back to the broker (`basic.nack`, requeue), for when
+    /// moving it failed; best effort: if the channel is gone, so is the delivery.
+    async fn nack_back(&self, link: &Link, tag: u64) {
+        let nacked = link
+            .consume
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                },
+            )
+            .await;
+        if nacked.is_ok() {
+            self.sent_settle(link, &[tag]);
+        }
+    }
+
+    /// Forgets tags whose ack or nack was sent. A tag whose settle failed
+    /// stays, which only keeps later acks from covering it.
+    fn sent_settle(&self, link: &Link, tags: &[u64]) {
+        let mut st = lock(&self.state);
+        if st.generation == link.generation {
+            for tag in tags {
+                st.unsettled.remove(tag);
+            }
+        }
+    }
+
+    /// Acknowledges deliveries of one link, returning each tag's result.
+    ///
+    /// When the smallest tags still unsettled on the channel are all in
+    /// `tags`, one `basic.ack` with `multiple` covers them (acks the broker
+    /// need not process one by one); the rest are acknowledged one by one.
+    /// A multiple ack never covers a delivery someone else holds: every tag
+    /// below the highest covered one was either received and is in `tags`,
+    /// or its settle was already sent.
+    async fn ack_all(&self, link: &Link, mut tags: Vec<u64>) -> Vec<(u64, Result<()>)> {
+        tags.sort_unstable();
+        let covered = {
+            let st = lock(&self.state);
+            if st.generation != link.generation || st.tags_seen != st.max_tag {
+                0
+            } else {
+                st.unsettled
+                    .iter()
+                    .zip(&tags)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            }
+        };
+        let (run, rest) = if covered >= 2 {
+            tags.split_at(covered)
+        } else {
+            tags.split_at(0)
+        };
+        let multiple = async {
+            let &hi = run.last()?;
+            let acked = timed(
+                "basic.ack",
+                self.t(),
+                link.consume
+                    .basic_ack(hi, BasicAckOptions { multiple: true }),
+            )
+            .await;
+            if acked.is_ok() {
+                self.sent_settle(link, run);
+            }
+            Some(acked)
+        };
+        let singles = join_all(
+            rest.iter()
+                .map(|&tag| async move { (tag, self.ack(link, tag).await) }),
+        );
+        let (multiple, mut results) = futures::join!(multiple, singles);
+        if let Some(acked) = multiple {
+            let failed = acked.err().map(|e| e.to_string());
+            results.extend(run.iter().map(|&tag| {
+                let r = match &failed {
+                    None => Ok(()),
+                    Some(why) => Err(QueueError::connection(
+                        BACKEND,
+                        format!("basic.ack (multiple) failed: {why}"),
+                    )),
+                };
+                (tag, r)
+            }));
+        }
+        results
     }
 
     /// Puts the message back on the queue (or into a holding queue) as its
@@ -1097,6 +1294,8 @@ impl Inner {
             }
             let idle = st.waiting == 0;
             let cancel = if idle && now >= st.idle_since + config.linger {
+                // The next subscription is sized from the demand it meets.
+                st.peak_demand = 0;
                 st.consumer.take().map(|c| c.tag)
             } else {
                 None
@@ -1162,16 +1361,7 @@ impl Inner {
         };
         if let Err(e) = result {
             tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not move a delivery; handing it back to the broker");
-            let _ = link
-                .consume
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    },
-                )
-                .await;
+            self.nack_back(link, tag).await;
         }
     }
 
@@ -1206,6 +1396,42 @@ impl Inner {
             // Its handle is gone, and with it the channel holding the delivery.
             None => Err(stale()),
         }
+    }
+
+    /// The next message of the dead-letter queue, read on `channel` with
+    /// `basic.get` and left unacknowledged; `None` when the queue is empty.
+    async fn next_dead_letter(&self, channel: &Channel) -> Result<Option<(u64, Decoded)>> {
+        let got = timed(
+            "basic.get",
+            self.t(),
+            channel.basic_get(
+                ShortString::from(self.dlq.as_str()),
+                BasicGetOptions { no_ack: false },
+            ),
+        )
+        .await?;
+        Ok(got.map(|got| {
+            let d = got.delivery;
+            (d.delivery_tag, codec::decode(d.data, &d.properties, 0))
+        }))
+    }
+
+    /// Puts back, in place, every dead letter read on `channel` up to
+    /// `last_tag` and not acknowledged, then closes the channel (which
+    /// would give them back too; the nack keeps their order).
+    async fn release_dead_letters(&self, channel: Channel, last_tag: Option<u64>) {
+        if let Some(tag) = last_tag {
+            let _ = channel
+                .basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        multiple: true,
+                        requeue: true,
+                    },
+                )
+                .await;
+        }
+        let _ = tokio::time::timeout(self.t(), channel.close(200, ShortString::from("bye"))).await;
     }
 
     /// Counts of the holding queues: those known, plus the whole ladder
@@ -1454,16 +1680,30 @@ impl QueueProvider for RabbitMqQueue {
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }
-        let acked =
-            join_all(
-                claimed
-                    .into_iter()
-                    .map(|(index, (owner, tag, link))| async move {
-                        (index, owner.ack(&link, tag).await)
-                    }),
-            )
-            .await;
-        for (index, result) in acked {
+        // One group per handle and link: each is acknowledged together, with
+        // a multiple ack where the tags allow it.
+        let mut groups: Vec<(Arc<Inner>, Arc<Link>, Vec<(usize, u64)>)> = Vec::new();
+        for (index, (owner, tag, link)) in claimed {
+            match groups
+                .iter_mut()
+                .find(|(o, l, _)| Arc::ptr_eq(o, &owner) && Arc::ptr_eq(l, &link))
+            {
+                Some((_, _, tags)) => tags.push((index, tag)),
+                None => groups.push((owner, link, vec![(index, tag)])),
+            }
+        }
+        let acked = join_all(groups.into_iter().map(|(owner, link, tags)| async move {
+            let index_of: HashMap<u64, usize> = tags.iter().map(|&(i, t)| (t, i)).collect();
+            let results = owner
+                .ack_all(&link, tags.into_iter().map(|(_, t)| t).collect())
+                .await;
+            results
+                .into_iter()
+                .map(|(tag, r)| (index_of[&tag], r))
+                .collect::<Vec<_>>()
+        }))
+        .await;
+        for (index, result) in acked.into_iter().flatten() {
             if let Err(error) = result {
                 failures.push(BatchFailure { index, error });
             }
@@ -1562,39 +1802,16 @@ impl QueueProvider for RabbitMqQueue {
         let mut last_tag = None;
         let result = async {
             while out.len() < limit {
-                let got = timed(
-                    "basic.get",
-                    inner.t(),
-                    channel.basic_get(
-                        ShortString::from(inner.dlq.as_str()),
-                        BasicGetOptions { no_ack: false },
-                    ),
-                )
-                .await?;
-                let Some(got) = got else { break };
-                last_tag = Some(got.delivery.delivery_tag);
-                out.push(dead_letter_of(codec::decode(
-                    got.delivery.data,
-                    &got.delivery.properties,
-                    0,
-                )));
+                let Some((tag, decoded)) = inner.next_dead_letter(&channel).await? else {
+                    break;
+                };
+                last_tag = Some(tag);
+                out.push(dead_letter_of(decoded));
             }
             Ok::<_, QueueError>(())
         }
         .await;
-        // Everything read goes back, in place, when the channel closes.
-        if let Some(tag) = last_tag {
-            let _ = channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await;
-        }
-        let _ = tokio::time::timeout(inner.t(), channel.close(200, ShortString::from("bye"))).await;
+        inner.release_dead_letters(channel, last_tag).await;
         result?;
         Ok(out)
     }
@@ -1615,18 +1832,9 @@ impl QueueProvider for RabbitMqQueue {
         let mut last_tag = None;
         let read = async {
             while pending.len() < limit {
-                let got = timed(
-                    "basic.get",
-                    inner.t(),
-                    channel.basic_get(
-                        ShortString::from(inner.dlq.as_str()),
-                        BasicGetOptions { no_ack: false },
-                    ),
-                )
-                .await?;
-                let Some(got) = got else { break };
-                let tag = got.delivery.delivery_tag;
-                let decoded = codec::decode(got.delivery.data, &got.delivery.properties, 0);
+                let Some((tag, decoded)) = inner.next_dead_letter(&channel).await? else {
+                    break;
+                };
                 if matches!(which, Replay::Ids(_)) && !ids.contains(&decoded.message.id) {
                     // Left alone: given back, in place, below.
                     last_tag = Some(tag);
@@ -1663,18 +1871,7 @@ impl QueueProvider for RabbitMqQueue {
                 moved += 1;
             }
         }
-        if let Some(tag) = last_tag {
-            let _ = channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await;
-        }
-        let _ = tokio::time::timeout(t, channel.close(200, ShortString::from("bye"))).await;
+        inner.release_dead_letters(channel, last_tag).await;
         read?;
         Ok(moved)
     }

@@ -2,11 +2,12 @@
 //! (here: a holding queue declared elsewhere with other arguments) costs
 //! neither the connection nor the leases held on the consuming channel: the
 //! publishing channel is reopened and the deliveries' receipts still work.
-//! Needs `FLEXTIDE_TEST_RABBITMQ_URL` (skipped without it unless
+//! Needs `FLEXTIDE_TEST_RABBITMQ_URL` (shown as ignored without it unless
 //! `FLEXTIDE_TEST_REQUIRE` names rabbitmq).
 
 use std::time::Duration;
 
+use flextide_queue_conformance::integration_test;
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_rabbitmq::RabbitMq;
 use lapin::{
@@ -15,13 +16,7 @@ use lapin::{
     types::{FieldTable, ShortString},
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_channel_closed_by_the_broker_keeps_leases() {
-    let Some(url) =
-        flextide_queue_conformance::server_url("rabbitmq", "FLEXTIDE_TEST_RABBITMQ_URL")
-    else {
-        return;
-    };
+async fn publishing_channel_closed_by_the_broker_keeps_leases(url: String) {
     let client = RabbitMq::new(&url).unwrap();
     let name = flextide_queue_conformance::unique_queue_name("channel_recovery");
     let q = client.open(&name, QueueOptions::default()).await.unwrap();
@@ -78,4 +73,12 @@ async fn publishing_channel_closed_by_the_broker_keeps_leases() {
     let _ = other.close(200, ShortString::from("bye")).await;
     drop(q);
     client.drop_queue(&name).await.unwrap();
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run_integration(
+        "rabbitmq",
+        "FLEXTIDE_TEST_RABBITMQ_URL",
+        vec![integration_test!(publishing_channel_closed_by_the_broker_keeps_leases).threads(2)],
+    )
 }

@@ -1,6 +1,6 @@
 //! Connections dropped while messages flow: every message whose push was
 //! confirmed is delivered, none is lost. Needs `FLEXTIDE_TEST_RABBITMQ_URL`
-//! (skipped without it unless `FLEXTIDE_TEST_REQUIRE` names rabbitmq).
+//! (shown as ignored without it unless `FLEXTIDE_TEST_REQUIRE` names rabbitmq).
 
 use std::{
     collections::HashSet,
@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use flextide_queue_conformance::integration_test;
 use flextide_queue_core::{Message, MessageId, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_rabbitmq::{QueueType, RabbitMq, RabbitMqConfig};
 use tokio::time::Instant;
@@ -18,12 +19,7 @@ use tokio::time::Instant;
 const MESSAGES: usize = 2000;
 const CHUNK: usize = 50;
 
-fn url() -> Option<String> {
-    flextide_queue_conformance::server_url("rabbitmq", "FLEXTIDE_TEST_RABBITMQ_URL")
-}
-
-async fn run(queue_type: QueueType) {
-    let Some(url) = url() else { return };
+async fn run(url: String, queue_type: QueueType) {
     let client =
         RabbitMq::with_config(&url, RabbitMqConfig::default().queue_type(queue_type)).unwrap();
     let name = flextide_queue_conformance::unique_queue_name("reconnect_under_load");
@@ -152,12 +148,21 @@ async fn run(queue_type: QueueType) {
     client.drop_queue(&name).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quorum_queue_loses_nothing_confirmed() {
-    run(QueueType::Quorum).await;
+async fn quorum_queue_loses_nothing_confirmed(url: String) {
+    run(url, QueueType::Quorum).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn classic_queue_loses_nothing_confirmed() {
-    run(QueueType::Classic).await;
+async fn classic_queue_loses_nothing_confirmed(url: String) {
+    run(url, QueueType::Classic).await;
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run_integration(
+        "rabbitmq",
+        "FLEXTIDE_TEST_RABBITMQ_URL",
+        vec![
+            integration_test!(quorum_queue_loses_nothing_confirmed).threads(2),
+            integration_test!(classic_queue_loses_nothing_confirmed).threads(2),
+        ],
+    )
 }

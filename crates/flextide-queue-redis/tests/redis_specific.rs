@@ -6,13 +6,9 @@
 
 use std::time::Duration;
 
-use flextide_queue_conformance::unique_queue_name;
+use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_redis::{RedisBackend, RedisConfig, RedisQueue};
-
-fn url() -> Option<String> {
-    flextide_queue_conformance::server_url("redis", "FLEXTIDE_TEST_REDIS_URL")
-}
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -53,9 +49,7 @@ async fn open(url: &str, hint: &str, options: QueueOptions) -> (RedisBackend, Re
     (backend, queue)
 }
 
-#[tokio::test]
-async fn group_is_recreated_when_it_vanished() {
-    let Some(url) = url() else { return };
+async fn group_is_recreated_when_it_vanished(url: String) {
     let (_b, q) = open(&url, "nogroup", QueueOptions::default()).await;
     let mut conn = raw(&url).await;
     let stream = format!("flextide:{{{}}}:s", q.queue_name());
@@ -98,9 +92,7 @@ async fn group_is_recreated_when_it_vanished() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn blocking_pop_does_not_stall_the_shared_connection() {
-    let Some(url) = url() else { return };
+async fn blocking_pop_does_not_stall_the_shared_connection(url: String) {
     let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
         .await
         .unwrap();
@@ -130,9 +122,7 @@ async fn blocking_pop_does_not_stall_the_shared_connection() {
     busy.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn keys_carry_the_hash_tag_and_drop_queue_removes_them() {
-    let Some(url) = url() else { return };
+async fn keys_carry_the_hash_tag_and_drop_queue_removes_them(url: String) {
     let (_b, q) = open(
         &url,
         "keys",
@@ -158,9 +148,7 @@ async fn keys_carry_the_hash_tag_and_drop_queue_removes_them() {
     );
 }
 
-#[tokio::test]
-async fn prefixes_separate_queues_of_the_same_name() {
-    let Some(url) = url() else { return };
+async fn prefixes_separate_queues_of_the_same_name(url: String) {
     let name = unique_queue_name("prefix");
     let a = RedisBackend::connect(RedisConfig::new(url.as_str()).key_prefix("ft-test-a"))
         .await
@@ -179,9 +167,7 @@ async fn prefixes_separate_queues_of_the_same_name() {
     assert!(keys_of(&url, "ft-test-a", &name).await.is_empty());
 }
 
-#[tokio::test]
-async fn nack_with_delay_keeps_the_attempt_count_and_headers() {
-    let Some(url) = url() else { return };
+async fn nack_with_delay_keeps_the_attempt_count_and_headers(url: String) {
     let (_b, q) = open(&url, "nackdelay", QueueOptions::default()).await;
     let id = q
         .push(Message::new("x").with_header("k", "v"))
@@ -209,9 +195,7 @@ async fn nack_with_delay_keeps_the_attempt_count_and_headers() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn expired_lease_out_of_attempts_is_dead_lettered_by_stats() {
-    let Some(url) = url() else { return };
+async fn expired_lease_out_of_attempts_is_dead_lettered_by_stats(url: String) {
     let (_b, q) = open(
         &url,
         "expirydl",
@@ -235,8 +219,7 @@ async fn expired_lease_out_of_attempts_is_dead_lettered_by_stats() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn configuration_and_connection_errors() {
+async fn configuration_and_connection_errors(_url: String) {
     let bad_prefix =
         RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379/").key_prefix("a{b}")).await;
     assert!(matches!(bad_prefix, Err(QueueError::Configuration { .. })));
@@ -252,9 +235,7 @@ async fn configuration_and_connection_errors() {
     assert!(!e.to_string().contains("sekrit"));
 }
 
-#[tokio::test]
-async fn open_refuses_bad_names_and_debug_hides_the_url() {
-    let Some(url) = url() else { return };
+async fn open_refuses_bad_names_and_debug_hides_the_url(url: String) {
     let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
         .await
         .unwrap();
@@ -269,9 +250,7 @@ async fn open_refuses_bad_names_and_debug_hides_the_url() {
     assert!(!format!("{backend:?}").contains("127.0.0.1"));
 }
 
-#[tokio::test]
-async fn receipts_of_a_vanished_group_stay_stale() {
-    let Some(url) = url() else { return };
+async fn receipts_of_a_vanished_group_stay_stale(url: String) {
     let (_b, q) = open(&url, "regroup", QueueOptions::default()).await;
     let mut conn = raw(&url).await;
     let stream = format!("flextide:{{{}}}:s", q.queue_name());
@@ -301,9 +280,7 @@ async fn receipts_of_a_vanished_group_stay_stale() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn redeliveries_share_a_batch_with_fresh_entries() {
-    let Some(url) = url() else { return };
+async fn redeliveries_share_a_batch_with_fresh_entries(url: String) {
     let (_b, q) = open(
         &url,
         "mixed",
@@ -337,9 +314,7 @@ async fn redeliveries_share_a_batch_with_fresh_entries() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn leases_of_the_previous_layout_still_expire() {
-    let Some(url) = url() else { return };
+async fn leases_of_the_previous_layout_still_expire(url: String) {
     let (_b, q) = open(
         &url,
         "oldlayout",
@@ -397,9 +372,7 @@ async fn leases_of_the_previous_layout_still_expire() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn delete_batch_spanning_many_pending_entries() {
-    let Some(url) = url() else { return };
+async fn delete_batch_spanning_many_pending_entries(url: String) {
     let (_b, q) = open(&url, "span", QueueOptions::default()).await;
     q.push_batch((0..100).map(|i| Message::new(format!("m{i}"))).collect())
         .await
@@ -427,9 +400,7 @@ async fn delete_batch_spanning_many_pending_entries() {
     q.drop_queue().await.unwrap();
 }
 
-#[tokio::test]
-async fn first_deliveries_are_checked_by_the_acknowledgement() {
-    let Some(url) = url() else { return };
+async fn first_deliveries_are_checked_by_the_acknowledgement(url: String) {
     let (_b, q) = open(&url, "fastack", QueueOptions::default()).await;
     q.push_batch((0..3).map(|i| Message::new(format!("m{i}"))).collect())
         .await
@@ -454,4 +425,26 @@ async fn first_deliveries_are_checked_by_the_acknowledgement() {
     let s = q.stats().await.unwrap();
     assert_eq!((s.depth, s.in_flight), (0, 0));
     q.drop_queue().await.unwrap();
+}
+
+fn main() -> std::process::ExitCode {
+    flextide_queue_conformance::run_integration(
+        "redis",
+        "FLEXTIDE_TEST_REDIS_URL",
+        vec![
+            integration_test!(group_is_recreated_when_it_vanished),
+            integration_test!(blocking_pop_does_not_stall_the_shared_connection),
+            integration_test!(keys_carry_the_hash_tag_and_drop_queue_removes_them),
+            integration_test!(prefixes_separate_queues_of_the_same_name),
+            integration_test!(nack_with_delay_keeps_the_attempt_count_and_headers),
+            integration_test!(expired_lease_out_of_attempts_is_dead_lettered_by_stats),
+            integration_test!(configuration_and_connection_errors),
+            integration_test!(open_refuses_bad_names_and_debug_hides_the_url),
+            integration_test!(receipts_of_a_vanished_group_stay_stale),
+            integration_test!(redeliveries_share_a_batch_with_fresh_entries),
+            integration_test!(leases_of_the_previous_layout_still_expire),
+            integration_test!(delete_batch_spanning_many_pending_entries),
+            integration_test!(first_deliveries_are_checked_by_the_acknowledgement),
+        ],
+    )
 }

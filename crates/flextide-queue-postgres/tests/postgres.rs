@@ -425,6 +425,39 @@ async fn ordering_keys_hold_under_concurrent_claims(url: String) {
     }
 }
 
+/// Pops cut short at random points (a timeout, a `select!`, a worker's
+/// shutdown) must leave every pooled connection usable and outside any
+/// transaction: later pushes all commit, and the pool does not run dry.
+async fn pops_cut_short_leave_the_pool_healthy(url: String) {
+    let b = backend(&url, PostgresConfig::default().max_connections(2)).await;
+    let (q, _c) = open(&b, &url, "pg_cut", QueueOptions::default());
+    q.push(Message::new("bait")).await.unwrap();
+    for i in 0..600u64 {
+        // 0 to ~3 ms: before, during and after the claim statement.
+        let cut = Duration::from_micros((i * 7919) % 3000);
+        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
+    }
+    for i in 0..40 {
+        q.push(Message::new(format!("m{i}"))).await.unwrap();
+    }
+    let other = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let visible: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM flextide_queue_messages WHERE queue = $1")
+            .bind(q.queue_name())
+            .fetch_one(&other)
+            .await
+            .unwrap();
+    other.close().await;
+    assert!(
+        visible >= 40,
+        "only {visible} of 41 messages are visible to another connection"
+    );
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "postgres",
@@ -438,6 +471,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(notify_wakes_a_waiting_pop_quickly).threads(2),
             integration_test!(batch_delete_reports_stale_receipts_by_index),
             integration_test!(ordering_keys_hold_under_concurrent_claims),
+            integration_test!(pops_cut_short_leave_the_pool_healthy),
         ],
     )
 }

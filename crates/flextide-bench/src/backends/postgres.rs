@@ -157,10 +157,10 @@ impl Backend for Pg {
     }
 
     async fn maintain(&self) -> Res<()> {
-        // Dead rows of consumed messages otherwise stay in the claim index
-        // (autovacuum is off on the machine this was written on), and every
-        // later run, library or raw, walks them on each claim.
-        sqlx::query("VACUUM flextide_queue_messages, flextide_queue_dead_letters")
+        // What autovacuum would do (it is off on the machine this was
+        // written on): dead rows of consumed messages otherwise stay in the
+        // claim index, and every later run, library or raw, walks them.
+        sqlx::query("VACUUM ANALYZE flextide_queue_messages, flextide_queue_dead_letters")
             .execute(&self.raw_pool)
             .await?;
         Ok(())
@@ -213,7 +213,9 @@ struct RawPg {
 impl RawPg {
     async fn claim(&self, max: usize) -> Res<Vec<Popped>> {
         let token: Arc<str> = new_token().into();
+        // Unprepared, as the library's claim is.
         let rows = sqlx::query(AssertSqlSafe(self.claim.clone()))
+            .persistent(false)
             .bind(&self.queue)
             .bind(self.max_attempts)
             .bind(&self.reason)

@@ -100,6 +100,8 @@ async fn bench(args: Args) -> Result<(), String> {
         .copied()
         .filter(|b| args.backends.is_empty() || args.backends.iter().any(|w| w == b))
         .collect();
+    // Read before the run: the tree may change while it goes on.
+    let git_revision = machine::git_revision();
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -176,7 +178,7 @@ async fn bench(args: Args) -> Result<(), String> {
     }
     let mut report = Report {
         started: stats::utc_timestamp(started_at),
-        git_revision: machine::git_revision(),
+        git_revision,
         machine: machine::Machine::detect(),
         plan,
         seconds: started.elapsed().as_secs_f64(),

@@ -108,9 +108,11 @@ fn claim_sql() -> String {
     )
 }
 
+/// The library's statement, down to `(m.queue = $3) IS TRUE`, which keeps
+/// the planner on the primary key whatever the statistics say.
 const DELETE_BATCH_SQL: &str =
     "DELETE FROM flextide_queue_messages m USING UNNEST($1::int8[], $2::text[]) AS r(seq, token)
-     WHERE m.seq = r.seq AND m.token = r.token AND m.queue = $3
+     WHERE m.seq = r.seq AND m.token = r.token AND (m.queue = $3) IS TRUE
      RETURNING m.seq";
 
 #[async_trait]

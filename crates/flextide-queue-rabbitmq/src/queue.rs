@@ -1455,27 +1455,16 @@ impl Inner {
                 }
             };
             let name = delay::holding_queue(&self.name, bucket);
-            let options = QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..QueueDeclareOptions::default()
-            };
-            match timed_raw(
-                "queue.declare",
-                self.t(),
-                ch.queue_declare(ShortString::from(name), options, FieldTable::default()),
-            )
-            .await?
-            {
-                Ok(q) => {
-                    counts.insert(bucket, u64::from(q.message_count()));
+            match self.passive_count(&ch, &name).await {
+                Ok(n) => {
+                    counts.insert(bucket, n);
                 }
-                Err(e) if is_not_found(&e) => {
+                Err(QueueError::QueueNotFound { .. }) => {
                     // The failed declare closed the channel.
                     channel = None;
                     continue;
                 }
-                Err(e) => return Err(map(e)),
+                Err(e) => return Err(e),
             }
         }
         if let Some(c) = channel {

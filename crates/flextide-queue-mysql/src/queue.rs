@@ -306,17 +306,14 @@ impl MySqlQueue {
     /// attempt. The claim does this for the rows it reaches; this catches the
     /// rest, so a pop, stats or dead-letter listing never shows them as live.
     async fn sweep_exhausted(&self) -> Result<()> {
-        if self.options.max_attempts.is_none() {
-            return Ok(());
-        }
-        let q = self.clone();
-        detach(async move { q.sweep_exhausted_tx().await }).await
-    }
-
-    async fn sweep_exhausted_tx(&self) -> Result<()> {
         let Some(limit) = self.options.max_attempts else {
             return Ok(());
         };
+        let q = self.clone();
+        detach(async move { q.sweep_exhausted_tx(limit).await }).await
+    }
+
+    async fn sweep_exhausted_tx(&self, limit: u32) -> Result<()> {
         let reason = exhausted_reason(limit);
         loop {
             // A cheap non-locking probe on the lease index; usually empty.
@@ -411,23 +408,12 @@ impl MySqlQueue {
 
     /// Deletes one chunk of receipts in one transaction, returning the
     /// indexes (within the chunk) that were stale.
-    async fn delete_chunk(&self, keys: &[(usize, i64, &str)]) -> Result<Vec<usize>> {
-        let q = self.clone();
-        let keys: Vec<(usize, i64, String)> = keys
-            .iter()
-            .map(|&(i, seq, token)| (i, seq, token.to_owned()))
-            .collect();
-        detach(async move {
-            let keys: Vec<(usize, i64, &str)> = keys
-                .iter()
-                .map(|(i, seq, t)| (*i, *seq, t.as_str()))
-                .collect();
-            q.delete_chunk_tx(&keys).await
-        })
-        .await
+    async fn delete_chunk(&self, keys: &[(usize, i64, String)]) -> Result<Vec<usize>> {
+        let (q, keys) = (self.clone(), keys.to_vec());
+        detach(async move { q.delete_chunk_tx(&keys).await }).await
     }
 
-    async fn delete_chunk_tx(&self, keys: &[(usize, i64, &str)]) -> Result<Vec<usize>> {
+    async fn delete_chunk_tx(&self, keys: &[(usize, i64, String)]) -> Result<Vec<usize>> {
         let mut tx = begin(&self.pool).await?;
         let mut seqs: Vec<i64> = keys.iter().map(|k| k.1).collect();
         seqs.sort_unstable();
@@ -451,7 +437,7 @@ impl MySqlQueue {
             .map_err(map_err)?;
         let mut delete = Vec::new();
         let mut stale = Vec::new();
-        for &(index, seq, token) in keys {
+        for (index, seq, token) in keys.iter().map(|(i, s, t)| (*i, *s, t.as_str())) {
             let held = current
                 .iter()
                 .any(|(s, t)| *s == seq && t.as_deref() == Some(token));
@@ -674,7 +660,7 @@ impl QueueProvider for MySqlQueue {
         let mut keys = Vec::with_capacity(receipts.len());
         for (index, receipt) in receipts.iter().enumerate() {
             match read_receipt(receipt) {
-                Ok((seq, token)) => keys.push((index, seq, token)),
+                Ok((seq, token)) => keys.push((index, seq, token.to_owned())),
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }

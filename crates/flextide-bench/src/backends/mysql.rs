@@ -84,18 +84,20 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// In a task of its own, as the library does: W3 aborts its consumers, and a
-/// BEGIN dropped after the server ran it would leave a pooled connection
-/// inside a transaction sqlx does not know of.
 async fn begin(pool: &MySqlPool) -> Res<Transaction<'static, MySql>> {
-    let pool = pool.clone();
-    Ok(tokio::spawn(async move {
-        pool.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
-            .await
-    })
-    .await??)
+    Ok(pool
+        .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+        .await?)
 }
 
+/// Each transaction in a task of its own, as the library runs them: W3
+/// aborts its consumers, and sqlx could otherwise hand a connection back to
+/// the pool inside a transaction it does not know of.
+async fn detach<T: Send + 'static>(
+    transaction: impl std::future::Future<Output = Res<T>> + Send + 'static,
+) -> Res<T> {
+    tokio::spawn(transaction).await?
+}
 #[async_trait]
 impl Backend for My {
     fn name(&self) -> &'static str {
@@ -159,6 +161,7 @@ impl Backend for My {
     }
 }
 
+#[derive(Clone)]
 struct RawMy {
     pool: MySqlPool,
     queue: String,
@@ -187,93 +190,101 @@ impl Driver for RawMy {
     }
 
     async fn pop(&self, max: usize, _wait: Duration) -> Res<Vec<Popped>> {
-        let limit = options().max_attempts.unwrap_or(u32::MAX);
-        let _probe: Vec<i64> = sqlx::query_scalar(SWEEP_PROBE_SQL)
-            .bind(&self.queue)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut tx = begin(&self.pool).await?;
-        let rows = sqlx::query(CLAIM_SQL)
-            .bind(&self.queue)
-            .bind(max as u64)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() {
+        let this = self.clone();
+        detach(async move {
+            let limit = options().max_attempts.unwrap_or(u32::MAX);
+            let _probe: Vec<i64> = sqlx::query_scalar(SWEEP_PROBE_SQL)
+                .bind(&this.queue)
+                .bind(limit)
+                .fetch_all(&this.pool)
+                .await?;
+            let mut tx = begin(&this.pool).await?;
+            let rows = sqlx::query(CLAIM_SQL)
+                .bind(&this.queue)
+                .bind(max as u64)
+                .fetch_all(&mut *tx)
+                .await?;
+            if rows.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let now: i64 = rows[0].try_get(2)?;
+            let token: Arc<str> = new_token().into();
+            let sql = format!(
+                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ? WHERE seq IN ({})",
+                placeholders(rows.len())
+            );
+            let mut update = sqlx::query(AssertSqlSafe(sql))
+                .bind(&*token)
+                .bind(now + options().lease.as_millis() as i64);
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let seq: i64 = r.try_get(0)?;
+                update = update.bind(seq);
+                let payload: Vec<u8> = r.try_get(4)?;
+                out.push(Popped {
+                    payload: Bytes::from(payload),
+                    handle: Handle::Row(seq, token.clone()),
+                });
+            }
+            update.execute(&mut *tx).await?;
             tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let now: i64 = rows[0].try_get(2)?;
-        let token: Arc<str> = new_token().into();
-        let sql = format!(
-            "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ? WHERE seq IN ({})",
-            placeholders(rows.len())
-        );
-        let mut update = sqlx::query(AssertSqlSafe(sql))
-            .bind(&*token)
-            .bind(now + options().lease.as_millis() as i64);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let seq: i64 = r.try_get(0)?;
-            update = update.bind(seq);
-            let payload: Vec<u8> = r.try_get(4)?;
-            out.push(Popped {
-                payload: Bytes::from(payload),
-                handle: Handle::Row(seq, token.clone()),
-            });
-        }
-        update.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete(&self, handles: Vec<Handle>) -> Res<()> {
-        let rows = expect_handles(handles, |h| {
-            if let Handle::Row(s, t) = h {
-                Some((s, t))
-            } else {
-                None
+        let this = self.clone();
+        detach(async move {
+            let rows = expect_handles(handles, |h| {
+                if let Handle::Row(s, t) = h {
+                    Some((s, t))
+                } else {
+                    None
+                }
+            })?;
+            let mut tx = begin(&this.pool).await?;
+            let sql = format!(
+                "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
+                placeholders(rows.len())
+            );
+            let mut select = sqlx::query(AssertSqlSafe(sql));
+            for (seq, _) in &rows {
+                select = select.bind(*seq);
             }
-        })?;
-        let mut tx = begin(&self.pool).await?;
-        let sql = format!(
-            "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
-            placeholders(rows.len())
-        );
-        let mut select = sqlx::query(AssertSqlSafe(sql));
-        for (seq, _) in &rows {
-            select = select.bind(*seq);
-        }
-        let current: Vec<(i64, Option<String>)> = select
-            .bind(&self.queue)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-        let held: Vec<i64> = rows
-            .iter()
-            .filter(|(s, t)| {
-                current
-                    .iter()
-                    .any(|(cs, ct)| cs == s && ct.as_deref() == Some(&**t))
-            })
-            .map(|r| r.0)
-            .collect();
-        let sql = format!(
-            "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
-            placeholders(held.len())
-        );
-        let mut delete = sqlx::query(AssertSqlSafe(sql));
-        for seq in &held {
-            delete = delete.bind(*seq);
-        }
-        delete.execute(&mut *tx).await?;
-        tx.commit().await?;
-        if held.len() != rows.len() {
-            return Err(format!("raw delete removed {} of {}", held.len(), rows.len()).into());
-        }
-        Ok(())
+            let current: Vec<(i64, Option<String>)> = select
+                .bind(&this.queue)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            let held: Vec<i64> = rows
+                .iter()
+                .filter(|(s, t)| {
+                    current
+                        .iter()
+                        .any(|(cs, ct)| cs == s && ct.as_deref() == Some(&**t))
+                })
+                .map(|r| r.0)
+                .collect();
+            let sql = format!(
+                "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
+                placeholders(held.len())
+            );
+            let mut delete = sqlx::query(AssertSqlSafe(sql));
+            for seq in &held {
+                delete = delete.bind(*seq);
+            }
+            delete.execute(&mut *tx).await?;
+            tx.commit().await?;
+            if held.len() != rows.len() {
+                return Err(format!("raw delete removed {} of {}", held.len(), rows.len()).into());
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn cleanup(&self) -> Res<()> {

@@ -532,21 +532,12 @@ impl RedisQueue {
         self.backend.err(operation, e)
     }
 
+    /// Creates the group, or re-creates it under a new consumer epoch when
+    /// it vanished while the stream stayed, so old receipts stay stale.
     async fn ensure_group(&self) -> Result<()> {
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.backend.conn())
-            .await;
-        match r {
-            Err(e) if e.code() == Some("BUSYGROUP") || e.to_string().contains("BUSYGROUP") => {
-                Ok(())
-            }
-            other => other.map_err(|e| self.err("open", e)),
-        }
+        self.run("open", &self.invocation(&scripts::GROUP))
+            .await
+            .map(drop)
     }
 
     fn invocation<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {

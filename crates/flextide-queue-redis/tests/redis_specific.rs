@@ -280,6 +280,33 @@ async fn receipts_of_a_vanished_group_stay_stale(url: String) {
     q.drop_queue().await.unwrap();
 }
 
+/// As above, but the group is re-created by opening the queue again (a
+/// process restarting), not by a pop: old receipts must stay stale too.
+async fn receipts_stay_stale_when_reopening_recreates_the_group(url: String) {
+    let (b, q) = open(&url, "reopen", QueueOptions::default()).await;
+    let mut conn = raw(&url).await;
+    let stream = format!("flextide:{{{}}}:s", q.queue_name());
+    let id = q.push(Message::new("x")).await.unwrap();
+    let old = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&stream)
+        .arg("flextide")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let again = b
+        .open(q.queue_name(), QueueOptions::default())
+        .await
+        .unwrap();
+    let new = again.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(new.message.id, id);
+    let r = again.delete(&old.receipt).await;
+    assert!(matches!(r, Err(QueueError::StaleReceipt { .. })), "{r:?}");
+    again.delete(&new.receipt).await.unwrap();
+    again.drop_queue().await.unwrap();
+}
+
 async fn redeliveries_share_a_batch_with_fresh_entries(url: String) {
     let (_b, q) = open(
         &url,
@@ -441,6 +468,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(configuration_and_connection_errors),
             integration_test!(open_refuses_bad_names_and_debug_hides_the_url),
             integration_test!(receipts_of_a_vanished_group_stay_stale),
+            integration_test!(receipts_stay_stale_when_reopening_recreates_the_group),
             integration_test!(redeliveries_share_a_batch_with_fresh_entries),
             integration_test!(leases_of_the_previous_layout_still_expire),
             integration_test!(delete_batch_spanning_many_pending_entries),

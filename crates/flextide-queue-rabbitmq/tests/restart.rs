@@ -123,7 +123,14 @@ fn main() -> std::process::ExitCode {
                     .enable_all()
                     .build()
                     .expect("tokio runtime");
-                runtime.block_on(survives_a_broker_restart(url, queue_type));
+                // Producers retry until confirmed: bound the whole run, so a
+                // broker that never recovers fails the test, not hangs it.
+                runtime
+                    .block_on(tokio::time::timeout(
+                        Duration::from_secs(300),
+                        survives_a_broker_restart(url, queue_type),
+                    ))
+                    .map_err(|_| "did not finish within 5 minutes")?;
                 Ok(Completion::Completed)
             },
         )

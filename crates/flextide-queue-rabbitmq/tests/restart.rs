@@ -125,11 +125,15 @@ fn main() -> std::process::ExitCode {
                     .expect("tokio runtime");
                 // Producers retry until confirmed: bound the whole run, so a
                 // broker that never recovers fails the test, not hangs it.
+                // (The timer is made inside the runtime: it needs its clock.)
                 runtime
-                    .block_on(tokio::time::timeout(
-                        Duration::from_secs(300),
-                        survives_a_broker_restart(url, queue_type),
-                    ))
+                    .block_on(async {
+                        tokio::time::timeout(
+                            Duration::from_secs(300),
+                            survives_a_broker_restart(url, queue_type),
+                        )
+                        .await
+                    })
                     .map_err(|_| "did not finish within 5 minutes")?;
                 Ok(Completion::Completed)
             },

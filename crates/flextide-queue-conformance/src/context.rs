@@ -119,6 +119,22 @@ impl Ctx {
         Ok(self.harness.disrupt(queue).await?)
     }
 
+    /// Writes an entry into `queue` with the broker's own client (see
+    /// [`Harness::write_foreign`]); fails the case if the harness cannot.
+    pub async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: crate::ForeignEntry,
+    ) -> Result<(), CaseError> {
+        if self.harness.write_foreign(queue, entry.clone()).await? {
+            Ok(())
+        } else {
+            Err(CaseError(format!(
+                "HarnessSettings says the harness writes {entry:?}, but Harness::write_foreign returned false"
+            )))
+        }
+    }
+
     /// Removes every queue this case opened; the runner calls it.
     pub async fn cleanup(&self) -> Result<(), CaseError> {
         let names = std::mem::take(&mut *self.opened.lock().unwrap());

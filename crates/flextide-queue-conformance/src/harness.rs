@@ -32,6 +32,21 @@ pub trait Harness: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Writes `entry` into the queue `queue` with the broker's own client,
+    /// as another producer would (a raw SQL insert, `XADD`,
+    /// `basic.publish`, `SendMessage`): contract clause 12. Returns
+    /// `Ok(false)` when this harness cannot; set
+    /// [`HarnessSettings::foreign_plain`] / [`HarnessSettings::foreign_undecodable`]
+    /// to say which kinds it writes, so the cases that need them run.
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        let _ = (queue, entry);
+        Ok(false)
+    }
+
     /// Timing and limits of this backend that the cases must respect.
     fn settings(&self) -> HarnessSettings {
         HarnessSettings::default()
@@ -49,6 +64,10 @@ pub struct HarnessSettings {
     pub short_lease: Duration,
     /// Whether [`Harness::disrupt`] works, so the reconnect cases run.
     pub can_disrupt: bool,
+    /// Whether [`Harness::write_foreign`] writes [`ForeignEntry::Plain`].
+    pub foreign_plain: bool,
+    /// Whether [`Harness::write_foreign`] writes [`ForeignEntry::Undecodable`].
+    pub foreign_undecodable: bool,
     /// How many messages the volume cases (concurrency, burn-down) push.
     /// Keep it small for slow emulators. Default 200.
     pub volume: usize,
@@ -63,10 +82,26 @@ impl Default for HarnessSettings {
             timing_slack: Duration::from_millis(750),
             short_lease: Duration::from_secs(1),
             can_disrupt: false,
+            foreign_plain: false,
+            foreign_undecodable: false,
             volume: 200,
             unlimited_payload_probe: 1024 * 1024,
         }
     }
+}
+
+/// An entry written by another producer with the broker's own client
+/// (contract clause 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForeignEntry {
+    /// A plain body with no Flextide envelope: delivered with this body as
+    /// its payload and a stable id.
+    Plain(bytes::Bytes),
+    /// An entry that cannot be decoded into a message at all (a missing
+    /// field the backend needs, headers that are not what it wrote): moved
+    /// to the dead letters by itself with a reason starting `undecodable:`.
+    Undecodable,
 }
 
 /// The outcome of connecting to a backend before the suite runs.

@@ -14,7 +14,7 @@ pub mod cases;
 pub use check::{CaseError, CaseResult};
 pub use context::Ctx;
 pub use env::{is_required, required_backends, server_url, unique_queue_name};
-pub use harness::{Connect, Harness, HarnessSettings};
+pub use harness::{Connect, ForeignEntry, Harness, HarnessSettings};
 pub use integration::{IntegrationTest, TestFuture, run_integration};
 pub use locate::{Located, Server, locate};
 pub use runner::{Case, Needs, all_cases, run, run_cases};

@@ -41,7 +41,11 @@ impl fmt::Debug for Receipt {
 }
 
 /// One delivery of a message to a consumer.
+///
+/// `#[non_exhaustive]`: backends build it with [`Delivery::new`], so a field
+/// added later does not break them.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The message as pushed, with `enqueued_at` filled in.
     pub message: Message,
@@ -57,6 +61,17 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery of `message` under `receipt`, its `attempt` (1 on the
+    /// first delivery) and the end of its lease.
+    pub fn new(message: Message, receipt: Receipt, attempt: u32, lease_deadline: Instant) -> Self {
+        Delivery {
+            message,
+            receipt,
+            attempt,
+            lease_deadline,
+        }
+    }
+
     /// Decodes the payload as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> crate::Result<T> {
         self.message.json_payload()

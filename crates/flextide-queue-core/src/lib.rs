@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod capabilities;
+mod connector;
 mod delivery;
 mod error;
 mod message;
@@ -10,6 +11,7 @@ mod options;
 mod provider;
 
 pub use capabilities::Capabilities;
+pub use connector::{Connector, url_scheme};
 pub use delivery::{Delivery, Receipt};
 pub use error::{BatchFailure, QueueError, Result};
 pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};

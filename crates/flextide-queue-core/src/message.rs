@@ -98,7 +98,13 @@ pub type Headers = BTreeMap<String, String>;
 /// assert_eq!(msg.content_type(), Some("application/json"));
 /// # Ok::<_, flextide_queue_core::QueueError>(())
 /// ```
+///
+/// `#[non_exhaustive]`: build it with [`Message::new`] or
+/// [`Message::from_parts`] and the `with_*` methods (backends assign the
+/// public fields of a message they decode), so a field added later breaks
+/// no one.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Message {
     /// Identifier, generated when the message is built.
     pub id: MessageId,
@@ -226,6 +232,18 @@ impl Message {
     /// Sets the deduplication id.
     pub fn with_dedup_id(mut self, id: impl Into<String>) -> Self {
         self.dedup_id = Some(id.into());
+        self
+    }
+
+    /// Sets when the backend accepted the message (backends, on delivery).
+    pub fn with_enqueued_at(mut self, at: SystemTime) -> Self {
+        self.enqueued_at = Some(at);
+        self
+    }
+
+    /// Replaces every header.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
         self
     }
 

@@ -13,7 +13,10 @@ use crate::{
 };
 
 /// A message in the dead-letter store.
+///
+/// `#[non_exhaustive]`: backends build it with [`DeadLetter::new`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The message as it was pushed.
     pub message: Message,
@@ -24,6 +27,24 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// When it was moved to the dead letters.
     pub dead_lettered_at: SystemTime,
+}
+
+impl DeadLetter {
+    /// A dead letter of `message`, moved for `reason` after `attempts`
+    /// deliveries at `dead_lettered_at`.
+    pub fn new(
+        message: Message,
+        reason: impl Into<String>,
+        attempts: u32,
+        dead_lettered_at: SystemTime,
+    ) -> Self {
+        DeadLetter {
+            message,
+            reason: reason.into(),
+            attempts,
+            dead_lettered_at,
+        }
+    }
 }
 
 /// Which dead letters to put back on the queue.
@@ -39,7 +60,12 @@ pub enum Replay {
 
 /// A snapshot of a queue's counts. Approximate unless
 /// [`Capabilities::exact_stats`] says otherwise.
+///
+/// `#[non_exhaustive]`: backends start from [`QueueStats::default`] and set
+/// the fields they know (`let mut s = QueueStats::default(); s.depth = n;`),
+/// or use the `with_*` methods.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueStats {
     /// Messages ready to be delivered now.
     pub depth: u64,
@@ -51,6 +77,34 @@ pub struct QueueStats {
     pub dead_lettered: u64,
     /// Age of the oldest message that is ready or in flight, if any.
     pub oldest_age: Option<Duration>,
+}
+
+impl QueueStats {
+    /// Sets [`QueueStats::depth`].
+    pub fn with_depth(mut self, depth: u64) -> Self {
+        self.depth = depth;
+        self
+    }
+    /// Sets [`QueueStats::in_flight`].
+    pub fn with_in_flight(mut self, in_flight: u64) -> Self {
+        self.in_flight = in_flight;
+        self
+    }
+    /// Sets [`QueueStats::delayed`].
+    pub fn with_delayed(mut self, delayed: u64) -> Self {
+        self.delayed = delayed;
+        self
+    }
+    /// Sets [`QueueStats::dead_lettered`].
+    pub fn with_dead_lettered(mut self, dead_lettered: u64) -> Self {
+        self.dead_lettered = dead_lettered;
+        self
+    }
+    /// Sets [`QueueStats::oldest_age`].
+    pub fn with_oldest_age(mut self, oldest_age: Option<Duration>) -> Self {
+        self.oldest_age = oldest_age;
+        self
+    }
 }
 
 /// A queue on some broker, with the same meaning on every backend.

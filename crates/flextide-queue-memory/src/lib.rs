@@ -212,12 +212,13 @@ impl QueueProvider for MemoryQueue {
                 if !claimed.is_empty() {
                     return Ok(claimed
                         .into_iter()
-                        .map(|c| Delivery {
-                            message: c.message,
-                            // The same `<key>:<token>` shape as `backend::encode_receipt`, in one allocation.
-                            receipt: Receipt::new(format!("{}:{}", c.seq, c.token)),
-                            attempt: c.attempt,
-                            lease_deadline: c.lease_deadline,
+                        .map(|c| {
+                            Delivery::new(
+                                c.message,
+                                Receipt::new(format!("{}:{}", c.seq, c.token)),
+                                c.attempt,
+                                c.lease_deadline,
+                            )
                         })
                         .collect());
                 }

@@ -168,12 +168,12 @@ impl QueueState {
 
     fn move_to_dead(&mut self, seq: u64, reason: String) {
         if let Some(entry) = self.remove(seq) {
-            self.dead.push_back(DeadLetter {
-                message: entry.message,
+            self.dead.push_back(DeadLetter::new(
+                entry.message,
                 reason,
-                attempts: entry.attempts,
-                dead_lettered_at: SystemTime::now(),
-            });
+                entry.attempts,
+                SystemTime::now(),
+            ));
         }
     }
 
@@ -359,10 +359,7 @@ impl QueueState {
     }
 
     pub(crate) fn stats(&self) -> QueueStats {
-        let mut stats = QueueStats {
-            dead_lettered: self.dead.len() as u64,
-            ..QueueStats::default()
-        };
+        let mut stats = QueueStats::default().with_dead_lettered(self.dead.len() as u64);
         let wall = SystemTime::now();
         let mut oldest: Option<SystemTime> = None;
         for e in self.entries.values() {

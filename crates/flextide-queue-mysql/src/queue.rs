@@ -291,12 +291,12 @@ impl MySqlQueue {
         let deliveries = deliver
             .into_iter()
             .map(|(seq, attempts, row)| {
-                Ok(Delivery {
-                    message: read_message(row, CLAIM_MESSAGE_AT)?,
-                    receipt: encode_receipt(seq, &token),
-                    attempt: attempts.saturating_add(1),
+                Ok(Delivery::new(
+                    read_message(row, CLAIM_MESSAGE_AT)?,
+                    encode_receipt(seq, &token),
+                    attempts.saturating_add(1),
                     lease_deadline,
-                })
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((deliveries, !exhausted.is_empty()))
@@ -760,12 +760,12 @@ impl QueueProvider for MySqlQueue {
         .map_err(map_err)?;
         rows.iter()
             .map(|row| {
-                Ok(DeadLetter {
-                    message: read_message(row, 0)?,
-                    attempts: row.try_get(6).map_err(map_err)?,
-                    reason: row.try_get(7).map_err(map_err)?,
-                    dead_lettered_at: system_time_from_millis(row.try_get(8).map_err(map_err)?),
-                })
+                Ok(DeadLetter::new(
+                    read_message(row, 0)?,
+                    row.try_get::<String, _>(7).map_err(map_err)?,
+                    row.try_get(6).map_err(map_err)?,
+                    system_time_from_millis(row.try_get(8).map_err(map_err)?),
+                ))
             })
             .collect()
     }
@@ -866,14 +866,14 @@ impl QueueProvider for MySqlQueue {
         };
         let oldest: Option<i64> = row.try_get(3).map_err(map_err)?;
         let now: i64 = row.try_get(5).map_err(map_err)?;
-        Ok(QueueStats {
-            depth: count(0)?,
-            in_flight: count(1)?,
-            delayed: count(2)?,
-            dead_lettered: count(4)?,
-            oldest_age: oldest
-                .map(|at| Duration::from_millis(now.saturating_sub(at).max(0) as u64)),
-        })
+        Ok(QueueStats::default()
+            .with_depth(count(0)?)
+            .with_in_flight(count(1)?)
+            .with_delayed(count(2)?)
+            .with_dead_lettered(count(4)?)
+            .with_oldest_age(
+                oldest.map(|at| Duration::from_millis(now.saturating_sub(at).max(0) as u64)),
+            ))
     }
 
     fn backend_name(&self) -> &'static str {

@@ -396,12 +396,12 @@ impl PostgresQueue {
             let (seq, message, attempts) = decode_message(&row)?;
             out.push((
                 seq,
-                Delivery {
+                Delivery::new(
                     message,
-                    receipt: encode_receipt(seq, &token),
-                    attempt: attempts.max(1) as u32,
+                    encode_receipt(seq, &token),
+                    attempts.max(1) as u32,
                     lease_deadline,
-                },
+                ),
             ));
         }
         // UPDATE ... RETURNING does not keep the claim's order.
@@ -649,12 +649,12 @@ impl QueueProvider for PostgresQueue {
                 ));
                 let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
                 let at: i64 = row.try_get("dead_lettered_at").map_err(map_err)?;
-                Ok(DeadLetter {
+                Ok(DeadLetter::new(
                     message,
-                    reason: row.try_get("reason").map_err(map_err)?,
-                    attempts: attempts.max(0) as u32,
-                    dead_lettered_at: system_time_from_millis(at),
-                })
+                    row.try_get::<String, _>("reason").map_err(map_err)?,
+                    attempts.max(0) as u32,
+                    system_time_from_millis(at),
+                ))
             })
             .collect()
     }
@@ -726,13 +726,12 @@ impl QueueProvider for PostgresQueue {
         };
         let oldest: Option<i64> = row.try_get("oldest").map_err(map_err)?;
         let now: i64 = row.try_get("now").map_err(map_err)?;
-        Ok(QueueStats {
-            depth: count("depth")?,
-            in_flight: count("in_flight")?,
-            delayed: count("delayed")?,
-            dead_lettered: count("dead")?,
-            oldest_age: oldest.map(|t| Duration::from_millis((now - t).max(0) as u64)),
-        })
+        Ok(QueueStats::default()
+            .with_depth(count("depth")?)
+            .with_in_flight(count("in_flight")?)
+            .with_delayed(count("delayed")?)
+            .with_dead_lettered(count("dead")?)
+            .with_oldest_age(oldest.map(|t| Duration::from_millis((now - t).max(0) as u64))))
     }
 
     fn backend_name(&self) -> &'static str {

@@ -204,16 +204,9 @@ pub(crate) fn decode(data: Vec<u8>, props: &BasicProperties, returns: u32) -> De
         .as_ref()
         .map(|id| MessageId::new(id.as_str()))
         .unwrap_or_else(MessageId::generate);
-    let message = Message {
-        id,
-        payload: Bytes::from(data),
-        headers,
-        priority: 0,
-        delay: None,
-        ordering_key: None,
-        dedup_id: None,
-        enqueued_at: Some(system_time_from_millis(enqueued_ms)),
-    };
+    let message = Message::from_parts(id, Bytes::from(data))
+        .with_headers(headers)
+        .with_enqueued_at(system_time_from_millis(enqueued_ms));
     Decoded {
         message,
         attempts_done: attempts_done.saturating_add(returns),

@@ -747,12 +747,12 @@ impl Inner {
         }
         let token = st.next_token;
         st.next_token += 1;
-        let delivery = Delivery {
-            message: lease.decoded.message.clone(),
-            receipt: self.receipt(lease.generation, lease.tag, token),
+        let delivery = Delivery::new(
+            lease.decoded.message.clone(),
+            self.receipt(lease.generation, lease.tag, token),
             attempt,
-            lease_deadline: deadline,
-        };
+            deadline,
+        );
         st.deadlines.push(Reverse((deadline, token)));
         st.leased.insert(token, lease);
         Handed::Out(delivery)
@@ -1974,13 +1974,12 @@ impl QueueProvider for RabbitMqQueue {
         let (ready, dead) = counts?;
         let delayed: u64 = inner.holding_counts(&link).await?.values().sum();
         let (buffered, leased, oldest) = inner.local_counts();
-        Ok(QueueStats {
-            depth: ready + buffered,
-            in_flight: leased,
-            delayed,
-            dead_lettered: dead,
-            oldest_age: oldest.map(codec::age),
-        })
+        Ok(QueueStats::default()
+            .with_depth(ready + buffered)
+            .with_in_flight(leased)
+            .with_delayed(delayed)
+            .with_dead_lettered(dead)
+            .with_oldest_age(oldest.map(codec::age)))
     }
 
     fn backend_name(&self) -> &'static str {
@@ -1995,12 +1994,12 @@ fn dead_letter_of(decoded: Decoded) -> DeadLetter {
     } else {
         decoded.attempts_done + 1
     };
-    DeadLetter {
-        reason: decoded.reason.unwrap_or_else(|| "unknown".to_owned()),
+    DeadLetter::new(
+        decoded.message,
+        decoded.reason.unwrap_or_else(|| "unknown".to_owned()),
         attempts,
-        dead_lettered_at: system_time_from_millis(dead_ms),
-        message: decoded.message,
-    }
+        system_time_from_millis(dead_ms),
+    )
 }
 
 #[cfg(test)]

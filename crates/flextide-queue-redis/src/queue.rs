@@ -481,12 +481,12 @@ fn deliveries(
         let (message, _, _) = Stored::parse(fields)?.message(&id)?;
         let attempt = u32::try_from(int(&att)?).unwrap_or(u32::MAX);
         let count = int(&count)?;
-        out.push(Delivery {
+        out.push(Delivery::new(
             message,
-            receipt: Receipt::new(format!("{id}:{count}.{consumer}")),
+            Receipt::new(format!("{id}:{count}.{consumer}")),
             attempt,
             lease_deadline,
-        });
+        ));
     }
     Ok(out)
 }
@@ -661,12 +661,12 @@ impl RedisQueue {
                 let stored = Stored::parse(fields)?;
                 let attempt = stored.base.saturating_add(1);
                 let (message, _, _) = stored.message(&id)?;
-                out.push(Delivery {
+                out.push(Delivery::new(
                     message,
-                    receipt: Receipt::new(format!("{id}:1.{want}")),
+                    Receipt::new(format!("{id}:1.{want}")),
                     attempt,
-                    lease_deadline: sent + self.options.lease,
-                });
+                    sent + self.options.lease,
+                ));
             }
         }
         *self.consumer.lock().unwrap() = consumer;
@@ -1000,12 +1000,12 @@ impl QueueProvider for RedisQueue {
         while let (Some(id), Some(fields)) = (it.next(), it.next()) {
             let id = text(&id)?;
             let (message, reason, attempts) = Stored::parse(fields)?.message(&id)?;
-            out.push(DeadLetter {
+            out.push(DeadLetter::new(
                 message,
                 reason,
                 attempts,
-                dead_lettered_at: system_time_from_millis(entry_ms(&id)),
-            });
+                system_time_from_millis(entry_ms(&id)),
+            ));
         }
         Ok(out)
     }
@@ -1091,14 +1091,15 @@ impl QueueProvider for RedisQueue {
         let n = |i: usize| -> Result<u64> { Ok(u64::try_from(int(&r[i])?).unwrap_or(0)) };
         let oldest = int(&r[4])?;
         let now = int(&r[5])?;
-        Ok(QueueStats {
-            depth: n(0)?,
-            in_flight: n(1)?,
-            delayed: n(2)?,
-            dead_lettered: n(3)?,
-            oldest_age: (oldest >= 0)
-                .then(|| Duration::from_millis(u64::try_from(now - oldest).unwrap_or(0))),
-        })
+        Ok(QueueStats::default()
+            .with_depth(n(0)?)
+            .with_in_flight(n(1)?)
+            .with_delayed(n(2)?)
+            .with_dead_lettered(n(3)?)
+            .with_oldest_age(
+                (oldest >= 0)
+                    .then(|| Duration::from_millis(u64::try_from(now - oldest).unwrap_or(0))),
+            ))
     }
 
     fn backend_name(&self) -> &'static str {

@@ -458,12 +458,12 @@ impl SqliteQueue {
             let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
             deliveries.push((
                 seq,
-                Delivery {
-                    message: message_from_row(row)?,
-                    receipt: backend::encode_receipt(seq, &token),
-                    attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    lease_deadline: started + lease,
-                },
+                Delivery::new(
+                    message_from_row(row)?,
+                    backend::encode_receipt(seq, &token),
+                    u32::try_from(attempts).unwrap_or(u32::MAX),
+                    started + lease,
+                ),
             ));
         }
         // RETURNING gives no order: restore the delivery order.
@@ -895,12 +895,12 @@ impl QueueProvider for SqliteQueue {
             .map(|row| {
                 let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
                 let at: i64 = row.try_get("dead_lettered_at").map_err(error::map)?;
-                Ok(DeadLetter {
-                    message: message_from_row(row)?,
-                    reason: row.try_get("reason").map_err(error::map)?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    dead_lettered_at: backend::system_time_from_millis(at),
-                })
+                Ok(DeadLetter::new(
+                    message_from_row(row)?,
+                    row.try_get::<String, _>("reason").map_err(error::map)?,
+                    u32::try_from(attempts).unwrap_or(u32::MAX),
+                    backend::system_time_from_millis(at),
+                ))
             })
             .collect()
     }
@@ -1020,15 +1020,14 @@ impl QueueProvider for SqliteQueue {
             Ok(u64::try_from(n).unwrap_or(0))
         };
         let oldest: Option<i64> = row.try_get("oldest").map_err(error::map)?;
-        Ok(QueueStats {
-            depth: count("depth")?,
-            in_flight: count("in_flight")?,
-            delayed: count("delayed")?,
-            dead_lettered: count("dead")?,
-            oldest_age: oldest.map(|at| {
+        Ok(QueueStats::default()
+            .with_depth(count("depth")?)
+            .with_in_flight(count("in_flight")?)
+            .with_delayed(count("delayed")?)
+            .with_dead_lettered(count("dead")?)
+            .with_oldest_age(oldest.map(|at| {
                 Duration::from_millis(u64::try_from(now.saturating_sub(at)).unwrap_or(0))
-            }),
-        })
+            })))
     }
 }
 

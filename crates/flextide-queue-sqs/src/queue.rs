@@ -486,12 +486,12 @@ impl SqsQueue {
             }
             return None;
         }
-        let delivery = Delivery {
-            message: inflight.message.clone(),
-            receipt: Receipt::new(r.receipt.as_str()),
-            attempt: r.attempt,
+        let delivery = Delivery::new(
+            inflight.message.clone(),
+            Receipt::new(r.receipt.as_str()),
+            r.attempt,
             lease_deadline,
-        };
+        );
         inflight::insert(&r.receipt, inflight);
         Some(delivery)
     }
@@ -624,27 +624,21 @@ fn decode(m: &aws_sdk_sqs::types::Message) -> Option<Received> {
                 tracing::warn!(id = %env.id, "message body is not base64; delivering it as it is");
                 body.as_bytes().to_vec()
             });
-            Message {
-                id: MessageId::new(env.id.clone()),
-                payload: Bytes::from(payload),
-                headers: env.h.clone(),
-                priority: 0,
-                delay: None,
-                ordering_key: env.k.clone(),
-                dedup_id: env.d.clone(),
-                enqueued_at,
-            }
+            let mut m = Message::from_parts(env.id.clone(), Bytes::from(payload))
+                .with_headers(env.h.clone());
+            m.ordering_key = env.k.clone();
+            m.dedup_id = env.d.clone();
+            m.enqueued_at = enqueued_at;
+            m
         }
-        None => Message {
-            id: MessageId::new(sqs_id.clone()),
-            payload: Bytes::copy_from_slice(body.as_bytes()),
-            headers: Default::default(),
-            priority: 0,
-            delay: None,
-            ordering_key: sys(MessageSystemAttributeName::MessageGroupId).cloned(),
-            dedup_id: sys(MessageSystemAttributeName::MessageDeduplicationId).cloned(),
-            enqueued_at,
-        },
+        None => {
+            let mut m =
+                Message::from_parts(sqs_id.clone(), Bytes::copy_from_slice(body.as_bytes()));
+            m.ordering_key = sys(MessageSystemAttributeName::MessageGroupId).cloned();
+            m.dedup_id = sys(MessageSystemAttributeName::MessageDeduplicationId).cloned();
+            m.enqueued_at = enqueued_at;
+            m
+        }
     };
     Some(Received {
         receipt,
@@ -909,13 +903,12 @@ impl QueueProvider for SqsQueue {
             }
             None => 0,
         };
-        Ok(QueueStats {
-            depth,
-            in_flight,
-            delayed,
-            dead_lettered,
-            oldest_age: None,
-        })
+        Ok(QueueStats::default()
+            .with_depth(depth)
+            .with_in_flight(in_flight)
+            .with_delayed(delayed)
+            .with_dead_lettered(dead_lettered)
+            .with_oldest_age(None))
     }
 
     fn backend_name(&self) -> &'static str {

@@ -9,9 +9,11 @@ use crate::{Case, HarnessSettings};
 pub mod basic;
 pub mod batch;
 pub mod concurrency;
+pub mod cut_short;
 pub mod dead_letter;
 pub mod delay;
 pub mod fencing;
+pub mod foreign;
 pub mod lease;
 pub mod names;
 pub mod optional;
@@ -59,6 +61,8 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(stats::cases());
     cases.extend(concurrency::cases());
     cases.extend(reconnect::cases());
+    cases.extend(foreign::cases());
+    cases.extend(cut_short::cases());
     cases.extend(unsupported::cases());
     cases.extend(optional::cases());
     cases

@@ -164,12 +164,7 @@ impl SqsQueue {
             .map(system_time_from_millis)
             .or(r.message.enqueued_at)
             .unwrap_or_else(SystemTime::now);
-        DeadLetter {
-            message: r.message.clone(),
-            reason,
-            attempts,
-            dead_lettered_at,
-        }
+        DeadLetter::new(r.message.clone(), reason, attempts, dead_lettered_at)
     }
 
     /// Scanned dead letters grouped by message id (copies from a repeated

@@ -219,6 +219,7 @@ fn start<S>(
         receipt,
         attempt,
         lease_deadline,
+        ..
     } = delivery;
     if let Some(age) = message
         .enqueued_at

@@ -1,0 +1,109 @@
+//! How a backend is opened by URL: the one shape every backend crate
+//! exports, and the entries of the facade's registry.
+//!
+//! Every backend crate has one type implementing [`Connector`], named after
+//! its broker (`PostgresConnector`, `RedisConnector`, …). The facade
+//! `flextide-queue` keeps a list of them; `from_env()` and the `flextide`
+//! command pick one by `QUEUE_PROVIDER` or by the URL's scheme, and a third
+//! party adds its own with `flextide_queue::register`.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result, url_scheme};
+//! #[derive(Debug)]
+//! struct MyBrokerConnector;
+//!
+//! #[async_trait::async_trait]
+//! impl Connector for MyBrokerConnector {
+//!     fn name(&self) -> &'static str { "mybroker" }
+//!     fn schemes(&self) -> &'static [&'static str] { &["mybroker"] }
+//!     fn url_vars(&self) -> &'static [&'static str] { &["MYBROKER_URL"] }
+//!     fn example_url(&self) -> &'static str { "mybroker://127.0.0.1:7000" }
+//!     async fn open(&self, url: &str, queue: &str, options: QueueOptions)
+//!         -> Result<Arc<dyn QueueProvider>> {
+//!         # let _ = (url, queue, options); unimplemented!()
+//!     }
+//! }
+//! assert!(MyBrokerConnector.accepts("mybroker://h:7000"));
+//! assert_eq!(url_scheme("mybroker://h:7000"), Some("mybroker"));
+//! ```
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::{QueueOptions, QueueProvider, Result};
+
+/// Opens queues of one backend from a URL.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug + 'static {
+    /// The backend's short name (`"postgres"`, `"redis"`): a
+    /// `QUEUE_PROVIDER` value, and the name in errors and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Other `QUEUE_PROVIDER` values that choose this backend (`"amqp"`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The URL schemes it opens, without the colon (`["redis", "rediss"]`).
+    fn schemes(&self) -> &'static [&'static str];
+
+    /// Whether it opens `url`. By default: when the URL's scheme is one of
+    /// [`Connector::schemes`] (case-insensitive).
+    fn accepts(&self, url: &str) -> bool {
+        url_scheme(url).is_some_and(|s| {
+            self.schemes()
+                .iter()
+                .any(|mine| mine.eq_ignore_ascii_case(s))
+        })
+    }
+
+    /// The environment variables its users already set for the broker's
+    /// URL, in order of preference (`["DATABASE_URL"]`, `["REDIS_URL"]`).
+    fn url_vars(&self) -> &'static [&'static str];
+
+    /// The URL used when none of [`Connector::url_vars`] is set, if the
+    /// backend has a sensible one (`memory:`, `sqs:` for the AWS chain).
+    fn default_url(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// An example URL, shown in errors that ask for one.
+    fn example_url(&self) -> &'static str;
+
+    /// Opens the queue `queue` on the broker at `url`. Errors never show
+    /// the URL's password.
+    async fn open(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>>;
+}
+
+/// The scheme of `url` (`"postgres"` of `postgres://…`, `"sqlite"` of
+/// `sqlite::memory:`), if it has one.
+pub fn url_scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let valid = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert_eq!(url_scheme("postgres://u@h/db"), Some("postgres"));
+        assert_eq!(url_scheme("sqlite::memory:"), Some("sqlite"));
+        assert_eq!(url_scheme("memory:"), Some("memory"));
+        assert_eq!(url_scheme("no scheme here"), None);
+        assert_eq!(url_scheme("://x"), None);
+    }
+}

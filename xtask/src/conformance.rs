@@ -4,20 +4,51 @@ use std::collections::BTreeMap;
 
 use crate::util::{cargo, run_tee};
 
-/// Each backend's package and conformance test targets.
-pub(crate) const BACKENDS: &[(&str, &str, &[&str])] = &[
-    ("memory", "flextide-queue-memory", &["conformance"]),
-    (
-        "sqlite",
-        "flextide-queue-sqlite",
-        &["conformance", "conformance_memory"],
-    ),
-    ("postgres", "flextide-queue-postgres", &["conformance"]),
-    ("mysql", "flextide-queue-mysql", &["conformance"]),
-    ("redis", "flextide-queue-redis", &["conformance"]),
-    ("rabbitmq", "flextide-queue-rabbitmq", &["conformance"]),
-    ("sqs", "flextide-queue-sqs", &["conformance"]),
-];
+/// One backend's package and its conformance test targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Backend {
+    pub(crate) name: String,
+    pub(crate) package: String,
+    pub(crate) tests: Vec<String>,
+}
+
+/// Every backend of the workspace, found by the layout rule instead of a
+/// list kept here: a crate `crates/flextide-queue-<name>` with a test target
+/// `tests/conformance*.rs` (each is one run of the suite).
+pub(crate) fn backends() -> Vec<Backend> {
+    let crates = crate::util::project_root().join("crates");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&crates) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let package = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = package.strip_prefix("flextide-queue-") else {
+            continue;
+        };
+        let mut tests: Vec<String> = std::fs::read_dir(entry.path().join("tests"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| {
+                let file = t.file_name().to_string_lossy().into_owned();
+                let stem = file.strip_suffix(".rs")?;
+                stem.starts_with("conformance").then(|| stem.to_owned())
+            })
+            .collect();
+        if tests.is_empty() {
+            continue;
+        }
+        tests.sort();
+        found.push(Backend {
+            name: name.to_owned(),
+            package,
+            tests,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
 
 /// Counts of one backend's trials.
 #[derive(Debug, Default, Clone)]
@@ -37,28 +68,29 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let selected: Vec<_> = BACKENDS
-        .iter()
-        .filter(|(name, ..)| wanted.is_empty() || wanted.iter().any(|w| w == name))
-        .filter(|(_, package, _)| {
-            crate::util::project_root()
-                .join("crates")
-                .join(package)
-                .exists()
-        })
-        .collect();
-    if let Some(unknown) = wanted
-        .iter()
-        .find(|w| !BACKENDS.iter().any(|(n, ..)| n == w))
-    {
-        return Err(format!("unknown backend `{unknown}`"));
+    let all = backends();
+    if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|b| &b.name == *w)) {
+        let names: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+        return Err(format!(
+            "unknown backend `{unknown}`; the workspace has: {}",
+            names.join(", ")
+        ));
     }
+    let selected: Vec<_> = all
+        .into_iter()
+        .filter(|b| wanted.is_empty() || wanted.contains(&b.name))
+        .collect();
     let mut output = String::new();
     let mut ok = true;
-    for (name, package, tests) in selected {
+    for Backend {
+        name,
+        package,
+        tests,
+    } in selected
+    {
         let mut cmd = cargo();
-        cmd.args(["test", "-p", package]);
-        for t in *tests {
+        cmd.args(["test", "-p", &package]);
+        for t in &tests {
             cmd.args(["--test", t]);
         }
         cmd.args(["--", "--color", "never"]);
@@ -142,5 +174,17 @@ mod tests {
         assert_eq!(t["sqs"].ignored, 1);
         assert_eq!(t["redis"].skipped, 1);
         assert_eq!(t["postgres"].failed, 1);
+    }
+
+    #[test]
+    fn finds_the_backends_by_layout() {
+        let all = backends();
+        let sqlite = all.iter().find(|b| b.name == "sqlite").unwrap();
+        assert_eq!(sqlite.package, "flextide-queue-sqlite");
+        assert_eq!(sqlite.tests, ["conformance", "conformance_memory"]);
+        for name in ["memory", "postgres", "mysql", "redis", "rabbitmq", "sqs"] {
+            assert!(all.iter().any(|b| b.name == name), "{name}");
+        }
+        assert!(!all.iter().any(|b| b.name == "core" || b.name == "conformance"));
     }
 }

@@ -55,11 +55,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let all = backends::all();
     for b in &args.backends {
-        if !backends::ALL.contains(&b.as_str()) {
+        if !all.contains(&b.as_str()) {
             eprintln!(
                 "flextide-bench: unknown backend `{b}` (known: {})",
-                backends::ALL.join(" ")
+                all.join(" ")
             );
             return ExitCode::FAILURE;
         }
@@ -95,9 +96,8 @@ async fn bench(args: Args) -> Result<(), String> {
     if let Some(n) = args.samples {
         plan.idle_samples = n.max(1);
     }
-    let wanted: Vec<&str> = backends::ALL
-        .iter()
-        .copied()
+    let wanted: Vec<&str> = backends::all()
+        .into_iter()
         .filter(|b| args.backends.is_empty() || args.backends.iter().any(|w| w == b))
         .collect();
     // Read before the run: the tree may change while it goes on.

@@ -94,9 +94,89 @@ pub fn url_scheme(url: &str) -> Option<&str> {
     valid.then_some(scheme)
 }
 
+/// `url` with the password of its userinfo (and any query parameter that
+/// looks like a secret) replaced by `***`, for logs and errors, whatever
+/// the scheme: `postgres://u:***@h/db`. A password may hold `/`, `?` or `@`;
+/// everything between the first `:` of the userinfo and the last `@` before
+/// the host is hidden.
+pub fn redact_url(url: &str) -> String {
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(head);
+    // The userinfo ends at the last `@` (a password may contain `/` or `?`),
+    // provided the text before it has a `:` (user:password) or no `/`.
+    let rest = match rest.rfind('@') {
+        Some(at) if !head.is_empty() || !rest[..at].contains('/') => {
+            let userinfo = &rest[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        _ => rest,
+    };
+    match rest.split_once('?') {
+        None => out.push_str(rest),
+        Some((base, query)) => {
+            out.push_str(base);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _))
+                        if ["password", "pass", "pwd", "secret", "token", "key", "auth"]
+                            .iter()
+                            .any(|s| k.to_ascii_lowercase().contains(s)) =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction() {
+        for (url, want) in [
+            ("postgres://u:pw@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("redis://:pw@h/", "redis://:***@h/"),
+            ("oracle://u:S3c/retPW@db/x", "oracle://u:***@db/x"),
+            ("amqp://u:p@ss?w@h:5672/%2f", "amqp://u:***@h:5672/%2f"),
+            (
+                "postgres://u@h/db?password=pw&sslmode=require",
+                "postgres://u@h/db?password=***&sslmode=require",
+            ),
+            (
+                "sqlite://flextide.db?mode=rwc",
+                "sqlite://flextide.db?mode=rwc",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("u:pw@h", "u:***@h"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert!(
+                !redact_url(url).contains("pw") || !url.contains(":pw"),
+                "{url}"
+            );
+        }
+        assert!(!redact_url("mysql://root:S3c/ret@h:3306/test").contains("S3c"));
+    }
 
     #[test]
     fn schemes() {

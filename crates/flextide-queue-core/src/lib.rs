@@ -11,7 +11,7 @@ mod options;
 mod provider;
 
 pub use capabilities::Capabilities;
-pub use connector::{Connector, url_scheme};
+pub use connector::{Connector, redact_url, url_scheme};
 pub use delivery::{Delivery, Receipt};
 pub use error::{BatchFailure, QueueError, Result};
 pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};

@@ -3,10 +3,12 @@
 
 mod config;
 mod open;
+mod registry;
 
-pub use config::{Config, DEFAULT_DATABASE_URL, DEFAULT_QUEUE_NAME, ProviderKind, redact_url};
+pub use config::{Config, DEFAULT_DATABASE_URL, DEFAULT_QUEUE_NAME};
 pub use flextide_queue_core::*;
 pub use open::{connect, from_env};
+pub use registry::{IN_TREE, Registry, open, register, registry};
 
 #[cfg(feature = "memory")]
 pub use flextide_queue_memory as memory;

@@ -17,15 +17,23 @@ pub(crate) mod postgres;
 pub(crate) mod rabbitmq;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+mod registered;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 #[cfg(feature = "sqs")]
 pub(crate) mod sqs;
 
-/// Every backend name, in report order.
-pub(crate) const ALL: [&str; 7] = [
-    "memory", "sqlite", "postgres", "mysql", "redis", "rabbitmq", "sqs",
-];
+/// Every backend name, in report order: the facade's list of the
+/// repository's backends, then any other the registry holds.
+pub(crate) fn all() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = flextide_queue::IN_TREE.iter().map(|(n, _)| *n).collect();
+    for n in flextide_queue::registry().names() {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
 
 /// The options of every benchmark queue: a lease long enough that nothing is
 /// redelivered during a run.
@@ -127,7 +135,8 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
             "sqs" => sqs::Sqs::connect()
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
-            _ => Err("not built".into()),
+            // No module of its own: the library alone, through the registry.
+            other => registered::Registered::connect(other).map(|b| Arc::new(b) as Arc<dyn Backend>),
         }
     };
     match tokio::time::timeout(within, fut).await {

@@ -90,7 +90,7 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
     // heartbeat keeps slow steps leased.
     config.options.lease = Duration::from_secs(10);
     let queue = flextide_queue::connect(&config).await?;
-    let where_ = describe(&config);
+    let where_ = config.describe();
     eprintln!(
         "flextide demo: {} tasks on queue {:?} ({where_})",
         args.tasks,
@@ -195,18 +195,6 @@ pub(crate) async fn run(queue_arg: Option<String>, args: DemoArgs) -> Result<Exi
         return Err(format!("the worker stopped on an error: {error}").into());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn describe(config: &flextide_queue::Config) -> String {
-    match config.provider {
-        flextide_queue::ProviderKind::Database => {
-            format!(
-                "database {}",
-                flextide_queue::redact_url(&config.database_url)
-            )
-        }
-        _ => config.provider_name().to_owned(),
-    }
 }
 
 fn ignore_unsupported<T>(r: Result<T, QueueError>) -> Result<Option<T>, QueueError> {

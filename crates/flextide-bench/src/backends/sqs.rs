@@ -29,7 +29,7 @@ use crate::{
     workloads::{self, Figure},
 };
 
-const ENDPOINT_VAR: &str = "FLEXTIDE_TEST_SQS_ENDPOINT";
+const ENDPOINT_VAR: &str = "FLEXTIDE_TEST_SQS_URL";
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
 /// The library's payload limit (SQS's 256 KiB less the base64 and envelope).
 const MAX_PAYLOAD: usize = 190 * 1024;

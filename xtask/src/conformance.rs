@@ -185,6 +185,9 @@ mod tests {
         for name in ["memory", "postgres", "mysql", "redis", "rabbitmq", "sqs"] {
             assert!(all.iter().any(|b| b.name == name), "{name}");
         }
-        assert!(!all.iter().any(|b| b.name == "core" || b.name == "conformance"));
+        assert!(
+            !all.iter()
+                .any(|b| b.name == "core" || b.name == "conformance")
+        );
     }
 }

@@ -10,9 +10,10 @@ use std::{process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 
 /// Flextide Queue from the command line. The queue comes from the
-/// environment: QUEUE_PROVIDER (memory|database|sqs|rabbitmq|redis, default
-/// database), DATABASE_URL (default: a SQLite file flextide.db here),
-/// QUEUE_NAME, REDIS_URL, AMQP_URL, SQS_QUEUE_URL, AWS_*; see .env.example.
+/// environment: QUEUE_URL (its scheme picks the backend), or QUEUE_PROVIDER
+/// (database, sqlite, postgres, mysql, redis, rabbitmq, sqs, memory; default
+/// database) with DATABASE_URL (default: a SQLite file flextide.db here),
+/// REDIS_URL, AMQP_URL, SQS_QUEUE_URL, AWS_*; and QUEUE_NAME. See .env.example.
 #[derive(Debug, Parser)]
 #[command(name = "flextide", version, about)]
 struct Cli {
@@ -36,9 +37,14 @@ enum Command {
     /// Enqueue messages: the DATA argument, a file, or standard input.
     Push(commands::push::PushArgs),
     /// Lease messages and print them as JSON lines; deletes them unless --keep.
+    /// Exits with 3 when no message arrived within --wait.
     Pop(commands::pop::PopArgs),
+    /// List waiting messages without leasing them (no attempt is spent).
+    Peek(commands::inspect::PeekArgs),
     /// Show the queue's depth, in-flight, delayed and dead-letter counts.
-    Stats,
+    Stats(commands::inspect::StatsArgs),
+    /// Delete every message of the queue (dead letters are kept; asks for --yes).
+    Purge(commands::inspect::PurgeArgs),
     /// List, replay or purge dead letters.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
@@ -60,6 +66,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,6 +21,7 @@ impl Scratch {
     fn flextide(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flextide"));
         for var in [
+            "QUEUE_URL",
             "QUEUE_PROVIDER",
             "QUEUE_NAME",
             "REDIS_URL",
@@ -203,5 +204,245 @@ fn bad_input_is_refused_clearly_without_secrets() {
     assert!(
         err.contains("DATABASE_URL") && !err.contains("tiger"),
         "{err}"
+    );
+}
+
+#[test]
+fn pop_into_a_closed_pipe_gives_the_messages_back() {
+    let s = Scratch::new("pipe");
+    for p in ["a", "b", "c"] {
+        s.ok(&["push", "--queue", "p", p]);
+    }
+    // The reader is gone before anything is written (like `| head -0`):
+    // no panic, and every popped message is visible again at once.
+    let mut child = s
+        .flextide(&["pop", "--queue", "p", "-n", "3", "--wait", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
+    assert!(!err.contains("panicked"), "{err}");
+    let stats = s.ok(&["stats", "--queue", "p"]);
+    assert_eq!(
+        (field(&stats, "ready"), field(&stats, "in flight")),
+        (3, 0),
+        "{stats}"
+    );
+}
+
+#[test]
+fn replaying_unknown_ids_says_which_and_fails() {
+    let s = Scratch::new("replay");
+    let out = s.run(&["dlq", "replay", "--queue", "r", "--id", "no-such-id"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no-such-id"), "{err}");
+}
+
+#[test]
+fn push_reads_input_carefully() {
+    let s = Scratch::new("input");
+    // Nothing on standard input is a mistake, not an empty message.
+    let out = s
+        .flextide(&["push", "--queue", "i"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("standard input"));
+    // Windows line ends do not end up in the payloads.
+    let mut child = s
+        .flextide(&["push", "--queue", "i", "--lines", "--ids"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\r\ntwo\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let popped = s.ok(&["pop", "--queue", "i", "-n", "2"]);
+    let payloads: Vec<String> = popped
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(payloads, ["one", "two"]);
+}
+
+#[test]
+fn queue_flag_wins_over_a_bad_queue_name_and_memory_is_refused_for_one_shots() {
+    let s = Scratch::new("names");
+    let out = s
+        .flextide(&["push", "--queue", "good", "x"])
+        .env("QUEUE_NAME", "bad name")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s
+        .flextide(&["push", "x"])
+        .env("QUEUE_PROVIDER", "memory")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gone when it exits"));
+}
+
+#[test]
+fn stats_as_json_and_peek_spend_no_attempt() {
+    let s = Scratch::new("peek");
+    s.ok(&["push", "--queue", "k", "hello"]);
+    for _ in 0..3 {
+        let peeked = s.ok(&["peek", "--queue", "k"]);
+        assert!(peeked.contains("hello"), "{peeked}");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(s.ok(&["stats", "--queue", "k", "--json"]).trim()).unwrap();
+    assert_eq!(stats["ready"], 1);
+    assert_eq!(stats["in_flight"], 0);
+    let popped: serde_json::Value =
+        serde_json::from_str(s.ok(&["pop", "--queue", "k"]).trim()).unwrap();
+    assert_eq!(popped["attempt"], 1, "peeking spent no attempt");
+    assert!(
+        !s.run(&["purge", "--queue", "k"]).status.success(),
+        "purge needs --yes"
+    );
+}
+
+#[test]
+fn work_refuses_a_missing_command_before_taking_anything() {
+    let s = Scratch::new("missing");
+    s.ok(&["push", "--queue", "m", "x"]);
+    let out = s.run(&["work", "--queue", "m", "--exec", "handlr.sh --flag"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("handlr.sh"), "{err}");
+    let stats = s.ok(&["stats", "--queue", "m"]);
+    assert_eq!(
+        (field(&stats, "ready"), field(&stats, "dead letters")),
+        (1, 0),
+        "{stats}"
+    );
+    // A command that turns out not to run (127) stops the worker, and the
+    // message is not dead-lettered for it.
+    let out = s.run(&[
+        "work",
+        "--queue",
+        "m",
+        "--grace",
+        "0",
+        "--exec",
+        "x=1; no_such_program_here",
+    ]);
+    assert!(!out.status.success());
+    let stats = s.ok(&["stats", "--queue", "m"]);
+    assert_eq!(field(&stats, "dead letters"), 0, "{stats}");
+}
+
+/// Whether the process `pid` still runs.
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| st.contains(") Z "))
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_timed_out_command_is_killed_with_everything_it_started() {
+    let s = Scratch::new("timeout");
+    s.ok(&["push", "--queue", "t", "x"]);
+    let pidfile = s.dir.join("pid");
+    // `sh -c` forks `sleep`: killing only the shell would leave it running.
+    let cmd = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+    let out = s.ok(&[
+        "work",
+        "--queue",
+        "t",
+        "--exec",
+        &cmd,
+        "--timeout",
+        "1",
+        "--max-attempts",
+        "1",
+        "--until-idle",
+        "1",
+    ]);
+    assert!(out.contains("dead-lettered 1"), "{out}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    wait_until("the timed-out command's child to be gone", || !alive(&pid));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_commands_gives_their_messages_back_and_exits_130() {
+    let s = Scratch::new("sigint");
+    s.ok(&["push", "--queue", "c", "x"]);
+    let pidfile = s.dir.join("pid");
+    let cmd = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+    let child = s
+        .flextide(&["work", "--queue", "c", "--exec", &cmd, "--grace", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the command to start", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    wait_until("the command's child to be gone", || !alive(&pid));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("failed 0"),
+        "a stopped command is not a failure: {report}"
+    );
+    let stats = s.ok(&["stats", "--queue", "c"]);
+    assert_eq!(
+        (
+            field(&stats, "ready"),
+            field(&stats, "in flight"),
+            field(&stats, "dead letters")
+        ),
+        (1, 0, 0),
+        "given back: {stats}"
     );
 }

@@ -711,3 +711,69 @@ async fn an_idle_worker_stops_promptly() {
     );
     assert!(report.elapsed < 4 * SEC);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_timeout_is_cancelled_and_retried() {
+    // The heartbeat would keep this message leased forever; the timeout
+    // gives up on the handler, cancels its token and retries the message.
+    let q = queue("hangs", 30 * SEC);
+    push_all(&*q, ["hangs once"]).await;
+    let token: Arc<Mutex<Option<CancellationToken>>> = Arc::default();
+    let seen = token.clone();
+    let worker = Worker::builder(q.clone())
+        .handler_timeout(5 * SEC)
+        .retry(RetryPolicy::default().base(Duration::from_millis(10)))
+        .build(handler_fn(move |task: Task| {
+            let seen = seen.clone();
+            async move {
+                if task.attempt() == 1 {
+                    *seen.lock().unwrap() = Some(task.cancellation_token().clone());
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        }));
+    let progress = worker.progress();
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let run = tokio::spawn(worker.run(shutdown.clone()));
+    wait_for(&progress, 60 * SEC, |s| s.processed == 1).await;
+    let took = started.elapsed();
+    shutdown.cancel();
+    let report = run.await.unwrap();
+    assert_eq!((report.failed, report.retried, report.processed), (1, 1, 1));
+    assert!(
+        took >= 5 * SEC && took < 10 * SEC,
+        "retried after the 5 s timeout, not after the 30 s lease: {took:?}"
+    );
+    let token = token.lock().unwrap().clone().unwrap();
+    assert!(token.is_cancelled(), "the handler's token was cancelled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_are_retried_through_a_short_outage_while_the_lease_lasts() {
+    // The broker refuses deletes for 4 s (a restart); the lease is 30 s.
+    // Retrying for about a second only would turn every ack of that moment
+    // into a duplicate delivery.
+    let q = Recorder::with(
+        "outage",
+        QueueOptions::default().lease(30 * SEC).max_attempts(None),
+        |r| r.deletes_down_until = Some(Instant::now() + 4 * SEC),
+    );
+    push_all(&*q, ["a", "b", "c"]).await;
+    let worker = Worker::builder(q.clone()).build(handler_fn(|_task: Task| async move { Ok(()) }));
+    let progress = worker.progress();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(worker.run(shutdown.clone()));
+    wait_for(&progress, 10 * SEC, |s| s.processed == 3).await;
+    // Past the outage, well before the lease ends: everything acknowledged.
+    sleep(6 * SEC).await;
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.in_flight), (0, 0), "{stats:?}");
+    // And nothing comes back after the lease.
+    sleep(40 * SEC).await;
+    shutdown.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(report.processed, 3, "no message was handled twice");
+    assert_eq!(report.settle_errors, 0);
+}

@@ -136,7 +136,9 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             // No module of its own: the library alone, through the registry.
-            other => registered::Registered::connect(other).map(|b| Arc::new(b) as Arc<dyn Backend>),
+            other => {
+                registered::Registered::connect(other).map(|b| Arc::new(b) as Arc<dyn Backend>)
+            }
         }
     };
     match tokio::time::timeout(within, fut).await {

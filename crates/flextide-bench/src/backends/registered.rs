@@ -22,10 +22,7 @@ impl Registered {
     /// The backend `name` of the registry, at `FLEXTIDE_TEST_<NAME>_URL`.
     pub(crate) fn connect(name: &str) -> Res<Self> {
         let registry = flextide_queue::registry();
-        let connector = registry
-            .by_name(name)
-            .map_err(|_| "not built")?
-            .clone();
+        let connector = registry.by_name(name).map_err(|_| "not built")?.clone();
         let var = format!("FLEXTIDE_TEST_{}_URL", name.to_ascii_uppercase());
         let url = std::env::var(&var)
             .ok()
@@ -43,10 +40,7 @@ impl Backend for Registered {
     }
 
     async fn info(&self) -> Vec<(String, String)> {
-        vec![(
-            "server".into(),
-            flextide_queue::redact_url(&self.url),
-        )]
+        vec![("server".into(), flextide_queue::redact_url(&self.url))]
     }
 
     async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {

@@ -7,6 +7,9 @@ use flextide_queue::{MessageId, QueueProvider, Replay};
 
 use super::{Error, message_json};
 
+/// How many dead letters `replay --id` looks through to find the ids.
+const MAX_LISTED: usize = 100_000;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
     /// List dead letters, oldest first, with reason and attempts (JSON lines).
@@ -66,8 +69,38 @@ pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<Ex
                     );
                 }
             };
-            let n = queue.replay_dead_letters(which).await?;
+            // Say which asked-for ids are not dead letters, rather than
+            // quietly replaying fewer.
+            let missing: Vec<MessageId> = match &which {
+                Replay::Ids(ids) => {
+                    let dead = queue.dead_letters(MAX_LISTED).await?;
+                    ids.iter()
+                        .filter(|id| !dead.iter().any(|d| &d.message.id == *id))
+                        .cloned()
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            let which = match which {
+                Replay::Ids(ids) => {
+                    Replay::Ids(ids.into_iter().filter(|id| !missing.contains(id)).collect())
+                }
+                other => other,
+            };
+            let n = match &which {
+                Replay::Ids(ids) if ids.is_empty() => 0,
+                _ => queue.replay_dead_letters(which).await?,
+            };
             println!("replayed {n} dead letters onto {}", queue.queue_name());
+            if !missing.is_empty() {
+                let list: Vec<&str> = missing.iter().map(MessageId::as_str).collect();
+                eprintln!(
+                    "not found among the dead letters of {}: {}",
+                    queue.queue_name(),
+                    list.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
         DlqCommand::Purge { yes } => {
             if !yes {

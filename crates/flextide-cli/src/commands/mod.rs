@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod dlq;
+pub(crate) mod inspect;
 pub(crate) mod pop;
 pub(crate) mod push;
 pub(crate) mod work;
@@ -16,24 +17,29 @@ use crate::{Cli, Command};
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    let queue = cli.queue.filter(|q| !q.trim().is_empty());
     match cli.command {
-        Command::Demo(args) => demo::run(cli.queue, args).await,
-        Command::Push(args) => push::run(&*open(cli.queue).await?, args).await,
-        Command::Pop(args) => pop::run(&*open(cli.queue).await?, args).await,
-        Command::Stats => stats(&*open(cli.queue).await?).await,
-        Command::Dlq(cmd) => dlq::run(&*open(cli.queue).await?, cmd).await,
-        Command::Work(args) => work::run(open(cli.queue).await?, args).await,
+        Command::Demo(args) => demo::run(queue, args).await,
+        Command::Push(args) => push::run(&*open_lasting(queue).await?, args).await,
+        Command::Pop(args) => pop::run(&*open_lasting(queue).await?, args).await,
+        Command::Peek(args) => inspect::peek(&*open_lasting(queue).await?, args).await,
+        Command::Stats(args) => inspect::stats(&*open_lasting(queue).await?, args).await,
+        Command::Purge(args) => inspect::purge(&*open_lasting(queue).await?, args).await,
+        Command::Dlq(cmd) => dlq::run(&*open_lasting(queue).await?, cmd).await,
+        Command::Work(args) => work::run(open(queue).await?, args).await,
     }
 }
 
-/// The configuration from the environment, with `--queue` applied.
+/// The configuration from the environment, with `--queue` applied in place
+/// of `QUEUE_NAME` (so a valid `--queue` wins over an invalid `QUEUE_NAME`).
 pub(crate) fn config(queue: Option<String>) -> Result<Config, Error> {
-    let mut config = Config::from_env()?;
-    if let Some(name) = queue {
-        flextide_queue::validate_queue_name(&name)?;
-        config.queue_name = name;
+    if let Some(name) = &queue {
+        flextide_queue::validate_queue_name(name)?;
     }
-    Ok(config)
+    Ok(Config::from_lookup(|key| match (key, &queue) {
+        ("QUEUE_NAME", Some(name)) => Some(name.clone()),
+        _ => std::env::var(key).ok(),
+    })?)
 }
 
 /// Opens the queue the environment (and `--queue`) names.
@@ -41,27 +47,15 @@ pub(crate) async fn open(queue: Option<String>) -> Result<Arc<dyn QueueProvider>
     Ok(flextide_queue::connect(&config(queue)?).await?)
 }
 
-async fn stats(queue: &dyn QueueProvider) -> Result<ExitCode, Error> {
-    let s = queue.stats().await?;
-    let exact = if queue.capabilities().exact_stats {
-        ""
-    } else {
-        " (approximate)"
-    };
-    println!(
-        "queue          {} [{}]{exact}",
-        queue.queue_name(),
-        queue.backend_name()
-    );
-    println!("ready          {}", s.depth);
-    println!("in flight      {}", s.in_flight);
-    println!("delayed        {}", s.delayed);
-    println!("dead letters   {}", s.dead_lettered);
-    match s.oldest_age {
-        Some(age) => println!("oldest         {:.1}s", age.as_secs_f64()),
-        None => println!("oldest         -"),
+/// Like [`open`], for a command that ends as soon as it has acted: refuses
+/// the in-process memory backend, whose messages would be gone when the
+/// command exits.
+pub(crate) async fn open_lasting(queue: Option<String>) -> Result<Arc<dyn QueueProvider>, Error> {
+    let config = config(queue)?;
+    if config.backend == "memory" {
+        return Err("QUEUE_PROVIDER=memory keeps messages inside one process: what this command pushed or saw would be gone when it exits. Use it with `flextide demo` (or in your own program), or choose a backend that keeps messages (the default SQLite file needs no server)".into());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(flextide_queue::connect(&config).await?)
 }
 
 /// A message as one JSON object, for output: the payload as text when it

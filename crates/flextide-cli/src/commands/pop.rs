@@ -1,6 +1,10 @@
 //! `flextide pop`
 
-use std::{process::ExitCode, time::Duration};
+use std::{
+    io::{ErrorKind, Write},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::Args;
 use flextide_queue::QueueProvider;
@@ -31,18 +35,60 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PopArgs) -> Result<Exit
         eprintln!("no message within {}s", args.wait);
         return Ok(ExitCode::from(3));
     }
+    // Print one line at a time; a reader that went away (`| head -1`)
+    // closes the pipe, and what it did not get goes back at once.
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0;
+    let mut closed = None;
     for d in &deliveries {
         let mut line = message_json(&d.message);
         line["attempt"] = d.attempt.into();
-        println!("{line}");
-    }
-    let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
-    if args.keep {
-        for r in &receipts {
-            queue.nack(r, Duration::ZERO).await?;
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => printed += 1,
+            Err(e) => {
+                closed = Some(e);
+                break;
+            }
         }
-    } else {
-        queue.delete_batch(&receipts).await?;
     }
-    Ok(ExitCode::SUCCESS)
+    drop(out);
+    let (shown, unshown) = deliveries.split_at(printed);
+    let receipts = |ds: &[flextide_queue::Delivery]| -> Vec<_> {
+        ds.iter().map(|d| d.receipt.clone()).collect()
+    };
+    give_back(queue, &receipts(unshown)).await?;
+    if args.keep {
+        give_back(queue, &receipts(shown)).await?;
+    } else if !shown.is_empty() {
+        queue.delete_batch(&receipts(shown)).await?;
+    }
+    match closed {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) if e.kind() == ErrorKind::BrokenPipe => {
+            if !unshown.is_empty() {
+                eprintln!(
+                    "output closed after {printed} of {} messages; gave the other {} back",
+                    deliveries.len(),
+                    unshown.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(e) => Err(format!(
+            "writing to standard output failed after {printed} messages ({e}); gave the other {} back",
+            unshown.len()
+        )
+        .into()),
+    }
+}
+
+/// Makes these deliveries visible again at once.
+async fn give_back(
+    queue: &dyn QueueProvider,
+    receipts: &[flextide_queue::Receipt],
+) -> Result<(), Error> {
+    for r in receipts {
+        queue.nack(r, Duration::ZERO).await?;
+    }
+    Ok(())
 }

@@ -36,6 +36,10 @@ pub(crate) struct PushArgs {
     /// Push the message this many times (batched, with a progress bar).
     #[arg(long, default_value_t = 1)]
     count: usize,
+    /// Print the id of every message pushed, one per line (by default only
+    /// up to 10 ids are printed, then a count).
+    #[arg(long)]
+    ids: bool,
 }
 
 pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<ExitCode, Error> {
@@ -46,9 +50,17 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
     } else {
         let mut input = Vec::new();
         std::io::stdin().read_to_end(&mut input)?;
+        if input.is_empty() {
+            return Err(
+                "nothing on standard input: give the payload as an argument (`push DATA`, `push ''` for an empty message), with --file, or on standard input"
+                    .into(),
+            );
+        }
         if args.lines {
             input
                 .split(|b| *b == b'\n')
+                // Windows line ends: the `\r` belongs to the line break.
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
                 .filter(|l| !l.is_empty())
                 .map(<[u8]>::to_vec)
                 .collect()
@@ -88,7 +100,7 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
         } else {
             queue.push_batch(batch).await?
         };
-        if total <= 10 {
+        if total <= 10 || args.ids {
             for id in &ids {
                 println!("{id}");
             }
@@ -97,7 +109,7 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PushArgs) -> Result<Exi
         bar.set_position(pushed as u64);
     }
     bar.finish_and_clear();
-    if total > 10 {
+    if total > 10 && !args.ids {
         println!("pushed {pushed} messages to {}", queue.queue_name());
     }
     Ok(ExitCode::SUCCESS)

@@ -32,23 +32,34 @@ use super::{
 };
 use crate::gate::Gates;
 
-const ATTEMPTS: u32 = 3;
+/// A handled delivery to acknowledge, and when its lease ends: a failed
+/// delete is tried again until then (a broker restarting for a few
+/// seconds must not turn every ack of that moment into a duplicate), and
+/// no longer, since after it the message is delivered again anyway.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    pub(crate) receipt: Receipt,
+    pub(crate) lease_end: Instant,
+}
+
+/// The longest pause between two tries of a failed delete.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
     gates: Arc<Gates>,
-    mut rx: mpsc::UnboundedReceiver<Receipt>,
+    mut rx: mpsc::UnboundedReceiver<Ack>,
     close: CancellationToken,
 ) {
     let batch = shared.config.ack_batch;
     let flushes = Arc::new(Semaphore::new(shared.config.ack_concurrency.max(1)));
     let tracker = TaskTracker::new();
-    let mut buf: Vec<Receipt> = Vec::with_capacity(batch);
+    let mut buf: Vec<Ack> = Vec::with_capacity(batch);
     // Receipts handed to a flush and not yet released from the held gate.
     let deleting = Arc::new(AtomicUsize::new(0));
     // Held deliveries that may still send a receipt: running, waiting to
     // run, or waiting in the channel (not room taken for a pop).
-    let others = |buf: &Vec<Receipt>| {
+    let others = |buf: &Vec<Ack>| {
         gates.held.used().saturating_sub(
             gates.popping.load(Ordering::Acquire) + deleting.load(Ordering::Acquire) + buf.len(),
         )
@@ -92,7 +103,10 @@ pub(crate) async fn run(
                 shared.clone(),
                 gates.clone(),
                 deleting.clone(),
-                chunk.to_vec(),
+                chunk
+                    .iter()
+                    .map(|a| (a.receipt.clone(), a.lease_end))
+                    .collect::<Vec<_>>(),
             );
             let n = chunk.len();
             deleting.fetch_add(n, Ordering::AcqRel);
@@ -111,44 +125,60 @@ pub(crate) async fn run(
     tracker.wait().await;
 }
 
-/// Deletes a batch, trying retryable failures again a few times.
-async fn delete(shared: &Shared, mut receipts: Vec<Receipt>) {
+/// Deletes a batch, trying retryable failures again, with a doubling
+/// pause, for as long as their leases last.
+async fn delete(shared: &Shared, mut batch: Vec<(Receipt, Instant)>) {
     let mut pause = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
-        let result = if receipts.len() == 1 {
-            shared.queue.delete(&receipts[0]).await
+    let mut warned = false;
+    loop {
+        let result = if batch.len() == 1 {
+            shared.queue.delete(&batch[0].0).await
         } else {
+            let receipts: Vec<Receipt> = batch.iter().map(|(r, _)| r.clone()).collect();
             shared.queue.delete_batch(&receipts).await
         };
-        let error = match result {
+        let (again, error) = match result {
             Ok(()) => return,
             Err(QueueError::PartialBatch { failures, .. }) => {
                 let mut again = Vec::new();
+                let mut first = None;
                 for failure in failures {
-                    if failure.error.is_retryable() && attempt < ATTEMPTS {
-                        if let Some(r) = receipts.get(failure.index) {
-                            again.push(r.clone());
+                    if failure.error.is_retryable() {
+                        if let Some(item) = batch.get(failure.index) {
+                            again.push(item.clone());
                         }
+                        first.get_or_insert(failure.error);
                     } else {
                         settle_failed(shared, "delete", &failure.error);
                     }
                 }
-                if again.is_empty() {
-                    return;
+                match first {
+                    Some(e) => (again, e),
+                    None => return,
                 }
-                receipts = again;
-                None
             }
-            Err(e) if e.is_retryable() && attempt < ATTEMPTS => Some(e),
+            Err(e) if e.is_retryable() => (batch, e),
             Err(e) => {
-                settle_failed_many(shared, "delete", &e, receipts.len());
+                settle_failed_many(shared, "delete", &e, batch.len());
                 return;
             }
         };
-        if let Some(e) = error {
-            warn!(queue = %shared.queue_name, error = %e, "acknowledging failed; trying again");
+        // Worth another try only while the lease lasts past the pause.
+        let retry_at = Instant::now() + pause;
+        let (live, ended): (Vec<_>, Vec<_>) =
+            again.into_iter().partition(|(_, end)| *end > retry_at);
+        if !ended.is_empty() {
+            settle_failed_many(shared, "delete", &error, ended.len());
+        }
+        if live.is_empty() {
+            return;
+        }
+        if !warned {
+            warn!(queue = %shared.queue_name, error = %error, deliveries = live.len(), "acknowledging failed; trying again until the leases end");
+            warned = true;
         }
         tokio::time::sleep(pause).await;
-        pause *= 2;
+        pause = (pause * 2).min(MAX_PAUSE);
+        batch = live;
     }
 }

@@ -41,6 +41,7 @@ pub(crate) struct Config {
     pub(crate) ack_concurrency: usize,
     pub(crate) park_delay: Duration,
     pub(crate) stats_interval: Duration,
+    pub(crate) handler_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             ack_concurrency: 4,
             park_delay: Duration::from_secs(3600),
             stats_interval: Duration::from_secs(5),
+            handler_timeout: None,
         }
     }
 }
@@ -85,6 +87,16 @@ pub struct WorkerBuilder {
 }
 
 impl WorkerBuilder {
+    /// Gives up on a handler that runs longer than `timeout`: its future is
+    /// dropped (its task's cancellation token is cancelled first) and the
+    /// message is retried like any retryable failure, so a handler that
+    /// hangs cannot hold its message forever while the heartbeat keeps the
+    /// lease alive. Default: no limit.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handler_timeout = Some(timeout);
+        self
+    }
+
     /// Handlers run at once. Default 16.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{run::Ctx, settle};
+use super::{ack::Ack, run::Ctx, settle};
 use crate::{
     BoxError, HandlerError,
     error::{classify, error_chain},
@@ -60,9 +60,9 @@ where
 {
     let shared = &*ctx.shared;
     let started = Instant::now();
-    let outcome = match call {
+    let (outcome, lease_end) = match call {
         Ok(future) => supervise(&ctx, &job, future).await,
-        Err(panic) => Outcome::Done(Err(panic)),
+        Err(panic) => (Outcome::Done(Err(panic)), job.lease_deadline),
     };
     let elapsed = started.elapsed();
     ctx.gates.running.release(1);
@@ -77,9 +77,13 @@ where
             bump(&shared.counters.processed);
             shared.metrics.processed.increment(1);
             record_breaker(&ctx, Some(true), job.probe);
-            if let Err(unsent) = ctx.acks.send(job.receipt) {
+            let ack = Ack {
+                receipt: job.receipt,
+                lease_end,
+            };
+            if let Err(unsent) = ctx.acks.send(ack) {
                 // The ack loop is gone (a shutdown gave up waiting): ack here.
-                settle::ack_one(shared, &unsent.0).await;
+                settle::ack_one(shared, &unsent.0.receipt).await;
                 ctx.gates.held.release(1);
             }
             return;
@@ -121,7 +125,10 @@ where
     } else {
         let reason = if failure.is_retryable() {
             record_breaker(&ctx, Some(false), job.probe);
-            format!("max attempts exceeded ({}): {chain}", policy.max_attempts)
+            format!(
+                "{}: {chain}",
+                flextide_queue_core::backend::max_attempts_reason(policy.max_attempts)
+            )
         } else {
             record_breaker(&ctx, None, job.probe);
             chain
@@ -138,8 +145,9 @@ fn record_breaker(ctx: &Ctx, result: Option<bool>, probe: bool) {
     }
 }
 
-/// Runs the handler future to its end, the lease lost, or the hard stop.
-async fn supervise<F, R, E>(ctx: &Ctx, job: &Job, future: F) -> Outcome<BoxError>
+/// Runs the handler future to its end, the lease lost, or the hard stop;
+/// returns how it ended and when the lease (as last extended) ends.
+async fn supervise<F, R, E>(ctx: &Ctx, job: &Job, future: F) -> (Outcome<BoxError>, Instant)
 where
     F: Future<Output = Result<R, E>>,
     E: Into<BoxError>,
@@ -150,7 +158,7 @@ where
     let mut future = pin!(AssertUnwindSafe(future).catch_unwind());
     // Most handlers finish on their first poll: no timer, no select.
     if let Poll::Ready(result) = futures::poll!(future.as_mut()) {
-        return Outcome::Done(result);
+        return (Outcome::Done(result), job.lease_deadline);
     }
     let shared = &*ctx.shared;
     let heartbeat = shared.config.heartbeat && shared.caps.extend_lease;
@@ -162,15 +170,22 @@ where
     let mut next_beat = deadline.checked_sub(lease / 2).unwrap_or(deadline);
     let mut extending: Option<(Instant, Extension<'_>)> = None;
     let mut lost = false;
+    let give_up = shared.config.handler_timeout.map(|t| Instant::now() + t);
     loop {
         tokio::select! {
             biased;
             result = future.as_mut() => {
-                return if lost { Outcome::LeaseLost } else { Outcome::Done(result) };
+                return (if lost { Outcome::LeaseLost } else { Outcome::Done(result) }, deadline);
+            }
+            _ = sleep_until_opt(give_up), if give_up.is_some() && !lost => {
+                job.token.cancel();
+                let timeout = shared.config.handler_timeout.unwrap_or_default();
+                warn!(?timeout, attempt = job.attempt, "the handler ran past its timeout; retrying the message");
+                return (Outcome::Done(Ok(Err(Box::new(tower::timeout::error::Elapsed::new())))), deadline);
             }
             _ = ctx.hard_stop.cancelled() => {
                 job.token.cancel();
-                return if lost { Outcome::LeaseLost } else { Outcome::Aborted };
+                return (if lost { Outcome::LeaseLost } else { Outcome::Aborted }, deadline);
             }
             Some(result) = OptionFuture::from(extending.as_mut().map(|(_, f)| f)) => {
                 let (sent_at, _) = extending.take().expect("an extension was running");
@@ -195,6 +210,13 @@ where
                 extending = Some((Instant::now(), shared.queue.extend(&job.receipt, lease)));
             }
         }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use flextide_queue_core::{Delivery, Receipt};
+use flextide_queue_core::Delivery;
 use tokio::{
     sync::mpsc,
     time::{Instant, timeout},
@@ -17,6 +17,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::Service;
 use tracing::{Instrument, error, field, info_span};
 
+use super::ack::Ack;
 use super::{Shared, ack, fetch, process, settle};
 use crate::{BoxError, Task, error::error_chain, gate::Gates};
 
@@ -35,7 +36,7 @@ pub(crate) struct Batch {
 pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) gates: Arc<Gates>,
-    pub(crate) acks: mpsc::UnboundedSender<Receipt>,
+    pub(crate) acks: mpsc::UnboundedSender<Ack>,
     /// Cancelled when the shutdown deadline passes.
     pub(crate) hard_stop: CancellationToken,
 }

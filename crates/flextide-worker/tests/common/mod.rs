@@ -36,6 +36,9 @@ pub struct Recorder {
     pub inner: MemoryQueue,
     pub caps: Capabilities,
     pub fail_extend: bool,
+    /// Deletes fail with a connection error until this moment (a broker
+    /// restarting).
+    pub deletes_down_until: Option<Instant>,
     pub log: Mutex<Log>,
 }
 
@@ -51,6 +54,7 @@ impl Recorder {
             inner,
             caps,
             fail_extend: false,
+            deletes_down_until: None,
             log: Mutex::new(Log::default()),
         };
         tweak(&mut r);
@@ -59,6 +63,16 @@ impl Recorder {
 
     pub fn log(&self) -> Log {
         self.log.lock().unwrap().clone()
+    }
+
+    fn outage(&self) -> Result<()> {
+        match self.deletes_down_until {
+            Some(until) if Instant::now() < until => Err(QueueError::connection(
+                "recorder",
+                "connection refused (restarting)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn settled(&self, n: usize) {
@@ -92,6 +106,7 @@ impl QueueProvider for Recorder {
         Ok(got)
     }
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        self.outage()?;
         self.inner.delete(receipt).await?;
         let mut log = self.log.lock().unwrap();
         log.deletes += 1;
@@ -101,6 +116,7 @@ impl QueueProvider for Recorder {
         Ok(())
     }
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        self.outage()?;
         self.inner.delete_batch(receipts).await?;
         let mut log = self.log.lock().unwrap();
         log.delete_batches += 1;

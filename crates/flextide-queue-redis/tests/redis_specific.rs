@@ -10,7 +10,9 @@ use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{
     Message, QueueError, QueueOptions, QueueProvider, Replay, backend::UNDECODABLE,
 };
-use flextide_queue_redis::{RedisBackend, RedisConfig, RedisQueue};
+use flextide_queue_redis::{
+    Connector, RedisBackend, RedisConfig, RedisConnector, RedisQueue, SCHEMES,
+};
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -234,7 +236,48 @@ async fn configuration_and_connection_errors(_url: String) {
     .await;
     let e = refused.expect_err("nothing listens on port 1");
     assert!(e.is_retryable(), "{e}");
-    assert!(!e.to_string().contains("sekrit"));
+    assert!(
+        e.to_string().contains("connection refused at 127.0.0.1:1"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("sekrit") && !format!("{e:?}").contains("sekrit"));
+}
+
+/// The connector the facade registers: opens by URL, and its errors never
+/// show the URL's password.
+async fn connector_opens_queues_by_url(url: String) {
+    let c = RedisConnector;
+    assert!(c.accepts(&url) && c.accepts("rediss://h:6380/") && !c.accepts("amqp://h/"));
+    assert_eq!(c.schemes(), SCHEMES);
+    assert_eq!((c.name(), c.url_vars()), ("redis", &["REDIS_URL"][..]));
+    let name = unique_queue_name("connector");
+    let q = c.open(&url, &name, QueueOptions::default()).await.unwrap();
+    let id = q.push(Message::new("via the connector")).await.unwrap();
+    let d = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+    RedisBackend::connect(RedisConfig::new(url.as_str()))
+        .await
+        .unwrap()
+        .drop_queue(&name)
+        .await
+        .unwrap();
+    let e = c
+        .open(
+            "redis://:sekrit@127.0.0.1:1/",
+            &name,
+            QueueOptions::default(),
+        )
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(e.is_retryable(), "{e}");
+    assert!(!e.to_string().contains("sekrit") && !format!("{e:?}").contains("sekrit"));
+    let e = c
+        .open("redis://:sekrit@[nope/", &name, QueueOptions::default())
+        .await
+        .expect_err("a malformed URL");
+    assert!(matches!(e, QueueError::Configuration { .. }), "{e}");
+    assert!(!e.to_string().contains("sekrit"), "{e}");
 }
 
 async fn open_refuses_bad_names_and_debug_hides_the_url(url: String) {
@@ -613,6 +656,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(plain_body_keeps_an_id_derived_from_its_entry),
             integration_test!(undecodable_entries_are_dead_lettered_alone),
             integration_test!(listing_and_stats_survive_foreign_entries),
+            integration_test!(connector_opens_queues_by_url),
         ],
     )
 }

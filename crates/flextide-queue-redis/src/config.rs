@@ -6,10 +6,12 @@ use flextide_queue_core::{QueueError, Result};
 
 use crate::BACKEND;
 
-/// The environment variable [`RedisConfig::from_env`] reads the URL from.
-pub const URL_VAR: &str = "FLEXTIDE_REDIS_URL";
-/// The environment variable [`RedisConfig::from_env`] reads the key prefix from.
-pub const PREFIX_VAR: &str = "FLEXTIDE_REDIS_KEY_PREFIX";
+/// The environment variable [`RedisConfig::from_env`] reads the URL from:
+/// the one Redis users already set.
+pub const URL_VAR: &str = "REDIS_URL";
+/// The environment variable the key prefix is read from, when set (by
+/// [`RedisConfig::from_env`] and [`RedisConnector`](crate::RedisConnector)).
+pub const PREFIX_VAR: &str = "REDIS_KEY_PREFIX";
 
 /// How to reach Redis and where the queues' keys live.
 ///
@@ -59,7 +61,7 @@ impl RedisConfig {
         }
     }
 
-    /// Reads `FLEXTIDE_REDIS_URL` and, when set, `FLEXTIDE_REDIS_KEY_PREFIX`.
+    /// Reads `REDIS_URL` and, when set, `REDIS_KEY_PREFIX`.
     pub fn from_env() -> Result<Self> {
         let url = std::env::var(URL_VAR).map_err(|_| {
             QueueError::configuration(BACKEND, format!("set {URL_VAR}=redis://host:6379/"))

@@ -7,9 +7,15 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::BACKEND;
 
-/// The `QueueError` for a driver error raised by `operation`.
-/// `after` is the response timeout in force, reported when the call timed out.
-pub(crate) fn map(operation: &'static str, after: Duration, e: RedisError) -> QueueError {
+/// The `QueueError` for a driver error raised by `operation` on the server
+/// at `addr` (`host:port`, never the URL: it may hold a password). `after`
+/// is the response timeout in force, reported when the call timed out.
+pub(crate) fn map(
+    operation: &'static str,
+    after: Duration,
+    addr: &str,
+    e: RedisError,
+) -> QueueError {
     if e.is_timeout() {
         return QueueError::Timeout {
             backend: BACKEND,
@@ -17,7 +23,10 @@ pub(crate) fn map(operation: &'static str, after: Duration, e: RedisError) -> Qu
             after,
         };
     }
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+    if e.is_connection_refusal() {
+        return QueueError::connection(BACKEND, format!("connection refused at {addr}"));
+    }
+    if e.is_io_error() || e.is_connection_dropped() {
         return QueueError::connection(BACKEND, e);
     }
     let text = e.to_string();
@@ -62,17 +71,33 @@ mod tests {
             "reset",
         ));
         assert!(matches!(
-            map("pop", Duration::ZERO, io),
+            map("pop", Duration::ZERO, "h:1", io),
             QueueError::Connection { .. }
         ));
         let timeout = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
-        assert!(map("pop", Duration::ZERO, timeout).is_retryable());
+        assert!(map("pop", Duration::ZERO, "h:1", timeout).is_retryable());
         let client = RedisError::from((ErrorKind::Client, "bad"));
-        assert!(!map("pop", Duration::ZERO, client).is_retryable());
+        assert!(!map("pop", Duration::ZERO, "h:1", client).is_retryable());
         let auth = RedisError::from((ErrorKind::AuthenticationFailed, "no"));
         assert!(matches!(
-            map("pop", Duration::ZERO, auth),
+            map("pop", Duration::ZERO, "h:1", auth),
             QueueError::Configuration { .. }
         ));
+        let loading = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::BusyLoading),
+            "LOADING Redis is loading the dataset in memory",
+        ));
+        assert!(map("pop", Duration::ZERO, "h:1", loading).is_retryable());
+        let refused = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        let e = map("connect", Duration::ZERO, "db.example:6380", refused);
+        assert!(e.is_retryable());
+        assert!(
+            e.to_string()
+                .contains("connection refused at db.example:6380"),
+            "{e}"
+        );
     }
 }

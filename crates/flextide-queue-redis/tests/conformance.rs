@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use flextide_queue_conformance::{Connect, Harness, HarnessSettings, async_trait};
+use flextide_queue_conformance::{Connect, ForeignEntry, Harness, HarnessSettings, async_trait};
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_redis::{RedisBackend, RedisConfig};
 
@@ -90,9 +90,34 @@ impl Harness for RedisHarness {
         Ok(true)
     }
 
+    /// Clause 12: an `XADD` on the queue's stream with Redis's own client, as
+    /// another producer would: `p <body>` alone for a plain body, and a
+    /// field the backend does not know (no `p`) for an undecodable entry.
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        let stream = self.admin.stream_key(queue.queue_name())?;
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*");
+        match entry {
+            ForeignEntry::Plain(body) => cmd.arg("p").arg(&body[..]),
+            ForeignEntry::Undecodable => cmd.arg("body").arg("not a flextide entry"),
+            _ => return Ok(false),
+        };
+        let _: String = cmd
+            .query_async(&mut self.admin_conn.clone())
+            .await
+            .map_err(|e| QueueError::connection("redis", e))?;
+        Ok(true)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }

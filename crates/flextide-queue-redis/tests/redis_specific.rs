@@ -7,8 +7,12 @@
 use std::time::Duration;
 
 use flextide_queue_conformance::{integration_test, unique_queue_name};
-use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
-use flextide_queue_redis::{RedisBackend, RedisConfig, RedisQueue};
+use flextide_queue_core::{
+    Message, QueueError, QueueOptions, QueueProvider, Replay, backend::UNDECODABLE,
+};
+use flextide_queue_redis::{
+    Connector, RedisBackend, RedisConfig, RedisConnector, RedisQueue, SCHEMES,
+};
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -232,7 +236,48 @@ async fn configuration_and_connection_errors(_url: String) {
     .await;
     let e = refused.expect_err("nothing listens on port 1");
     assert!(e.is_retryable(), "{e}");
-    assert!(!e.to_string().contains("sekrit"));
+    assert!(
+        e.to_string().contains("connection refused at 127.0.0.1:1"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("sekrit") && !format!("{e:?}").contains("sekrit"));
+}
+
+/// The connector the facade registers: opens by URL, and its errors never
+/// show the URL's password.
+async fn connector_opens_queues_by_url(url: String) {
+    let c = RedisConnector;
+    assert!(c.accepts(&url) && c.accepts("rediss://h:6380/") && !c.accepts("amqp://h/"));
+    assert_eq!(c.schemes(), SCHEMES);
+    assert_eq!((c.name(), c.url_vars()), ("redis", &["REDIS_URL"][..]));
+    let name = unique_queue_name("connector");
+    let q = c.open(&url, &name, QueueOptions::default()).await.unwrap();
+    let id = q.push(Message::new("via the connector")).await.unwrap();
+    let d = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+    RedisBackend::connect(RedisConfig::new(url.as_str()))
+        .await
+        .unwrap()
+        .drop_queue(&name)
+        .await
+        .unwrap();
+    let e = c
+        .open(
+            "redis://:sekrit@127.0.0.1:1/",
+            &name,
+            QueueOptions::default(),
+        )
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(e.is_retryable(), "{e}");
+    assert!(!e.to_string().contains("sekrit") && !format!("{e:?}").contains("sekrit"));
+    let e = c
+        .open("redis://:sekrit@[nope/", &name, QueueOptions::default())
+        .await
+        .expect_err("a malformed URL");
+    assert!(matches!(e, QueueError::Configuration { .. }), "{e}");
+    assert!(!e.to_string().contains("sekrit"), "{e}");
 }
 
 async fn open_refuses_bad_names_and_debug_hides_the_url(url: String) {
@@ -454,6 +499,141 @@ async fn first_deliveries_are_checked_by_the_acknowledgement(url: String) {
     q.drop_queue().await.unwrap();
 }
 
+/// `XADD` into the queue's stream, as another producer would.
+async fn xadd(url: &str, key: &str, fields: &[(&str, &[u8])]) -> String {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(key).arg("*");
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    cmd.query_async(&mut raw(url).await).await.unwrap()
+}
+
+/// Clause 12: an entry with only `p` (a plain body) is delivered with that
+/// body and the id `redis-<entry id>`, which it keeps after a nack with a
+/// delay (the message moves to another stream entry), in the dead letters
+/// and through a replay.
+async fn plain_body_keeps_an_id_derived_from_its_entry(url: String) {
+    let (_b, q) = open(&url, "plain", QueueOptions::default()).await;
+    let stream = format!("flextide:{{{}}}:s", q.queue_name());
+    let entry = xadd(&url, &stream, &[("p", b"plain body")]).await;
+    let want = format!("redis-{entry}");
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("the plain body");
+    assert_eq!(d.message.id.as_str(), want);
+    assert_eq!(&d.message.payload[..], b"plain body");
+    assert_eq!(d.attempt, 1);
+    q.nack(&d.receipt, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let d = q
+        .pop(Duration::from_secs(3))
+        .await
+        .unwrap()
+        .expect("the plain body after a delayed nack");
+    assert_eq!((d.message.id.as_str(), d.attempt), (want.as_str(), 2));
+    q.dead_letter(&d.receipt, "by hand").await.unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message.id.as_str(), want);
+    let replayed = q
+        .replay_dead_letters(Replay::Ids(vec![d.message.id.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+    let d = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("replayed");
+    assert_eq!((d.message.id.as_str(), d.attempt), (want.as_str(), 1));
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+/// Clause 12: entries that cannot be decoded (no `p`, a message id alone,
+/// headers that are not JSON, a non-numeric bookkeeping field) between good
+/// messages: the pop returns the good ones on their first attempt, the bad
+/// ones go to the dead letters by themselves, and nothing stays leased.
+async fn undecodable_entries_are_dead_lettered_alone(url: String) {
+    let (_b, q) = open(
+        &url,
+        "undecodable",
+        QueueOptions::default().max_attempts(Some(3)),
+    )
+    .await;
+    let stream = format!("flextide:{{{}}}:s", q.queue_name());
+    let a = q.push(Message::new("a")).await.unwrap();
+    xadd(&url, &stream, &[("body", b"no p field")]).await;
+    xadd(&url, &stream, &[("i", b"an-id-without-a-body")]).await;
+    xadd(&url, &stream, &[("p", b"x"), ("h", b"{oops")]).await;
+    xadd(&url, &stream, &[("a", b"zzz"), ("p", b"x")]).await;
+    let b = q.push(Message::new("b")).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let batch = q.pop_batch(10, Duration::from_millis(300)).await.unwrap();
+        for d in batch {
+            assert_eq!(d.attempt, 1, "{} lost an attempt", d.message.id);
+            q.delete(&d.receipt).await.unwrap();
+            got.push(d.message.id);
+        }
+        if got.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(got, vec![a, b]);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    for d in &dead {
+        assert!(d.reason.starts_with(UNDECODABLE), "{:?}", d.reason);
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.dead_lettered), (0, 0, 4));
+    // The same through the all-Lua pop (taken when redeliveries are due).
+    let (_b2, q2) = open(
+        &url,
+        "undecodable-lua",
+        QueueOptions::default().lease(Duration::from_millis(200)),
+    )
+    .await;
+    let stream = format!("flextide:{{{}}}:s", q2.queue_name());
+    q2.push(Message::new("expires")).await.unwrap();
+    let first = q2.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+    xadd(&url, &stream, &[("body", b"no p field")]).await;
+    let c = q2.push(Message::new("c")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let batch = q2.pop_batch(10, Duration::from_secs(1)).await.unwrap();
+    let seen: Vec<_> = batch.iter().map(|d| (&d.message.id, d.attempt)).collect();
+    assert_eq!(seen, vec![(&first.message.id, 2), (&c, 1)]);
+    assert_eq!(q2.dead_letters(10).await.unwrap().len(), 1);
+    q.drop_queue().await.unwrap();
+    q2.drop_queue().await.unwrap();
+}
+
+/// Listing dead letters, peeking and counting never fail on entries
+/// another client wrote into the stream or the dead-letter stream.
+async fn listing_and_stats_survive_foreign_entries(url: String) {
+    let (_b, q) = open(&url, "foreignlist", QueueOptions::default()).await;
+    let key = |part: &str| format!("flextide:{{{}}}:{part}", q.queue_name());
+    xadd(&url, &key("x"), &[("junk", b"\xff\xfe")]).await;
+    xadd(
+        &url,
+        &key("x"),
+        &[("p", b"x"), ("h", b"[1]"), ("n", b"many")],
+    )
+    .await;
+    xadd(&url, &key("s"), &[("t", b"yesterday"), ("p", b"x")]).await;
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|d| !d.message.id.as_str().is_empty()));
+    q.stats().await.unwrap();
+    q.peek(10).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "redis",
@@ -473,6 +653,10 @@ fn main() -> std::process::ExitCode {
             integration_test!(leases_of_the_previous_layout_still_expire),
             integration_test!(delete_batch_spanning_many_pending_entries),
             integration_test!(first_deliveries_are_checked_by_the_acknowledgement),
+            integration_test!(plain_body_keeps_an_id_derived_from_its_entry),
+            integration_test!(undecodable_entries_are_dead_lettered_alone),
+            integration_test!(listing_and_stats_survive_foreign_entries),
+            integration_test!(connector_opens_queues_by_url),
         ],
     )
 }

@@ -23,6 +23,12 @@
 --
 -- A stream entry moved from the delayed set after a nack starts with the
 -- field 'a': the deliveries it had before, so attempt = a + delivery count.
+--
+-- Entries may come from other producers (a plain XADD, contract clause 12),
+-- so nothing here assumes a field holds what Flextide writes: the Rust side
+-- decodes entries and dead-letters those that do not decode. Scripts that
+-- do the due work take ARGV[1] max attempts (0: none) and ARGV[2] the
+-- dead-letter reason for it, the core's one text.
 local S, D, M, L, X, P, W, R, V = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local G, NACKED = 'flextide', 'n'
 
@@ -116,18 +122,21 @@ end
 
 -- Deliveries the message had before its current stream entry (field 'a').
 local function base_of(fields)
-  if fields[1] == 'a' then return tonumber(fields[2]) end
+  if fields[1] == 'a' then return tonumber(fields[2]) or 0 end
   return 0
 end
 
 -- The message's fields without our bookkeeping fields, with the enqueue time
--- ('t') made explicit so it survives a move to another stream entry.
+-- ('t') made explicit so it survives a move to another stream entry, and
+-- likewise the id of a message another producer wrote without one: the
+-- 'redis-<entry id>' the Rust side derives (backend::foreign_id).
 local function portable(id, fields)
-  local out, has_t = {}, false
+  local out, has_t, has_i = {}, false, false
   for i = 1, #fields, 2 do
     local f = fields[i]
     if f ~= 'a' and f ~= 'why' and f ~= 'n' then
       if f == 't' then has_t = true end
+      if f == 'i' then has_i = true end
       out[#out + 1] = f
       out[#out + 1] = fields[i + 1]
     end
@@ -135,6 +144,10 @@ local function portable(id, fields)
   if not has_t then
     out[#out + 1] = 't'
     out[#out + 1] = tostring(id_ms(id))
+  end
+  if not has_i then
+    out[#out + 1] = 'i'
+    out[#out + 1] = 'redis-' .. id
   end
   return out
 end
@@ -178,10 +191,11 @@ end
 -- Looks at deliveries whose lease ended (and nacked ones, due at once):
 -- dead-letters those out of attempts, drops purged ones, and returns the
 -- rest (deliverable again) in stream order, with a table of their delivery
--- counts so far. Gathers at most `limit` of them, looking at no more than
--- `records` batch lease records (each costs an XPENDING; most are spent,
--- their entries acknowledged, and are dropped here).
-local function expired(now, max_attempts, limit, records)
+-- counts so far. `exhausted` is the reason of a move past max_attempts.
+-- Gathers at most `limit` of them, looking at no more than `records` batch
+-- lease records (each costs an XPENDING; most are spent, their entries
+-- acknowledged, and are dropped here).
+local function expired(now, max_attempts, exhausted, limit, records)
   local ready, counts, drop = {}, {}, {}
   local purged = redis.call('EXISTS', P) == 1
   local function consider(id, count)
@@ -197,7 +211,7 @@ local function expired(now, max_attempts, limit, records)
       end
       local att = base_of(fields) + count
       if att >= max_attempts then
-        dead_letter(id, fields, 'max attempts exceeded (' .. max_attempts .. ')', att)
+        dead_letter(id, fields, exhausted, att)
         return
       end
     end
@@ -279,14 +293,14 @@ end
 -- is needed for delays, lease expiry or max attempts.
 -- Without a limit (stats, purge: every expired delivery), else at most
 -- 1000 redeliveries found from at most 100 batch lease records.
-local function tick(max_attempts, all)
+local function tick(max_attempts, exhausted, all)
   local now = now_ms()
   move_due(now)
   local ready, counts
   if all then
-    ready, counts = expired(now, max_attempts, 1000000000)
+    ready, counts = expired(now, max_attempts, exhausted, 1000000000)
   else
-    ready, counts = expired(now, max_attempts, 1000, 100)
+    ready, counts = expired(now, max_attempts, exhausted, 1000, 100)
   end
   return now, ready, counts
 end

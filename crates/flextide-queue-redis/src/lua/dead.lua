@@ -1,13 +1,14 @@
--- Dead-letter store operations. ARGV: op, max attempts (0: none), then
+-- Dead-letter store operations. ARGV: max attempts (0: none), its reason,
+-- op, then
 --   'list', limit                -> dead-letter id, fields pairs, oldest first
 --   'oldest', n                  -> how many of the n oldest were replayed
 --   'ids', message id...         -> how many with these message ids were replayed
-local op, max_attempts = ARGV[1], tonumber(ARGV[2])
-tick(max_attempts, true)
+local op = ARGV[3]
+tick(tonumber(ARGV[1]), ARGV[2], true)
 
 if op == 'list' then
   local out = {}
-  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[3]))) do
+  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[4]))) do
     out[#out + 1] = e[1]
     out[#out + 1] = e[2]
   end
@@ -23,7 +24,7 @@ end
 
 local moved = 0
 if op == 'oldest' then
-  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[3]))) do
+  for _, e in ipairs(redis.call('XRANGE', X, '-', '+', 'COUNT', tonumber(ARGV[4]))) do
     replay(e)
     moved = moved + 1
   end
@@ -32,7 +33,7 @@ end
 
 -- 'ids'
 local want = {}
-for i = 3, #ARGV do want[ARGV[i]] = true end
+for i = 4, #ARGV do want[ARGV[i]] = true end
 local from = '-'
 while true do
   local batch = redis.call('XRANGE', X, from, '+', 'COUNT', 500)

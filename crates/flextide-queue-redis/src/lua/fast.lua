@@ -2,9 +2,11 @@
 -- plain XREADGROUP (so message bodies never pass through Lua) and post.lua,
 -- which writes the lease record of what XREADGROUP read. KEYS: the nine
 -- keys, then T (scratch key passing this script's findings to post.lua
--- within the transaction). ARGV: max deliveries, lease ms, max attempts.
+-- within the transaction). ARGV: max attempts (0: none), its reason, max
+-- deliveries, lease ms.
 -- Returns {the consumer, then per redelivery: id, fields, attempt, count}.
-local n, lease, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_attempts, exhausted = tonumber(ARGV[1]), ARGV[2]
+local n, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 local T = KEYS[10]
 
 -- Where the XREADGROUP will start: after the group's last delivered id.
@@ -27,7 +29,7 @@ local before = last_delivered()
 -- Written first: should anything below fail, post.lua sees k = -1 and gives
 -- back whatever the XREADGROUP read.
 redis.call('SET', T, before .. ' -1 ' .. C)
-local now, ready, counts = tick(max_attempts)
+local now, ready, counts = tick(max_attempts, exhausted)
 local out = { '' }
 local k = redeliver(ready, counts, n, now + lease, out)
 redis.call('SET', T, before .. ' ' .. k .. ' ' .. C)

@@ -1,6 +1,7 @@
--- ARGV: limit, max attempts (0: none). Returns id, fields pairs in delivery order.
-local limit = tonumber(ARGV[1])
-local now, ready = tick(tonumber(ARGV[2]))
+-- ARGV: max attempts (0: none), its reason, limit. Returns id, fields pairs
+-- in delivery order.
+local limit = tonumber(ARGV[3])
+local now, ready = tick(tonumber(ARGV[1]), ARGV[2])
 local out, count = {}, 0
 for _, id in ipairs(ready) do
   if count >= limit then return out end

@@ -1,10 +1,12 @@
 -- The whole pop in one script, for when redeliveries are due (see fast.lua
--- for the usual case). ARGV: max deliveries, lease ms, max attempts (0: none).
+-- for the usual case). ARGV: max attempts (0: none), its reason, max
+-- deliveries, lease ms.
 -- Returns {hint ms (-1: nothing scheduled), last id of S, last id of W, the
 -- consumer, redeliveries, then per delivery: id, fields, attempt, delivery
 -- count}.
-local n, lease, max_attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, ready, counts = tick(max_attempts)
+local max_attempts, exhausted = tonumber(ARGV[1]), ARGV[2]
+local n, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, ready, counts = tick(max_attempts, exhausted)
 local deadline = now + lease
 local out = { 0, '', '', '', 0 }
 

@@ -4,7 +4,7 @@ local now = now_ms()
 local removed = redis.call('ZCARD', D)
 redis.call('DEL', D, M)
 -- Expired and nacked deliveries are not leased any more.
-local ready = expired(now, 0, 1000000000)
+local ready = expired(now, 0, '', 1000000000)
 local due = {}
 for _, id in ipairs(ready) do due[id] = true end
 local from, drop = '-', {}

@@ -1,10 +1,11 @@
 -- One fenced action on one delivery.
--- ARGV: action ('nack' | 'extend' | 'dead'), entry id, delivery count,
--- consumer, arg (delay ms | lease ms | reason), max attempts (0: none).
+-- ARGV: max attempts (0: none), its reason, action ('nack' | 'extend' |
+-- 'dead'), entry id, delivery count, consumer, arg (delay ms | lease ms |
+-- reason).
 -- Returns 0 when the receipt is stale, 1 when done, 2 when a nack
 -- dead-lettered the message (out of attempts).
-local action, id, cnt, cons, arg, max_attempts =
-  ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local max_attempts, exhausted = tonumber(ARGV[1]), ARGV[2]
+local action, id, cnt, cons, arg = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local p = pending(id)
 if not (p and p[2] == cons and p[4] == cnt) then return 0 end
 local now = now_ms()
@@ -35,7 +36,7 @@ if redis.call('SISMEMBER', P, id) == 1 then
   return 1
 end
 if max_attempts > 0 and att >= max_attempts then
-  dead_letter(id, fields, 'max attempts exceeded (' .. max_attempts .. ')', att)
+  dead_letter(id, fields, exhausted, att)
   return 2
 end
 local delay = tonumber(arg)

@@ -1,0 +1,198 @@
+//! The connections to one Redis server, from which queues are opened.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use flextide_queue_core::{
+    QueueError, QueueOptions, Result, backend::new_token, validate_queue_name,
+};
+use redis::{
+    AsyncConnectionConfig, Client, RedisError,
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+};
+
+use crate::{BACKEND, RedisConfig, RedisQueue, error, keys::Keys, scripts};
+
+/// Idle blocking connections kept per backend.
+const BLOCKING_POOL: usize = 16;
+
+/// A connection to one Redis server, shared by every queue opened from it.
+///
+/// Commands go over one multiplexed [`ConnectionManager`] connection, which
+/// reconnects by itself after a disconnect or a server restart. Blocking
+/// reads (`pop` waiting for a message) use separate pooled connections so they
+/// never stall the shared one. Every connection is named with
+/// [`RedisBackend::client_name`] (`CLIENT SETNAME`), so operators can find
+/// them in `CLIENT LIST`. Cloning is cheap.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    conn: ConnectionManager,
+    config: RedisConfig,
+    /// `host:port` (or the socket path): named in connection errors; the
+    /// URL's password never is.
+    addr: String,
+    client_name: String,
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.inner.config)
+            .field("client_name", &self.inner.client_name)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects to the server, failing with a retryable `Connection` error when
+    /// it cannot be reached and a `Configuration` error when the settings are
+    /// wrong.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        config.check()?;
+        // The driver's URL errors name the problem, never the URL itself.
+        let client = Client::open(config.url()).map_err(|e| {
+            QueueError::configuration(BACKEND, format!("the Redis URL is not usable: {e}"))
+        })?;
+        let addr = client.get_connection_info().addr().to_string();
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response()))
+            .set_connection_timeout(Some(config.connect_timeout()))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|e| error::map("connect", config.connect_timeout(), &addr, e))?;
+        let client_name = format!("flextide-{}", &new_token()[..12]);
+        let backend = RedisBackend {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                config,
+                addr,
+                client_name,
+                blocking: Mutex::new(Vec::new()),
+            }),
+        };
+        backend.name_connections().await?;
+        Ok(backend)
+    }
+
+    /// Opens the queue `name` (checked with `validate_queue_name`), creating
+    /// its stream and consumer group if needed, with these options.
+    pub async fn open(&self, name: &str, options: QueueOptions) -> Result<RedisQueue> {
+        validate_queue_name(name)?;
+        if options.lease.is_zero() {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "the lease must be longer than zero",
+            ));
+        }
+        let queue = RedisQueue::new(self.clone(), name, Keys::new(self.prefix(), name), options);
+        queue.ensure_group().await?;
+        let mut conn = self.conn();
+        for script in scripts::all() {
+            script
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| self.err("open", e))?;
+        }
+        Ok(queue)
+    }
+
+    /// Deletes every key of the queue `name`: messages (waiting, leased and
+    /// delayed), dead letters and bookkeeping. Handles still open on it see
+    /// an empty queue, and their receipts become stale.
+    pub async fn drop_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        let keys = Keys::new(self.prefix(), name);
+        let _: () = redis::cmd("DEL")
+            .arg(&keys.all()[..])
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("drop_queue", e))?;
+        Ok(())
+    }
+
+    /// The key of the stream holding the messages of queue `name`. Another
+    /// producer may `XADD` to it: an entry with the field `p` alone is
+    /// delivered with that payload and the id `redis-<entry id>`; see the
+    /// crate documentation.
+    pub fn stream_key(&self, name: &str) -> Result<String> {
+        validate_queue_name(name)?;
+        Ok(Keys::new(self.prefix(), name).stream)
+    }
+
+    /// The name of this backend's connections in `CLIENT LIST`.
+    pub fn client_name(&self) -> &str {
+        &self.inner.client_name
+    }
+
+    /// Names the shared connection again with `CLIENT SETNAME` (a reconnect
+    /// forgets the name; blocking connections are named when they open).
+    pub async fn name_connections(&self) -> Result<()> {
+        let _: () = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.inner.client_name)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| self.err("client_setname", e))?;
+        Ok(())
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        self.inner.config.prefix()
+    }
+
+    pub(crate) fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    pub(crate) fn err(&self, operation: &'static str, e: RedisError) -> QueueError {
+        error::map(operation, self.inner.config.response(), &self.inner.addr, e)
+    }
+
+    pub(crate) async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
+        if let Some(c) = self.inner.blocking.lock().unwrap().pop() {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.config.connect_timeout()))
+            .set_response_timeout(None);
+        let mut conn = self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.err("connect", e))?;
+        let _: () = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.inner.client_name)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err("client_setname", e))?;
+        Ok(conn)
+    }
+
+    /// Takes back a blocking connection whose read finished (one dropped
+    /// mid-read is never returned: its reply may still be on the way).
+    pub(crate) fn return_blocking(&self, conn: MultiplexedConnection) {
+        let mut pool = self.inner.blocking.lock().unwrap();
+        if pool.len() < BLOCKING_POOL {
+            pool.push(conn);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Opening a Redis queue by URL, for the facade's registry.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
+
+use crate::{BACKEND, PREFIX_VAR, RedisBackend, RedisConfig, SCHEMES, URL_VAR};
+
+/// Opens queues of the Redis backend from a `redis://` URL (read from
+/// `REDIS_URL` by the facade). The key prefix is `REDIS_KEY_PREFIX` when set.
+///
+/// ```
+/// use flextide_queue_redis::{Connector, RedisConnector};
+/// assert!(RedisConnector.accepts("redis://127.0.0.1:6379/"));
+/// assert_eq!(RedisConnector.url_vars(), ["REDIS_URL"]);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisConnector;
+
+#[async_trait]
+impl Connector for RedisConnector {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        SCHEMES
+    }
+
+    fn url_vars(&self) -> &'static [&'static str] {
+        &[URL_VAR]
+    }
+
+    fn example_url(&self) -> &'static str {
+        "redis://127.0.0.1:6379/"
+    }
+
+    async fn open(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
+        let mut config = RedisConfig::new(url);
+        if let Ok(prefix) = std::env::var(PREFIX_VAR) {
+            config = config.key_prefix(prefix);
+        }
+        let backend = RedisBackend::connect(config).await?;
+        Ok(Arc::new(backend.open(queue, options).await?))
+    }
+}

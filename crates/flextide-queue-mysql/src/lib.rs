@@ -9,19 +9,28 @@ macro_rules! now_ms {
     };
 }
 
+mod connector;
 mod error;
 mod migrate;
 mod notify;
 mod queue;
 
+pub use connector::MySqlConnector;
 pub use migrate::{MIGRATIONS, Migration, VERSION_TABLE, migrate};
 pub use queue::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_BATCH, MySqlQueue, drop_queue};
 
 // Re-exported so users need no direct dependency to build pools and
 // transactions for `from_pool` and `push_in_tx`.
 pub use flextide_queue_core as core;
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 pub use sqlx;
 pub use sqlx::mysql::{MySql, MySqlPool, MySqlPoolOptions};
 
 /// The backend's short name, used in errors, logs and metrics.
 pub const BACKEND: &str = "mysql";
+
+/// The URL schemes [`MySqlConnector`] opens.
+pub const SCHEMES: &[&str] = &["mysql", "mariadb"];

@@ -7,8 +7,9 @@ use flextide_queue_core::{
     BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result,
     backend::{
-        PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers, encode_receipt,
-        new_token, system_time_from_millis,
+        Decoded, PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers,
+        encode_receipt, foreign_id, max_attempts_reason, new_token, system_time_from_millis,
+        wait_for_deliveries,
     },
     validate_queue_name,
 };
@@ -256,31 +257,55 @@ impl MySqlQueue {
             return Ok((Vec::new(), false));
         }
         let now: i64 = rows[0].try_get(2).map_err(map_err)?;
-        let mut deliver = Vec::with_capacity(rows.len());
+        let mut entries = Vec::with_capacity(rows.len());
         let mut exhausted = Vec::new();
         for row in &rows {
             let seq: i64 = row.try_get(0).map_err(map_err)?;
             let attempts: u32 = row.try_get(1).map_err(map_err)?;
             match self.options.max_attempts {
                 Some(limit) if attempts >= limit => exhausted.push(seq),
-                _ => deliver.push((seq, attempts, row)),
+                _ => entries.push(match read_row(row, CLAIM_MESSAGE_AT, seq)? {
+                    Ok(message) => Ok((seq, attempts, message)),
+                    Err(what) => Err((seq, what)),
+                }),
             }
         }
         if let Some(limit) = self.options.max_attempts
             && !exhausted.is_empty()
         {
-            move_to_dead_letters(&mut tx, &exhausted, &exhausted_reason(limit)).await?;
+            move_to_dead_letters(&mut tx, &exhausted, &max_attempts_reason(limit)).await?;
+        }
+        // Rows another producer wrote that are no message (clause 12) go to
+        // the dead letters alone, in this transaction, before any attempt.
+        let Decoded {
+            ok: deliver,
+            undecodable,
+        } = Decoded::sort(entries);
+        for (seq, reason) in &undecodable {
+            // Its foreign id first, so the dead letter can be replayed by id.
+            sqlx::query(
+                "UPDATE flextide_queue_messages SET id = CONCAT(?, seq) WHERE seq = ? AND id = ''",
+            )
+            .bind(foreign_id_prefix())
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            move_to_dead_letters(&mut tx, &[*seq], reason).await?;
         }
         let token = new_token();
         if !deliver.is_empty() {
+            // A row inserted by hand with an empty id gets its stable
+            // foreign id on its first claim.
             let sql = format!(
-                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ? \
-                 WHERE seq IN ({})",
+                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ?, \
+                 id = IF(id = '', CONCAT(?, seq), id) WHERE seq IN ({})",
                 placeholders(deliver.len())
             );
             let mut update = sqlx::query(AssertSqlSafe(sql))
                 .bind(&token)
-                .bind(now.saturating_add(self.lease_ms));
+                .bind(now.saturating_add(self.lease_ms))
+                .bind(foreign_id_prefix());
             for (seq, _, _) in &deliver {
                 update = update.bind(*seq);
             }
@@ -290,16 +315,16 @@ impl MySqlQueue {
         let lease_deadline = started + Duration::from_millis(self.lease_ms as u64);
         let deliveries = deliver
             .into_iter()
-            .map(|(seq, attempts, row)| {
-                Ok(Delivery::new(
-                    read_message(row, CLAIM_MESSAGE_AT)?,
+            .map(|(seq, attempts, message)| {
+                Delivery::new(
+                    message,
                     encode_receipt(seq, &token),
                     attempts.saturating_add(1),
                     lease_deadline,
-                ))
+                )
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((deliveries, !exhausted.is_empty()))
+            .collect();
+        Ok((deliveries, !exhausted.is_empty() || !undecodable.is_empty()))
     }
 
     /// Dead-letters messages whose lease ran out after their last allowed
@@ -314,7 +339,7 @@ impl MySqlQueue {
     }
 
     async fn sweep_exhausted_tx(&self, limit: u32) -> Result<()> {
-        let reason = exhausted_reason(limit);
+        let reason = max_attempts_reason(limit);
         loop {
             // A cheap non-locking probe on the lease index; usually empty.
             let candidates: Vec<i64> = sqlx::query_scalar(concat!(
@@ -616,24 +641,18 @@ impl QueueProvider for MySqlQueue {
         }
         let max = max.min(MAX_BATCH);
         self.sweep_exhausted().await?;
-        let mut backoff = PollBackoff::new(wait, MIN_POLL, MAX_POLL);
-        loop {
-            // Registered before the claim, so a push landing between the
-            // claim and the sleep still wakes us.
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (deliveries, dead_lettered) = retry_lock_conflicts(|| self.claim(max)).await?;
-            if !deliveries.is_empty() {
-                return Ok(deliveries);
+        let backoff = PollBackoff::new(wait, MIN_POLL, MAX_POLL);
+        wait_for_deliveries(&self.notify, backoff, |_| async move {
+            loop {
+                let (deliveries, dead_lettered) = retry_lock_conflicts(|| self.claim(max)).await?;
+                // A claim that only dead-lettered rows may have left ready
+                // ones behind: look again at once.
+                if !deliveries.is_empty() || !dead_lettered {
+                    return Ok(deliveries);
+                }
             }
-            if dead_lettered {
-                continue;
-            }
-            if !backoff.wait_or(notified).await {
-                return Ok(deliveries);
-            }
-        }
+        })
+        .await
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
@@ -706,7 +725,7 @@ impl QueueProvider for MySqlQueue {
         match self.options.max_attempts {
             // Either stale, or this was the last allowed attempt.
             Some(limit) => {
-                self.dead_letter_delivery(seq, token, &exhausted_reason(limit))
+                self.dead_letter_delivery(seq, token, &max_attempts_reason(limit))
                     .await
             }
             None => Err(QueueError::StaleReceipt { backend: BACKEND }),
@@ -760,8 +779,14 @@ impl QueueProvider for MySqlQueue {
         .map_err(map_err)?;
         rows.iter()
             .map(|row| {
+                // An undecodable row (clause 12) is listed with no headers;
+                // its reason says why, and the table keeps the text as written.
+                let message = match read_row(row, 0, 0)? {
+                    Ok(message) => message,
+                    Err(_) => read_message_without_headers(row, 0)?,
+                };
                 Ok(DeadLetter::new(
-                    read_message(row, 0)?,
+                    message,
                     row.try_get::<String, _>(7).map_err(map_err)?,
                     row.try_get(6).map_err(map_err)?,
                     system_time_from_millis(row.try_get(8).map_err(map_err)?),
@@ -818,7 +843,7 @@ impl QueueProvider for MySqlQueue {
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_claim)
+            ", seq FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_claim)
               WHERE queue = ? AND visible_at <= ",
             now_ms!(),
             " ORDER BY pri_inv, seq LIMIT ?"
@@ -828,7 +853,15 @@ impl QueueProvider for MySqlQueue {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter().map(|row| read_message(row, 0)).collect()
+        // A row that is no message is not shown: the next pop dead-letters it.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get(message_columns_count()).map_err(map_err)?;
+            if let Ok(message) = read_row(row, 0, seq)? {
+                out.push(message);
+            }
+        }
+        Ok(out)
     }
 
     async fn purge(&self) -> Result<u64> {
@@ -1030,16 +1063,43 @@ async fn move_to_dead_letters(
     Ok(())
 }
 
-/// Rebuilds a message from `message_columns!()` starting at column `at`.
-fn read_message(row: &MySqlRow, at: usize) -> Result<Message> {
+/// How many columns `message_columns!()` names.
+const fn message_columns_count() -> usize {
+    6
+}
+
+/// What the claim writes into the empty `id` of a row another producer
+/// inserted: `mysql-<seq>`, the [`foreign_id`] of the row, kept on every
+/// delivery and in the dead letters.
+fn foreign_id_prefix() -> String {
+    foreign_id(BACKEND, "").as_str().to_owned()
+}
+
+/// Rebuilds a message from `message_columns!()` starting at column `at`, or,
+/// as the inner `Err`, says why the row is no message (headers that are not
+/// the JSON object this crate writes, from another producer). A row with an
+/// empty id gets the foreign id of `seq`. The outer `Err` is a column that
+/// cannot be read at all.
+fn read_row(row: &MySqlRow, at: usize, seq: i64) -> Result<std::result::Result<Message, String>> {
+    let headers: String = row.try_get(at + 2).map_err(map_err)?;
+    let Ok(headers) = decode_headers(BACKEND, &headers) else {
+        return Ok(Err("headers are not a JSON object of strings".to_owned()));
+    };
+    let mut message = read_message_without_headers(row, at)?.with_headers(headers);
+    if message.id.as_str().is_empty() {
+        message.id = foreign_id(BACKEND, seq);
+    }
+    Ok(Ok(message))
+}
+
+/// [`read_row`] without the headers column.
+fn read_message_without_headers(row: &MySqlRow, at: usize) -> Result<Message> {
     let id: String = row.try_get(at).map_err(map_err)?;
     let payload: Vec<u8> = row.try_get(at + 1).map_err(map_err)?;
-    let headers: String = row.try_get(at + 2).map_err(map_err)?;
     let priority: u8 = row.try_get(at + 3).map_err(map_err)?;
     let ordering_key: Option<String> = row.try_get(at + 4).map_err(map_err)?;
     let enqueued_at: i64 = row.try_get(at + 5).map_err(map_err)?;
     let mut message = Message::from_parts(id, payload).with_priority(priority);
-    message.headers = decode_headers(BACKEND, &headers)?;
     message.ordering_key = ordering_key;
     message.enqueued_at = Some(system_time_from_millis(enqueued_at));
     Ok(message)
@@ -1056,10 +1116,6 @@ fn read_receipt(receipt: &Receipt) -> Result<(i64, &str)> {
         ));
     }
     Ok((seq, token))
-}
-
-fn exhausted_reason(limit: u32) -> String {
-    format!("max attempts exceeded ({limit})")
 }
 
 fn delay_ms(delay: Duration) -> Result<i64> {

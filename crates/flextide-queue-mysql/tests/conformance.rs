@@ -9,7 +9,7 @@ use std::{
 };
 
 use flextide_queue_conformance::{
-    Connect, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_mysql::{MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate, sqlx};
@@ -83,9 +83,37 @@ impl Harness for MySqlHarness {
         Ok(true)
     }
 
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        // What another producer writes with plain SQL: no id (the empty
+        // string), no headers, its times on the database clock.
+        let (payload, headers) = match entry {
+            ForeignEntry::Plain(body) => (body.to_vec(), ""),
+            // Headers that are not the JSON object of strings we write.
+            ForeignEntry::Undecodable => (b"undecodable".to_vec(), "{not json"),
+            _ => return Ok(false),
+        };
+        sqlx::query(
+            "INSERT INTO flextide_queue_messages (queue, id, payload, headers, enqueued_at, visible_at)
+             VALUES (?, '', ?, ?, CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED))",
+        )
+        .bind(queue.queue_name())
+        .bind(payload)
+        .bind(headers)
+        .execute(&self.admin)
+        .await
+        .map_err(|e| QueueError::backend_error("mysql", false, e))?;
+        Ok(true)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }

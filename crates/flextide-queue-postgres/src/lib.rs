@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod connector;
 mod error;
 mod migrate;
 mod notify;
@@ -9,14 +10,24 @@ mod queue;
 mod sql;
 
 pub use config::{DEFAULT_CHANNEL, DEFAULT_MAX_PAYLOAD_BYTES, PostgresConfig};
+pub use connector::PostgresConnector;
 pub use migrate::{MIGRATIONS, Migration, migrate, migrate_with};
 pub use queue::{PostgresBackend, PostgresQueue};
+
+// The core types this crate hands out, so users need no direct dependency.
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 
 /// The sqlx this crate is built on, so your pool and transactions match it.
 pub use sqlx;
 
 /// This backend's short name in errors, logs and metrics.
 pub const BACKEND: &str = "postgres";
+
+/// The URL schemes [`PostgresConnector`] opens.
+pub const SCHEMES: &[&str] = &["postgres", "postgresql"];
 
 /// Removes every message and dead letter of queue `name` from the default
 /// schema; returns how many rows went. For tests and tooling.

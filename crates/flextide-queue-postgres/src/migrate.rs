@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "plain_inserts",
+        sql: include_str!("../migrations/0002_plain_inserts.sql"),
+    },
+];
 
 /// Key of the transaction-scoped advisory lock that serialises concurrent
 /// `migrate` calls ("flextide" in ASCII).

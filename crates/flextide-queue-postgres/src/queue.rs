@@ -7,8 +7,9 @@ use flextide_queue_core::{
     BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result,
     backend::{
-        PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers, encode_receipt,
-        new_token, system_time_from_millis,
+        Decoded, PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers,
+        encode_receipt, foreign_id, max_attempts_reason, new_token, system_time_from_millis,
+        wait_for_deliveries,
     },
     validate_queue_name,
 };
@@ -133,10 +134,7 @@ impl PostgresBackend {
             wake: self.inner.notifier.handle(name),
             lease_ms: duration_ms(options.lease).max(1),
             max_attempts: max_attempts.unwrap_or(i32::MAX),
-            exhausted_reason: format!(
-                "max attempts exceeded ({})",
-                max_attempts.unwrap_or(i32::MAX)
-            ),
+            exhausted_reason: max_attempts_reason(max_attempts.unwrap_or(i32::MAX) as u32),
             options,
         })
     }
@@ -387,22 +385,32 @@ impl PostgresQueue {
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(self.lease_ms)
             .bind(&token)
+            .bind(foreign_id_prefix())
             .fetch_all(self.pool())
             .await
             .map_err(map_err)?;
         let lease_deadline = started + Duration::from_millis(self.lease_ms as u64);
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (seq, message, attempts) = decode_message(&row)?;
-            out.push((
-                seq,
-                Delivery::new(
-                    message,
-                    encode_receipt(seq, &token),
-                    attempts.max(1) as u32,
-                    lease_deadline,
-                ),
-            ));
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            entries.push(match decode_row(row)? {
+                Ok((seq, message, attempts)) => Ok((
+                    seq,
+                    Delivery::new(
+                        message,
+                        encode_receipt(seq, &token),
+                        attempts.max(1) as u32,
+                        lease_deadline,
+                    ),
+                )),
+                Err(bad) => Err(bad),
+            });
+        }
+        let Decoded {
+            ok: mut out,
+            undecodable,
+        } = Decoded::sort(entries);
+        for (seq, reason) in undecodable {
+            self.dead_letter_undecodable(seq, &token, &reason).await;
         }
         // UPDATE ... RETURNING does not keep the claim's order.
         out.sort_by(|(a_seq, a), (b_seq, b)| {
@@ -412,6 +420,28 @@ impl PostgresQueue {
                 .then(a_seq.cmp(b_seq))
         });
         Ok(out.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Moves a row the claim just leased but could not decode (another
+    /// producer's, contract clause 12) to the dead letters, by itself. A
+    /// failure only logs: the pop goes on with the rest of the batch, and the
+    /// row comes back when its lease ends.
+    async fn dead_letter_undecodable(&self, seq: i64, token: &str, reason: &str) {
+        let moved = sqlx::query_scalar::<_, i64>(AssertSqlSafe(self.sql().dead_letter.clone()))
+            .bind(seq)
+            .bind(token)
+            .bind(&*self.name)
+            .bind(reason)
+            .fetch_one(self.pool())
+            .await;
+        match moved {
+            Ok(_) => {
+                tracing::warn!(queue = %self.name, seq, reason, "flextide-queue-postgres: undecodable row moved to the dead letters")
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.name, seq, reason, error = %map_err(e), "flextide-queue-postgres: could not move an undecodable row to the dead letters; it comes back after its lease")
+            }
+        }
     }
 
     /// Moves expired, exhausted leases to the dead letters now.
@@ -433,23 +463,46 @@ impl PostgresQueue {
     }
 }
 
-/// Reads the columns of [`crate::sql::MESSAGE_COLUMNS`].
-fn decode_message(row: &PgRow) -> Result<(i64, Message, i32)> {
-    let get_err = |e: sqlx::Error| map_err(e);
-    let seq: i64 = row.try_get("seq").map_err(get_err)?;
-    let id: String = row.try_get("id").map_err(get_err)?;
-    let payload: Vec<u8> = row.try_get("payload").map_err(get_err)?;
-    let headers: String = row.try_get("headers").map_err(get_err)?;
-    let priority: i16 = row.try_get("priority").map_err(get_err)?;
-    let ordering_key: Option<String> = row.try_get("ordering_key").map_err(get_err)?;
-    let enqueued_at: i64 = row.try_get("enqueued_at").map_err(get_err)?;
-    let attempts: i32 = row.try_get("attempts").map_err(get_err)?;
-    let mut message = Message::from_parts(id, payload);
-    message.headers = decode_headers(BACKEND, &headers)?;
+/// What the claim writes into the `id` of a row another producer inserted
+/// without one: `postgres-<seq>`, the [`foreign_id`] of the row, so the id
+/// stays the same on every delivery and in the dead letters.
+fn foreign_id_prefix() -> String {
+    foreign_id(BACKEND, "").as_str().to_owned()
+}
+
+/// A row of [`crate::sql::MESSAGE_COLUMNS`] as a message, or, as the inner
+/// `Err`, its seq and why it cannot be one (headers that are not the JSON
+/// this crate writes, from another producer). The outer `Err` is a column
+/// that cannot be read at all: the schema is not ours.
+#[allow(clippy::type_complexity)]
+fn decode_row(row: &PgRow) -> Result<Result<(i64, Message, i32), (i64, String)>> {
+    let seq: i64 = row.try_get("seq").map_err(map_err)?;
+    let id: Option<String> = row.try_get("id").map_err(map_err)?;
+    let payload: Vec<u8> = row.try_get("payload").map_err(map_err)?;
+    let headers: String = row.try_get("headers").map_err(map_err)?;
+    let priority: i16 = row.try_get("priority").map_err(map_err)?;
+    let ordering_key: Option<String> = row.try_get("ordering_key").map_err(map_err)?;
+    let enqueued_at: i64 = row.try_get("enqueued_at").map_err(map_err)?;
+    let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
+    let headers = match decode_headers(BACKEND, &headers) {
+        Ok(h) => h,
+        Err(_) => {
+            return Ok(Err((
+                seq,
+                "headers are not a JSON object of strings".into(),
+            )));
+        }
+    };
+    // A row inserted by hand may have no id until its first claim fills one in.
+    let id = match id.filter(|id| !id.is_empty()) {
+        Some(id) => MessageId::from(id),
+        None => foreign_id(BACKEND, seq),
+    };
+    let mut message = Message::from_parts(id, payload).with_headers(headers);
     message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
     message.ordering_key = ordering_key;
     message.enqueued_at = Some(system_time_from_millis(enqueued_at));
-    Ok((seq, message, attempts))
+    Ok(Ok((seq, message, attempts)))
 }
 
 fn stale() -> QueueError {
@@ -496,24 +549,11 @@ impl QueueProvider for PostgresQueue {
             return Ok(Vec::new());
         }
         let config = &self.backend.inner.config;
-        let mut backoff = PollBackoff::new(wait, config.poll_min, config.poll_max);
+        let backoff = PollBackoff::new(wait, config.poll_min, config.poll_max);
         if !wait.is_zero() {
             self.backend.inner.notifier.ensure_started();
         }
-        loop {
-            // Registered before the claim, so a push between the claim and
-            // the sleep still wakes us.
-            let woken = self.wake.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let got = self.claim(max).await?;
-            if !got.is_empty() || wait.is_zero() {
-                return Ok(got);
-            }
-            if !backoff.wait_or(woken).await {
-                return Ok(Vec::new());
-            }
-        }
+        wait_for_deliveries(&self.wake, backoff, |_| self.claim(max)).await
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
@@ -640,8 +680,10 @@ impl QueueProvider for PostgresQueue {
                 let id: String = row.try_get("id").map_err(map_err)?;
                 let headers: String = row.try_get("headers").map_err(map_err)?;
                 let priority: i16 = row.try_get("priority").map_err(map_err)?;
-                let mut message = Message::from_parts(id, payload);
-                message.headers = decode_headers(BACKEND, &headers)?;
+                // An undecodable row (clause 12) is listed with no headers;
+                // its reason says why, and the table keeps the text as written.
+                let headers = decode_headers(BACKEND, &headers).unwrap_or_default();
+                let mut message = Message::from_parts(id, payload).with_headers(headers);
                 message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
                 message.ordering_key = row.try_get("ordering_key").map_err(map_err)?;
                 message.enqueued_at = Some(system_time_from_millis(
@@ -700,9 +742,15 @@ impl QueueProvider for PostgresQueue {
             .fetch_all(self.pool())
             .await
             .map_err(map_err)?;
-        rows.iter()
-            .map(|row| decode_message(row).map(|(_, m, _)| m))
-            .collect()
+        // A row that cannot be decoded is not shown: the next pop moves it to
+        // the dead letters.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok((_, message, _)) = decode_row(row)? {
+                out.push(message);
+            }
+        }
+        Ok(out)
     }
 
     async fn purge(&self) -> Result<u64> {

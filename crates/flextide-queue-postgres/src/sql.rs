@@ -109,7 +109,10 @@ impl Statements {
             // other claimers hold, and lease what is ready. Only the head
             // (lowest seq) of an ordering key is claimable; the key waits
             // while its head is leased or delayed.
-            // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token.
+            // A row another producer inserted without an id gets its
+            // stable foreign id on its first claim.
+            // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token,
+            // $7 foreign id prefix.
             claim: build(&format!(
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
                  {SWEEP},
@@ -125,7 +128,8 @@ impl Statements {
                     LIMIT $4
                     FOR UPDATE OF c SKIP LOCKED
                  )
-                 UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5
+                 UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5,
+                    id = COALESCE(NULLIF(m.id, ''), $7::text || m.seq::text)
                  FROM picked WHERE m.seq = picked.seq
                  RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.attempts"
             )),

@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use flextide_queue_conformance::{Connect, Harness, HarnessSettings, async_trait};
+use flextide_queue_conformance::{Connect, ForeignEntry, Harness, HarnessSettings, async_trait};
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
 
@@ -77,9 +77,40 @@ impl Harness for PgHarness {
         Ok(true)
     }
 
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        // What another producer would write with plain SQL: the queue and a
+        // body, nothing else (schema version 2 fills in the rest).
+        let insert = match entry {
+            ForeignEntry::Plain(body) => {
+                sqlx::query("INSERT INTO flextide_queue_messages (queue, payload) VALUES ($1, $2)")
+                    .bind(queue.queue_name().to_owned())
+                    .bind(body.to_vec())
+            }
+            // Headers that are not the JSON object of strings we write.
+            ForeignEntry::Undecodable => sqlx::query(
+                "INSERT INTO flextide_queue_messages (queue, payload, headers) VALUES ($1, $2, $3)",
+            )
+            .bind(queue.queue_name().to_owned())
+            .bind(b"undecodable".to_vec())
+            .bind("{not json"),
+            _ => return Ok(false),
+        };
+        insert
+            .execute(self.admin.pool())
+            .await
+            .map_err(|e| QueueError::backend_error("postgres", false, e))?;
+        Ok(true)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+mod connector;
 mod error;
 mod schema;
 mod wake;
@@ -10,8 +11,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use flextide_queue_core::{
-    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
-    QueueProvider, QueueStats, Receipt, Replay, Result,
+    BatchFailure, MessageId, Result,
     backend::{self, PollBackoff},
     validate_queue_name,
 };
@@ -19,6 +19,12 @@ use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 use tokio::{sync::Notify, time::Instant};
 
 pub use connect::{PoolSettings, connect_pool, connect_pool_with};
+pub use connector::SqliteConnector;
+// The core types this crate hands out, so users need no direct dependency.
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 pub use schema::{
     MIGRATIONS, Migration, SCHEMA_VERSION, current_version, drop_queue, list_queues, migrate,
 };
@@ -29,6 +35,9 @@ pub use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteSynchronous};
 
 /// The backend's name in errors, logs and metrics.
 pub const BACKEND: &str = "sqlite";
+
+/// The URL schemes [`SqliteConnector`] opens.
+pub const SCHEMES: &[&str] = &["sqlite"];
 
 /// What the SQLite backend supports: everything but deduplication.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -336,10 +345,7 @@ impl SqliteQueue {
     }
 
     fn max_attempts_reason(&self) -> String {
-        format!(
-            "max attempts exceeded ({})",
-            self.inner.options.max_attempts.unwrap_or(u32::MAX)
-        )
+        backend::max_attempts_reason(self.inner.options.max_attempts.unwrap_or(u32::MAX))
     }
 
     /// One multi-row INSERT of up to [`PUSH_CHUNK`] messages.
@@ -449,28 +455,68 @@ impl SqliteQueue {
             .bind(now)
             .bind(self.max_attempts())
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .bind(foreign_id_prefix())
             .fetch_all(&self.inner.pool)
             .await
             .map_err(error::map)?;
-        let mut deliveries = Vec::with_capacity(rows.len());
+        let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get("seq").map_err(error::map)?;
             let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
-            deliveries.push((
-                seq,
-                Delivery::new(
-                    message_from_row(row)?,
-                    backend::encode_receipt(seq, &token),
-                    u32::try_from(attempts).unwrap_or(u32::MAX),
-                    started + lease,
-                ),
-            ));
+            entries.push(match read_row(row)? {
+                Ok(message) => Ok((
+                    seq,
+                    Delivery::new(
+                        message,
+                        backend::encode_receipt(seq, &token),
+                        u32::try_from(attempts).unwrap_or(u32::MAX),
+                        started + lease,
+                    ),
+                )),
+                Err(what) => Err((seq, what)),
+            });
+        }
+        let backend::Decoded {
+            ok: mut deliveries,
+            undecodable,
+        } = backend::Decoded::sort(entries);
+        for (seq, reason) in undecodable {
+            self.dead_letter_undecodable(seq, &token, &reason).await;
         }
         // RETURNING gives no order: restore the delivery order.
         deliveries.sort_by(|(sa, a), (sb, b)| {
             b.message.priority.cmp(&a.message.priority).then(sa.cmp(sb))
         });
         Ok(deliveries.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// [`SqliteQueue::claim`] in a task of its own, run to the end even when
+    /// the pop is cut short (contract clause 13): sqlx closes a connection
+    /// whose statement was dropped half-way, and the one connection of an
+    /// in-memory database takes the database with it. What a cut-short pop
+    /// leased comes back when the lease ends.
+    async fn claim_detached(&self, max: usize) -> Result<Vec<Delivery>> {
+        let q = self.clone();
+        tokio::spawn(async move { q.claim(max).await })
+            .await
+            .map_err(|e| {
+                QueueError::backend_error(BACKEND, true, format!("a database task failed: {e}"))
+            })?
+    }
+
+    /// Moves a row the claim just leased but could not decode (another
+    /// producer's, contract clause 12) to the dead letters, by itself. A
+    /// failure only logs: the pop goes on with the rest of the batch, and the
+    /// row comes back when its lease ends.
+    async fn dead_letter_undecodable(&self, seq: i64, token: &str, reason: &str) {
+        match self.move_to_dead_letters(seq, token, reason, false).await {
+            Ok(_) => {
+                tracing::warn!(queue = %self.inner.name, seq, reason, "flextide-queue-sqlite: undecodable row moved to the dead letters")
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.inner.name, seq, reason, error = %e, "flextide-queue-sqlite: could not move an undecodable row to the dead letters; it comes back after its lease")
+            }
+        }
     }
 
     fn decode<'r>(&self, receipt: &'r Receipt) -> Result<(i64, &'r str)> {
@@ -601,8 +647,10 @@ impl Selection<'_> {
 /// Leases up to ?6 available messages in one atomic statement. Only the head
 /// (lowest seq) of an ordering key is claimable, so a key is blocked while
 /// its head is leased or not yet due. Binds: token, lease end, queue, now,
-/// max attempts, limit.
-const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2 \
+/// max attempts, limit, foreign id prefix. A row another producer inserted
+/// with an empty id gets its stable foreign id (`sqlite-<seq>`) here.
+const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2, \
+     id = CASE WHEN id = '' THEN ?7 || seq ELSE id END \
      WHERE seq IN ( \
        SELECT m.seq FROM flextide_queue_messages AS m \
        WHERE m.queue = ?3 AND m.visible_at <= ?4 AND m.purged = 0 \
@@ -633,17 +681,38 @@ fn headers_text(message: &Message) -> String {
     }
 }
 
-/// Reads the message columns (id, payload, headers, priority, ordering_key,
-/// enqueued_at) of a row.
-fn message_from_row(row: &SqliteRow) -> Result<Message> {
+/// What the claim writes into the empty `id` of a row another producer
+/// inserted: the [`backend::foreign_id`] of its seq.
+fn foreign_id_prefix() -> String {
+    backend::foreign_id(BACKEND, "").as_str().to_owned()
+}
+
+/// Reads the message columns (seq, id, payload, headers, priority,
+/// ordering_key, enqueued_at) of a row, or, as the inner `Err`, why the row
+/// is no message (headers that are not the JSON object this crate writes,
+/// from another producer). A row with an empty id gets its foreign id. The
+/// outer `Err` is a column that cannot be read at all.
+fn read_row(row: &SqliteRow) -> Result<std::result::Result<Message, String>> {
+    let headers: String = row.try_get("headers").map_err(error::map)?;
+    let Ok(headers) = backend::decode_headers(BACKEND, &headers) else {
+        return Ok(Err("headers are not a JSON object of strings".to_owned()));
+    };
+    let mut message = message_without_headers(row)?.with_headers(headers);
+    if message.id.as_str().is_empty() {
+        let seq: i64 = row.try_get("seq").map_err(error::map)?;
+        message.id = backend::foreign_id(BACKEND, seq);
+    }
+    Ok(Ok(message))
+}
+
+/// [`read_row`] without the headers (nor the foreign id).
+fn message_without_headers(row: &SqliteRow) -> Result<Message> {
     let id: String = row.try_get("id").map_err(error::map)?;
     let payload: Vec<u8> = row.try_get("payload").map_err(error::map)?;
-    let headers: String = row.try_get("headers").map_err(error::map)?;
     let priority: i64 = row.try_get("priority").map_err(error::map)?;
     let ordering_key: Option<String> = row.try_get("ordering_key").map_err(error::map)?;
     let enqueued_at: i64 = row.try_get("enqueued_at").map_err(error::map)?;
     let mut message = Message::from_parts(id, payload);
-    message.headers = backend::decode_headers(BACKEND, &headers)?;
     message.priority = u8::try_from(priority.clamp(0, 255)).unwrap_or(u8::MAX);
     message.ordering_key = ordering_key;
     message.enqueued_at = Some(backend::system_time_from_millis(enqueued_at));
@@ -717,21 +786,8 @@ impl QueueProvider for SqliteQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut backoff = PollBackoff::new(wait, POLL_MIN, POLL_MAX);
-        loop {
-            // Register before looking, so a push between the look and the
-            // sleep still wakes us.
-            let notified = self.inner.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let deliveries = self.claim(max).await?;
-            if !deliveries.is_empty() {
-                return Ok(deliveries);
-            }
-            if !backoff.wait_or(notified).await {
-                return Ok(Vec::new());
-            }
-        }
+        let backoff = PollBackoff::new(wait, POLL_MIN, POLL_MAX);
+        backend::wait_for_deliveries(&self.inner.wake, backoff, |_| self.claim_detached(max)).await
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
@@ -895,8 +951,14 @@ impl QueueProvider for SqliteQueue {
             .map(|row| {
                 let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
                 let at: i64 = row.try_get("dead_lettered_at").map_err(error::map)?;
+                // An undecodable row (clause 12) is listed with no headers;
+                // its reason says why, and the table keeps the text as written.
+                let message = match read_row(row)? {
+                    Ok(message) => message,
+                    Err(_) => message_without_headers(row)?,
+                };
                 Ok(DeadLetter::new(
-                    message_from_row(row)?,
+                    message,
                     row.try_get::<String, _>("reason").map_err(error::map)?,
                     u32::try_from(attempts).unwrap_or(u32::MAX),
                     backend::system_time_from_millis(at),
@@ -952,7 +1014,7 @@ impl QueueProvider for SqliteQueue {
         let now = backend::now_millis();
         self.sweep(now).await?;
         let rows = sqlx::query(
-            "SELECT id, payload, headers, priority, ordering_key, enqueued_at FROM flextide_queue_messages \
+            "SELECT seq, id, payload, headers, priority, ordering_key, enqueued_at FROM flextide_queue_messages \
              WHERE queue = ?1 AND visible_at <= ?2 AND purged = 0 AND (token IS NULL OR attempts < ?3) \
              ORDER BY priority DESC, seq LIMIT ?4",
         )
@@ -963,7 +1025,14 @@ impl QueueProvider for SqliteQueue {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(error::map)?;
-        rows.iter().map(message_from_row).collect()
+        // A row that is no message is not shown: the next pop dead-letters it.
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok(message) = read_row(row)? {
+                out.push(message);
+            }
+        }
+        Ok(out)
     }
 
     async fn purge(&self) -> Result<u64> {

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use flextide_queue_conformance::{
-    Connect, Harness, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_sqlite::{SqlitePool, SqliteQueue, connect_pool, drop_queue, migrate};
@@ -34,6 +34,18 @@ impl Harness for FileHarness {
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         drop_queue(&self.admin, name).await.map(drop)
+    }
+
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        common::write_foreign(&self.admin, queue.queue_name(), entry).await
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        common::settings()
     }
 }
 

@@ -3,10 +3,12 @@
 //!
 //! Run with: cargo test -p flextide-queue-sqlite --test conformance_memory
 
+mod common;
+
 use std::sync::Arc;
 
 use flextide_queue_conformance::{
-    Connect, Harness, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_sqlite::{SqlitePool, SqliteQueue, connect_pool, drop_queue, migrate};
@@ -31,6 +33,18 @@ impl Harness for MemoryHarness {
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         drop_queue(&self.pool, name).await.map(drop)
+    }
+
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        common::write_foreign(&self.pool, queue.queue_name(), entry).await
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        common::settings()
     }
 }
 

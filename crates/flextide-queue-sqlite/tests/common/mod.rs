@@ -39,3 +39,41 @@ pub fn remove_db(path: &Path) {
         let _ = std::fs::remove_file(PathBuf::from(name));
     }
 }
+
+/// Writes `entry` into queue `queue` with plain SQL, as another producer
+/// would (contract clause 12): an empty id, no headers, its own clock.
+pub async fn write_foreign(
+    pool: &flextide_queue_sqlite::SqlitePool,
+    queue: &str,
+    entry: flextide_queue_conformance::ForeignEntry,
+) -> Result<bool, flextide_queue_core::QueueError> {
+    use flextide_queue_conformance::ForeignEntry;
+    let (payload, headers) = match entry {
+        ForeignEntry::Plain(body) => (body.to_vec(), ""),
+        // Headers that are not the JSON object of strings the crate writes.
+        ForeignEntry::Undecodable => (b"undecodable".to_vec(), "{not json"),
+        _ => return Ok(false),
+    };
+    let now = flextide_queue_core::backend::now_millis();
+    flextide_queue_sqlite::sqlx::query(
+        "INSERT INTO flextide_queue_messages (queue, id, payload, headers, enqueued_at, visible_at)
+         VALUES (?1, '', ?2, ?3, ?4, ?4)",
+    )
+    .bind(queue)
+    .bind(payload)
+    .bind(headers)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(|e| flextide_queue_core::QueueError::backend_error("sqlite", false, e))?;
+    Ok(true)
+}
+
+/// The settings of a harness that implements [`write_foreign`].
+pub fn settings() -> flextide_queue_conformance::HarnessSettings {
+    flextide_queue_conformance::HarnessSettings {
+        foreign_plain: true,
+        foreign_undecodable: true,
+        ..Default::default()
+    }
+}

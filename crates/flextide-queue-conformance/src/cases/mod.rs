@@ -6,6 +6,7 @@ use flextide_queue_core::Capabilities;
 
 use crate::{Case, HarnessSettings};
 
+pub mod across_handles;
 pub mod basic;
 pub mod batch;
 pub mod concurrency;
@@ -63,6 +64,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(reconnect::cases());
     cases.extend(foreign::cases());
     cases.extend(cut_short::cases());
+    cases.extend(across_handles::cases());
     cases.extend(unsupported::cases());
     cases.extend(optional::cases());
     cases

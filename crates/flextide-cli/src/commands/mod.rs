@@ -7,7 +7,11 @@ pub(crate) mod pop;
 pub(crate) mod push;
 pub(crate) mod work;
 
-use std::{process::ExitCode, sync::Arc, time::SystemTime};
+use std::{
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use flextide_queue::{Config, Message, QueueProvider};
 
@@ -26,7 +30,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Stats(args) => inspect::stats(&*open_lasting(queue).await?, args).await,
         Command::Purge(args) => inspect::purge(&*open_lasting(queue).await?, args).await,
         Command::Dlq(cmd) => dlq::run(&*open_lasting(queue).await?, cmd).await,
-        Command::Work(args) => work::run(open(queue).await?, args).await,
+        Command::Work(args) => match open_waiting(queue).await? {
+            Some(q) => work::run(q, args).await,
+            None => Ok(ExitCode::from(130)),
+        },
     }
 }
 
@@ -45,6 +52,35 @@ pub(crate) fn config(queue: Option<String>) -> Result<Config, Error> {
 /// Opens the queue the environment (and `--queue`) names.
 pub(crate) async fn open(queue: Option<String>) -> Result<Arc<dyn QueueProvider>, Error> {
     Ok(flextide_queue::connect(&config(queue)?).await?)
+}
+
+/// Like [`open`], for a long-running worker: while the server cannot be
+/// reached (a retryable error: refused, restarting, loading), waits and
+/// tries again with a doubling pause up to 30 s, saying what it waits for.
+/// Returns `None` when Ctrl-C ends the wait.
+pub(crate) async fn open_waiting(
+    queue: Option<String>,
+) -> Result<Option<Arc<dyn QueueProvider>>, Error> {
+    let config = config(queue)?;
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match flextide_queue::connect(&config).await {
+            Ok(q) => return Ok(Some(q)),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    "waiting for the queue ({}): {e}; trying again in {}s",
+                    config.describe(),
+                    pause.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(None),
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Like [`open`], for a command that ends as soon as it has acted: refuses

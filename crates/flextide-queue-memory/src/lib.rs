@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod connector;
 mod state;
 
 use std::{
@@ -12,12 +13,19 @@ use std::{
 
 use async_trait::async_trait;
 use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
-    QueueProvider, QueueStats, Receipt, Replay, Result, backend, validate_queue_name,
+    MessageId, Result,
+    backend::{self, PollBackoff},
+    validate_queue_name,
 };
 use tokio::{sync::Notify, time::Instant};
 
+pub use crate::connector::{MemoryConnector, SCHEMES};
 use crate::state::{QueueState, Settle};
+pub use flextide_queue_core as core;
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 
 /// The backend's name in errors, logs and metrics.
 pub const BACKEND: &str = "memory";
@@ -55,11 +63,7 @@ impl MemoryBroker {
             .entry(name.to_owned())
             .or_insert_with(|| Arc::new(Shared::new(options.clone())))
             .clone();
-        Ok(MemoryQueue {
-            name: name.into(),
-            shared,
-            options,
-        })
+        Ok(MemoryQueue::from_shared(name, shared, options))
     }
 
     /// Removes the queue `name` and everything in it; open handles keep
@@ -105,6 +109,14 @@ impl MemoryQueue {
     /// A standalone queue on a broker of its own.
     pub fn new(name: &str, options: QueueOptions) -> Result<Self> {
         MemoryBroker::new().open(name, options)
+    }
+
+    fn from_shared(name: &str, shared: Arc<Shared>, options: QueueOptions) -> Self {
+        MemoryQueue {
+            name: name.into(),
+            shared,
+            options,
+        }
     }
 
     fn settle(&self, receipt: &Receipt, how: Settle<'_>) -> Result<()> {
@@ -198,42 +210,36 @@ impl QueueProvider for MemoryQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let deadline = Instant::now() + wait;
-        loop {
-            // Register for wake-ups before looking, so a push between the
-            // look and the sleep is not missed.
-            let notified = self.shared.available.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let next_due = {
+        // Pushes and settles wake the wait; otherwise it sleeps until the
+        // next delay or lease ends, or the wait does. No polling: the
+        // backoff's own step is the whole wait (capped, so it cannot overflow).
+        let step = wait.min(Duration::from_secs(3600));
+        backend::wait_for_deliveries(
+            &self.shared.available,
+            PollBackoff::new(wait, step, step),
+            |backoff| {
                 let mut state = self.shared.state.lock().unwrap();
-                let now = Instant::now();
-                let claimed = state.claim(max, now);
-                if !claimed.is_empty() {
-                    return Ok(claimed
-                        .into_iter()
-                        .map(|c| {
-                            Delivery::new(
-                                c.message,
-                                Receipt::new(format!("{}:{}", c.seq, c.token)),
-                                c.attempt,
-                                c.lease_deadline,
-                            )
-                        })
-                        .collect());
+                let claimed = state.claim(max, Instant::now());
+                if claimed.is_empty()
+                    && let Some(due) = state.next_due()
+                {
+                    backoff.wake_by(due);
                 }
-                state.next_due()
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let wake_at = next_due.map_or(deadline, |due| due.min(deadline));
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
-            }
-        }
+                let deliveries = claimed
+                    .into_iter()
+                    .map(|c| {
+                        Delivery::new(
+                            c.message,
+                            Receipt::new(format!("{}:{}", c.seq, c.token)),
+                            c.attempt,
+                            c.lease_deadline,
+                        )
+                    })
+                    .collect();
+                std::future::ready(Ok(deliveries))
+            },
+        )
+        .await
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {

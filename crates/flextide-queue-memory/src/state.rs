@@ -8,7 +8,7 @@ use std::{
 };
 
 use flextide_queue_core::{
-    DeadLetter, Message, QueueError, QueueOptions, QueueStats, Replay, Result,
+    DeadLetter, Message, QueueError, QueueOptions, QueueStats, Replay, Result, backend,
 };
 use tokio::time::Instant;
 
@@ -182,10 +182,7 @@ impl QueueState {
     }
 
     fn max_attempts_reason(&self) -> String {
-        format!(
-            "max attempts exceeded ({})",
-            self.options.max_attempts.unwrap_or(0)
-        )
+        backend::max_attempts_reason(self.options.max_attempts.unwrap_or(0))
     }
 
     /// Applies every delay and lease that has ended by `now`.

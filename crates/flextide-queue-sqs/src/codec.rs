@@ -70,9 +70,9 @@ impl Envelope {
         sqs_safe(serde_json::to_string(self).unwrap_or_default())
     }
 
-    /// Reads an envelope attribute.
-    pub(crate) fn decode(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
+    /// Reads an envelope attribute, or says what is wrong with it.
+    pub(crate) fn decode(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
     /// The same envelope without its dead-letter fields.

@@ -3,7 +3,9 @@
 //! A [`Fault`] is a clonable summary of one failure, so that a request that
 //! failed as a whole can be reported once per message of a batch.
 
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::error::Error;
+
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use flextide_queue_core::QueueError;
 
 use crate::BACKEND;
@@ -64,7 +66,7 @@ impl Fault {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let text = DisplayErrorContext(error).to_string();
+        let text = readable(error);
         match error {
             SdkError::ServiceError(service) => {
                 let code = error.code().unwrap_or_default();
@@ -73,6 +75,9 @@ impl Fault {
             }
             SdkError::TimeoutError(_) => Fault::Timeout(text),
             SdkError::DispatchFailure(failure) if failure.is_timeout() => Fault::Timeout(text),
+            SdkError::DispatchFailure(_) if is_missing_credentials(error) => {
+                Fault::Configuration(NO_CREDENTIALS.to_owned())
+            }
             SdkError::DispatchFailure(failure) if failure.is_user() => Fault::Configuration(text),
             SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Fault::Connection(text),
             SdkError::ConstructionFailure(_) => Fault::Configuration(text),
@@ -162,6 +167,64 @@ impl Fault {
             }
         }
     }
+}
+
+/// What to say when the AWS chain found no credentials (instead of the
+/// failure of its last provider, typically the instance metadata service).
+const NO_CREDENTIALS: &str =
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE";
+
+/// The errors in `error`'s source chain, outermost first.
+fn chain<'e>(error: &'e (dyn Error + 'static)) -> impl Iterator<Item = &'e (dyn Error + 'static)> {
+    std::iter::successors(Some(error), |e: &&'e (dyn Error + 'static)| (*e).source())
+}
+
+/// The error as one readable line: each cause's message once, outermost
+/// first, never the `Debug` dump the SDK's own context display appends. A
+/// refused connection says where it was refused.
+pub(crate) fn readable(error: &(dyn Error + 'static)) -> String {
+    for e in chain(error) {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return match chain(error).find_map(connect_address) {
+                Some(addr) => format!("connection refused at {addr}"),
+                None => "connection refused".to_owned(),
+            };
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for e in chain(error) {
+        let text = e.to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// The address of a failed TCP connect. hyper's connect error shows it
+/// only in its `Debug` form (`ConnectError("tcp connect error", ADDR, …)`).
+fn connect_address(e: &(dyn Error + 'static)) -> Option<String> {
+    let debug = format!("{e:?}");
+    let rest = debug.split_once("ConnectError(\"tcp connect error\", ")?.1;
+    let addr = rest.split([',', ')']).next()?.trim();
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok()
+        .then(|| addr.to_owned())
+}
+
+/// Whether the request could not be signed because no credentials were
+/// found (no provider, or none in the chain had any).
+fn is_missing_credentials(error: &(dyn Error + 'static)) -> bool {
+    chain(error).any(|e| {
+        let text = e.to_string();
+        text.contains("no identity resolver")
+            || text.contains("no providers in chain provided credentials")
+            || text.contains("failed to load credentials")
+            || text.contains("the credential provider was not enabled")
+    })
 }
 
 #[cfg(test)]

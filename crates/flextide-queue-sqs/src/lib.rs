@@ -3,11 +3,17 @@
 
 mod client;
 mod codec;
+mod connector;
 mod error;
 mod inflight;
 mod queue;
 
 pub use client::{QueueKind, SqsClient};
+pub use connector::{SCHEMES, SqsConnector};
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 pub use queue::SqsQueue;
 
 // Re-exported so users need no direct dependency to build clients or

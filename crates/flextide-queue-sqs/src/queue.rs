@@ -1,32 +1,28 @@
 //! `SqsQueue`: one SQS queue (and its dead-letter queue) as a `QueueProvider`.
+//!
+//! The jobs live in one file each: [`open`] (attributes, dead-letter queue),
+//! [`send`] (encoding, batched sends), [`receive`] (the pop path),
+//! [`settle`] (visibility and deletes) and [`dead_letters`].
 
-use std::{collections::HashSet, fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use aws_sdk_sqs::{
-    Client,
-    types::{
-        DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-        QueueAttributeName, SendMessageBatchRequestEntry,
-    },
-};
-use bytes::Bytes;
+use aws_sdk_sqs::{Client, types::QueueAttributeName};
 use flextide_queue_core::{
-    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
-    QueueProvider, QueueStats, Receipt, Replay, Result,
-    backend::{check_payload, system_time_from_millis},
+    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError,
+    QueueProvider, QueueStats, Receipt, Replay, Result, backend::max_attempts_reason,
 };
 use tokio::time::Instant;
 
 mod dead_letters;
+mod open;
+mod receive;
+mod send;
+mod settle;
 
-use crate::{
-    BACKEND,
-    client::{Names, queue_url},
-    codec::{self, Envelope},
-    error::Fault,
-    inflight::{self, Inflight},
-};
+use crate::{BACKEND, client::Names, codec, error::Fault, inflight};
+use receive::Stash;
+use send::Outgoing;
 
 /// SQS's longest long poll.
 const MAX_WAIT_SECONDS: u64 = 20;
@@ -62,6 +58,7 @@ struct DeadLetterQueue {
 /// on the queue: FIFO queues support ordering keys and dedup ids but no
 /// per-message delay; dead letters need a dead-letter queue (the redrive
 /// policy's target, or else `<name>-dlq`).
+#[derive(Clone)]
 pub struct SqsQueue {
     sdk: Client,
     names: Names,
@@ -71,6 +68,8 @@ pub struct SqsQueue {
     max_attempts: Option<u32>,
     max_message_size: usize,
     max_payload: usize,
+    /// Deliveries received for pops that were dropped, for the next pops.
+    stash: Arc<Stash>,
 }
 
 impl fmt::Debug for SqsQueue {
@@ -87,50 +86,6 @@ impl fmt::Debug for SqsQueue {
     }
 }
 
-/// A message ready to be sent.
-struct Outgoing {
-    body: String,
-    envelope: String,
-    delay_seconds: Option<i32>,
-    group: Option<String>,
-    dedup: Option<String>,
-}
-
-impl Outgoing {
-    fn size(&self) -> usize {
-        codec::message_size(&self.body, &self.envelope)
-    }
-
-    fn attribute(&self) -> MessageAttributeValue {
-        MessageAttributeValue::builder()
-            .data_type(codec::ENVELOPE_TYPE)
-            .string_value(self.envelope.clone())
-            .build()
-            .expect("data type is set")
-    }
-
-    fn entry(&self, id: usize) -> SendMessageBatchRequestEntry {
-        SendMessageBatchRequestEntry::builder()
-            .id(id.to_string())
-            .message_body(self.body.clone())
-            .message_attributes(codec::ENVELOPE_ATTRIBUTE, self.attribute())
-            .set_delay_seconds(self.delay_seconds)
-            .set_message_group_id(self.group.clone())
-            .set_message_deduplication_id(self.dedup.clone())
-            .build()
-            .expect("id and body are set")
-    }
-}
-
-/// A message as received from SQS.
-struct Received {
-    receipt: String,
-    sqs_id: String,
-    message: Message,
-    attempt: u32,
-    envelope: Option<Envelope>,
-}
-
 /// Whole seconds covering `d` (SQS counts whole seconds; rounding up never
 /// shortens a delay or a lease).
 fn ceil_secs(d: Duration) -> u64 {
@@ -138,102 +93,6 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl SqsQueue {
-    /// Reads the queue's attributes and finds its dead-letter queue.
-    pub(crate) async fn open(
-        sdk: Client,
-        names: Names,
-        url: String,
-        options: QueueOptions,
-    ) -> Result<SqsQueue> {
-        let sqs_name = names.sqs_name();
-        let attrs = sdk
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .map_err(|e| Fault::from_sdk(&e).into_error(&sqs_name, "get_queue_attributes"))?;
-        let attrs = attrs.attributes().cloned().unwrap_or_default();
-        let max_message_size = attrs
-            .get(&QueueAttributeName::MaximumMessageSize)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
-        let fifo_attr = attrs
-            .get(&QueueAttributeName::FifoQueue)
-            .is_some_and(|v| v == "true");
-        if fifo_attr != names.fifo {
-            return Err(QueueError::configuration(
-                BACKEND,
-                format!(
-                    "queue {sqs_name:?}: FifoQueue is {fifo_attr}, which does not match its name"
-                ),
-            ));
-        }
-
-        let dlq = match attrs
-            .get(&QueueAttributeName::RedrivePolicy)
-            .filter(|p| !p.is_empty())
-        {
-            Some(policy) => {
-                let policy: serde_json::Value = serde_json::from_str(policy).map_err(|e| {
-                    QueueError::backend_error(
-                        BACKEND,
-                        false,
-                        format!("queue {sqs_name:?}: unreadable RedrivePolicy: {e}"),
-                    )
-                })?;
-                let arn = policy["deadLetterTargetArn"].as_str().unwrap_or_default();
-                let max_receive_count = match &policy["maxReceiveCount"] {
-                    serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
-                    serde_json::Value::String(s) => s.parse().ok(),
-                    _ => None,
-                };
-                // arn:aws:sqs:<region>:<account>:<name>
-                let parts: Vec<&str> = arn.split(':').collect();
-                let (account, dlq_name) = match parts.as_slice() {
-                    [.., account, name] if parts.len() >= 6 => (Some(*account), *name),
-                    _ => {
-                        return Err(QueueError::backend_error(
-                            BACKEND,
-                            false,
-                            format!(
-                                "queue {sqs_name:?}: RedrivePolicy has no usable deadLetterTargetArn"
-                            ),
-                        ));
-                    }
-                };
-                let account = account.filter(|a| !a.is_empty());
-                let dlq_url = queue_url(&sdk, dlq_name, account).await?.ok_or_else(|| {
-                    QueueError::QueueNotFound {
-                        backend: BACKEND,
-                        queue: dlq_name.to_owned(),
-                    }
-                })?;
-                Some(DeadLetterQueue {
-                    url: dlq_url,
-                    max_receive_count,
-                })
-            }
-            None => queue_url(&sdk, &names.dlq_name(), None)
-                .await?
-                .map(|url| DeadLetterQueue {
-                    url,
-                    max_receive_count: None,
-                }),
-        };
-
-        Ok(SqsQueue {
-            sdk,
-            names,
-            url,
-            dlq,
-            lease: options.lease,
-            max_attempts: options.max_attempts,
-            max_message_size,
-            max_payload: codec::max_payload_for(max_message_size),
-        })
-    }
-
     /// The queue's URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -258,395 +117,24 @@ impl SqsQueue {
         fault.into_error(&self.names.sqs_name(), op)
     }
 
+    /// The dead-letter queue, or an error saying the queue has none and
+    /// how to give it one.
     fn dlq(&self, op: &'static str) -> Result<&DeadLetterQueue> {
-        self.dlq
-            .as_ref()
-            .ok_or(QueueError::unsupported(BACKEND, op))
+        self.dlq.as_ref().ok_or_else(|| {
+            QueueError::configuration(
+                BACKEND,
+                format!(
+                    "{op}: queue {:?} has no dead-letter queue: give it a RedrivePolicy whose deadLetterTargetArn names one, or create {:?} (SqsClient::ensure_queue creates both)",
+                    self.names.sqs_name(),
+                    self.names.dlq_name()
+                ),
+            )
+        })
     }
 
     fn batch_limit(&self) -> usize {
         self.max_message_size.max(codec::CLASSIC_BATCH_BYTES)
     }
-
-    // ---- sending ------------------------------------------------------
-
-    /// Checks a message against the queue's capabilities and encodes it.
-    fn prepare(&self, message: &Message) -> Result<Outgoing> {
-        let fifo = self.names.fifo;
-        if message.priority > 0 {
-            return Err(QueueError::unsupported(BACKEND, "priority"));
-        }
-        if message.ordering_key.is_some() && !fifo {
-            return Err(QueueError::unsupported(BACKEND, "ordering_key"));
-        }
-        if message.dedup_id.is_some() && !fifo {
-            return Err(QueueError::unsupported(BACKEND, "dedup_id"));
-        }
-        let delay_seconds = match message.delay {
-            Some(_) if fifo => return Err(QueueError::unsupported(BACKEND, "delay")),
-            Some(d) if d > MAX_DELAY => {
-                return Err(QueueError::invalid_message(
-                    BACKEND,
-                    format!("delay {d:?} exceeds SQS's 15 minutes"),
-                ));
-            }
-            Some(d) => Some(ceil_secs(d) as i32),
-            None => None,
-        };
-        for (what, value) in [
-            ("ordering key", &message.ordering_key),
-            ("dedup id", &message.dedup_id),
-        ] {
-            if let Some(v) = value
-                && !codec::valid_sqs_token(v)
-            {
-                return Err(QueueError::invalid_message(
-                    BACKEND,
-                    format!(
-                        "the {what} must be 1 to 128 ASCII letters, digits or punctuation characters"
-                    ),
-                ));
-            }
-        }
-        check_payload(BACKEND, message.payload.len(), Some(self.max_payload))?;
-
-        let envelope = Envelope {
-            id: message.id.as_str().to_owned(),
-            h: message.headers.clone(),
-            k: message.ordering_key.clone(),
-            d: message.dedup_id.clone(),
-            ..Envelope::default()
-        }
-        .encode();
-        if envelope.len() > codec::MAX_PUSH_ENVELOPE {
-            return Err(QueueError::invalid_message(
-                BACKEND,
-                format!(
-                    "id, headers, ordering key and dedup id take {} bytes; SQS leaves room for {}",
-                    envelope.len(),
-                    codec::MAX_PUSH_ENVELOPE
-                ),
-            ));
-        }
-        let (group, dedup) = if fifo {
-            // A message without a key gets a group of its own, so it holds up
-            // no other message. The dedup id defaults to the message id, so a
-            // retried push is not enqueued twice.
-            let group = message
-                .ordering_key
-                .clone()
-                .unwrap_or_else(|| fresh_token(message.id.as_str()));
-            let dedup = message
-                .dedup_id
-                .clone()
-                .unwrap_or_else(|| fresh_token(message.id.as_str()));
-            (Some(group), Some(dedup))
-        } else {
-            (None, None)
-        };
-        Ok(Outgoing {
-            body: codec::encode_body(&message.payload),
-            envelope,
-            delay_seconds,
-            group,
-            dedup,
-        })
-    }
-
-    /// Sends messages in batches of at most 10 and the size limit, in order.
-    /// Returns one entry per message: `None` when it was enqueued. On a FIFO
-    /// queue, the chunks after a failed one are not sent (that would break
-    /// group order); they fail with the same error.
-    async fn send_all(&self, url: &str, items: &[&Outgoing]) -> Vec<Option<Fault>> {
-        let mut results: Vec<Option<Fault>> = vec![None; items.len()];
-        let sizes: Vec<usize> = items.iter().map(|o| o.size()).collect();
-        let mut stop: Option<Fault> = None;
-        for range in codec::chunk(&sizes, codec::MAX_BATCH_ENTRIES, self.batch_limit()) {
-            if let Some(fault) = &stop {
-                for i in range {
-                    results[i] = Some(fault.clone());
-                }
-                continue;
-            }
-            let entries: Vec<_> = range.clone().map(|i| items[i].entry(i)).collect();
-            let mut failed_here = None;
-            match self
-                .sdk
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let mut seen = HashSet::new();
-                    for ok in out.successful() {
-                        if let Ok(i) = ok.id().parse::<usize>() {
-                            seen.insert(i);
-                        }
-                    }
-                    for bad in out.failed() {
-                        if let Ok(i) = bad.id().parse::<usize>() {
-                            let fault = Fault::from_code(
-                                bad.code(),
-                                bad.message().unwrap_or_default(),
-                                !bad.sender_fault(),
-                            );
-                            failed_here.get_or_insert(fault.clone());
-                            results[i] = Some(fault);
-                            seen.insert(i);
-                        }
-                    }
-                    // SQS answers for every entry; one it did not mention is
-                    // reported rather than assumed sent.
-                    for i in range.clone().filter(|i| !seen.contains(i)) {
-                        let fault = Fault::Other {
-                            retryable: true,
-                            text: "SQS did not report this entry".into(),
-                        };
-                        failed_here.get_or_insert(fault.clone());
-                        results[i] = Some(fault);
-                    }
-                }
-                Err(e) => {
-                    let fault = Fault::from_sdk(&e);
-                    for i in range {
-                        results[i] = Some(fault.clone());
-                    }
-                    failed_here = Some(fault);
-                }
-            }
-            if self.names.fifo && failed_here.is_some() {
-                stop = failed_here;
-            }
-        }
-        results
-    }
-
-    async fn send_one(&self, url: &str, out: &Outgoing) -> std::result::Result<(), Fault> {
-        self.sdk
-            .send_message()
-            .queue_url(url)
-            .message_body(out.body.clone())
-            .message_attributes(codec::ENVELOPE_ATTRIBUTE, out.attribute())
-            .set_delay_seconds(out.delay_seconds)
-            .set_message_group_id(out.group.clone())
-            .set_message_deduplication_id(out.dedup.clone())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| Fault::from_sdk(&e))
-    }
-
-    // ---- receiving ----------------------------------------------------
-
-    async fn receive(
-        &self,
-        url: &str,
-        max: usize,
-        wait_seconds: u64,
-        visibility: u64,
-    ) -> Result<Vec<Received>> {
-        let out = self
-            .sdk
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(max.clamp(1, codec::MAX_BATCH_ENTRIES) as i32)
-            .wait_time_seconds(wait_seconds.min(MAX_WAIT_SECONDS) as i32)
-            .visibility_timeout(visibility.min(MAX_VISIBILITY_SECONDS) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| self.err(Fault::from_sdk(&e), "receive_message"))?;
-        Ok(out.messages().iter().filter_map(decode).collect())
-    }
-
-    /// Registers a received message as a delivery, or moves it to the dead
-    /// letters when it has been delivered more than `max_attempts` times
-    /// (SQS's redrive does this first when the queue has a policy; this
-    /// covers queues without one, or with a larger `maxReceiveCount`).
-    async fn deliver(&self, r: Received, lease_deadline: Instant) -> Option<Delivery> {
-        let inflight = Inflight {
-            queue_url: self.url.clone(),
-            sqs_id: r.sqs_id,
-            message: r.message,
-            attempt: r.attempt,
-            lease_deadline,
-        };
-        if let (Some(max), Some(_)) = (self.max_attempts, &self.dlq)
-            && r.attempt > max
-        {
-            let reason = format!("max attempts exceeded ({max})");
-            if let Err(e) = self
-                .move_to_dlq(&r.receipt, &inflight, &reason, r.attempt - 1)
-                .await
-            {
-                tracing::warn!(queue = %self.names.stem, error = %e, "could not dead-letter an exhausted message; it will be retried");
-            }
-            return None;
-        }
-        let delivery = Delivery::new(
-            inflight.message.clone(),
-            Receipt::new(r.receipt.as_str()),
-            r.attempt,
-            lease_deadline,
-        );
-        inflight::insert(&r.receipt, inflight);
-        Some(delivery)
-    }
-
-    /// One receive on the queue, as deliveries (see [`SqsQueue::deliver`]).
-    async fn receive_deliveries(
-        &self,
-        max: usize,
-        wait_seconds: u64,
-        lease_seconds: u64,
-    ) -> Result<Vec<Delivery>> {
-        let max = if self.names.fifo { 1 } else { max };
-        let sent_at = Instant::now();
-        let received = self
-            .receive(&self.url, max, wait_seconds, lease_seconds)
-            .await?;
-        let lease_deadline = sent_at + Duration::from_secs(lease_seconds);
-        let mut deliveries = Vec::with_capacity(received.len());
-        for r in received {
-            if let Some(d) = self.deliver(r, lease_deadline).await {
-                deliveries.push(d);
-            }
-        }
-        Ok(deliveries)
-    }
-
-    // ---- settling -----------------------------------------------------
-
-    async fn change_visibility(&self, receipt: &str, seconds: u64, op: &'static str) -> Result<()> {
-        self.sdk
-            .change_message_visibility()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .visibility_timeout(seconds as i32)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(Fault::from_sdk(&e), op))
-    }
-
-    async fn delete_receipts(&self, url: &str, receipts: &[&str]) -> Vec<Option<Fault>> {
-        let mut results = vec![None; receipts.len()];
-        for start in (0..receipts.len()).step_by(codec::MAX_BATCH_ENTRIES) {
-            let end = (start + codec::MAX_BATCH_ENTRIES).min(receipts.len());
-            let entries: Vec<_> = (start..end)
-                .map(|i| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipts[i])
-                        .build()
-                        .expect("id and handle are set")
-                })
-                .collect();
-            match self
-                .sdk
-                .delete_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let mut seen: HashSet<usize> = out
-                        .successful()
-                        .iter()
-                        .filter_map(|e| e.id().parse().ok())
-                        .collect();
-                    for bad in out.failed() {
-                        if let Ok(i) = bad.id().parse::<usize>() {
-                            results[i] = Some(Fault::from_code(
-                                bad.code(),
-                                bad.message().unwrap_or_default(),
-                                !bad.sender_fault(),
-                            ));
-                            seen.insert(i);
-                        }
-                    }
-                    for i in (start..end).filter(|i| !seen.contains(i)) {
-                        results[i] = Some(Fault::Other {
-                            retryable: true,
-                            text: "SQS did not report this entry".into(),
-                        });
-                    }
-                }
-                Err(e) => {
-                    let fault = Fault::from_sdk(&e);
-                    for slot in &mut results[start..end] {
-                        *slot = Some(fault.clone());
-                    }
-                }
-            }
-        }
-        results
-    }
-}
-
-/// A group or deduplication id derived from `value` when SQS accepts it as
-/// one, or a fresh random one.
-fn fresh_token(value: &str) -> String {
-    if codec::valid_sqs_token(value) {
-        value.to_owned()
-    } else {
-        uuid::Uuid::new_v4().simple().to_string()
-    }
-}
-
-/// Reads a received SQS message. Messages without our envelope (sent by
-/// other producers) are delivered with their body as the payload and SQS's
-/// message id as the id.
-fn decode(m: &aws_sdk_sqs::types::Message) -> Option<Received> {
-    let receipt = m.receipt_handle()?.to_owned();
-    let sqs_id = m.message_id().unwrap_or_default().to_owned();
-    let body = m.body().unwrap_or_default();
-    let system = m.attributes();
-    let sys = |k: MessageSystemAttributeName| system.and_then(|a| a.get(&k));
-    let attempt = sys(MessageSystemAttributeName::ApproximateReceiveCount)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let enqueued_at = sys(MessageSystemAttributeName::SentTimestamp)
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(system_time_from_millis);
-    let envelope = m
-        .message_attributes()
-        .and_then(|a| a.get(codec::ENVELOPE_ATTRIBUTE))
-        .and_then(|v| v.string_value())
-        .and_then(Envelope::decode);
-    let message = match &envelope {
-        Some(env) => {
-            let payload = codec::decode_body(body).unwrap_or_else(|| {
-                tracing::warn!(id = %env.id, "message body is not base64; delivering it as it is");
-                body.as_bytes().to_vec()
-            });
-            let mut m = Message::from_parts(env.id.clone(), Bytes::from(payload))
-                .with_headers(env.h.clone());
-            m.ordering_key = env.k.clone();
-            m.dedup_id = env.d.clone();
-            m.enqueued_at = enqueued_at;
-            m
-        }
-        None => {
-            let mut m =
-                Message::from_parts(sqs_id.clone(), Bytes::copy_from_slice(body.as_bytes()));
-            m.ordering_key = sys(MessageSystemAttributeName::MessageGroupId).cloned();
-            m.dedup_id = sys(MessageSystemAttributeName::MessageDeduplicationId).cloned();
-            m.enqueued_at = enqueued_at;
-            m
-        }
-    };
-    Some(Received {
-        receipt,
-        sqs_id,
-        message,
-        attempt,
-        envelope,
-    })
 }
 
 fn partial(failures: Vec<BatchFailure>) -> QueueError {
@@ -735,21 +223,8 @@ impl QueueProvider for SqsQueue {
             // fraction of a second is covered by short polls.
             let remaining = deadline.saturating_duration_since(Instant::now());
             let wait_seconds = remaining.as_secs().min(MAX_WAIT_SECONDS);
-            let mut deliveries = self
-                .receive_deliveries(max, wait_seconds, lease_seconds)
-                .await?;
+            let deliveries = self.look(max, wait_seconds, lease_seconds).await?;
             if !deliveries.is_empty() {
-                // One FIFO receive returns several messages of a group at
-                // once, but a key's messages must go one at a time: FIFO
-                // queues receive one message per call, and the rest of the
-                // batch is whatever further calls find at once.
-                while self.names.fifo && deliveries.len() < max {
-                    let more = self.receive_deliveries(1, 0, lease_seconds).await?;
-                    if more.is_empty() {
-                        break;
-                    }
-                    deliveries.extend(more);
-                }
                 return Ok(deliveries);
             }
             let now = Instant::now();
@@ -808,12 +283,7 @@ impl QueueProvider for SqsQueue {
             && d.attempt >= max
         {
             return self
-                .move_to_dlq(
-                    receipt.as_str(),
-                    &d,
-                    &format!("max attempts exceeded ({max})"),
-                    d.attempt,
-                )
+                .move_to_dlq(receipt.as_str(), &d, &max_attempts_reason(max), d.attempt)
                 .await;
         }
         self.change_visibility(receipt.as_str(), seconds, "nack")
@@ -838,7 +308,11 @@ impl QueueProvider for SqsQueue {
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
-        self.dlq("dead_letter")?;
+        // Unsupported, as the capabilities say: callers such as the worker
+        // fall back to parking the message on that error.
+        if self.dlq.is_none() {
+            return Err(QueueError::unsupported(BACKEND, "dead_letter"));
+        }
         // SQS cannot give a message's body back from a receipt: the delivery
         // must have been received by this process and not settled since.
         let d = inflight::get(&self.url, receipt.as_str())
@@ -926,12 +400,5 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
         assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
         assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
-    }
-
-    #[test]
-    fn fresh_tokens() {
-        assert_eq!(fresh_token("0190-abc"), "0190-abc");
-        let t = fresh_token("has space");
-        assert!(codec::valid_sqs_token(&t) && t != "has space");
     }
 }

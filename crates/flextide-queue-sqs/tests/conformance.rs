@@ -18,9 +18,10 @@ use std::{
 };
 
 use flextide_queue_conformance::{
-    Connect, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
+use flextide_queue_sqs::aws_sdk_sqs::types::MessageAttributeValue;
 use flextide_queue_sqs::{QueueKind, SqsClient};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -121,6 +122,49 @@ impl Harness for SqsHarness {
         Ok(true)
     }
 
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        let url = self
+            .admin
+            .open(queue.queue_name(), self.kind, QueueOptions::default())
+            .await?
+            .url()
+            .to_owned();
+        let mut send = self.admin.sdk().send_message().queue_url(url);
+        send = match entry {
+            // Another producer's body, with none of our attributes.
+            ForeignEntry::Plain(body) => send.message_body(String::from_utf8_lossy(&body)),
+            // Claims our envelope, but the envelope is cut short.
+            ForeignEntry::Undecodable => send.message_body("not base64!").message_attributes(
+                "flextide",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("{\"id\":")
+                    .build()
+                    .expect("data type is set"),
+            ),
+            _ => return Ok(false),
+        };
+        if self.kind == QueueKind::Fifo {
+            let token = format!("foreign-{}", std::process::id())
+                + &std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+                    .to_string();
+            send = send
+                .message_group_id(token.clone())
+                .message_deduplication_id(token);
+        }
+        send.send()
+            .await
+            .map_err(|e| QueueError::backend_error("sqs", false, chain(&e)))?;
+        Ok(true)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             // SQS counts visibility in whole seconds; the emulator is slow.
@@ -128,6 +172,8 @@ impl Harness for SqsHarness {
             timing_slack: Duration::from_secs(2),
             volume: 20,
             can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }

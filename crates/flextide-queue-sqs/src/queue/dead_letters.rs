@@ -11,12 +11,12 @@ use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use flextide_queue_core::QueueProvider;
 use flextide_queue_core::{
     DeadLetter, MessageId, Replay, Result,
-    backend::{now_millis, system_time_from_millis},
+    backend::{max_attempts_reason, now_millis, system_time_from_millis},
 };
 
 use super::{
-    DeadLetterQueue, MAX_SCAN, Outgoing, Received, SCAN_VISIBILITY_SECONDS, SCAN_WAIT_SECONDS,
-    SqsQueue, fresh_token,
+    DeadLetterQueue, MAX_SCAN, Outgoing, SCAN_VISIBILITY_SECONDS, SCAN_WAIT_SECONDS, SqsQueue,
+    receive::Received, send::fresh_token,
 };
 use crate::{
     codec::{self, Envelope},
@@ -124,7 +124,7 @@ impl SqsQueue {
         let mut found: Vec<Received> = Vec::new();
         while found.len() < cap {
             let batch = match self
-                .receive(
+                .receive_listed(
                     &dlq.url,
                     cap - found.len(),
                     SCAN_WAIT_SECONDS as u64,
@@ -155,7 +155,7 @@ impl SqsQueue {
         let reason = env
             .and_then(|e| e.r.clone())
             .unwrap_or_else(|| match limit {
-                Some(n) => format!("max attempts exceeded ({n})"),
+                Some(n) => max_attempts_reason(n),
                 None => "max attempts exceeded".to_owned(),
             });
         let attempts = env.and_then(|e| e.a).or(limit).unwrap_or(0);
@@ -310,7 +310,7 @@ impl SqsQueue {
         let mut ids = HashSet::new();
         loop {
             let batch = self
-                .receive(
+                .receive_listed(
                     &dlq.url,
                     codec::MAX_BATCH_ENTRIES,
                     SCAN_WAIT_SECONDS as u64,

@@ -18,12 +18,16 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum QueueError {
     /// The backend cannot do this operation at all; check
     /// [`Capabilities`](crate::Capabilities) before calling it.
-    #[error("{backend}: `{operation}` is not supported by this backend")]
+    #[error("{backend}: `{operation}` is not supported by this backend{}", hint_text(.hint))]
+    #[non_exhaustive]
     Unsupported {
         /// Backend name.
         backend: &'static str,
         /// The operation that was refused.
         operation: &'static str,
+        /// Why, when it depends on how the queue was set up, and what to do
+        /// about it (an SQS queue without a dead-letter queue).
+        hint: Option<String>,
     },
 
     /// The payload is larger than the backend accepts; nothing was sent.
@@ -162,6 +166,12 @@ pub enum QueueError {
     },
 }
 
+fn hint_text(hint: &Option<String>) -> String {
+    hint.as_deref()
+        .map(|h| format!(": {h}"))
+        .unwrap_or_default()
+}
+
 /// One failed item of a batch operation.
 #[derive(Debug)]
 pub struct BatchFailure {
@@ -209,7 +219,25 @@ impl QueueError {
 
     /// Shorthand for [`QueueError::Unsupported`].
     pub fn unsupported(backend: &'static str, operation: &'static str) -> Self {
-        QueueError::Unsupported { backend, operation }
+        QueueError::Unsupported {
+            backend,
+            operation,
+            hint: None,
+        }
+    }
+
+    /// [`QueueError::Unsupported`] for an operation this queue lacks
+    /// because of how it was set up, saying what to change.
+    pub fn unsupported_because(
+        backend: &'static str,
+        operation: &'static str,
+        hint: impl Into<String>,
+    ) -> Self {
+        QueueError::Unsupported {
+            backend,
+            operation,
+            hint: Some(hint.into()),
+        }
     }
 
     /// Shorthand for [`QueueError::Connection`].
@@ -261,6 +289,25 @@ impl QueueError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_says_why_when_it_can() {
+        assert_eq!(
+            QueueError::unsupported("x", "peek").to_string(),
+            "x: `peek` is not supported by this backend"
+        );
+        let e = QueueError::unsupported_because(
+            "sqs",
+            "dead_letters",
+            "the queue has no dead-letter queue",
+        );
+        assert!(
+            e.to_string()
+                .ends_with(": the queue has no dead-letter queue"),
+            "{e}"
+        );
+        assert!(!e.is_retryable());
+    }
 
     #[test]
     fn retry_classification() {

@@ -121,10 +121,11 @@ impl SqsQueue {
     /// how to give it one.
     fn dlq(&self, op: &'static str) -> Result<&DeadLetterQueue> {
         self.dlq.as_ref().ok_or_else(|| {
-            QueueError::configuration(
+            QueueError::unsupported_because(
                 BACKEND,
+                op,
                 format!(
-                    "{op}: queue {:?} has no dead-letter queue: give it a RedrivePolicy whose deadLetterTargetArn names one, or create {:?} (SqsClient::ensure_queue creates both)",
+                    "queue {:?} has no dead-letter queue: give it a RedrivePolicy whose deadLetterTargetArn names one, or create {:?} (SqsClient::ensure_queue creates both)",
                     self.names.sqs_name(),
                     self.names.dlq_name()
                 ),

@@ -2,7 +2,7 @@
 //! once on FIFO queues (backend `sqs-fifo`).
 //!
 //! Needs an SQS-compatible server (moto or ministack locally):
-//! `FLEXTIDE_TEST_SQS_ENDPOINT=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test
+//! `FLEXTIDE_TEST_SQS_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test
 //! AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 cargo test -p flextide-queue-sqs --test conformance`
 //!
 //! Every opened queue talks to the server through its own small TCP proxy,
@@ -28,7 +28,7 @@ use tokio::{
     task::AbortHandle,
 };
 
-const ENDPOINT_VAR: &str = "FLEXTIDE_TEST_SQS_ENDPOINT";
+const ENDPOINT_VAR: &str = "FLEXTIDE_TEST_SQS_URL";
 
 /// A TCP proxy in front of the SQS server whose connections can be cut.
 struct Proxy {

@@ -22,11 +22,18 @@ pub struct Migration {
 }
 
 /// Every schema change of this crate, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "create queue tables",
-    sql: include_str!("../migrations/0001_create_queue_tables.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "create queue tables",
+        sql: include_str!("../migrations/0001_create_queue_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "derive pri_inv from priority",
+        sql: include_str!("../migrations/0002_derived_pri_inv.sql"),
+    },
+];
 
 /// The table recording which [`MIGRATIONS`] were applied (not sqlx's
 /// `_sqlx_migrations`, so it never clashes with your own sqlx migrations).

@@ -79,14 +79,8 @@ const CLAIM_SQL: &str = concat!(
 const CLAIM_MESSAGE_AT: usize = 3;
 
 const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
-    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at) VALUES ";
-const INSERT_ROW: &str = concat!(
-    "(?, ?, ?, ?, ?, ?, ?, ",
-    now_ms!(),
-    ", ",
-    now_ms!(),
-    " + ?)"
-);
+    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
+const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
 
 /// A queue stored in MySQL 8.0+ or MariaDB 10.6+ (see the crate docs).
 ///
@@ -525,8 +519,8 @@ impl MySqlQueue {
         let insert = format!(
             concat!(
                 "INSERT INTO flextide_queue_messages
-                    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at)
-                 SELECT queue, id, payload, headers, priority, 255 - priority, ordering_key, ",
+                    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+                 SELECT queue, id, payload, headers, priority, ordering_key, ",
                 now_ms!(),
                 ", ",
                 now_ms!(),
@@ -1024,7 +1018,6 @@ async fn insert_rows(conn: &mut MySqlConnection, queue: &str, rows: &[NewRow]) -
             .bind(row.payload.as_slice())
             .bind(row.headers.as_str())
             .bind(row.priority)
-            .bind(255 - row.priority)
             .bind(row.ordering_key.as_deref())
             .bind(row.delay_ms);
     }

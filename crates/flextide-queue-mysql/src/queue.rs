@@ -27,7 +27,6 @@ use tokio::{sync::Notify, time::Instant};
 use crate::{
     BACKEND,
     error::{DIALECT, is_lock_conflict, map_err},
-    notify::notifier,
 };
 
 /// Most messages one `pop_batch` leases, and the largest chunk `push_batch`,
@@ -154,7 +153,7 @@ impl MySqlQueue {
             options,
             lease_ms,
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
-            notify: notifier(name),
+            notify: flextide_queue_sql::waker(name),
         })
     }
 

@@ -1,7 +1,8 @@
 //! Maps sqlx / server errors into `QueueError`, with a retry classification.
 
 use flextide_queue_core::QueueError;
-use sqlx::mysql::MySqlDatabaseError;
+use flextide_queue_sql::{Class, Dialect};
+use sqlx::{error::DatabaseError, mysql::MySqlDatabaseError};
 
 use crate::BACKEND;
 
@@ -42,54 +43,37 @@ const CONFIGURATION: &[u16] = &[
     1227, // ER_SPECIFIC_ACCESS_DENIED_ERROR
 ];
 
-/// Maps a sqlx error into the queue's error type. Connection URLs and
-/// passwords never appear in the result: sqlx's configuration errors are
-/// replaced by a fixed text.
-pub(crate) fn map_err(error: sqlx::Error) -> QueueError {
-    match error {
-        sqlx::Error::Database(db) => {
-            let Some(number) = db
-                .try_downcast_ref::<MySqlDatabaseError>()
-                .map(MySqlDatabaseError::number)
-            else {
-                return QueueError::backend_error(BACKEND, false, db.message().to_owned());
-            };
-            if number == 1146 {
-                return QueueError::configuration(
-                    BACKEND,
-                    format!(
-                        "the queue tables are missing ({}); run flextide_queue_mysql::migrate() first",
-                        db.message()
-                    ),
-                );
-            }
-            if CONFIGURATION.contains(&number) {
-                return QueueError::configuration(BACKEND, db.message().to_owned());
-            }
-            if CONNECTION.contains(&number) {
-                return QueueError::connection(BACKEND, sqlx::Error::Database(db));
-            }
-            QueueError::backend_error(
-                BACKEND,
-                RETRYABLE.contains(&number),
-                sqlx::Error::Database(db),
-            )
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => QueueError::connection(BACKEND, error),
-        sqlx::Error::PoolClosed => {
-            QueueError::configuration(BACKEND, "the connection pool was closed")
-        }
-        sqlx::Error::Configuration(_) => {
-            // The source may quote the URL it failed to parse: keep it out.
-            QueueError::configuration(BACKEND, "invalid MySQL connection settings (check the URL)")
-        }
-        other => QueueError::backend_error(BACKEND, false, other),
+/// MySQL's and MariaDB's error vocabulary.
+pub(crate) const DIALECT: Dialect = Dialect {
+    backend: BACKEND,
+    engine: "MySQL",
+    migrate: "flextide_queue_mysql::migrate()",
+    classify,
+};
+
+/// What a server error number means for the queue.
+fn classify(db: &dyn DatabaseError) -> Class {
+    let Some(number) = db
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
+    else {
+        return Class::Other;
+    };
+    match number {
+        1146 | 1054 => Class::Schema, // ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR
+        1046 => Class::Configuration, // ER_NO_DB_ERROR
+        1153 | 1406 => Class::TooBig, // ER_NET_PACKET_TOO_LARGE, ER_DATA_TOO_LONG
+        n if CONFIGURATION.contains(&n) => Class::Configuration,
+        n if CONNECTION.contains(&n) => Class::Connection,
+        n if RETRYABLE.contains(&n) => Class::Retryable,
+        _ => Class::Other,
     }
+}
+
+/// Maps a sqlx error into the queue's error type. Connection URLs and
+/// passwords never appear in the result.
+pub(crate) fn map_err(error: sqlx::Error) -> QueueError {
+    DIALECT.map(error)
 }
 
 /// Whether the server rolled the request back over a lock conflict
@@ -103,27 +87,6 @@ pub(crate) fn is_lock_conflict(error: &QueueError) -> bool {
             .try_downcast_ref::<MySqlDatabaseError>()
             .is_some_and(|e| matches!(e.number(), 1205 | 1213)),
         _ => false,
-    }
-}
-
-/// A stand-in for an error that has to be reported for several batch items:
-/// same variant where it matters (retryability), same text.
-pub(crate) fn duplicate(error: &QueueError) -> QueueError {
-    match error {
-        QueueError::Connection { .. } => QueueError::connection(BACKEND, error.to_string()),
-        QueueError::Configuration { message, .. } => {
-            QueueError::configuration(BACKEND, message.clone())
-        }
-        QueueError::InvalidMessage { reason, .. } => {
-            QueueError::invalid_message(BACKEND, reason.clone())
-        }
-        QueueError::PayloadTooLarge { size, max, .. } => QueueError::PayloadTooLarge {
-            backend: BACKEND,
-            size: *size,
-            max: *max,
-        },
-        QueueError::Unsupported { operation, .. } => QueueError::unsupported(BACKEND, operation),
-        other => QueueError::backend_error(BACKEND, other.is_retryable(), other.to_string()),
     }
 }
 
@@ -143,7 +106,5 @@ mod tests {
         ));
         assert!(!cfg.is_retryable());
         assert!(!cfg.to_string().contains("secret"));
-        assert!(duplicate(&io).is_retryable());
-        assert!(!duplicate(&cfg).is_retryable());
     }
 }

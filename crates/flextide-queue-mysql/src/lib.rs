@@ -12,7 +12,6 @@ macro_rules! now_ms {
 mod connector;
 mod error;
 mod migrate;
-mod notify;
 mod queue;
 
 pub use connector::MySqlConnector;

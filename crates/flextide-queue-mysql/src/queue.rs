@@ -7,22 +7,26 @@ use flextide_queue_core::{
     BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result,
     backend::{
-        Decoded, PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers,
-        encode_receipt, foreign_id, max_attempts_reason, new_token, system_time_from_millis,
-        wait_for_deliveries,
+        Decoded, PollBackoff, check_payload, max_attempts_reason, new_token, wait_for_deliveries,
     },
     validate_queue_name,
 };
+use flextide_queue_sql::{
+    DeleteBatch, Wanted, check_delay, copy_error,
+    decode::{
+        Columns, dead_letter, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed,
+    },
+    decode_receipt, detach, headers_text,
+};
 use sqlx::{
     AssertSqlSafe, MySqlConnection, Row, Transaction,
-    mysql::{MySql, MySqlPool, MySqlPoolOptions, MySqlRow},
+    mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions},
 };
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     BACKEND,
-    error::{duplicate, is_lock_conflict, map_err},
-    notify::notifier,
+    error::{DIALECT, is_lock_conflict, map_err},
 };
 
 /// Most messages one `pop_batch` leases, and the largest chunk `push_batch`,
@@ -38,8 +42,6 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 const PUSH_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// Longest message id and ordering key, in characters (the columns' size).
 const MAX_KEY_CHARS: usize = 255;
-/// Longest delay accepted: far beyond any use, short of overflowing the clock.
-const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Polling inside a `pop` wait: from 10 ms, doubling to 500 ms.
 const MIN_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(500);
@@ -62,7 +64,7 @@ macro_rules! message_columns {
 const CLAIM_SQL: &str = concat!(
     "SELECT m.seq, m.attempts, ",
     now_ms!(),
-    ", m.",
+    " AS now, m.",
     "id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at",
     " FROM flextide_queue_messages m FORCE INDEX (flextide_queue_messages_claim)
     WHERE m.queue = ? AND m.visible_at <= ",
@@ -75,18 +77,9 @@ const CLAIM_SQL: &str = concat!(
     FOR UPDATE SKIP LOCKED"
 );
 
-/// Index of the first message column in a `CLAIM_SQL` row.
-const CLAIM_MESSAGE_AT: usize = 3;
-
 const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
-    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at) VALUES ";
-const INSERT_ROW: &str = concat!(
-    "(?, ?, ?, ?, ?, ?, ?, ",
-    now_ms!(),
-    ", ",
-    now_ms!(),
-    " + ?)"
-);
+    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
+const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
 
 /// A queue stored in MySQL 8.0+ or MariaDB 10.6+ (see the crate docs).
 ///
@@ -131,10 +124,18 @@ impl MySqlQueue {
     /// [`MySqlQueue::from_pool`].
     pub async fn connect(url: &str, name: &str, options: QueueOptions) -> Result<Self> {
         validate_queue_name(name)?;
+        let connect: MySqlConnectOptions = url.parse().map_err(map_err)?;
+        if connect.get_database().is_none() {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "the MySQL URL names no database: mysql://user:password@host:3306/DATABASE",
+            ));
+        }
+        let target = format!("{}:{}", connect.get_host(), connect.get_port());
         let pool = MySqlPoolOptions::new()
-            .connect(url)
+            .connect_with(connect)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| DIALECT.map_connect(&target, e))?;
         Self::from_pool(pool, name, options)
     }
 
@@ -152,7 +153,7 @@ impl MySqlQueue {
             options,
             lease_ms,
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
-            notify: notifier(name),
+            notify: flextide_queue_sql::waker(name),
         })
     }
 
@@ -223,9 +224,9 @@ impl MySqlQueue {
                 format!("ordering key longer than {MAX_KEY_CHARS} characters"),
             ));
         }
-        let delay_ms = delay_ms(message.delay.unwrap_or_default())?;
+        let delay_ms = check_delay(BACKEND, message.delay.unwrap_or_default())?;
         Ok(NewRow {
-            headers: encode_headers(&message.headers),
+            headers: headers_text(&message),
             id: message.id,
             payload: message.payload.to_vec(),
             priority: message.priority,
@@ -240,7 +241,7 @@ impl MySqlQueue {
     /// transaction; the flag says some were (so the caller claims again).
     async fn claim(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
         let q = self.clone();
-        detach(async move { q.claim_tx(max).await }).await
+        detach(BACKEND, async move { q.claim_tx(max).await }).await
     }
 
     async fn claim_tx(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
@@ -256,18 +257,19 @@ impl MySqlQueue {
             tx.commit().await.map_err(map_err)?;
             return Ok((Vec::new(), false));
         }
-        let now: i64 = rows[0].try_get(2).map_err(map_err)?;
-        let mut entries = Vec::with_capacity(rows.len());
+        let now: i64 = rows[0].try_get("now").map_err(map_err)?;
+        let token = new_token();
+        let mut claimed = Vec::with_capacity(rows.len());
         let mut exhausted = Vec::new();
         for row in &rows {
-            let seq: i64 = row.try_get(0).map_err(map_err)?;
-            let attempts: u32 = row.try_get(1).map_err(map_err)?;
+            let seq: i64 = row.try_get("seq").map_err(map_err)?;
+            let attempts: u32 = row.try_get("attempts").map_err(map_err)?;
             match self.options.max_attempts {
                 Some(limit) if attempts >= limit => exhausted.push(seq),
-                _ => entries.push(match read_row(row, CLAIM_MESSAGE_AT, seq)? {
-                    Ok(message) => Ok((seq, attempts, message)),
-                    Err(what) => Err((seq, what)),
-                }),
+                _ => claimed.push((
+                    Columns::read::<_, u8>(row, true).map_err(map_err)?,
+                    attempts.saturating_add(1),
+                )),
             }
         }
         if let Some(limit) = self.options.max_attempts
@@ -277,23 +279,23 @@ impl MySqlQueue {
         }
         // Rows another producer wrote that are no message (clause 12) go to
         // the dead letters alone, in this transaction, before any attempt.
+        let deadline = lease_deadline(started, self.lease_ms);
         let Decoded {
             ok: deliver,
             undecodable,
-        } = Decoded::sort(entries);
+        } = sort_claimed(BACKEND, claimed, &token, deadline);
         for (seq, reason) in &undecodable {
             // Its foreign id first, so the dead letter can be replayed by id.
             sqlx::query(
                 "UPDATE flextide_queue_messages SET id = CONCAT(?, seq) WHERE seq = ? AND id = ''",
             )
-            .bind(foreign_id_prefix())
+            .bind(foreign_id_prefix(BACKEND))
             .bind(*seq)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
             move_to_dead_letters(&mut tx, &[*seq], reason).await?;
         }
-        let token = new_token();
         if !deliver.is_empty() {
             // A row inserted by hand with an empty id gets its stable
             // foreign id on its first claim.
@@ -305,25 +307,14 @@ impl MySqlQueue {
             let mut update = sqlx::query(AssertSqlSafe(sql))
                 .bind(&token)
                 .bind(now.saturating_add(self.lease_ms))
-                .bind(foreign_id_prefix());
-            for (seq, _, _) in &deliver {
+                .bind(foreign_id_prefix(BACKEND));
+            for (seq, _) in &deliver {
                 update = update.bind(*seq);
             }
             update.execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
-        let lease_deadline = started + Duration::from_millis(self.lease_ms as u64);
-        let deliveries = deliver
-            .into_iter()
-            .map(|(seq, attempts, message)| {
-                Delivery::new(
-                    message,
-                    encode_receipt(seq, &token),
-                    attempts.saturating_add(1),
-                    lease_deadline,
-                )
-            })
-            .collect();
+        let deliveries = in_delivery_order(deliver);
         Ok((deliveries, !exhausted.is_empty() || !undecodable.is_empty()))
     }
 
@@ -335,7 +326,7 @@ impl MySqlQueue {
             return Ok(());
         };
         let q = self.clone();
-        detach(async move { q.sweep_exhausted_tx(limit).await }).await
+        detach(BACKEND, async move { q.sweep_exhausted_tx(limit).await }).await
     }
 
     async fn sweep_exhausted_tx(&self, limit: u32) -> Result<()> {
@@ -389,7 +380,10 @@ impl MySqlQueue {
     /// `StaleReceipt` when the token no longer holds it.
     async fn dead_letter_delivery(&self, seq: i64, token: &str, reason: &str) -> Result<()> {
         let (q, token, reason) = (self.clone(), token.to_owned(), reason.to_owned());
-        detach(async move { q.dead_letter_delivery_tx(seq, &token, &reason).await }).await
+        detach(BACKEND, async move {
+            q.dead_letter_delivery_tx(seq, &token, &reason).await
+        })
+        .await
     }
 
     async fn dead_letter_delivery_tx(&self, seq: i64, token: &str, reason: &str) -> Result<()> {
@@ -432,66 +426,58 @@ impl MySqlQueue {
     }
 
     /// Deletes one chunk of receipts in one transaction, returning the
-    /// indexes (within the chunk) that were stale.
-    async fn delete_chunk(&self, keys: &[(usize, i64, String)]) -> Result<Vec<usize>> {
+    /// rows (seq and token) it deleted.
+    async fn delete_chunk(&self, keys: &[Wanted]) -> Result<Vec<(i64, String)>> {
         let (q, keys) = (self.clone(), keys.to_vec());
-        detach(async move { q.delete_chunk_tx(&keys).await }).await
+        detach(BACKEND, async move { q.delete_chunk_tx(&keys).await }).await
     }
 
-    async fn delete_chunk_tx(&self, keys: &[(usize, i64, String)]) -> Result<Vec<usize>> {
+    async fn delete_chunk_tx(&self, keys: &[Wanted]) -> Result<Vec<(i64, String)>> {
         let mut tx = begin(&self.pool).await?;
-        let mut seqs: Vec<i64> = keys.iter().map(|k| k.1).collect();
-        seqs.sort_unstable();
-        seqs.dedup();
         let sql = format!(
             "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
-            placeholders(seqs.len())
+            placeholders(keys.len())
         );
-        let mut select = sqlx::query(AssertSqlSafe(sql));
-        for seq in &seqs {
-            select = select.bind(*seq);
+        let mut select = sqlx::query_as::<_, (i64, Option<String>)>(AssertSqlSafe(sql));
+        for key in keys {
+            select = select.bind(key.seq);
         }
-        let current: Vec<(i64, Option<String>)> = select
+        let held: Vec<(i64, String)> = select
             .bind(&*self.name)
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(map_err)?;
-        let mut delete = Vec::new();
-        let mut stale = Vec::new();
-        for (index, seq, token) in keys.iter().map(|(i, s, t)| (*i, *s, t.as_str())) {
-            let held = current
-                .iter()
-                .any(|(s, t)| *s == seq && t.as_deref() == Some(token));
-            if held && !delete.contains(&seq) {
-                delete.push(seq);
-            } else {
-                stale.push(index);
-            }
-        }
-        if !delete.is_empty() {
+            .into_iter()
+            .filter_map(|(seq, token)| {
+                let token = token?;
+                keys.iter()
+                    .any(|k| k.seq == seq && k.token == token)
+                    .then_some((seq, token))
+            })
+            .collect();
+        if !held.is_empty() {
             let sql = format!(
                 "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
-                placeholders(delete.len())
+                placeholders(held.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for seq in &delete {
+            for (seq, _) in &held {
                 query = query.bind(*seq);
             }
             query.execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(stale)
+        Ok(held)
     }
 
     /// Replays up to `limit` dead letters (oldest first, or those with these
     /// ids) in one transaction; returns how many moved.
     async fn replay_chunk(&self, ids: Option<&[MessageId]>, limit: usize) -> Result<u64> {
         let (q, ids) = (self.clone(), ids.map(<[MessageId]>::to_vec));
-        detach(async move { q.replay_chunk_tx(ids.as_deref(), limit).await }).await
+        detach(BACKEND, async move {
+            q.replay_chunk_tx(ids.as_deref(), limit).await
+        })
+        .await
     }
 
     async fn replay_chunk_tx(&self, ids: Option<&[MessageId]>, limit: usize) -> Result<u64> {
@@ -525,8 +511,8 @@ impl MySqlQueue {
         let insert = format!(
             concat!(
                 "INSERT INTO flextide_queue_messages
-                    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at)
-                 SELECT queue, id, payload, headers, priority, 255 - priority, ordering_key, ",
+                    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
+                 SELECT queue, id, payload, headers, priority, ordering_key, ",
                 now_ms!(),
                 ", ",
                 now_ms!(),
@@ -624,7 +610,7 @@ impl QueueProvider for MySqlQueue {
                 Err(error) => {
                     failures.extend(indexes.iter().map(|&index| BatchFailure {
                         index,
-                        error: duplicate(&error),
+                        error: copy_error(BACKEND, &error),
                     }));
                 }
             }
@@ -656,7 +642,7 @@ impl QueueProvider for MySqlQueue {
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
-        let (seq, token) = read_receipt(receipt)?;
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
         let deleted = sqlx::query(
             "DELETE FROM flextide_queue_messages WHERE seq = ? AND queue = ? AND token = ?",
         )
@@ -675,32 +661,20 @@ impl QueueProvider for MySqlQueue {
     }
 
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
-        let mut failures = Vec::new();
-        let mut keys = Vec::with_capacity(receipts.len());
-        for (index, receipt) in receipts.iter().enumerate() {
-            match read_receipt(receipt) {
-                Ok((seq, token)) => keys.push((index, seq, token.to_owned())),
-                Err(error) => failures.push(BatchFailure { index, error }),
-            }
-        }
-        for chunk in keys.chunks(MAX_BATCH) {
+        let mut batch = DeleteBatch::new(BACKEND, receipts);
+        let wanted = batch.wanted().to_vec();
+        for chunk in wanted.chunks(MAX_BATCH) {
             match retry_lock_conflicts(|| self.delete_chunk(chunk)).await {
-                Ok(stale) => failures.extend(stale.into_iter().map(|index| BatchFailure {
-                    index,
-                    error: QueueError::StaleReceipt { backend: BACKEND },
-                })),
-                Err(error) => failures.extend(chunk.iter().map(|k| BatchFailure {
-                    index: k.0,
-                    error: duplicate(&error),
-                })),
+                Ok(deleted) => batch.settled(chunk, &deleted),
+                Err(error) => batch.failed(chunk, error),
             }
         }
-        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
+        batch.finish()
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
-        let (seq, token) = read_receipt(receipt)?;
-        let delay = delay_ms(delay)?;
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let delay = check_delay(BACKEND, delay)?;
         let limit = self.options.max_attempts.map_or(i64::MAX, i64::from);
         let released = sqlx::query(concat!(
             "UPDATE flextide_queue_messages SET leased = 0, token = NULL, visible_at = ",
@@ -733,8 +707,8 @@ impl QueueProvider for MySqlQueue {
     }
 
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
-        let (seq, token) = read_receipt(receipt)?;
-        let by = delay_ms(by)?;
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let by = check_delay(BACKEND, by)?;
         let extended = sqlx::query(concat!(
             "UPDATE flextide_queue_messages SET visible_at = ",
             now_ms!(),
@@ -758,7 +732,7 @@ impl QueueProvider for MySqlQueue {
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
-        let (seq, token) = read_receipt(receipt)?;
+        let (seq, token) = decode_receipt(BACKEND, receipt)?;
         self.dead_letter_delivery(seq, token, reason).await
     }
 
@@ -770,7 +744,7 @@ impl QueueProvider for MySqlQueue {
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
-            ", attempts, reason, dead_at FROM flextide_queue_dead_letters WHERE queue = ? ORDER BY dseq LIMIT ?"
+            ", attempts, reason, dead_at AS dead_lettered_at FROM flextide_queue_dead_letters WHERE queue = ? ORDER BY dseq LIMIT ?"
         ))
         .bind(&*self.name)
         .bind(limit as u64)
@@ -778,20 +752,7 @@ impl QueueProvider for MySqlQueue {
         .await
         .map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                // An undecodable row (clause 12) is listed with no headers;
-                // its reason says why, and the table keeps the text as written.
-                let message = match read_row(row, 0, 0)? {
-                    Ok(message) => message,
-                    Err(_) => read_message_without_headers(row, 0)?,
-                };
-                Ok(DeadLetter::new(
-                    message,
-                    row.try_get::<String, _>(7).map_err(map_err)?,
-                    row.try_get(6).map_err(map_err)?,
-                    system_time_from_millis(row.try_get(8).map_err(map_err)?),
-                ))
-            })
+            .map(|row| dead_letter::<_, u8, u32>(BACKEND, row).map_err(map_err))
             .collect()
     }
 
@@ -856,8 +817,8 @@ impl QueueProvider for MySqlQueue {
         // A row that is no message is not shown: the next pop dead-letters it.
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let seq: i64 = row.try_get(message_columns_count()).map_err(map_err)?;
-            if let Ok(message) = read_row(row, 0, seq)? {
+            let columns = Columns::read::<_, u8>(row, true).map_err(map_err)?;
+            if let Ok(message) = columns.message(BACKEND) {
                 out.push(message);
             }
         }
@@ -987,25 +948,6 @@ async fn begin(pool: &MySqlPool) -> Result<Transaction<'static, MySql>> {
         .map_err(map_err)
 }
 
-/// Runs one transaction in a task of its own, so that a caller cut short
-/// (a timeout, a `select!`, a worker shutting down) cannot cut it short:
-/// sqlx is not cancellation-safe. A BEGIN dropped after the server ran it
-/// left the pooled connection inside a transaction sqlx did not know of (a
-/// later push on it returned Ok and never committed; the next BEGIN failed
-/// with error 1568), and a statement dropped half-written could hang the
-/// connection's return to the pool. Run to the end here, the transaction
-/// commits or rolls back, and what the caller no longer wants is dropped:
-/// messages a cut-short pop leased come back when their lease ends.
-async fn detach<T, F>(transaction: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = Result<T>> + Send + 'static,
-{
-    tokio::spawn(transaction).await.map_err(|e| {
-        QueueError::backend_error(BACKEND, true, format!("a database task failed: {e}"))
-    })?
-}
-
 /// One multi-row INSERT of already validated rows.
 async fn insert_rows(conn: &mut MySqlConnection, queue: &str, rows: &[NewRow]) -> Result<()> {
     let mut sql = String::with_capacity(INSERT_PREFIX.len() + rows.len() * (INSERT_ROW.len() + 2));
@@ -1024,7 +966,6 @@ async fn insert_rows(conn: &mut MySqlConnection, queue: &str, rows: &[NewRow]) -
             .bind(row.payload.as_slice())
             .bind(row.headers.as_str())
             .bind(row.priority)
-            .bind(255 - row.priority)
             .bind(row.ordering_key.as_deref())
             .bind(row.delay_ms);
     }
@@ -1061,71 +1002,6 @@ async fn move_to_dead_letters(
     }
     query.execute(&mut *conn).await.map_err(map_err)?;
     Ok(())
-}
-
-/// How many columns `message_columns!()` names.
-const fn message_columns_count() -> usize {
-    6
-}
-
-/// What the claim writes into the empty `id` of a row another producer
-/// inserted: `mysql-<seq>`, the [`foreign_id`] of the row, kept on every
-/// delivery and in the dead letters.
-fn foreign_id_prefix() -> String {
-    foreign_id(BACKEND, "").as_str().to_owned()
-}
-
-/// Rebuilds a message from `message_columns!()` starting at column `at`, or,
-/// as the inner `Err`, says why the row is no message (headers that are not
-/// the JSON object this crate writes, from another producer). A row with an
-/// empty id gets the foreign id of `seq`. The outer `Err` is a column that
-/// cannot be read at all.
-fn read_row(row: &MySqlRow, at: usize, seq: i64) -> Result<std::result::Result<Message, String>> {
-    let headers: String = row.try_get(at + 2).map_err(map_err)?;
-    let Ok(headers) = decode_headers(BACKEND, &headers) else {
-        return Ok(Err("headers are not a JSON object of strings".to_owned()));
-    };
-    let mut message = read_message_without_headers(row, at)?.with_headers(headers);
-    if message.id.as_str().is_empty() {
-        message.id = foreign_id(BACKEND, seq);
-    }
-    Ok(Ok(message))
-}
-
-/// [`read_row`] without the headers column.
-fn read_message_without_headers(row: &MySqlRow, at: usize) -> Result<Message> {
-    let id: String = row.try_get(at).map_err(map_err)?;
-    let payload: Vec<u8> = row.try_get(at + 1).map_err(map_err)?;
-    let priority: u8 = row.try_get(at + 3).map_err(map_err)?;
-    let ordering_key: Option<String> = row.try_get(at + 4).map_err(map_err)?;
-    let enqueued_at: i64 = row.try_get(at + 5).map_err(map_err)?;
-    let mut message = Message::from_parts(id, payload).with_priority(priority);
-    message.ordering_key = ordering_key;
-    message.enqueued_at = Some(system_time_from_millis(enqueued_at));
-    Ok(message)
-}
-
-/// Splits a receipt into row key and token. Tokens are made by `new_token`
-/// (32 hex digits); anything else cannot be ours and never reaches SQL.
-fn read_receipt(receipt: &Receipt) -> Result<(i64, &str)> {
-    let (seq, token) = decode_receipt(BACKEND, receipt)?;
-    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(QueueError::invalid_receipt(
-            BACKEND,
-            "the token is not one this backend issues",
-        ));
-    }
-    Ok((seq, token))
-}
-
-fn delay_ms(delay: Duration) -> Result<i64> {
-    if delay > MAX_DELAY {
-        return Err(QueueError::invalid_message(
-            BACKEND,
-            format!("delay {delay:?} is longer than the maximum of 100 years"),
-        ));
-    }
-    Ok(delay.as_millis() as i64)
 }
 
 /// `?, ?, ?` with `n` placeholders (`n` ≥ 1).

@@ -551,6 +551,76 @@ async fn pops_cut_short_leave_no_transaction_open(url: String) {
     );
 }
 
+/// Another producer's plain INSERT names `priority` but not `pri_inv` (the
+/// claim index's column): the row must still be delivered in priority order.
+async fn a_plain_insert_with_a_priority_is_claimed_in_priority_order(url: String) {
+    let pool = setup(&url).await;
+    let name = unique("pri");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let low = q.push(Message::new("low")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, enqueued_at, visible_at)
+         VALUES (?, 'urgent', 'urgent', '', 9, CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED))",
+    )
+    .bind(&name)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let first = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    let second = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(
+        (first.message.id.as_str(), first.message.priority),
+        ("urgent", 9)
+    );
+    assert_eq!(second.message.id, low);
+    drop_queue(&pool, &name).await.unwrap();
+}
+
+/// A database at schema version 1 (where writers filled `pri_inv` in, and
+/// another producer's rows kept its default) upgrades with its rows intact
+/// and in priority order.
+async fn an_old_schema_upgrades_with_its_rows(url: String) {
+    let admin = setup(&url).await;
+    let db = unique("old");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    let old = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&format!("{base}/{db}"))
+        .await
+        .unwrap();
+    let v1 = &flextide_queue_mysql::MIGRATIONS[0];
+    sqlx::raw_sql(sqlx::AssertSqlSafe(v1.sql))
+        .execute(&old)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE flextide_queue_schema (version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL);
+         INSERT INTO flextide_queue_schema VALUES (1, 'create queue tables', 0);
+         INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, pri_inv, enqueued_at, visible_at)
+         VALUES ('q', 'ours-low', 'a', '', 0, 255, 1, 1), ('q', 'ours-high', 'b', '', 5, 250, 2, 2);
+         INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, enqueued_at, visible_at)
+         VALUES ('q', 'theirs', 'c', '', 9, 3, 3);",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    migrate(&old).await.unwrap();
+    migrate(&old).await.unwrap();
+    let q = MySqlQueue::from_pool(old.clone(), "q", QueueOptions::default()).unwrap();
+    let popped = q.pop_batch(10, Duration::from_secs(2)).await.unwrap();
+    let ids: Vec<&str> = popped.iter().map(|d| d.message.id.as_str()).collect();
+    old.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert_eq!(ids, ["theirs", "ours-high", "ours-low"]);
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "mysql",
@@ -568,6 +638,8 @@ fn main() -> std::process::ExitCode {
             integration_test!(missing_tables_ask_for_migrate),
             integration_test!(wait_is_woken_by_a_push_in_this_process),
             integration_test!(pops_cut_short_leave_no_transaction_open),
+            integration_test!(a_plain_insert_with_a_priority_is_claimed_in_priority_order),
+            integration_test!(an_old_schema_upgrades_with_its_rows),
         ],
     )
 }

@@ -3,19 +3,14 @@
 use flextide_queue_core::Result;
 use sqlx::{AssertSqlSafe, PgPool};
 
-use crate::{PostgresConfig, error::map_err};
+use flextide_queue_sql::Plan;
 
-/// One schema step: its version, a name, and the SQL (also shipped as a file
-/// under `migrations/` for your own migration tooling).
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    /// Increasing version number, recorded once applied.
-    pub version: i64,
-    /// Short description.
-    pub name: &'static str,
-    /// The statements, idempotent, with unqualified table names.
-    pub sql: &'static str,
-}
+use crate::{
+    PostgresConfig,
+    error::{DIALECT, map_err},
+};
+
+pub use flextide_queue_sql::Migration;
 
 /// Every migration, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
@@ -30,6 +25,20 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_plain_inserts.sql"),
     },
 ];
+
+/// The version table and how a version is recorded.
+const PLAN: Plan = Plan {
+    dialect: &DIALECT,
+    migrations: MIGRATIONS,
+    create_version_table: "CREATE TABLE IF NOT EXISTS flextide_queue_schema_version (
+        version    BIGINT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )",
+    applied: "SELECT version FROM flextide_queue_schema_version",
+    record: "INSERT INTO flextide_queue_schema_version (version, name) VALUES ($1, $2)",
+    split: false,
+};
 
 /// Key of the transaction-scoped advisory lock that serialises concurrent
 /// `migrate` calls ("flextide" in ASCII).
@@ -67,37 +76,7 @@ pub async fn migrate_with(pool: &PgPool, config: &PostgresConfig) -> Result<Vec<
         .await
         .map_err(map_err)?;
     }
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS flextide_queue_schema_version (
-            version    BIGINT PRIMARY KEY,
-            name       TEXT NOT NULL,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let done: Vec<i64> = sqlx::query_scalar("SELECT version FROM flextide_queue_schema_version")
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-        sqlx::raw_sql(m.sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("INSERT INTO flextide_queue_schema_version (version, name) VALUES ($1, $2)")
-            .bind(m.version)
-            .bind(m.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        applied.push(m.version);
-    }
+    let applied = flextide_queue_sql::migrate::<sqlx::Postgres>(&mut *tx, &PLAN).await?;
     tx.commit().await.map_err(map_err)?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "flextide-queue-postgres: schema migrated");
-    }
     Ok(applied)
 }

@@ -7,17 +7,25 @@ use flextide_queue_core::{
     BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result,
     backend::{
-        Decoded, PollBackoff, check_payload, decode_headers, decode_receipt, encode_headers,
-        encode_receipt, foreign_id, max_attempts_reason, new_token, system_time_from_millis,
-        wait_for_deliveries,
+        Decoded, PollBackoff, check_payload, max_attempts_reason, new_token, wait_for_deliveries,
     },
     validate_queue_name,
 };
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row, postgres::PgPoolOptions, postgres::PgRow};
+use flextide_queue_sql::{
+    DeleteBatch, MAX_DELAY, check_delay,
+    decode::{
+        Columns, dead_letter, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed,
+    },
+    headers_text, millis,
+};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row, postgres::PgPoolOptions};
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    BACKEND, PostgresConfig, error::map_err, migrate::migrate_with, notify::Notifier,
+    BACKEND, PostgresConfig,
+    error::{DIALECT, map_err},
+    migrate::migrate_with,
+    notify::Notifier,
     sql::Statements,
 };
 
@@ -58,12 +66,13 @@ impl PostgresBackend {
         if let Some(app) = &config.application_name {
             options = options.application_name(app);
         }
+        let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| DIALECT.map_connect(&target, e))?;
         Self::with_pool(pool, config).await
     }
 
@@ -132,7 +141,7 @@ impl PostgresBackend {
             backend: self.clone(),
             name: name.into(),
             wake: self.inner.notifier.handle(name),
-            lease_ms: duration_ms(options.lease).max(1),
+            lease_ms: millis(options.lease).max(1),
             max_attempts: max_attempts.unwrap_or(i32::MAX),
             exhausted_reason: max_attempts_reason(max_attempts.unwrap_or(i32::MAX) as u32),
             options,
@@ -188,13 +197,6 @@ impl fmt::Debug for PostgresQueue {
             .finish_non_exhaustive()
     }
 }
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Longest delay accepted: about 100 years, far from bigint overflow.
-const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A message's columns, checked and encoded for binding.
 struct Encoded<'m> {
@@ -255,24 +257,14 @@ impl PostgresQueue {
         if m.dedup_id.is_some() {
             return Err(QueueError::unsupported(BACKEND, "dedup_id"));
         }
-        let delay = m.delay.unwrap_or_default();
-        if delay > MAX_DELAY {
-            return Err(QueueError::invalid_message(
-                BACKEND,
-                "delay is longer than 100 years",
-            ));
-        }
+        let delay_ms = check_delay(BACKEND, m.delay.unwrap_or_default())?;
         Ok(Encoded {
             id: m.id.as_str(),
             payload: &m.payload,
-            headers: if m.headers.is_empty() {
-                String::new()
-            } else {
-                encode_headers(&m.headers)
-            },
+            headers: headers_text(m),
             priority: i16::from(m.priority),
             ordering_key: m.ordering_key.as_deref(),
-            delay_ms: duration_ms(delay),
+            delay_ms,
         })
     }
 
@@ -385,41 +377,22 @@ impl PostgresQueue {
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(self.lease_ms)
             .bind(&token)
-            .bind(foreign_id_prefix())
+            .bind(foreign_id_prefix(BACKEND))
             .fetch_all(self.pool())
             .await
             .map_err(map_err)?;
-        let lease_deadline = started + Duration::from_millis(self.lease_ms as u64);
-        let mut entries = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            entries.push(match decode_row(row)? {
-                Ok((seq, message, attempts)) => Ok((
-                    seq,
-                    Delivery::new(
-                        message,
-                        encode_receipt(seq, &token),
-                        attempts.max(1) as u32,
-                        lease_deadline,
-                    ),
-                )),
-                Err(bad) => Err(bad),
-            });
+            let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
+            let columns = Columns::read::<_, i16>(row, true).map_err(map_err)?;
+            claimed.push((columns, u32::try_from(attempts).unwrap_or(0)));
         }
-        let Decoded {
-            ok: mut out,
-            undecodable,
-        } = Decoded::sort(entries);
+        let deadline = lease_deadline(started, self.lease_ms);
+        let Decoded { ok, undecodable } = sort_claimed(BACKEND, claimed, &token, deadline);
         for (seq, reason) in undecodable {
             self.dead_letter_undecodable(seq, &token, &reason).await;
         }
-        // UPDATE ... RETURNING does not keep the claim's order.
-        out.sort_by(|(a_seq, a), (b_seq, b)| {
-            b.message
-                .priority
-                .cmp(&a.message.priority)
-                .then(a_seq.cmp(b_seq))
-        });
-        Ok(out.into_iter().map(|(_, d)| d).collect())
+        Ok(in_delivery_order(ok))
     }
 
     /// Moves a row the claim just leased but could not decode (another
@@ -463,50 +436,8 @@ impl PostgresQueue {
     }
 }
 
-/// What the claim writes into the `id` of a row another producer inserted
-/// without one: `postgres-<seq>`, the [`foreign_id`] of the row, so the id
-/// stays the same on every delivery and in the dead letters.
-fn foreign_id_prefix() -> String {
-    foreign_id(BACKEND, "").as_str().to_owned()
-}
-
-/// A row of [`crate::sql::MESSAGE_COLUMNS`] as a message, or, as the inner
-/// `Err`, its seq and why it cannot be one (headers that are not the JSON
-/// this crate writes, from another producer). The outer `Err` is a column
-/// that cannot be read at all: the schema is not ours.
-#[allow(clippy::type_complexity)]
-fn decode_row(row: &PgRow) -> Result<Result<(i64, Message, i32), (i64, String)>> {
-    let seq: i64 = row.try_get("seq").map_err(map_err)?;
-    let id: Option<String> = row.try_get("id").map_err(map_err)?;
-    let payload: Vec<u8> = row.try_get("payload").map_err(map_err)?;
-    let headers: String = row.try_get("headers").map_err(map_err)?;
-    let priority: i16 = row.try_get("priority").map_err(map_err)?;
-    let ordering_key: Option<String> = row.try_get("ordering_key").map_err(map_err)?;
-    let enqueued_at: i64 = row.try_get("enqueued_at").map_err(map_err)?;
-    let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
-    let headers = match decode_headers(BACKEND, &headers) {
-        Ok(h) => h,
-        Err(_) => {
-            return Ok(Err((
-                seq,
-                "headers are not a JSON object of strings".into(),
-            )));
-        }
-    };
-    // A row inserted by hand may have no id until its first claim fills one in.
-    let id = match id.filter(|id| !id.is_empty()) {
-        Some(id) => MessageId::from(id),
-        None => foreign_id(BACKEND, seq),
-    };
-    let mut message = Message::from_parts(id, payload).with_headers(headers);
-    message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
-    message.ordering_key = ordering_key;
-    message.enqueued_at = Some(system_time_from_millis(enqueued_at));
-    Ok(Ok((seq, message, attempts)))
-}
-
 fn stale() -> QueueError {
-    QueueError::StaleReceipt { backend: BACKEND }
+    flextide_queue_sql::stale(BACKEND)
 }
 
 #[async_trait]
@@ -557,7 +488,7 @@ impl QueueProvider for PostgresQueue {
     }
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
-        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let (seq, token) = flextide_queue_sql::decode_receipt(BACKEND, receipt)?;
         let done = sqlx::query(AssertSqlSafe(self.sql().delete.clone()))
             .bind(seq)
             .bind(token)
@@ -573,61 +504,33 @@ impl QueueProvider for PostgresQueue {
     }
 
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
-        let mut failures = Vec::new();
-        let mut seqs = Vec::with_capacity(receipts.len());
-        let mut tokens = Vec::with_capacity(receipts.len());
-        let mut asked = Vec::with_capacity(receipts.len());
-        for (index, r) in receipts.iter().enumerate() {
-            match decode_receipt(BACKEND, r) {
-                Ok((seq, token)) => {
-                    seqs.push(seq);
-                    tokens.push(token);
-                    asked.push((index, seq));
-                }
-                Err(error) => failures.push(BatchFailure { index, error }),
-            }
-        }
-        if !seqs.is_empty() {
-            let mut deleted: Vec<i64> =
-                sqlx::query_scalar(AssertSqlSafe(self.sql().delete_batch.clone()))
+        let mut batch = DeleteBatch::new(BACKEND, receipts);
+        let wanted = batch.wanted().to_vec();
+        if !wanted.is_empty() {
+            let (seqs, tokens) = DeleteBatch::columns(&wanted);
+            let deleted: Vec<(i64, String)> =
+                sqlx::query_as(AssertSqlSafe(self.sql().delete_batch.clone()))
                     .bind(seqs)
                     .bind(tokens)
                     .bind(&*self.name)
                     .fetch_all(self.pool())
                     .await
                     .map_err(map_err)?;
-            deleted.sort_unstable();
-            for (index, seq) in asked {
-                // Each deleted row settles one receipt; a repeated receipt is stale.
-                match deleted.binary_search(&seq) {
-                    Ok(pos) => {
-                        deleted.remove(pos);
-                    }
-                    Err(_) => failures.push(BatchFailure {
-                        index,
-                        error: stale(),
-                    }),
-                }
-            }
+            batch.settled(&wanted, &deleted);
         }
-        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
+        batch.finish()
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
-        let (seq, token) = decode_receipt(BACKEND, receipt)?;
-        if delay > MAX_DELAY {
-            return Err(QueueError::invalid_message(
-                BACKEND,
-                "delay is longer than 100 years",
-            ));
-        }
+        let (seq, token) = flextide_queue_sql::decode_receipt(BACKEND, receipt)?;
+        let delay_ms = check_delay(BACKEND, delay)?;
         let row = sqlx::query(AssertSqlSafe(self.sql().nack.clone()))
             .bind(seq)
             .bind(token)
             .bind(&*self.name)
             .bind(self.max_attempts)
             .bind(&self.exhausted_reason)
-            .bind(duration_ms(delay))
+            .bind(delay_ms)
             .bind(self.channel())
             .fetch_one(self.pool())
             .await
@@ -637,12 +540,12 @@ impl QueueProvider for PostgresQueue {
     }
 
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
-        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let (seq, token) = flextide_queue_sql::decode_receipt(BACKEND, receipt)?;
         let done = sqlx::query(AssertSqlSafe(self.sql().extend.clone()))
             .bind(seq)
             .bind(token)
             .bind(&*self.name)
-            .bind(duration_ms(by.min(MAX_DELAY)))
+            .bind(millis(by.min(MAX_DELAY)))
             .execute(self.pool())
             .await
             .map_err(map_err)?;
@@ -654,7 +557,7 @@ impl QueueProvider for PostgresQueue {
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
-        let (seq, token) = decode_receipt(BACKEND, receipt)?;
+        let (seq, token) = flextide_queue_sql::decode_receipt(BACKEND, receipt)?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql().dead_letter.clone()))
             .bind(seq)
             .bind(token)
@@ -675,29 +578,7 @@ impl QueueProvider for PostgresQueue {
             .await
             .map_err(map_err)?;
         rows.iter()
-            .map(|row| {
-                let payload: Vec<u8> = row.try_get("payload").map_err(map_err)?;
-                let id: String = row.try_get("id").map_err(map_err)?;
-                let headers: String = row.try_get("headers").map_err(map_err)?;
-                let priority: i16 = row.try_get("priority").map_err(map_err)?;
-                // An undecodable row (clause 12) is listed with no headers;
-                // its reason says why, and the table keeps the text as written.
-                let headers = decode_headers(BACKEND, &headers).unwrap_or_default();
-                let mut message = Message::from_parts(id, payload).with_headers(headers);
-                message.priority = u8::try_from(priority.max(0)).unwrap_or(u8::MAX);
-                message.ordering_key = row.try_get("ordering_key").map_err(map_err)?;
-                message.enqueued_at = Some(system_time_from_millis(
-                    row.try_get("enqueued_at").map_err(map_err)?,
-                ));
-                let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
-                let at: i64 = row.try_get("dead_lettered_at").map_err(map_err)?;
-                Ok(DeadLetter::new(
-                    message,
-                    row.try_get::<String, _>("reason").map_err(map_err)?,
-                    attempts.max(0) as u32,
-                    system_time_from_millis(at),
-                ))
-            })
+            .map(|row| dead_letter::<_, i16, i32>(BACKEND, row).map_err(map_err))
             .collect()
     }
 
@@ -746,7 +627,8 @@ impl QueueProvider for PostgresQueue {
         // the dead letters.
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Ok((_, message, _)) = decode_row(row)? {
+            let columns = Columns::read::<_, i16>(row, true).map_err(map_err)?;
+            if let Ok(message) = columns.message(BACKEND) {
                 out.push(message);
             }
         }

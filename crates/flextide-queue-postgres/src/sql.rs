@@ -144,12 +144,12 @@ impl Statements {
                 "WITH t AS MATERIALIZED (SELECT 1 AS one {settle})
                  DELETE FROM {m} USING t WHERE seq = $1 AND token = $2 AND {same_queue_3}",
             ),
-            // $1 seqs, $2 tokens, $3 queue; returns the seqs deleted.
+            // $1 seqs, $2 tokens, $3 queue; returns the seqs and tokens deleted.
             delete_batch: build(
                 "WITH t AS MATERIALIZED (SELECT 1 AS one {settle})
                  DELETE FROM {m} m USING t, UNNEST($1::int8[], $2::text[]) AS r(seq, token)
                  WHERE m.seq = r.seq AND m.token = r.token AND {same_queue_m3}
-                 RETURNING m.seq",
+                 RETURNING m.seq, m.token",
             ),
             // Ends the lease; past max attempts the message moves to the
             // dead letters in the same statement instead.

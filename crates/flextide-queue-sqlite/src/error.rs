@@ -3,6 +3,9 @@
 
 use flextide_queue_core::QueueError;
 
+use flextide_queue_sql::{Class, Dialect};
+use sqlx::error::DatabaseError;
+
 use crate::BACKEND;
 
 // Primary SQLite result codes (the low byte of an extended code).
@@ -22,68 +25,38 @@ const SQLITE_TOOBIG: i64 = 18;
 const SQLITE_AUTH: i64 = 23;
 const SQLITE_NOTADB: i64 = 26;
 
-/// The hint added to errors that mean the tables are missing or outdated.
-pub(crate) const MIGRATE_HINT: &str = "the Flextide Queue tables are missing or outdated: run flextide_queue_sqlite::migrate(&pool) \
-     (or apply the .sql files of the crate's migrations/ folder)";
+/// SQLite's error vocabulary.
+pub(crate) const DIALECT: Dialect = Dialect {
+    backend: BACKEND,
+    engine: "SQLite",
+    migrate: "flextide_queue_sqlite::migrate(&pool) (or apply the .sql files of the crate's migrations/ folder)",
+    classify,
+};
+
+/// What a primary result code (the low byte of an extended one) means.
+fn classify(db: &dyn DatabaseError) -> Class {
+    let code = db
+        .code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .unwrap_or(SQLITE_ERROR);
+    match code & 0xff {
+        // Another connection or process holds the write lock longer than
+        // busy_timeout: try again later.
+        SQLITE_BUSY | SQLITE_LOCKED | SQLITE_PROTOCOL | SQLITE_SCHEMA => Class::Retryable,
+        SQLITE_IOERR | SQLITE_FULL | SQLITE_NOMEM => Class::Retryable,
+        SQLITE_CANTOPEN => Class::Connection,
+        SQLITE_TOOBIG => Class::TooBig,
+        SQLITE_READONLY | SQLITE_PERM | SQLITE_AUTH | SQLITE_CORRUPT | SQLITE_NOTADB => {
+            Class::Configuration
+        }
+        _ if is_schema_problem(db.message()) => Class::Schema,
+        _ => Class::Other,
+    }
+}
 
 /// Converts a sqlx error into the matching [`QueueError`].
 pub(crate) fn map(error: sqlx::Error) -> QueueError {
-    match error {
-        sqlx::Error::Database(db) => {
-            let code = db
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .unwrap_or(SQLITE_ERROR);
-            let message = db.message().to_owned();
-            match code & 0xff {
-                // Another connection or process holds the write lock longer
-                // than busy_timeout: try again later.
-                SQLITE_BUSY | SQLITE_LOCKED | SQLITE_PROTOCOL | SQLITE_SCHEMA => {
-                    QueueError::backend_error(BACKEND, true, db.into_error())
-                }
-                SQLITE_IOERR | SQLITE_FULL | SQLITE_NOMEM => {
-                    QueueError::backend_error(BACKEND, true, db.into_error())
-                }
-                SQLITE_CANTOPEN => QueueError::connection(BACKEND, db.into_error()),
-                SQLITE_TOOBIG => QueueError::invalid_message(
-                    BACKEND,
-                    format!("SQLite refused the value: {message}"),
-                ),
-                SQLITE_READONLY | SQLITE_PERM | SQLITE_AUTH => QueueError::configuration(
-                    BACKEND,
-                    format!("the database is not writable: {message}"),
-                ),
-                SQLITE_CORRUPT | SQLITE_NOTADB => QueueError::configuration(
-                    BACKEND,
-                    format!("the database file is not usable: {message}"),
-                ),
-                _ if is_schema_problem(&message) => {
-                    QueueError::configuration(BACKEND, format!("{message}; {MIGRATE_HINT}"))
-                }
-                _ => QueueError::backend_error(BACKEND, false, db.into_error()),
-            }
-        }
-        sqlx::Error::PoolTimedOut => {
-            QueueError::connection(BACKEND, "timed out waiting for a pooled connection")
-        }
-        e @ (sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::BeginFailed) => QueueError::connection(BACKEND, e),
-        e @ (sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::Decode(_)) => {
-            QueueError::configuration(BACKEND, format!("{e}; {MIGRATE_HINT}"))
-        }
-        sqlx::Error::Configuration(e) => {
-            QueueError::configuration(BACKEND, format!("invalid SQLite connection settings: {e}"))
-        }
-        e => QueueError::backend_error(BACKEND, false, e),
-    }
+    DIALECT.map(error)
 }
 
 /// Whether SQLite's message says our tables or columns are missing.

@@ -5,7 +5,6 @@ mod connect;
 mod connector;
 mod error;
 mod schema;
-mod wake;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -15,7 +14,12 @@ use flextide_queue_core::{
     backend::{self, PollBackoff},
     validate_queue_name,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
+use flextide_queue_sql::{
+    DeleteBatch,
+    decode::{Columns, dead_letter, foreign_id_prefix, in_delivery_order, sort_claimed},
+    headers_text, millis,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::{sync::Notify, time::Instant};
 
 pub use connect::{PoolSettings, connect_pool, connect_pool_with};
@@ -265,7 +269,8 @@ impl SqliteQueue {
     }
 
     fn new_unchecked(pool: SqlitePool, name: String, options: QueueOptions) -> Self {
-        let wake = wake::waker(connect::database_key(&pool), &name);
+        let key = format!("{}\0{name}", connect::database_key(&pool).display());
+        let wake = flextide_queue_sql::waker(&key);
         SqliteQueue {
             inner: Arc::new(Inner {
                 name,
@@ -455,53 +460,33 @@ impl SqliteQueue {
             .bind(now)
             .bind(self.max_attempts())
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .bind(foreign_id_prefix())
+            .bind(foreign_id_prefix(BACKEND))
             .fetch_all(&self.inner.pool)
             .await
             .map_err(error::map)?;
-        let mut entries = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let seq: i64 = row.try_get("seq").map_err(error::map)?;
             let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
-            entries.push(match read_row(row)? {
-                Ok(message) => Ok((
-                    seq,
-                    Delivery::new(
-                        message,
-                        backend::encode_receipt(seq, &token),
-                        u32::try_from(attempts).unwrap_or(u32::MAX),
-                        started + lease,
-                    ),
-                )),
-                Err(what) => Err((seq, what)),
-            });
+            claimed.push((
+                Columns::read::<_, i64>(row, true).map_err(error::map)?,
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+            ));
         }
-        let backend::Decoded {
-            ok: mut deliveries,
-            undecodable,
-        } = backend::Decoded::sort(entries);
+        let backend::Decoded { ok, undecodable } =
+            sort_claimed(BACKEND, claimed, &token, started + lease);
         for (seq, reason) in undecodable {
             self.dead_letter_undecodable(seq, &token, &reason).await;
         }
-        // RETURNING gives no order: restore the delivery order.
-        deliveries.sort_by(|(sa, a), (sb, b)| {
-            b.message.priority.cmp(&a.message.priority).then(sa.cmp(sb))
-        });
-        Ok(deliveries.into_iter().map(|(_, d)| d).collect())
+        Ok(in_delivery_order(ok))
     }
 
     /// [`SqliteQueue::claim`] in a task of its own, run to the end even when
     /// the pop is cut short (contract clause 13): sqlx closes a connection
     /// whose statement was dropped half-way, and the one connection of an
-    /// in-memory database takes the database with it. What a cut-short pop
-    /// leased comes back when the lease ends.
+    /// in-memory database takes the database with it.
     async fn claim_detached(&self, max: usize) -> Result<Vec<Delivery>> {
         let q = self.clone();
-        tokio::spawn(async move { q.claim(max).await })
-            .await
-            .map_err(|e| {
-                QueueError::backend_error(BACKEND, true, format!("a database task failed: {e}"))
-            })?
+        flextide_queue_sql::detach(BACKEND, async move { q.claim(max).await }).await
     }
 
     /// Moves a row the claim just leased but could not decode (another
@@ -520,11 +505,11 @@ impl SqliteQueue {
     }
 
     fn decode<'r>(&self, receipt: &'r Receipt) -> Result<(i64, &'r str)> {
-        backend::decode_receipt(BACKEND, receipt)
+        flextide_queue_sql::decode_receipt(BACKEND, receipt)
     }
 
     fn stale() -> QueueError {
-        QueueError::StaleReceipt { backend: BACKEND }
+        flextide_queue_sql::stale(BACKEND)
     }
 
     /// Moves the message of a live receipt to the dead letters in one
@@ -667,58 +652,6 @@ const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts
 const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \
      WHERE queue = ?1 AND token IS NOT NULL AND visible_at <= ?2 AND (purged = 1 OR attempts >= ?3))";
 
-/// Milliseconds of a duration, saturating.
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Headers as stored: empty text for none.
-fn headers_text(message: &Message) -> String {
-    if message.headers.is_empty() {
-        String::new()
-    } else {
-        backend::encode_headers(&message.headers)
-    }
-}
-
-/// What the claim writes into the empty `id` of a row another producer
-/// inserted: the [`backend::foreign_id`] of its seq.
-fn foreign_id_prefix() -> String {
-    backend::foreign_id(BACKEND, "").as_str().to_owned()
-}
-
-/// Reads the message columns (seq, id, payload, headers, priority,
-/// ordering_key, enqueued_at) of a row, or, as the inner `Err`, why the row
-/// is no message (headers that are not the JSON object this crate writes,
-/// from another producer). A row with an empty id gets its foreign id. The
-/// outer `Err` is a column that cannot be read at all.
-fn read_row(row: &SqliteRow) -> Result<std::result::Result<Message, String>> {
-    let headers: String = row.try_get("headers").map_err(error::map)?;
-    let Ok(headers) = backend::decode_headers(BACKEND, &headers) else {
-        return Ok(Err("headers are not a JSON object of strings".to_owned()));
-    };
-    let mut message = message_without_headers(row)?.with_headers(headers);
-    if message.id.as_str().is_empty() {
-        let seq: i64 = row.try_get("seq").map_err(error::map)?;
-        message.id = backend::foreign_id(BACKEND, seq);
-    }
-    Ok(Ok(message))
-}
-
-/// [`read_row`] without the headers (nor the foreign id).
-fn message_without_headers(row: &SqliteRow) -> Result<Message> {
-    let id: String = row.try_get("id").map_err(error::map)?;
-    let payload: Vec<u8> = row.try_get("payload").map_err(error::map)?;
-    let priority: i64 = row.try_get("priority").map_err(error::map)?;
-    let ordering_key: Option<String> = row.try_get("ordering_key").map_err(error::map)?;
-    let enqueued_at: i64 = row.try_get("enqueued_at").map_err(error::map)?;
-    let mut message = Message::from_parts(id, payload);
-    message.priority = u8::try_from(priority.clamp(0, 255)).unwrap_or(u8::MAX);
-    message.ordering_key = ordering_key;
-    message.enqueued_at = Some(backend::system_time_from_millis(enqueued_at));
-    Ok(message)
-}
-
 #[async_trait]
 impl QueueProvider for SqliteQueue {
     fn queue_name(&self) -> &str {
@@ -811,20 +744,8 @@ impl QueueProvider for SqliteQueue {
     }
 
     async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
-        let mut failures = Vec::new();
-        let mut wanted: Vec<(usize, i64, &str)> = Vec::with_capacity(receipts.len());
-        let mut seen = std::collections::HashSet::new();
-        for (index, receipt) in receipts.iter().enumerate() {
-            match self.decode(receipt) {
-                // The same receipt twice: the second delete is stale.
-                Ok((seq, token)) if !seen.insert((seq, token)) => failures.push(BatchFailure {
-                    index,
-                    error: Self::stale(),
-                }),
-                Ok((seq, token)) => wanted.push((index, seq, token)),
-                Err(error) => failures.push(BatchFailure { index, error }),
-            }
-        }
+        let mut batch = DeleteBatch::new(BACKEND, receipts);
+        let wanted = batch.wanted().to_vec();
         for chunk in wanted.chunks(DELETE_CHUNK) {
             let mut delete =
                 QueryBuilder::<Sqlite>::new("DELETE FROM flextide_queue_messages WHERE queue = ");
@@ -832,50 +753,25 @@ impl QueueProvider for SqliteQueue {
                 .push_bind(self.inner.name.as_str())
                 .push(" AND (seq, token) IN (VALUES ");
             let mut list = delete.separated(", ");
-            for (_, seq, token) in chunk {
+            for w in chunk {
                 list.push("(")
-                    .push_bind_unseparated(*seq)
+                    .push_bind_unseparated(w.seq)
                     .push_unseparated(", ")
-                    .push_bind_unseparated(*token)
+                    .push_bind_unseparated(w.token.as_str())
                     .push_unseparated(")");
             }
-            delete.push(") RETURNING seq");
-            let deleted: Vec<i64> = match delete
-                .build_query_scalar()
+            delete.push(") RETURNING seq, token");
+            match delete
+                .build_query_as::<(i64, String)>()
                 .fetch_all(&self.inner.pool)
                 .await
             {
-                Ok(rows) => rows,
-                Err(e) => {
-                    // The whole statement failed, so every item of it did:
-                    // the first carries the error, the others a copy of it.
-                    let e = error::map(e);
-                    let (retryable, text) = (e.is_retryable(), e.to_string());
-                    let mut first = Some(e);
-                    for (index, _, _) in chunk {
-                        let error = first.take().unwrap_or_else(|| {
-                            QueueError::backend_error(BACKEND, retryable, text.clone())
-                        });
-                        failures.push(BatchFailure {
-                            index: *index,
-                            error,
-                        });
-                    }
-                    continue;
-                }
-            };
-            let deleted: std::collections::HashSet<i64> = deleted.into_iter().collect();
-            for (index, seq, _) in chunk {
-                if !deleted.contains(seq) {
-                    failures.push(BatchFailure {
-                        index: *index,
-                        error: Self::stale(),
-                    });
-                }
+                Ok(deleted) => batch.settled(chunk, &deleted),
+                Err(e) => batch.failed(chunk, error::map(e)),
             }
         }
         self.inner.wake.notify_waiters();
-        flextide_queue_core::backend::batch_result(BACKEND, (), failures)
+        batch.finish()
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
@@ -948,22 +844,7 @@ impl QueueProvider for SqliteQueue {
         .await
         .map_err(error::map)?;
         rows.iter()
-            .map(|row| {
-                let attempts: i64 = row.try_get("attempts").map_err(error::map)?;
-                let at: i64 = row.try_get("dead_lettered_at").map_err(error::map)?;
-                // An undecodable row (clause 12) is listed with no headers;
-                // its reason says why, and the table keeps the text as written.
-                let message = match read_row(row)? {
-                    Ok(message) => message,
-                    Err(_) => message_without_headers(row)?,
-                };
-                Ok(DeadLetter::new(
-                    message,
-                    row.try_get::<String, _>("reason").map_err(error::map)?,
-                    u32::try_from(attempts).unwrap_or(u32::MAX),
-                    backend::system_time_from_millis(at),
-                ))
-            })
+            .map(|row| dead_letter::<_, i64, i64>(BACKEND, row).map_err(error::map))
             .collect()
     }
 
@@ -1028,7 +909,8 @@ impl QueueProvider for SqliteQueue {
         // A row that is no message is not shown: the next pop dead-letters it.
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Ok(message) = read_row(row)? {
+            let columns = Columns::read::<_, i64>(row, true).map_err(error::map)?;
+            if let Ok(message) = columns.message(BACKEND) {
                 out.push(message);
             }
         }

@@ -48,14 +48,8 @@ const SWEEP_PROBE_SQL: &str = concat!(
 );
 
 const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
-    (queue, id, payload, headers, priority, pri_inv, ordering_key, enqueued_at, visible_at) VALUES ";
-const INSERT_ROW: &str = concat!(
-    "(?, ?, ?, ?, ?, ?, ?, ",
-    now_ms!(),
-    ", ",
-    now_ms!(),
-    " + ?)"
-);
+    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
+const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
 
 /// One pool for the library, one of the same size for the raw client.
 #[derive(Debug)]
@@ -180,7 +174,6 @@ impl Driver for RawMy {
                 .bind(&p[..])
                 .bind("")
                 .bind(0u8)
-                .bind(255u8)
                 .bind(None::<&str>)
                 .bind(0i64);
         }

@@ -76,6 +76,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) metrics: Metrics,
     pub(crate) breaker: Option<Breaker>,
+    pub(crate) stale_log: settle::StaleLog,
 }
 
 /// Builds a [`Worker`] (or a [`WorkerPool`]); start with [`Worker::builder`].
@@ -193,6 +194,7 @@ impl WorkerBuilder {
             config,
             counters: Arc::new(Counters::default()),
             breaker: self.breaker.map(Breaker::new),
+            stale_log: settle::StaleLog::new(Duration::from_secs(10)),
             queue: self.queue,
         })
     }

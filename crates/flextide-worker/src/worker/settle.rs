@@ -22,7 +22,17 @@ pub(crate) fn settle_failed_many(shared: &Shared, operation: &str, e: &QueueErro
         .settle_errors
         .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     if matches!(e, QueueError::StaleReceipt { .. }) {
-        warn!(queue = %shared.queue_name, operation, deliveries = n, "receipt was stale: the lease ended before the message was settled; it is (or was) delivered again");
+        // After a broker restart every receipt of the moment is stale at
+        // once: say so once per window, with the count, not once each.
+        if let Some(suppressed) = shared.stale_log.admit(n) {
+            warn!(
+                queue = %shared.queue_name,
+                operation,
+                deliveries = n,
+                earlier_unreported = suppressed,
+                "receipts were stale: leases ended (or the broker restarted) before messages were settled; they are (or were) delivered again"
+            );
+        }
     } else {
         error!(queue = %shared.queue_name, operation, deliveries = n, error = %e, "settling a delivery failed; it is delivered again when its lease ends");
     }
@@ -112,4 +122,55 @@ pub(crate) async fn give_back(shared: &Shared, gates: &Gates, deliveries: Vec<De
     let n = deliveries.len();
     futures::future::join_all(deliveries.iter().map(|d| give_back_one(shared, &d.receipt))).await;
     gates.held.release(n);
+}
+
+/// Rate-limits the stale-receipt warning: the first in each window is
+/// logged, with how many were left unreported since the last one.
+#[derive(Debug)]
+pub(crate) struct StaleLog {
+    window: std::time::Duration,
+    state: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+impl StaleLog {
+    pub(crate) fn new(window: std::time::Duration) -> Self {
+        StaleLog {
+            window,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts `n` stale receipts; `Some(unreported)` when this one is to be
+    /// logged, carrying the count of those not logged before it.
+    pub(crate) fn admit(&self, n: usize) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, unreported) = &mut *state;
+        match last {
+            Some(at) if now.duration_since(*at) < self.window => {
+                *unreported += n as u64;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(unreported))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_warnings_are_logged_once_per_window_with_a_count() {
+        let log = StaleLog::new(std::time::Duration::from_secs(10));
+        assert_eq!(log.admit(1), Some(0));
+        for _ in 0..99 {
+            assert_eq!(log.admit(1), None);
+        }
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        assert_eq!(log.admit(1), Some(99));
+    }
 }

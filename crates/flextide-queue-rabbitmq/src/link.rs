@@ -293,6 +293,7 @@ pub(crate) async fn declare(
         durable: true,
         ..QueueDeclareOptions::default()
     };
+    let args_text = describe(&args);
     match tokio::time::timeout(
         t,
         channel.queue_declare(ShortString::from(queue), options, args),
@@ -306,14 +307,46 @@ pub(crate) async fn declare(
         }),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(match map(e) {
-            QueueError::Configuration { message, .. } => QueueError::configuration(
-                BACKEND,
-                format!(
-                    "queue {queue:?} exists with other arguments (queue type or delivery limit differ from this \
-                     client's configuration): {message}"
-                ),
-            ),
+            QueueError::Configuration { message, .. } if message.contains("inequivalent arg") => {
+                QueueError::configuration(BACKEND, inequivalent(queue, &args_text, &message))
+            }
             other => other,
         }),
     }
+}
+
+/// The error for a queue that exists with other arguments than ours: which
+/// one, why that happens, and what to do about it.
+fn inequivalent(queue: &str, ours: &str, broker: &str) -> String {
+    let arg = broker
+        .split("inequivalent arg '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or("?");
+    let why = if arg.starts_with("x-dead-letter-") || arg == "x-message-ttl" {
+        "it was declared by another client (or by hand) without the dead-lettering this \
+         backend relies on"
+    } else {
+        "its queue type or delivery limit differ from this client's configuration \
+         (RabbitMqConfig::queue_type, delivery_limit)"
+    };
+    format!(
+        "queue {queue:?} already exists with a different {arg}: {why}. This backend declares it \
+         durable with {ours}. Use another queue name, or open it with a matching configuration, \
+         or move its messages away and delete it (RabbitMq::drop_queue, or `rabbitmqctl \
+         delete_queue {queue}`) so it can be declared again. The broker said: {broker}"
+    )
+}
+
+/// Arguments as `key=value` text, for error messages.
+fn describe(args: &FieldTable) -> String {
+    args.inner()
+        .iter()
+        .map(|(k, v)| match v {
+            AMQPValue::LongString(s) => format!("{k}={:?}", String::from_utf8_lossy(s.as_bytes())),
+            AMQPValue::LongLongInt(n) => format!("{k}={n}"),
+            other => format!("{k}={other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use flextide_queue_core::{
     BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result,
-    backend::{check_payload, now_millis, system_time_from_millis},
+    backend::{
+        check_payload, max_attempts_reason, now_millis, system_time_from_millis, undecodable_reason,
+    },
 };
 use futures::{FutureExt, StreamExt, future::join_all};
 use lapin::{
@@ -123,10 +125,11 @@ struct Lease {
 }
 
 /// What leasing a received delivery gives: a delivery for the caller, or a
-/// lease whose attempts are used up, for the dead letters.
+/// lease for the dead letters (its attempts are used up, or it cannot be
+/// decoded), with the reason.
 enum Handed {
     Out(Delivery),
-    Exhausted(Lease),
+    Refused(Lease, String),
 }
 
 /// Work the background pass does after releasing the state lock.
@@ -135,6 +138,61 @@ enum Job {
     Ack(Lease),
     Dlq(Lease),
     Requeue(Lease),
+}
+
+/// Deliveries a pop took that go to the dead letters instead (attempts used
+/// up, or undecodable). Moved by a task of their own, awaited by the pop;
+/// when the pop is cut short the guard's drop starts that task, so none is
+/// left unacknowledged on the channel.
+struct Refused {
+    inner: Arc<Inner>,
+    link: Arc<Link>,
+    leases: Vec<(Lease, String)>,
+}
+
+impl Refused {
+    fn new(inner: &Arc<Inner>, link: &Arc<Link>) -> Self {
+        Refused {
+            inner: inner.clone(),
+            link: link.clone(),
+            leases: Vec::new(),
+        }
+    }
+
+    fn start(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.leases.is_empty() {
+            return None;
+        }
+        let (inner, link) = (self.inner.clone(), self.link.clone());
+        let leases = std::mem::take(&mut self.leases);
+        Some(tokio::spawn(async move {
+            inner.dead_letter_refused(&link, leases).await
+        }))
+    }
+
+    async fn finish(mut self) {
+        if let Some(task) = self.start() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Refused {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+/// Runs `work` in a task of its own and waits for it: dropping the wait
+/// does not cut the work short.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(QueueError::backend_error(BACKEND, true, e.to_string())),
+    }
 }
 
 /// The current subscription of the consuming channel.
@@ -667,7 +725,7 @@ impl Inner {
         generation: u64,
         n: usize,
         demand: Option<&mut Demand<'_>>,
-        exhausted: &mut Vec<Lease>,
+        exhausted: &mut Vec<(Lease, String)>,
     ) -> Vec<Delivery> {
         let mut out = Vec::new();
         if n == 0 {
@@ -705,7 +763,7 @@ impl Inner {
             b.decoded.attempts_done = old.attempt;
             match self.lease(&mut st, b, now) {
                 Handed::Out(d) => out.push(d),
-                Handed::Exhausted(l) => exhausted.push(l),
+                Handed::Refused(l, why) => exhausted.push((l, why)),
             }
         }
         while out.len() < n {
@@ -717,7 +775,7 @@ impl Inner {
             }
             match self.lease(&mut st, b, now) {
                 Handed::Out(d) => out.push(d),
-                Handed::Exhausted(l) => exhausted.push(l),
+                Handed::Refused(l, why) => exhausted.push((l, why)),
             }
         }
         if let Some(d) = demand {
@@ -741,9 +799,14 @@ impl Inner {
             purged: false,
             expired: false,
         };
-        if self.options.max_attempts.is_some_and(|max| attempt > max) {
+        if let Some(what) = &lease.decoded.undecodable {
+            let why = undecodable_reason(what);
             st.settled(lease.incarnation);
-            return Handed::Exhausted(lease);
+            return Handed::Refused(lease, why);
+        }
+        if let Some(max) = self.options.max_attempts.filter(|&max| attempt > max) {
+            st.settled(lease.incarnation);
+            return Handed::Refused(lease, max_attempts_reason(max));
         }
         let token = st.next_token;
         st.next_token += 1;
@@ -760,11 +823,26 @@ impl Inner {
 
     /// `basic.get` until `max` or the queue is empty: for pops that want
     /// only what is there now.
-    async fn get_now(
+    ///
+    /// The round trips run in a task of their own: a `basic.get` answered
+    /// after its pop was dropped would leave the delivery on the channel
+    /// with no one to settle it (contract clause 13).
+    async fn get_now(self: &Arc<Self>, link: &Arc<Link>, max: usize) -> Result<Vec<Delivery>> {
+        let (inner, link) = (self.clone(), link.clone());
+        detached(async move {
+            let mut refused = Refused::new(&inner, &link);
+            let got = inner.get_on(&link, max, &mut refused.leases).await;
+            refused.finish().await;
+            got
+        })
+        .await
+    }
+
+    async fn get_on(
         &self,
         link: &Link,
         max: usize,
-        exhausted: &mut Vec<Lease>,
+        exhausted: &mut Vec<(Lease, String)>,
     ) -> Result<Vec<Delivery>> {
         let mut out = Vec::new();
         while out.len() < max {
@@ -794,7 +872,7 @@ impl Inner {
             st.received(b.tag);
             match self.lease(&mut st, b, Instant::now()) {
                 Handed::Out(d) => out.push(d),
-                Handed::Exhausted(l) => exhausted.push(l),
+                Handed::Refused(l, why) => exhausted.push((l, why)),
             }
         }
         Ok(out)
@@ -810,7 +888,16 @@ impl Inner {
     /// that need outgrew the prefetch, or when every slot is taken by
     /// deliveries callers hold (a new consumer gets a fresh window; the old
     /// deliveries stay on the channel and are settled there).
+    ///
+    /// Runs in a task of its own: cut short between `basic.consume` and the
+    /// start of its reading task, a subscription would take messages from
+    /// the broker that no one reads (contract clause 13).
     async fn ensure_consumer(self: &Arc<Self>, link: &Arc<Link>) -> Result<bool> {
+        let (inner, link) = (self.clone(), link.clone());
+        detached(async move { inner.subscribe(&link).await }).await
+    }
+
+    async fn subscribe(self: &Arc<Self>, link: &Arc<Link>) -> Result<bool> {
         let _ctl = self.consumer_ctl.lock().await;
         let (old_tag, prefetch, incarnation, qos) = {
             let mut st = lock(&self.state);
@@ -950,12 +1037,10 @@ impl Inner {
         }
         let max = max.min(self.settings.config.max_batch);
         let link = self.link().await?;
-        let mut exhausted = Vec::new();
-        let result = self.pop_on(&link, max, wait, &mut exhausted).await;
+        let mut refused = Refused::new(self, &link);
+        let result = self.pop_on(&link, max, wait, &mut refused.leases).await;
         let result = self.check_link(&link, result);
-        if !exhausted.is_empty() {
-            self.dead_letter_exhausted(&link, exhausted).await;
-        }
+        refused.finish().await;
         result
     }
 
@@ -964,7 +1049,7 @@ impl Inner {
         link: &Arc<Link>,
         max: usize,
         wait: Duration,
-        exhausted: &mut Vec<Lease>,
+        exhausted: &mut Vec<(Lease, String)>,
     ) -> Result<Vec<Delivery>> {
         let generation = link.generation;
         let deadline = Instant::now() + wait;
@@ -977,7 +1062,7 @@ impl Inner {
         }
         let consuming = lock(&self.state).consumer.is_some();
         if wait < GET_BELOW && !consuming {
-            return self.get_now(link, max, exhausted).await;
+            return self.get_now(link, max).await;
         }
         let mut demand = Demand::register(self, max);
         let mut gather_until = None;
@@ -1033,14 +1118,11 @@ impl Inner {
         }
     }
 
-    async fn dead_letter_exhausted(&self, link: &Link, exhausted: Vec<Lease>) {
-        for lease in exhausted {
-            let reason = format!(
-                "max attempts exceeded ({})",
-                self.options.max_attempts.unwrap_or(0)
-            );
+    async fn dead_letter_refused(&self, link: &Link, refused: Vec<(Lease, String)>) {
+        for (lease, reason) in refused {
             // Deliveries over the limit come from a handle opened with a
-            // higher limit, or from broker redeliveries.
+            // higher limit, or from broker redeliveries; an undecodable one
+            // was never handed out, so this delivery is no attempt.
             let attempts = lease.attempt.saturating_sub(1);
             if let Err(e) = self.move_to_dlq(link, &lease, &reason, attempts).await {
                 tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not dead-letter a message; it will be redelivered");
@@ -1324,8 +1406,7 @@ impl Inner {
             )
             .await;
         }
-        let max = self.options.max_attempts.unwrap_or(0);
-        let reason = format!("max attempts exceeded ({max})");
+        let reason = max_attempts_reason(self.options.max_attempts.unwrap_or(0));
         let jobs = give_back
             .into_iter()
             .map(Job::GiveBack)
@@ -1721,12 +1802,7 @@ impl QueueProvider for RabbitMqQueue {
             owner.ack(&link, lease.tag).await
         } else if let Some(max) = owner.options.max_attempts.filter(|&m| lease.attempt >= m) {
             owner
-                .move_to_dlq(
-                    &link,
-                    &lease,
-                    &format!("max attempts exceeded ({max})"),
-                    lease.attempt,
-                )
+                .move_to_dlq(&link, &lease, &max_attempts_reason(max), lease.attempt)
                 .await
         } else {
             owner.requeue(&link, &lease, delay).await

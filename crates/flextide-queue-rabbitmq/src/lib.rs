@@ -3,6 +3,7 @@
 
 mod codec;
 mod config;
+mod connector;
 mod delay;
 mod error;
 mod link;
@@ -10,17 +11,26 @@ mod queue;
 
 use std::{fmt, str::FromStr, sync::Arc};
 
-use flextide_queue_core::{QueueError, QueueOptions, Result, validate_queue_name};
+use flextide_queue_core::{Result, validate_queue_name};
 use lapin::{options::QueueDeleteOptions, types::ShortString, uri::AMQPUri};
 
 pub use config::{QueueType, RabbitMqConfig};
+pub use connector::RabbitMqConnector;
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 pub use queue::RabbitMqQueue;
 
 /// The backend's short name, used in errors and logs.
 pub const BACKEND: &str = "rabbitmq";
 
-/// The environment variable [`RabbitMq::from_env`] reads the broker URL from.
-pub const URL_ENV: &str = "FLEXTIDE_RABBITMQ_URL";
+/// The URL schemes this backend opens.
+pub const SCHEMES: &[&str] = &["amqp", "amqps"];
+
+/// The environment variable [`RabbitMq::from_env`] reads the broker URL
+/// from: the one AMQP tools and hosting platforms already set.
+pub const URL_ENV: &str = "AMQP_URL";
 
 /// What every handle of one client shares: the parsed URL (with its
 /// password: never printed), a printable form without credentials, and the
@@ -89,7 +99,7 @@ impl RabbitMq {
         })
     }
 
-    /// A client for the URL in `FLEXTIDE_RABBITMQ_URL`.
+    /// A client for the URL in `AMQP_URL`.
     pub fn from_env() -> Result<Self> {
         let url = std::env::var(URL_ENV).map_err(|_| {
             QueueError::configuration(

@@ -13,6 +13,7 @@ use std::{fmt, str::FromStr, sync::Arc};
 
 use flextide_queue_core::{Result, validate_queue_name};
 use lapin::{options::QueueDeleteOptions, types::ShortString, uri::AMQPUri};
+use link::CloseWithin;
 
 pub use config::{QueueType, RabbitMqConfig};
 pub use connector::RabbitMqConnector;
@@ -33,21 +34,24 @@ pub const SCHEMES: &[&str] = &["amqp", "amqps"];
 pub const URL_ENV: &str = "AMQP_URL";
 
 /// What every handle of one client shares: the parsed URL (with its
-/// password: never printed), a printable form without credentials, and the
-/// configuration.
+/// password: never printed), a printable form without credentials, the
+/// configuration, and the client's live handles.
 pub(crate) struct Settings {
     pub(crate) uri: AMQPUri,
     /// `amqp://host:port/vhost`, safe to show.
     pub(crate) shown: String,
     pub(crate) config: RabbitMqConfig,
+    pub(crate) handles: queue::Handles,
 }
 
 /// A RabbitMQ broker: opens queues on it.
 ///
 /// Each opened [`RabbitMqQueue`] has its own AMQP connection (one publishing
 /// and one consuming channel), which it re-establishes by itself after the
-/// connection drops. The URL's password never appears in errors, logs or
-/// `Debug` output.
+/// connection drops. A receipt can be settled through any handle of its
+/// queue opened by the same client (or a clone of it): the client knows its
+/// handles. The URL's password never appears in errors, logs or `Debug`
+/// output.
 #[derive(Clone)]
 pub struct RabbitMq {
     settings: Arc<Settings>,
@@ -95,7 +99,12 @@ impl RabbitMq {
             ));
         }
         Ok(RabbitMq {
-            settings: Arc::new(Settings { uri, shown, config }),
+            settings: Arc::new(Settings {
+                uri,
+                shown,
+                config,
+                handles: queue::Handles::default(),
+            }),
         })
     }
 
@@ -169,7 +178,7 @@ impl RabbitMq {
             Ok(())
         }
         .await;
-        let _ = tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+        connection.close_within(t).await;
         result
     }
 }

@@ -79,8 +79,7 @@ impl Link {
                 // Not left open until the broker notices: a handle retrying
                 // against a broker that refuses the declaration would
                 // otherwise pile up connections.
-                let _ =
-                    tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+                connection.close_within(t).await;
                 return Err(e);
             }
         };
@@ -189,14 +188,27 @@ impl Link {
     /// Closes the connection in the background (used when it is replaced).
     pub(crate) fn close_in_background(self: Arc<Self>) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.connection.close(200, ShortString::from("bye")),
-                )
-                .await;
-            });
+            rt.spawn(async move { self.connection.close_within(Duration::from_secs(5)).await });
         }
+    }
+}
+
+/// Closing a connection or channel this backend is done with: best effort,
+/// bounded by `t`, never an error (the broker frees both when the socket
+/// goes anyway).
+pub(crate) trait CloseWithin {
+    async fn close_within(&self, t: Duration);
+}
+
+impl CloseWithin for Connection {
+    async fn close_within(&self, t: Duration) {
+        let _ = tokio::time::timeout(t, self.close(200, ShortString::from("bye"))).await;
+    }
+}
+
+impl CloseWithin for Channel {
+    async fn close_within(&self, t: Duration) {
+        let _ = tokio::time::timeout(t, self.close(200, ShortString::from("bye"))).await;
     }
 }
 

@@ -155,6 +155,7 @@ impl RabbitMq {
                 .iter()
                 .map(|&b| delay::holding_queue(name, b))
                 .collect();
+            names.push(delay::index_queue(name));
             names.push(name.to_owned());
             names.push(queue::dlq_name(name));
             let mut channel = error::timed("channel.open", t, connection.create_channel()).await?;

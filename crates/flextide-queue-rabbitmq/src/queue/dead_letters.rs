@@ -84,15 +84,11 @@ impl Inner {
     /// would give them back too; the nack keeps their order).
     async fn release_dead_letters(&self, channel: Channel, last_tag: Option<u64>) {
         if let Some(tag) = last_tag {
-            let _ = channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await;
+            let options = BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            };
+            let _ = timed("basic.nack", self.t(), channel.basic_nack(tag, options)).await;
         }
         channel.close_within(self.t()).await;
     }
@@ -166,9 +162,9 @@ impl Inner {
         .await;
         let mut moved = 0;
         for (tag, ok) in confirmed {
+            let single = BasicAckOptions { multiple: false };
             if ok
-                && channel
-                    .basic_ack(tag, BasicAckOptions { multiple: false })
+                && timed("basic.ack", t, channel.basic_ack(tag, single))
                     .await
                     .is_ok()
             {

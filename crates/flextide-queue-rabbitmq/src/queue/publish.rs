@@ -33,17 +33,29 @@ impl Inner {
         result
     }
 
-    /// Declares a delay bucket's holding queue once per handle.
+    /// Declares a delay bucket's holding queue, and records it in the
+    /// index, once per handle.
     async fn holding_queue(&self, link: &Link, bucket_ms: u64) -> Result<String> {
         let name = delay::holding_queue(&self.name, bucket_ms);
         if lock(&self.buckets).contains(&bucket_ms) {
             return Ok(name);
         }
+        let publisher = link.publisher().await?;
         link::declare(
-            &link.publisher().await?,
+            &publisher,
             self.t(),
             &name,
             link::holding_arguments(&self.name, bucket_ms),
+        )
+        .await?;
+        // Recorded after the declaration: an entry in the index always
+        // names a queue that was declared.
+        let index = delay::index_queue(&self.name);
+        link::declare(&publisher, self.t(), &index, link::classic_arguments()).await?;
+        link.publish_confirmed(
+            &index,
+            bucket_ms.to_string().as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
         )
         .await?;
         lock(&self.buckets).insert(bucket_ms);

@@ -42,16 +42,16 @@ impl Inner {
     /// Hands a delivery back to the broker (`basic.nack`, requeue), for when
     /// moving it failed; best effort: if the channel is gone, so is the delivery.
     pub(super) async fn nack_back(&self, link: &Link, tag: u64) {
-        let nacked = link
-            .consume
-            .basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                },
-            )
-            .await;
+        let options = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        let nacked = timed(
+            "basic.nack",
+            self.t(),
+            link.consume.basic_nack(tag, options),
+        )
+        .await;
         if nacked.is_ok() {
             lock(&self.state).sent_settle(link.generation, &[tag]);
         }

@@ -2,12 +2,14 @@
 //! declares, the delay holding queues', and what this client's handles hold
 //! in process (buffered and leased deliveries the broker counts as unacked).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flextide_queue_core::{QueueError, QueueStats, Result};
 use lapin::{
     Channel,
-    options::{QueueDeclareOptions, QueuePurgeOptions},
+    options::{
+        BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
+    },
     types::{FieldTable, ShortString},
 };
 use tokio::time::Instant;
@@ -16,24 +18,89 @@ use super::{Inner, lock};
 use crate::{
     BACKEND, codec, delay,
     error::{is_not_found, map, timed, timed_raw},
-    link::{CloseWithin, Link},
+    link::{self, CloseWithin, Link},
 };
 
-/// How often the full ladder of holding queues is probed for stats and purge.
+/// How often the index of holding queues is read for stats and purge.
 const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// At most this many index entries are read at once (one per bucket and
+/// declaring handle before duplicates are removed).
+const INDEX_READ_LIMIT: usize = 10_000;
 
 impl Inner {
-    /// Counts of the holding queues: those known, plus the whole ladder
-    /// probed at most every few seconds.
+    /// The buckets recorded in the index: read with `basic.get` and put
+    /// back in place; duplicates (one per handle that declared the bucket)
+    /// are acknowledged, so the index stays at most one entry per bucket.
+    async fn indexed_buckets(&self, channel: &Channel) -> Result<BTreeSet<u64>> {
+        let t = self.t();
+        let index = delay::index_queue(&self.name);
+        // The last entry kept (not acknowledged as a duplicate): a multiple
+        // nack naming an acknowledged tag is refused and closes the channel.
+        let mut last_tag = None;
+        let read = async {
+            // Declared, not probed: a queue that never had a delay has no
+            // index yet, and a passive declare would close the channel.
+            link::declare(channel, t, &index, link::classic_arguments()).await?;
+            let mut buckets = BTreeSet::new();
+            for _ in 0..INDEX_READ_LIMIT {
+                let got = timed(
+                    "basic.get",
+                    t,
+                    channel.basic_get(
+                        ShortString::from(index.as_str()),
+                        BasicGetOptions { no_ack: false },
+                    ),
+                )
+                .await?;
+                let Some(got) = got else { break };
+                let d = got.delivery;
+                let bucket = std::str::from_utf8(&d.data)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|b| delay::LADDER_MS.contains(b));
+                if bucket.is_some_and(|b| buckets.insert(b)) {
+                    last_tag = Some(d.delivery_tag);
+                } else {
+                    timed(
+                        "basic.ack",
+                        t,
+                        channel.basic_ack(d.delivery_tag, BasicAckOptions { multiple: false }),
+                    )
+                    .await?;
+                }
+            }
+            Ok::<_, QueueError>(buckets)
+        }
+        .await;
+        if let Some(tag) = last_tag {
+            let options = BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            };
+            let _ = timed("basic.nack", t, channel.basic_nack(tag, options)).await;
+        }
+        read
+    }
+
+    /// Counts of the holding queues: those known here, plus those listed in
+    /// the index (read at most every few seconds). Only queues known to
+    /// have been declared are asked for, so no passive declare misses.
     async fn holding_counts(&self, link: &Link) -> Result<BTreeMap<u64, u64>> {
-        let probe_all = lock(&self.probed_at).is_none_or(|at| at.elapsed() >= PROBE_EVERY);
-        let candidates: Vec<u64> = if probe_all {
-            delay::LADDER_MS.to_vec()
-        } else {
-            lock(&self.buckets).iter().copied().collect()
-        };
-        let mut counts = BTreeMap::new();
+        let refresh = lock(&self.probed_at).is_none_or(|at| at.elapsed() >= PROBE_EVERY);
         let mut channel: Option<Channel> = None;
+        if refresh {
+            let ch = link.scratch_channel().await?;
+            channel = Some(ch.clone());
+            let listed = self.indexed_buckets(&ch).await;
+            if listed.is_err() {
+                ch.close_within(self.t()).await;
+            }
+            let listed = listed?;
+            lock(&self.buckets).extend(listed);
+            *lock(&self.probed_at) = Some(Instant::now());
+        }
+        let candidates: Vec<u64> = lock(&self.buckets).iter().copied().collect();
+        let mut counts = BTreeMap::new();
         for bucket in candidates {
             let ch = match &channel {
                 Some(c) => c.clone(),
@@ -49,25 +116,17 @@ impl Inner {
                     counts.insert(bucket, n);
                 }
                 Err(QueueError::QueueNotFound { .. }) => {
-                    // The failed declare closed the channel.
+                    // Deleted by someone since: forgotten, so the next
+                    // delayed push declares it again. The failed declare
+                    // closed the channel.
+                    lock(&self.buckets).remove(&bucket);
                     channel = None;
-                    continue;
                 }
                 Err(e) => return Err(e),
             }
         }
         if let Some(c) = channel {
             c.close_within(self.t()).await;
-        }
-        {
-            let mut known = lock(&self.buckets);
-            if probe_all {
-                known.clear();
-            }
-            known.extend(counts.keys().copied());
-        }
-        if probe_all {
-            *lock(&self.probed_at) = Some(Instant::now());
         }
         Ok(counts)
     }

@@ -88,11 +88,12 @@ impl Refused {
         if self.leases.is_empty() {
             return None;
         }
+        // Dropped outside a runtime, there is nowhere to run the move: the
+        // deliveries stay on the channel and go back to the broker with it.
+        let rt = tokio::runtime::Handle::try_current().ok()?;
         let (inner, link) = (self.inner.clone(), self.link.clone());
         let leases = std::mem::take(&mut self.leases);
-        Some(tokio::spawn(async move {
-            inner.dead_letter_refused(&link, leases).await
-        }))
+        Some(rt.spawn(async move { inner.dead_letter_refused(&link, leases).await }))
     }
 
     async fn finish(mut self) {

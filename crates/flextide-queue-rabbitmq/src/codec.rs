@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use flextide_queue_core::{
     Headers, Message, MessageId, QueueError, Result,
-    backend::{now_millis, system_time_from_millis},
+    backend::{foreign_id, now_millis, system_time_from_millis},
 };
 use lapin::{
     BasicProperties,
@@ -107,6 +107,12 @@ pub(crate) struct Decoded {
     /// Dead letters: our reason, or the broker's (`x-death`).
     pub(crate) reason: Option<String>,
     pub(crate) dead_at_ms: Option<i64>,
+    /// What is wrong with it, when one of our own `x-ft-*` headers cannot be
+    /// read (another client wrote it, or wrote it with the wrong type): such
+    /// a delivery goes to the dead letters by itself (contract clause 12).
+    /// The rest of the fields are read leniently, so it can still be listed
+    /// and replayed from there.
+    pub(crate) undecodable: Option<String>,
 }
 
 fn text(value: &AMQPValue) -> Option<String> {
@@ -167,6 +173,10 @@ pub(crate) fn broker_returns(props: &BasicProperties, redelivered: bool) -> u32 
 
 /// Reads a delivery's payload and properties; `returns` are deliveries the
 /// broker made that our header does not count (see [`broker_returns`]).
+///
+/// Never fails: a bookkeeping header that cannot be read is reported in
+/// [`Decoded::undecodable`], and a message another client published without
+/// `message-id` gets a stable id derived from its content (see [`stable_id`]).
 pub(crate) fn decode(data: Vec<u8>, props: &BasicProperties, returns: u32) -> Decoded {
     let mut headers = Headers::new();
     let mut attempts_done = 0;
@@ -174,15 +184,29 @@ pub(crate) fn decode(data: Vec<u8>, props: &BasicProperties, returns: u32) -> De
     let mut reason = None;
     let mut dead_at_ms = None;
     let mut broker = None;
+    let mut problems = Vec::new();
+    let mut bad = |key: &str, value: &AMQPValue, want: &str| {
+        problems.push(format!("header {key} is {}, not {want}", kind(value)));
+    };
     if let Some(table) = props.headers() {
         for (key, value) in table {
             match key.as_str() {
-                H_ATTEMPTS => {
-                    attempts_done = int(value).and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
-                }
-                H_ENQUEUED => enqueued_ms = int(value),
-                H_REASON => reason = text(value),
-                H_DEAD_AT => dead_at_ms = int(value),
+                H_ATTEMPTS => match int(value).and_then(|v| u32::try_from(v).ok()) {
+                    Some(v) => attempts_done = v,
+                    None => bad(H_ATTEMPTS, value, "a count"),
+                },
+                H_ENQUEUED => match int(value) {
+                    Some(v) => enqueued_ms = Some(v),
+                    None => bad(H_ENQUEUED, value, "milliseconds"),
+                },
+                H_REASON => match text(value) {
+                    Some(v) => reason = Some(v),
+                    None => bad(H_REASON, value, "text"),
+                },
+                H_DEAD_AT => match int(value) {
+                    Some(v) => dead_at_ms = Some(v),
+                    None => bad(H_DEAD_AT, value, "milliseconds"),
+                },
                 k if is_reserved(k) => {}
                 k => {
                     headers.insert(k.to_owned(), any_text(value));
@@ -199,11 +223,10 @@ pub(crate) fn decode(data: Vec<u8>, props: &BasicProperties, returns: u32) -> De
                 .map(|s| s * 1000)
         })
         .unwrap_or_else(now_millis);
-    let id = props
-        .message_id()
-        .as_ref()
-        .map(|id| MessageId::new(id.as_str()))
-        .unwrap_or_else(MessageId::generate);
+    let id = match props.message_id() {
+        Some(id) => MessageId::new(id.as_str()),
+        None => stable_id(&data, props),
+    };
     let message = Message::from_parts(id, Bytes::from(data))
         .with_headers(headers)
         .with_enqueued_at(system_time_from_millis(enqueued_ms));
@@ -213,6 +236,94 @@ pub(crate) fn decode(data: Vec<u8>, props: &BasicProperties, returns: u32) -> De
         enqueued_ms,
         reason: reason.or(broker),
         dead_at_ms,
+        undecodable: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+/// What kind of AMQP value this is, for an `undecodable:` reason.
+fn kind(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => "text",
+        AMQPValue::FieldTable(_) => "a table",
+        AMQPValue::FieldArray(_) => "an array",
+        AMQPValue::Boolean(_) => "a boolean",
+        AMQPValue::Float(_) | AMQPValue::Double(_) | AMQPValue::DecimalValue(_) => "a fraction",
+        AMQPValue::Void => "void",
+        AMQPValue::ByteArray(_) => "bytes",
+        _ => "a number out of range",
+    }
+}
+
+/// The id of a message published by another client without `message-id`
+/// (contract clause 12): `rabbitmq-<128-bit hash>` of its body and of the
+/// properties its producer set. The broker redelivers the very same body
+/// and properties (it only adds `x-delivery-count` and the redelivered
+/// flag, which are left out), so every delivery of that message, in any
+/// process, gets the same id; once this backend republishes it (a nack, an
+/// ended lease, the dead letters) the id travels in `message-id`.
+///
+/// Derived rather than assigned by republishing on first sight, because
+/// that would open a crash window (republished, not yet acknowledged: the
+/// original comes back and gets a second id) and cost a round trip per
+/// message. The price: two messages with identical bodies and properties
+/// share an id; a producer that wants them told apart sets `message-id`
+/// (or a timestamp, or any header).
+pub(crate) fn stable_id(body: &[u8], props: &BasicProperties) -> MessageId {
+    let mut h = Fnv128::default();
+    h.field(b"body", body);
+    let short = |s: &Option<ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
+    for (name, value) in [
+        ("content-type", short(props.content_type())),
+        ("content-encoding", short(props.content_encoding())),
+        ("correlation-id", short(props.correlation_id())),
+        ("reply-to", short(props.reply_to())),
+        ("type", short(props.kind())),
+        ("user-id", short(props.user_id())),
+        ("app-id", short(props.app_id())),
+        ("timestamp", props.timestamp().map(|t| t.to_string())),
+        ("priority", props.priority().map(|p| p.to_string())),
+    ] {
+        if let Some(value) = value {
+            h.field(name.as_bytes(), value.as_bytes());
+        }
+    }
+    if let Some(table) = props.headers() {
+        // A BTreeMap: the keys come in the same order every time.
+        for (key, value) in table {
+            if !is_reserved(key.as_str()) {
+                h.field(key.as_str().as_bytes(), any_text(value).as_bytes());
+            }
+        }
+    }
+    foreign_id(BACKEND, format!("{:032x}", h.0))
+}
+
+/// FNV-1a, 128 bits: stable across processes, platforms and Rust versions
+/// (unlike `DefaultHasher`), which the id of a redelivered message needs.
+struct Fnv128(u128);
+
+impl Default for Fnv128 {
+    fn default() -> Self {
+        Fnv128(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
+    }
+}
+
+impl Fnv128 {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u128::from(b);
+            self.0 = self
+                .0
+                .wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+        }
+    }
+
+    /// A length-prefixed field, so `("ab", "c")` and `("a", "bc")` differ.
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        for part in [name, value] {
+            self.bytes(&(part.len() as u64).to_le_bytes());
+            self.bytes(part);
+        }
     }
 }
 
@@ -261,6 +372,53 @@ mod tests {
         assert!(
             d.message.headers.is_empty(),
             "bookkeeping headers are not user headers"
+        );
+    }
+
+    #[test]
+    fn a_message_without_id_gets_the_same_id_every_time() {
+        let mut table = FieldTable::default();
+        table.insert("kind".into(), AMQPValue::LongString("order".into()));
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(table.clone());
+        let first = decode(b"{}".to_vec(), &props, 0);
+        // The broker's redelivery adds its own count; the id stays.
+        let mut redelivered = table;
+        redelivered.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        let again = decode(b"{}".to_vec(), &props.clone().with_headers(redelivered), 1);
+        assert_eq!(first.message.id, again.message.id);
+        assert!(first.message.id.as_str().starts_with("rabbitmq-"));
+        assert_eq!(
+            first.message.id.as_str(),
+            "rabbitmq-15bc75273f2daa64d10d1a8163788c5b",
+            "the id must not change between versions: messages already on a broker keep theirs"
+        );
+        assert_ne!(
+            decode(b"[]".to_vec(), &props, 0).message.id,
+            first.message.id
+        );
+        assert!(first.undecodable.is_none());
+    }
+
+    #[test]
+    fn our_headers_with_the_wrong_type_are_undecodable() {
+        let mut table = FieldTable::default();
+        table.insert(H_ATTEMPTS.into(), AMQPValue::LongString("many".into()));
+        table.insert("x-task".into(), AMQPValue::LongString("ok".into()));
+        let d = decode(
+            b"x".to_vec(),
+            &BasicProperties::default().with_headers(table),
+            0,
+        );
+        assert_eq!(
+            d.undecodable.as_deref(),
+            Some("header x-ft-attempts is text, not a count")
+        );
+        assert_eq!(d.attempts_done, 0);
+        assert_eq!(
+            d.message.headers.get("x-task").map(String::as_str),
+            Some("ok")
         );
     }
 

@@ -8,7 +8,11 @@
 //! expires messages at the head only); buckets are therefore narrow: a
 //! message is never early, and late by at most the width of its bucket.
 //! The buckets form a fixed ladder, so every holding queue of a queue can be
-//! found (for stats, purge and drop) without the management API.
+//! deleted by `drop_queue` without the management API. Which of them exist
+//! is recorded in `<queue>.delay.index`, a classic durable queue holding one
+//! message per declared bucket: stats and purge read it (and put it back)
+//! instead of probing the ladder with passive declares, each miss of which
+//! would close a channel and make lapin log an error.
 
 use std::time::Duration;
 
@@ -68,6 +72,11 @@ pub(crate) fn bucket(delay: Duration) -> Option<(u64, u64)> {
         .ok()?
         .max(1);
     LADDER_MS.iter().find(|&&b| b >= ms).map(|&b| (b, ms))
+}
+
+/// Name of the queue listing a queue's holding queues.
+pub(crate) fn index_queue(queue: &str) -> String {
+    format!("{queue}.delay.index")
 }
 
 /// Name of a bucket's holding queue.

@@ -3,6 +3,7 @@
 
 mod codec;
 mod config;
+mod connector;
 mod delay;
 mod error;
 mod link;
@@ -10,34 +11,47 @@ mod queue;
 
 use std::{fmt, str::FromStr, sync::Arc};
 
-use flextide_queue_core::{QueueError, QueueOptions, Result, validate_queue_name};
+use flextide_queue_core::{Result, validate_queue_name};
 use lapin::{options::QueueDeleteOptions, types::ShortString, uri::AMQPUri};
+use link::CloseWithin;
 
 pub use config::{QueueType, RabbitMqConfig};
+pub use connector::RabbitMqConnector;
+pub use flextide_queue_core::{
+    Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
+    QueueProvider, QueueStats, Receipt, Replay,
+};
 pub use queue::RabbitMqQueue;
 
 /// The backend's short name, used in errors and logs.
 pub const BACKEND: &str = "rabbitmq";
 
-/// The environment variable [`RabbitMq::from_env`] reads the broker URL from.
-pub const URL_ENV: &str = "FLEXTIDE_RABBITMQ_URL";
+/// The URL schemes this backend opens.
+pub const SCHEMES: &[&str] = &["amqp", "amqps"];
+
+/// The environment variable [`RabbitMq::from_env`] reads the broker URL
+/// from: the one AMQP tools and hosting platforms already set.
+pub const URL_ENV: &str = "AMQP_URL";
 
 /// What every handle of one client shares: the parsed URL (with its
-/// password: never printed), a printable form without credentials, and the
-/// configuration.
+/// password: never printed), a printable form without credentials, the
+/// configuration, and the client's live handles.
 pub(crate) struct Settings {
     pub(crate) uri: AMQPUri,
     /// `amqp://host:port/vhost`, safe to show.
     pub(crate) shown: String,
     pub(crate) config: RabbitMqConfig,
+    pub(crate) handles: queue::Handles,
 }
 
 /// A RabbitMQ broker: opens queues on it.
 ///
 /// Each opened [`RabbitMqQueue`] has its own AMQP connection (one publishing
 /// and one consuming channel), which it re-establishes by itself after the
-/// connection drops. The URL's password never appears in errors, logs or
-/// `Debug` output.
+/// connection drops. A receipt can be settled through any handle of its
+/// queue opened by the same client (or a clone of it): the client knows its
+/// handles. The URL's password never appears in errors, logs or `Debug`
+/// output.
 #[derive(Clone)]
 pub struct RabbitMq {
     settings: Arc<Settings>,
@@ -85,11 +99,16 @@ impl RabbitMq {
             ));
         }
         Ok(RabbitMq {
-            settings: Arc::new(Settings { uri, shown, config }),
+            settings: Arc::new(Settings {
+                uri,
+                shown,
+                config,
+                handles: queue::Handles::default(),
+            }),
         })
     }
 
-    /// A client for the URL in `FLEXTIDE_RABBITMQ_URL`.
+    /// A client for the URL in `AMQP_URL`.
     pub fn from_env() -> Result<Self> {
         let url = std::env::var(URL_ENV).map_err(|_| {
             QueueError::configuration(
@@ -136,6 +155,7 @@ impl RabbitMq {
                 .iter()
                 .map(|&b| delay::holding_queue(name, b))
                 .collect();
+            names.push(delay::index_queue(name));
             names.push(name.to_owned());
             names.push(queue::dlq_name(name));
             let mut channel = error::timed("channel.open", t, connection.create_channel()).await?;
@@ -159,7 +179,7 @@ impl RabbitMq {
             Ok(())
         }
         .await;
-        let _ = tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+        connection.close_within(t).await;
         result
     }
 }

@@ -79,8 +79,7 @@ impl Link {
                 // Not left open until the broker notices: a handle retrying
                 // against a broker that refuses the declaration would
                 // otherwise pile up connections.
-                let _ =
-                    tokio::time::timeout(t, connection.close(200, ShortString::from("bye"))).await;
+                connection.close_within(t).await;
                 return Err(e);
             }
         };
@@ -189,14 +188,27 @@ impl Link {
     /// Closes the connection in the background (used when it is replaced).
     pub(crate) fn close_in_background(self: Arc<Self>) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.connection.close(200, ShortString::from("bye")),
-                )
-                .await;
-            });
+            rt.spawn(async move { self.connection.close_within(Duration::from_secs(5)).await });
         }
+    }
+}
+
+/// Closing a connection or channel this backend is done with: best effort,
+/// bounded by `t`, never an error (the broker frees both when the socket
+/// goes anyway).
+pub(crate) trait CloseWithin {
+    async fn close_within(&self, t: Duration);
+}
+
+impl CloseWithin for Connection {
+    async fn close_within(&self, t: Duration) {
+        let _ = tokio::time::timeout(t, self.close(200, ShortString::from("bye"))).await;
+    }
+}
+
+impl CloseWithin for Channel {
+    async fn close_within(&self, t: Duration) {
+        let _ = tokio::time::timeout(t, self.close(200, ShortString::from("bye"))).await;
     }
 }
 
@@ -293,6 +305,7 @@ pub(crate) async fn declare(
         durable: true,
         ..QueueDeclareOptions::default()
     };
+    let args_text = describe(&args);
     match tokio::time::timeout(
         t,
         channel.queue_declare(ShortString::from(queue), options, args),
@@ -306,14 +319,46 @@ pub(crate) async fn declare(
         }),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(match map(e) {
-            QueueError::Configuration { message, .. } => QueueError::configuration(
-                BACKEND,
-                format!(
-                    "queue {queue:?} exists with other arguments (queue type or delivery limit differ from this \
-                     client's configuration): {message}"
-                ),
-            ),
+            QueueError::Configuration { message, .. } if message.contains("inequivalent arg") => {
+                QueueError::configuration(BACKEND, inequivalent(queue, &args_text, &message))
+            }
             other => other,
         }),
     }
+}
+
+/// The error for a queue that exists with other arguments than ours: which
+/// one, why that happens, and what to do about it.
+fn inequivalent(queue: &str, ours: &str, broker: &str) -> String {
+    let arg = broker
+        .split("inequivalent arg '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or("?");
+    let why = if arg.starts_with("x-dead-letter-") || arg == "x-message-ttl" {
+        "it was declared by another client (or by hand) without the dead-lettering this \
+         backend relies on"
+    } else {
+        "its queue type or delivery limit differ from this client's configuration \
+         (RabbitMqConfig::queue_type, delivery_limit)"
+    };
+    format!(
+        "queue {queue:?} already exists with a different {arg}: {why}. This backend declares it \
+         durable with {ours}. Use another queue name, or open it with a matching configuration, \
+         or move its messages away and delete it (RabbitMq::drop_queue, or `rabbitmqctl \
+         delete_queue {queue}`) so it can be declared again. The broker said: {broker}"
+    )
+}
+
+/// Arguments as `key=value` text, for error messages.
+fn describe(args: &FieldTable) -> String {
+    args.inner()
+        .iter()
+        .map(|(k, v)| match v {
+            AMQPValue::LongString(s) => format!("{k}={:?}", String::from_utf8_lossy(s.as_bytes())),
+            AMQPValue::LongLongInt(n) => format!("{k}={n}"),
+            other => format!("{k}={other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -14,10 +14,15 @@ use std::{
 };
 
 use flextide_queue_conformance::{
-    Connect, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_rabbitmq::{QueueType, RabbitMq, RabbitMqConfig, RabbitMqQueue};
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable, ShortString},
+};
 
 const URL_VAR: &str = "FLEXTIDE_TEST_RABBITMQ_URL";
 
@@ -25,6 +30,8 @@ struct Rabbit {
     /// The server: from the environment, or a container kept alive here.
     _server: flextide_queue_conformance::Located,
     client: RabbitMq,
+    /// For `write_foreign`: publishes with lapin as another client would.
+    url: String,
     handles: Mutex<HashMap<String, Vec<Weak<RabbitMqQueue>>>>,
     rabbitmqctl: Option<String>,
 }
@@ -105,9 +112,60 @@ impl Harness for Rabbit {
         Ok(!live.is_empty())
     }
 
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        let (body, props) = match entry {
+            // What any AMQP client sends: a persistent body, no message-id.
+            ForeignEntry::Plain(body) => (body.to_vec(), BasicProperties::default()),
+            // Our own bookkeeping header, written by someone else with a
+            // type the backend cannot read.
+            ForeignEntry::Undecodable => {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    "x-ft-attempts".into(),
+                    AMQPValue::LongString("not a number".into()),
+                );
+                (
+                    b"garbled".to_vec(),
+                    BasicProperties::default().with_headers(headers),
+                )
+            }
+            _ => return Ok(false),
+        };
+        let failed = |e: lapin::Error| QueueError::connection("rabbitmq", e);
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(failed)?;
+        let published = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            channel
+                .basic_publish(
+                    ShortString::from(""),
+                    ShortString::from(queue.queue_name()),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props.with_delivery_mode(2),
+                )
+                .await?
+                .await
+        }
+        .await;
+        let _ = connection.close(200, ShortString::from("bye")).await;
+        published.map_err(failed)?;
+        Ok(true)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }
@@ -138,16 +196,19 @@ fn main() -> std::process::ExitCode {
             Err(why) => return Connect::NotConfigured(why),
         };
         let url = located.url.clone();
+        let client_url = url.clone();
         // FLEXTIDE_TEST_RABBITMQ_QUEUE_TYPE=classic runs the suite on classic queues.
         let queue_type = match std::env::var("FLEXTIDE_TEST_RABBITMQ_QUEUE_TYPE").as_deref() {
             Ok("classic") => QueueType::Classic,
             _ => QueueType::Quorum,
         };
-        let client =
-            match RabbitMq::with_config(&url, RabbitMqConfig::default().queue_type(queue_type)) {
-                Ok(c) => c,
-                Err(e) => return Connect::Failed(e.to_string()),
-            };
+        let client = match RabbitMq::with_config(
+            &client_url,
+            RabbitMqConfig::default().queue_type(queue_type),
+        ) {
+            Ok(c) => c,
+            Err(e) => return Connect::Failed(e.to_string()),
+        };
         let rabbitmqctl = tokio::task::spawn_blocking(find_rabbitmqctl)
             .await
             .unwrap_or(None);
@@ -161,6 +222,7 @@ fn main() -> std::process::ExitCode {
         Connect::Ready(Rabbit {
             _server: located,
             client,
+            url,
             handles: Mutex::new(HashMap::new()),
             rabbitmqctl,
         })

@@ -1,0 +1,123 @@
+//! The background pass of a handle, every few milliseconds: ended leases
+//! (kept for a grace, then republished or dead-lettered), the idle
+//! subscription, and prefetched deliveries no caller claimed.
+
+use std::{sync::Arc, time::Duration};
+
+use flextide_queue_core::backend::{max_attempts_reason, undecodable_reason};
+use futures::future::join_all;
+use lapin::{options::BasicCancelOptions, types::ShortString};
+use tokio::time::Instant;
+
+use super::{
+    Inner, lock,
+    state::{Buffered, Lease},
+};
+use crate::{codec, error::timed, link::Link};
+
+/// How often the handle's background task looks at deadlines.
+const TICK: Duration = Duration::from_millis(25);
+
+/// Work the background pass does after releasing the state lock.
+enum Job {
+    GiveBack(Buffered),
+    Ack(Lease),
+    Dlq(Lease),
+    Requeue(Lease),
+}
+
+/// Starts the handle's background task; it ends with the handle.
+pub(super) fn spawn(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    let mut shutdown = inner.shutdown.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            inner.housekeep().await;
+        }
+    });
+}
+
+impl Inner {
+    async fn housekeep(&self) {
+        let Some(link) = self.current_link() else {
+            return;
+        };
+        let now = Instant::now();
+        let config = &self.settings.config;
+        let (due, cancel, give_back) = {
+            let mut st = lock(&self.state);
+            let due = st.due(now);
+            let (cancel, give_back) = st.idle(now, config.linger, config.hold);
+            (due, cancel, give_back)
+        };
+        if due.woke {
+            self.notify.notify_waiters();
+        }
+        if let Some(tag) = cancel {
+            let _ = timed(
+                "basic.cancel",
+                self.t(),
+                link.consume
+                    .basic_cancel(ShortString::from(tag), BasicCancelOptions::default()),
+            )
+            .await;
+        }
+        let reason = max_attempts_reason(self.options.max_attempts.unwrap_or(0));
+        let jobs = give_back
+            .into_iter()
+            .map(Job::GiveBack)
+            .chain(due.ack.into_iter().map(Job::Ack))
+            .chain(due.dead.into_iter().map(Job::Dlq))
+            .chain(due.requeue.into_iter().map(Job::Requeue));
+        join_all(jobs.map(|job| self.run_job(&link, job, &reason))).await;
+    }
+
+    async fn run_job(&self, link: &Link, job: Job, reason: &str) {
+        let (tag, result) = match job {
+            // Republished rather than nacked, so the broker's delivery
+            // count does not grow for a delivery no caller ever saw.
+            // Kept by itself, not made decodable by republishing it.
+            Job::GiveBack(b) if b.decoded.undecodable.is_some() => {
+                let why = undecodable_reason(b.decoded.undecodable.as_deref().unwrap_or(""));
+                let moved = self
+                    .move_to_dlq(link, &b.decoded, b.tag, &why, b.decoded.attempts_done)
+                    .await;
+                (b.tag, moved)
+            }
+            Job::GiveBack(b) => {
+                let props = codec::properties(
+                    &b.decoded.message,
+                    b.decoded.attempts_done,
+                    b.decoded.enqueued_ms,
+                    Vec::new(),
+                );
+                let sent = match link
+                    .publish_confirmed(&self.name, &b.decoded.message.payload, props)
+                    .await
+                {
+                    Ok(()) => self.ack(link, b.tag).await,
+                    Err(e) => Err(e),
+                };
+                (b.tag, sent)
+            }
+            Job::Ack(l) => (l.tag, self.ack(link, l.tag).await),
+            Job::Dlq(l) => (
+                l.tag,
+                self.move_to_dlq(link, &l.decoded, l.tag, reason, l.attempt)
+                    .await,
+            ),
+            Job::Requeue(l) => (l.tag, self.requeue(link, &l, Duration::ZERO).await),
+        };
+        if let Err(e) = result {
+            tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not move a delivery; handing it back to the broker");
+            self.nack_back(link, tag).await;
+        }
+    }
+}

@@ -35,8 +35,12 @@ pub const IN_TREE: &[(&str, &[&str])] = &[
 ];
 
 /// The connectors compiled into this build: one line per backend feature.
+#[allow(
+    unused_mut,
+    clippy::vec_init_then_push,
+    reason = "one line per backend feature, each behind its cfg"
+)]
 fn built_in() -> Vec<Arc<dyn Connector>> {
-    #[allow(unused_mut, reason = "empty without backend features")]
     let mut list: Vec<Arc<dyn Connector>> = Vec::new();
     #[cfg(feature = "memory")]
     list.push(Arc::new(flextide_queue_memory::MemoryConnector));

@@ -49,12 +49,7 @@ pub(crate) fn config(queue: Option<String>) -> Result<Config, Error> {
     })?)
 }
 
-/// Opens the queue the environment (and `--queue`) names.
-pub(crate) async fn open(queue: Option<String>) -> Result<Arc<dyn QueueProvider>, Error> {
-    Ok(flextide_queue::connect(&config(queue)?).await?)
-}
-
-/// Like [`open`], for a long-running worker: while the server cannot be
+/// Like `flextide_queue::connect`, for a long-running worker: while the server cannot be
 /// reached (a retryable error: refused, restarting, loading), waits and
 /// tries again with a doubling pause up to 30 s, saying what it waits for.
 /// Returns `None` when Ctrl-C ends the wait.
@@ -83,7 +78,7 @@ pub(crate) async fn open_waiting(
     }
 }
 
-/// Like [`open`], for a command that ends as soon as it has acted: refuses
+/// Like `flextide_queue::connect`, for a command that ends as soon as it has acted: refuses
 /// the in-process memory backend, whose messages would be gone when the
 /// command exits.
 pub(crate) async fn open_lasting(queue: Option<String>) -> Result<Arc<dyn QueueProvider>, Error> {

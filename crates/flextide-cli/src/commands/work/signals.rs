@@ -46,8 +46,7 @@ pub(crate) fn watch(shutdown: CancellationToken, running: Running) -> Stopped {
         let first = signals.next().await;
         seen.set(first);
         eprintln!(
-            "flextide work: stopping: no new messages; running commands get SIGTERM and {} to finish (again to stop at once)",
-            "their grace period"
+            "flextide work: stopping: no new messages; running commands get SIGTERM and their grace period to finish (again to stop at once)"
         );
         shutdown.cancel();
         signals.next().await;

@@ -229,6 +229,19 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// Counts of the queue; see [`QueueStats`].
     async fn stats(&self) -> Result<QueueStats>;
 
+    /// Ends this handle the way a process that exits cleanly should:
+    /// messages it received from the broker but never handed to a caller
+    /// (prefetched) go back without an attempt counted, and its
+    /// connections close. Deliveries handed out and not settled are left to
+    /// their leases, as after a crash. Dropping a handle without `close` is
+    /// a crash as far as the broker can tell: on some brokers (RabbitMQ)
+    /// prefetched messages then come back with a delivery counted. Calls
+    /// after `close` may fail. The default does nothing: most backends hold
+    /// nothing a caller has not seen.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The backend's short name (`"memory"`, `"postgres"`, …), used in errors,
     /// logs and metrics.
     fn backend_name(&self) -> &'static str;

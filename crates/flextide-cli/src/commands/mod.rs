@@ -24,16 +24,37 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let queue = cli.queue.filter(|q| !q.trim().is_empty());
     match cli.command {
         Command::Demo(args) => demo::run(queue, args).await,
-        Command::Push(args) => push::run(&*open_lasting(queue).await?, args).await,
-        Command::Pop(args) => pop::run(&*open_lasting(queue).await?, args).await,
-        Command::Peek(args) => inspect::peek(&*open_lasting(queue).await?, args).await,
-        Command::Stats(args) => inspect::stats(&*open_lasting(queue).await?, args).await,
-        Command::Purge(args) => inspect::purge(&*open_lasting(queue).await?, args).await,
-        Command::Dlq(cmd) => dlq::run(&*open_lasting(queue).await?, cmd).await,
-        Command::Work(args) => match open_waiting(queue).await? {
-            Some(q) => work::run(q, args).await,
-            None => Ok(ExitCode::from(130)),
-        },
+        Command::Work(args) => {
+            let Some(q) = open_waiting(queue).await? else {
+                return Ok(ExitCode::from(130));
+            };
+            let result = work::run(q.clone(), args).await;
+            close(&*q).await;
+            result
+        }
+        one_shot => {
+            let q = open_lasting(queue).await?;
+            let result = match one_shot {
+                Command::Push(args) => push::run(&*q, args).await,
+                Command::Pop(args) => pop::run(&*q, args).await,
+                Command::Peek(args) => inspect::peek(&*q, args).await,
+                Command::Stats(args) => inspect::stats(&*q, args).await,
+                Command::Purge(args) => inspect::purge(&*q, args).await,
+                Command::Dlq(cmd) => dlq::run(&*q, cmd).await,
+                Command::Demo(_) | Command::Work(_) => unreachable!("matched above"),
+            };
+            close(&*q).await;
+            result
+        }
+    }
+}
+
+/// Closes the handle before the process exits, so the broker does not take
+/// the exit for a crash (RabbitMQ would count prefetched messages as
+/// delivered).
+async fn close(queue: &dyn QueueProvider) {
+    if let Err(e) = queue.close().await {
+        tracing::warn!("closing the queue failed: {e}");
     }
 }
 

@@ -53,11 +53,12 @@ async fn fresh(ctx: &Ctx, q: &Queue, options: QueueOptions) -> Result<Queue, cra
     ctx.reopen(q, options).await
 }
 
-/// Drops a handle and gives its background tasks a moment to close, as a
-/// process that exits would.
-async fn close(handle: Queue) {
+/// Closes a handle as a process that exits cleanly does
+/// (`QueueProvider::close`, then drop).
+async fn close(handle: Queue) -> CaseResult {
+    handle.close().await?;
     drop(handle);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
 }
 
 /// Clause 2 across processes: `nack(0)` by one handle after another (like
@@ -67,7 +68,7 @@ pub async fn nacks_count_one_attempt_each(ctx: &Ctx) -> CaseResult {
     let options = QueueOptions::default().max_attempts(None);
     let q = ctx.queue_with(options.clone()).await?;
     let id = q.push(Message::new("nacked by many")).await?;
-    close(q.clone()).await;
+    close(q.clone()).await?;
     for want in 1..=4 {
         let h = fresh(ctx, &q, options.clone()).await?;
         let d = pop_some(&h, patience(ctx), "the nacked message").await?;
@@ -79,7 +80,7 @@ pub async fn nacks_count_one_attempt_each(ctx: &Ctx) -> CaseResult {
             want - 1
         );
         h.nack(&d.receipt, Duration::ZERO).await?;
-        close(h).await;
+        close(h).await?;
     }
     let h = fresh(ctx, &q, options).await?;
     let d = pop_some(&h, patience(ctx), "the message after four nacks").await?;
@@ -101,7 +102,8 @@ pub async fn dropped_handle_redelivers_after_the_lease(ctx: &Ctx) -> CaseResult 
     let h = fresh(ctx, &q, options.clone()).await?;
     let d = pop_some(&h, patience(ctx), "the first delivery").await?;
     ensure_eq!(d.attempt, 1);
-    close(h).await;
+    // No close: the process died.
+    drop(h);
     let other = fresh(ctx, &q, options).await?;
     let wait = ctx.settings().short_lease + patience(ctx) * 2;
     let again = pop_some(&other, wait, "the message the dropped handle held").await?;
@@ -134,7 +136,7 @@ pub async fn extend_holds_against_other_handles(ctx: &Ctx) -> CaseResult {
         "a message whose lease another handle extended",
     )
     .await?;
-    close(other).await;
+    close(other).await?;
     q.delete(&d.receipt).await?;
     Ok(())
 }
@@ -150,7 +152,7 @@ pub async fn stale_receipt_of_a_closed_handle_is_refused(ctx: &Ctx) -> CaseResul
     q.push(Message::new("fenced")).await?;
     let h = fresh(ctx, &q, options.clone()).await?;
     let old = pop_some(&h, patience(ctx), "the first delivery").await?;
-    close(h).await;
+    close(h).await?;
     let wait = ctx.settings().short_lease + patience(ctx) * 2;
     let again = pop_some(&q, wait, "the redelivery").await?;
     let late = fresh(ctx, &q, options).await?;
@@ -162,7 +164,7 @@ pub async fn stale_receipt_of_a_closed_handle_is_refused(ctx: &Ctx) -> CaseResul
             )));
         }
     }
-    close(late).await;
+    close(late).await?;
     q.delete(&again.receipt).await?;
     Ok(())
 }
@@ -179,11 +181,11 @@ pub async fn max_attempts_counts_every_handle(ctx: &Ctx) -> CaseResult {
         let d = pop_some(&h, patience(ctx), "a delivery of the poison message").await?;
         ensure_eq!(d.attempt, want);
         h.nack(&d.receipt, Duration::ZERO).await?;
-        close(h).await;
+        close(h).await?;
     }
     let h = fresh(ctx, &q, options.clone()).await?;
     pop_none(&h, brief(ctx), "a message past max_attempts").await?;
-    close(h).await;
+    close(h).await?;
     let h = fresh(ctx, &q, options).await?;
     let mut listed = Vec::new();
     let deadline = tokio::time::Instant::now() + patience(ctx);
@@ -227,7 +229,7 @@ pub async fn stats_agree_between_handles(ctx: &Ctx) -> CaseResult {
         eventually(patience(ctx) * 2, || check(observer.clone())).await?;
     }
     h.delete(&d.receipt).await?;
-    close(h).await;
-    close(observer).await;
+    close(h).await?;
+    close(observer).await?;
     Ok(())
 }

@@ -7,8 +7,9 @@ use flextide_queue_core::{
     backend::{Decoded, PollBackoff, max_attempts_reason, new_token, wait_for_deliveries},
 };
 use flextide_queue_sql::{
+    Presence,
     decode::{Columns, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed},
-    detach,
+    detach_claim,
 };
 use sqlx::{AssertSqlSafe, Row};
 use tokio::time::Instant;
@@ -18,8 +19,8 @@ use crate::{
     dead::move_to_dead_letters,
     error::map_err,
     queue::MAX_BATCH,
-    sql::{CLAIM_SQL, placeholders},
-    tx::{begin, retry_lock_conflicts},
+    sql::{CLAIM_SQL, RELEASE_SQL, placeholders},
+    tx::{begin_on, retry_lock_conflicts},
 };
 
 pub(crate) async fn pop_batch(q: &MySqlQueue, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
@@ -43,18 +44,56 @@ pub(crate) async fn pop_batch(q: &MySqlQueue, max: usize, wait: Duration) -> Res
 }
 
 impl MySqlQueue {
+    /// Makes deliveries nobody received visible again at once, without
+    /// counting their attempt. They share one token: one statement.
+    async fn release(&self, claimed: Vec<Delivery>) {
+        let Some(Ok((_, token))) = claimed
+            .first()
+            .map(|d| flextide_queue_sql::decode_receipt(BACKEND, &d.receipt))
+        else {
+            return;
+        };
+        let released = sqlx::query(RELEASE_SQL)
+            .bind(&*self.name)
+            .bind(token)
+            .execute(&self.pool)
+            .await;
+        match released {
+            Ok(_) => self.notify.notify_waiters(),
+            Err(e) => {
+                tracing::warn!(queue = %self.name, error = %map_err(e), "flextide-queue-mysql: could not release the messages of a pop cut short; they come back after their lease")
+            }
+        }
+    }
+
     /// Leases up to `max` messages in one short transaction: BEGIN, the
     /// locking SELECT (which reads every column needed), one UPDATE, COMMIT.
     /// Rows that ran out of attempts are dead-lettered instead, in the same
     /// transaction; the flag says some were (so the caller claims again).
-    pub(crate) async fn claim(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
-        let q = self.clone();
-        detach(BACKEND, async move { q.claim_tx(max).await }).await
+    /// Run detached (contract clause 13); what it leased for a pop that is
+    /// gone is given back at once.
+    async fn claim(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
+        let (q, back) = (self.clone(), self.clone());
+        detach_claim(
+            BACKEND,
+            move |presence| async move { q.claim_tx(max, &presence).await },
+            move |(claimed, _)| {
+                let q = back.clone();
+                async move { q.release(claimed).await }
+            },
+        )
+        .await
     }
 
-    pub(crate) async fn claim_tx(&self, max: usize) -> Result<(Vec<Delivery>, bool)> {
+    async fn claim_tx(&self, max: usize, presence: &Presence) -> Result<(Vec<Delivery>, bool)> {
         let started = Instant::now();
-        let mut tx = begin(&self.pool).await?;
+        // The wait for a connection is where a pop is most often cut short:
+        // a claim for a pop that is gone does not begin.
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        if presence.is_gone() {
+            return Ok((Vec::new(), false));
+        }
+        let mut tx = begin_on(&mut conn).await?;
         let rows = sqlx::query(CLAIM_SQL)
             .bind(&*self.name)
             .bind(max as u64)

@@ -40,6 +40,14 @@ pub(crate) fn placeholders(n: usize) -> String {
     s
 }
 
+/// Gives back what a claim leased for a pop that is gone: visible now, the
+/// attempt not counted. Binds: queue, token.
+pub(crate) const RELEASE_SQL: &str = concat!(
+    "UPDATE flextide_queue_messages SET leased = 0, token = NULL, visible_at = ",
+    now_ms!(),
+    ", attempts = GREATEST(attempts, 1) - 1 WHERE queue = ? AND token = ?"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

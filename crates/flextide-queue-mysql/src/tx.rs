@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use flextide_queue_core::Result;
+use sqlx::Connection;
 use sqlx::Transaction;
-use sqlx::mysql::{MySql, MySqlPool};
+use sqlx::mysql::{MySql, MySqlConnection, MySqlPool};
 
 use crate::error::{is_lock_conflict, map_err};
 
@@ -39,7 +40,12 @@ where
 /// A short read-committed transaction: no gap locks, so claims never hold
 /// up pushes, and rows a claim skips are not kept locked.
 pub(crate) async fn begin(pool: &MySqlPool) -> Result<Transaction<'static, MySql>> {
-    pool.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
-        .await
-        .map_err(map_err)
+    pool.begin_with(READ_COMMITTED).await.map_err(map_err)
 }
+
+/// [`begin`] on a connection the caller already holds.
+pub(crate) async fn begin_on(conn: &mut MySqlConnection) -> Result<Transaction<'_, MySql>> {
+    conn.begin_with(READ_COMMITTED).await.map_err(map_err)
+}
+
+const READ_COMMITTED: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION";

@@ -18,6 +18,13 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?
        LIMIT ?6) \
      RETURNING seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
 
+/// Gives back what a claim leased for a pop that is gone: visible now, the
+/// attempt not counted. Binds: queue, token, now. A message purged
+/// meanwhile keeps its lease, and the sweep drops it.
+pub(crate) const RELEASE_SQL: &str = "UPDATE flextide_queue_messages \
+     SET token = NULL, visible_at = ?3, attempts = MAX(attempts - 1, 0) \
+     WHERE queue = ?1 AND token = ?2 AND purged = 0";
+
 /// Whether any expired lease must be dead-lettered or dropped (purged).
 /// Binds: queue, now, max attempts.
 pub(crate) const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \

@@ -9,14 +9,29 @@ macro_rules! now_ms {
     };
 }
 
+/// Columns that rebuild a `Message`, in this order, from either table.
+macro_rules! message_columns {
+    () => {
+        "id, payload, headers, priority, ordering_key, enqueued_at"
+    };
+}
+
+mod claim;
 mod connector;
+mod dead;
 mod error;
 mod migrate;
+mod push;
 mod queue;
+mod settle;
+mod sql;
+mod stats;
+mod tx;
 
 pub use connector::MySqlConnector;
 pub use migrate::{MIGRATIONS, Migration, VERSION_TABLE, migrate};
-pub use queue::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_BATCH, MySqlQueue, drop_queue};
+pub use queue::{DEFAULT_MAX_PAYLOAD_BYTES, MAX_BATCH, MySqlQueue};
+pub use stats::drop_queue;
 
 // Re-exported so users need no direct dependency to build pools and
 // transactions for `from_pool` and `push_in_tx`.

@@ -1,18 +1,25 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod backend;
+mod claim;
 mod config;
 mod connector;
+mod dead;
 mod error;
 mod migrate;
 mod notify;
+mod push;
 mod queue;
+mod settle;
 mod sql;
+mod stats;
 
+pub use backend::PostgresBackend;
 pub use config::{DEFAULT_CHANNEL, DEFAULT_MAX_PAYLOAD_BYTES, PostgresConfig};
 pub use connector::PostgresConnector;
 pub use migrate::{MIGRATIONS, Migration, migrate, migrate_with};
-pub use queue::{PostgresBackend, PostgresQueue};
+pub use queue::PostgresQueue;
 
 // The core types this crate hands out, so users need no direct dependency.
 pub use flextide_queue_core::{

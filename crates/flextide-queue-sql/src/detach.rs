@@ -1,8 +1,16 @@
-//! Cancel-safe transactions.
+//! Cancel-safe transactions, and claims that leave nothing leased behind a
+//! caller that is gone.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use flextide_queue_core::{QueueError, Result};
+use tokio::sync::oneshot;
 
 /// Runs `work` (one transaction, or one statement sqlx must not drop
 /// half-way) in a task of its own and waits for it.
@@ -13,8 +21,8 @@ use flextide_queue_core::{QueueError, Result};
 /// half-written can hang the connection's return to the pool, and SQLite
 /// closes the connection, which takes an in-memory database with it. Run to
 /// the end here, the work commits or rolls back whatever happens to the
-/// caller (contract clause 13); what a cut-short pop leased comes back when
-/// its lease ends.
+/// caller (contract clause 13). A claim wants [`detach_claim`] instead, so
+/// that what it leases for a caller that is gone comes back at once.
 pub async fn detach<T, F>(backend: &'static str, work: F) -> Result<T>
 where
     T: Send + 'static,
@@ -23,6 +31,75 @@ where
     tokio::spawn(work).await.map_err(|e| {
         QueueError::backend_error(backend, true, format!("a database task failed: {e}"))
     })?
+}
+
+/// Whether the caller of a [`detach_claim`] is still waiting for its result.
+#[derive(Debug, Clone, Default)]
+pub struct Presence(Arc<AtomicBool>);
+
+impl Presence {
+    /// True once the caller's future was dropped: a claim that has not
+    /// begun yet should not begin (check after acquiring the connection,
+    /// the long wait, and before BEGIN).
+    pub fn is_gone(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The caller's end: marks the caller gone when dropped, and releases a
+/// result that arrived but was never taken.
+struct Waiting<T, R: Fn(T) -> RF, RF: Future<Output = ()> + Send + 'static> {
+    presence: Presence,
+    rx: Option<(oneshot::Receiver<Result<T>>, Arc<R>)>,
+}
+
+impl<T, R: Fn(T) -> RF, RF: Future<Output = ()> + Send + 'static> Drop for Waiting<T, R, RF> {
+    fn drop(&mut self) {
+        self.presence.0.store(true, Ordering::Release);
+        if let Some((mut rx, release)) = self.rx.take()
+            && let Ok(Ok(value)) = rx.try_recv()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(release(value));
+        }
+    }
+}
+
+/// [`detach`] for a claim: `work` runs in a task of its own and gets a
+/// [`Presence`] to skip the claim when the caller is already gone when the
+/// claim would begin; what it claimed for a caller that went away meanwhile
+/// is handed to `release`, which gives it back at once (visible again,
+/// without counting the attempt where the engine can) instead of leaving it
+/// leased until its lease ends. Without this a pop cut short while it waited
+/// for a connection claimed later and hid the next message from every other
+/// pop for a whole lease.
+pub async fn detach_claim<T, W, WF, R, RF>(backend: &'static str, work: W, release: R) -> Result<T>
+where
+    T: Send + 'static,
+    W: FnOnce(Presence) -> WF,
+    WF: Future<Output = Result<T>> + Send + 'static,
+    R: Fn(T) -> RF + Send + Sync + 'static,
+    RF: Future<Output = ()> + Send + 'static,
+{
+    let presence = Presence::default();
+    let release = Arc::new(release);
+    let (tx, rx) = oneshot::channel();
+    let claim = work(presence.clone());
+    let give_back = Arc::clone(&release);
+    tokio::spawn(async move {
+        if let Err(Ok(value)) = tx.send(claim.await) {
+            give_back(value).await;
+        }
+    });
+    let mut waiting = Waiting {
+        presence,
+        rx: Some((rx, release)),
+    };
+    let (rx, _) = waiting.rx.as_mut().expect("set above");
+    let out = rx.await;
+    // Taken: nothing to give back when `waiting` drops now.
+    waiting.rx = None;
+    out.map_err(|_| QueueError::backend_error(backend, true, "a database task failed"))?
 }
 
 #[cfg(test)]
@@ -49,5 +126,61 @@ mod tests {
 
     fn stale_for_test() -> QueueError {
         QueueError::StaleReceipt { backend: "t" }
+    }
+
+    #[tokio::test]
+    async fn a_claim_for_a_caller_gone_is_skipped_or_given_back() {
+        use std::sync::atomic::AtomicUsize;
+        use std::time::Duration;
+
+        // Gone before the claim begins: the work sees it and claims nothing.
+        let skipped = Arc::new(AtomicBool::new(false));
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let seen = Arc::clone(&skipped);
+        let call = detach_claim(
+            "t",
+            move |presence| async move {
+                let _ = started_rx.await;
+                seen.store(presence.is_gone(), Ordering::SeqCst);
+                Ok(0)
+            },
+            |_: u32| async {},
+        );
+        let _ = tokio::time::timeout(Duration::ZERO, call).await;
+        let _ = started_tx.send(());
+        // Gone while the claim ran: what it claimed is released.
+        let released = Arc::new(AtomicUsize::new(0));
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let count = Arc::clone(&released);
+        let call = detach_claim(
+            "t",
+            move |_| async move {
+                let _ = go_rx.await;
+                Ok(3usize)
+            },
+            move |n| {
+                let count = Arc::clone(&count);
+                async move {
+                    count.fetch_add(n, Ordering::SeqCst);
+                }
+            },
+        );
+        let _ = tokio::time::timeout(Duration::ZERO, call).await;
+        let _ = go_tx.send(());
+        for _ in 0..200 {
+            if skipped.load(Ordering::SeqCst) && released.load(Ordering::SeqCst) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(skipped.load(Ordering::SeqCst));
+        assert_eq!(released.load(Ordering::SeqCst), 3);
+        // A caller that waits gets the result, and nothing is released.
+        let kept = detach_claim(
+            "t",
+            |_| async { Ok(5) },
+            |_: i32| async { panic!("released a result the caller took") },
+        );
+        assert_eq!(kept.await.unwrap(), 5);
     }
 }

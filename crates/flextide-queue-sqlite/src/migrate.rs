@@ -1,79 +1,64 @@
-//! The tables, created by an idempotent [`migrate`] that keeps its own
-//! version table (`flextide_queue_schema`), apart from sqlx's
-//! `_sqlx_migrations`, so it never clashes with your own migrations.
+//! The tables, created by the shared migrator of `flextide-queue-sql`:
+//! this file supplies the migration files and the version table
+//! (`flextide_queue_schema`).
 
 use flextide_queue_core::{Result, validate_queue_name};
+use flextide_queue_sql::Plan;
 use sqlx::{Connection, sqlite::SqlitePool};
 
-use crate::error;
+use crate::error::{self, DIALECT};
 
-/// One schema step: its version and the SQL that makes it.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    /// The version this step brings the schema to.
-    pub version: i64,
-    /// What it does, as recorded in `flextide_queue_schema`.
-    pub description: &'static str,
-    /// The SQL, the same text as the crate's `migrations/` file. Every
-    /// statement is idempotent and the last one records the version.
-    pub sql: &'static str,
-}
+pub use flextide_queue_sql::Migration;
 
 /// Every schema step, oldest first: the files of the crate's `migrations/`
 /// folder, embedded so a published crate needs no files at run time.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
-    description: "create queue tables",
+    name: "create queue tables",
     sql: include_str!("../migrations/0001_create_queue_tables.sql"),
 }];
 
 /// The schema version this crate needs.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// The version table (the one the first file creates too, so a database
+/// migrated by hand with the files and one migrated here agree) and how a
+/// version is recorded: `OR IGNORE`, as each file also records itself.
+const PLAN: Plan = Plan {
+    dialect: &DIALECT,
+    migrations: MIGRATIONS,
+    create_version_table: "CREATE TABLE IF NOT EXISTS flextide_queue_schema (
+        version     INTEGER PRIMARY KEY,
+        description TEXT    NOT NULL,
+        applied_at  INTEGER NOT NULL
+    )",
+    applied: "SELECT version FROM flextide_queue_schema",
+    record: "INSERT OR IGNORE INTO flextide_queue_schema (version, description, applied_at) \
+             VALUES (?1, ?2, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+    split: false,
+};
+
 /// Creates or updates the queue tables. Idempotent and safe to run from
-/// several processes at once: each step runs in a `BEGIN IMMEDIATE`
-/// transaction and is recorded in `flextide_queue_schema`, so it is applied
-/// once. [`SqliteQueue::connect`](crate::SqliteQueue::connect) calls it unless
+/// several processes at once: the shared migrator runs inside one
+/// `BEGIN IMMEDIATE` transaction (SQLite's DDL is transactional), so a
+/// concurrent caller waits for the write lock and finds the work done.
+/// Versions are recorded in `flextide_queue_schema`, apart from sqlx's
+/// `_sqlx_migrations`, so it never clashes with your own migrations.
+/// [`SqliteQueue::connect`](crate::SqliteQueue::connect) calls it unless
 /// told not to; call it yourself when you build queues with
 /// [`SqliteQueue::from_pool`](crate::SqliteQueue::from_pool).
 pub async fn migrate(pool: &SqlitePool) -> Result<()> {
+    // Up to date (the usual case): no write lock taken.
     if current_version(pool).await? >= SCHEMA_VERSION {
         return Ok(());
     }
     let mut conn = pool.acquire().await.map_err(error::map)?;
-    for step in MIGRATIONS {
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(error::map)?;
-        let applied: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'flextide_queue_schema')",
-        )
-        .fetch_one(&mut *tx)
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(error::map)?;
-        let applied = applied
-            && sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM flextide_queue_schema WHERE version = ?)",
-            )
-            .bind(step.version)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(error::map)?;
-        if !applied {
-            sqlx::raw_sql(step.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(error::map)?;
-            tracing::info!(
-                version = step.version,
-                description = step.description,
-                "applied flextide queue schema step"
-            );
-        }
-        tx.commit().await.map_err(error::map)?;
-    }
-    Ok(())
+    flextide_queue_sql::migrate::<sqlx::Sqlite>(&mut *tx, &PLAN).await?;
+    tx.commit().await.map_err(error::map)
 }
 
 /// The schema version recorded in the database: 0 when nothing was applied.

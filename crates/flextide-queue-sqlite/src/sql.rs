@@ -1,0 +1,86 @@
+//! Statement texts used on the hot path, whose query plans a test checks.
+
+/// Leases up to ?6 available messages in one atomic statement. Only the head
+/// (lowest seq) of an ordering key is claimable, so a key is blocked while
+/// its head is leased or not yet due. Binds: token, lease end, queue, now,
+/// max attempts, limit, foreign id prefix. A row another producer inserted
+/// with an empty id gets its stable foreign id (`sqlite-<seq>`) here.
+pub(crate) const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2, \
+     id = CASE WHEN id = '' THEN ?7 || seq ELSE id END \
+     WHERE seq IN ( \
+       SELECT m.seq FROM flextide_queue_messages AS m \
+       WHERE m.queue = ?3 AND m.visible_at <= ?4 AND m.purged = 0 \
+         AND (m.token IS NULL OR m.attempts < ?5) \
+         AND (m.ordering_key IS NULL OR m.seq = ( \
+           SELECT MIN(k.seq) FROM flextide_queue_messages AS k \
+           WHERE k.queue = ?3 AND k.ordering_key = m.ordering_key)) \
+       ORDER BY m.priority DESC, m.seq \
+       LIMIT ?6) \
+     RETURNING seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
+
+/// Gives back what a claim leased for a pop that is gone: visible now, the
+/// attempt not counted. Binds: queue, token, now. A message purged
+/// meanwhile keeps its lease, and the sweep drops it.
+pub(crate) const RELEASE_SQL: &str = "UPDATE flextide_queue_messages \
+     SET token = NULL, visible_at = ?3, attempts = MAX(attempts - 1, 0) \
+     WHERE queue = ?1 AND token = ?2 AND purged = 0";
+
+/// Whether any expired lease must be dead-lettered or dropped (purged).
+/// Binds: queue, now, max attempts.
+pub(crate) const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \
+     WHERE queue = ?1 AND token IS NOT NULL AND visible_at <= ?2 AND (purged = 1 OR attempts >= ?3))";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, QueueOptions, QueueProvider, SqliteQueue, connect_pool, migrate};
+
+    /// The hot queries walk indexes: no full scan, no sort of the queue.
+    #[tokio::test]
+    async fn hot_queries_use_indexes() {
+        let pool = connect_pool("sqlite::memory:").await.unwrap();
+        migrate(&pool).await.unwrap();
+        let q = SqliteQueue::from_pool(pool.clone(), "plan", QueueOptions::default()).unwrap();
+        let batch = (0..300)
+            .map(|i| Message::new(format!("{i}")).with_priority((i % 3) as u8))
+            .collect();
+        q.push_batch(batch).await.unwrap();
+        let explain = |sql: &str| sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
+        let claim: Vec<(i64, i64, i64, String)> = sqlx::query_as(explain(CLAIM_SQL))
+            .bind("t")
+            .bind(0_i64)
+            .bind("plan")
+            .bind(1_i64)
+            .bind(5_i64)
+            .bind(10_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let sweep: Vec<(i64, i64, i64, String)> = sqlx::query_as(explain(SWEEP_CHECK_SQL))
+            .bind("plan")
+            .bind(1_i64)
+            .bind(5_i64)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for rows in [claim, sweep] {
+            let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+            for step in &plan {
+                assert!(
+                    !step.contains("TEMP B-TREE"),
+                    "sorts instead of walking an index: {plan:?}"
+                );
+                assert!(
+                    !step.starts_with("SCAN")
+                        || step.contains("INDEX")
+                        || step == "SCAN CONSTANT ROW",
+                    "full table scan: {plan:?}"
+                );
+            }
+            assert!(
+                plan.iter().any(|s| s.contains("flextide_queue_messages_")),
+                "{plan:?}"
+            );
+        }
+    }
+}

@@ -446,3 +446,14 @@ fn ctrl_c_stops_commands_gives_their_messages_back_and_exits_130() {
         "given back: {stats}"
     );
 }
+
+#[test]
+fn pop_keep_four_times_counts_attempts_one_to_four() {
+    let s = Scratch::new("keep");
+    s.ok(&["push", "--queue", "kk", "again and again"]);
+    for want in 1..=4 {
+        let line: serde_json::Value =
+            serde_json::from_str(s.ok(&["pop", "--queue", "kk", "--keep"]).trim()).unwrap();
+        assert_eq!(line["attempt"], want, "{line}");
+    }
+}

@@ -78,11 +78,11 @@ impl Handles {
 
     /// The live handles of the queue `name`.
     fn of(&self, name: &str) -> Vec<Arc<Inner>> {
-        lock(&self.0)
-            .values()
-            .filter_map(Weak::upgrade)
-            .filter(|h| h.name == name)
-            .collect()
+        let live: Vec<Arc<Inner>> = lock(&self.0).values().filter_map(Weak::upgrade).collect();
+        // Filtered after the lock is released: the handles of other queues
+        // are dropped here, and the last reference to one runs its `Drop`,
+        // which takes this lock (a std mutex: it would deadlock the thread).
+        live.into_iter().filter(|h| h.name == name).collect()
     }
 }
 

@@ -11,6 +11,7 @@ use std::{
     collections::HashMap,
     process::Command,
     sync::{Arc, Mutex, Weak},
+    time::Duration,
 };
 
 use flextide_queue_conformance::{
@@ -25,6 +26,8 @@ use lapin::{
 };
 
 const URL_VAR: &str = "FLEXTIDE_TEST_RABBITMQ_URL";
+/// How long `write_foreign` waits for the broker at each step.
+const FOREIGN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Rabbit {
     /// The server: from the environment, or a container kept alive here.
@@ -136,10 +139,21 @@ impl Harness for Rabbit {
             _ => return Ok(false),
         };
         let failed = |e: lapin::Error| QueueError::connection("rabbitmq", e);
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(failed)?;
-        let published = async {
+        // Bounded like every call of the backend: an unanswered handshake or
+        // confirm fails the case with a timeout instead of hanging it.
+        let timeout = |operation| QueueError::Timeout {
+            backend: "rabbitmq",
+            operation,
+            after: FOREIGN_TIMEOUT,
+        };
+        let connection = tokio::time::timeout(
+            FOREIGN_TIMEOUT,
+            Connection::connect(&self.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| timeout("connect (write_foreign)"))?
+        .map_err(failed)?;
+        let published = tokio::time::timeout(FOREIGN_TIMEOUT, async {
             let channel = connection.create_channel().await?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
@@ -154,10 +168,16 @@ impl Harness for Rabbit {
                 )
                 .await?
                 .await
-        }
+        })
         .await;
-        let _ = connection.close(200, ShortString::from("bye")).await;
-        published.map_err(failed)?;
+        let _ = tokio::time::timeout(
+            FOREIGN_TIMEOUT,
+            connection.close(200, ShortString::from("bye")),
+        )
+        .await;
+        published
+            .map_err(|_| timeout("basic.publish (write_foreign)"))?
+            .map_err(failed)?;
         Ok(true)
     }
 

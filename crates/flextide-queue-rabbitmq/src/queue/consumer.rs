@@ -18,7 +18,7 @@ use lapin::{
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    Inner, detached, lock, lost,
+    Inner, closed, detached, lock, lost,
     state::{Buffered, ConsumerSlot, Handed, Lease, State},
 };
 use crate::{
@@ -282,6 +282,9 @@ impl Inner {
 
     async fn subscribe(self: &Arc<Self>, link: &Arc<Link>) -> Result<bool> {
         let _ctl = self.consumer_ctl.lock().await;
+        if self.is_closed() {
+            return Err(closed());
+        }
         let plan = {
             let mut st = lock(&self.state);
             if st.generation != link.generation || st.broken {
@@ -384,19 +387,24 @@ impl Inner {
         Ok(true)
     }
 
-    /// Ends the subscription and waits until its last deliveries are buffered.
+    /// Ends the subscription and waits until its last deliveries, and those
+    /// of subscriptions cancelled before it on this link, are buffered: the
+    /// broker sends nothing to a consumer after its cancel-ok, and each
+    /// subscription's task ends once it has buffered what came before.
+    /// Bounded by the operation timeout.
     pub(super) async fn stop_consumer(&self, link: &Link) {
-        let slot = lock(&self.state).consumer.take();
-        if let Some(slot) = slot {
+        let (tag, done) = lock(&self.state).unsubscribe();
+        let t = self.t();
+        if let Some(tag) = tag {
             let _ = timed(
                 "basic.cancel",
-                self.t(),
+                t,
                 link.consume
-                    .basic_cancel(ShortString::from(slot.tag), BasicCancelOptions::default()),
+                    .basic_cancel(ShortString::from(tag), BasicCancelOptions::default()),
             )
             .await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), slot.done).await;
         }
+        let _ = tokio::time::timeout(t, futures::future::join_all(done)).await;
     }
 
     pub(super) async fn pop_batch(

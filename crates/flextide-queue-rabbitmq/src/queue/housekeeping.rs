@@ -4,7 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use flextide_queue_core::backend::{max_attempts_reason, undecodable_reason};
+use flextide_queue_core::{
+    Result,
+    backend::{max_attempts_reason, undecodable_reason},
+};
 use futures::future::join_all;
 use lapin::{options::BasicCancelOptions, types::ShortString};
 use tokio::time::Instant;
@@ -46,6 +49,11 @@ pub(super) fn spawn(inner: &Arc<Inner>) {
 
 impl Inner {
     async fn housekeep(&self) {
+        // `close` waits for a pass in progress, and none starts after it.
+        let _pass = self.housekeeping.lock().await;
+        if self.is_closed() {
+            return;
+        }
         let Some(link) = self.current_link() else {
             return;
         };
@@ -81,32 +89,7 @@ impl Inner {
 
     async fn run_job(&self, link: &Link, job: Job, reason: &str) {
         let (tag, result) = match job {
-            // Republished rather than nacked, so the broker's delivery
-            // count does not grow for a delivery no caller ever saw.
-            // Kept by itself, not made decodable by republishing it.
-            Job::GiveBack(b) if b.decoded.undecodable.is_some() => {
-                let why = undecodable_reason(b.decoded.undecodable.as_deref().unwrap_or(""));
-                let moved = self
-                    .move_to_dlq(link, &b.decoded, b.tag, &why, b.decoded.attempts_done)
-                    .await;
-                (b.tag, moved)
-            }
-            Job::GiveBack(b) => {
-                let props = codec::properties(
-                    &b.decoded.message,
-                    b.decoded.attempts_done,
-                    b.decoded.enqueued_ms,
-                    Vec::new(),
-                );
-                let sent = match link
-                    .publish_confirmed(&self.name, &b.decoded.message.payload, props)
-                    .await
-                {
-                    Ok(()) => self.ack(link, b.tag).await,
-                    Err(e) => Err(e),
-                };
-                (b.tag, sent)
-            }
+            Job::GiveBack(b) => (b.tag, self.give_back(link, &b).await),
             Job::Ack(l) => (l.tag, self.ack(link, l.tag).await),
             Job::Dlq(l) => (
                 l.tag,
@@ -119,5 +102,30 @@ impl Inner {
             tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not move a delivery; handing it back to the broker");
             self.nack_back(link, tag).await;
         }
+    }
+
+    /// Gives back a delivery received and never handed to a caller, without
+    /// counting an attempt: a copy carrying the attempts made so far (and
+    /// the same message id) is published, confirmed, and only then is the
+    /// delivery acknowledged. Not nacked: the broker would count the return
+    /// as a delivery (`x-delivery-count`, `redelivered`) that no caller saw.
+    /// An undecodable one is dead-lettered by itself, not made decodable by
+    /// republishing it.
+    pub(super) async fn give_back(&self, link: &Link, b: &Buffered) -> Result<()> {
+        if let Some(what) = b.decoded.undecodable.as_deref() {
+            let why = undecodable_reason(what);
+            return self
+                .move_to_dlq(link, &b.decoded, b.tag, &why, b.decoded.attempts_done)
+                .await;
+        }
+        let props = codec::properties(
+            &b.decoded.message,
+            b.decoded.attempts_done,
+            b.decoded.enqueued_ms,
+            Vec::new(),
+        );
+        link.publish_confirmed(&self.name, &b.decoded.message.payload, props)
+            .await?;
+        self.ack(link, b.tag).await
     }
 }

@@ -15,8 +15,10 @@
 //! a paused clock); `consumer` the pop path (subscription, prefetch,
 //! `basic.get`); `publish` pushes and delays; `settle` acknowledgements
 //! and the settling calls; `housekeeping` the background pass;
-//! `dead_letters` the dead-letter queue; `stats` counts and purge.
+//! `dead_letters` the dead-letter queue; `stats` counts and purge; `close`
+//! the end of a handle (prefetched deliveries given back uncounted).
 
+mod close;
 mod consumer;
 mod dead_letters;
 mod housekeeping;
@@ -32,7 +34,7 @@ use std::{
     hash::{BuildHasher, Hasher},
     sync::{
         Arc, Mutex, MutexGuard, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -46,6 +48,7 @@ use lapin::types::ShortString;
 use tokio::sync::{Notify, watch};
 
 use crate::{BACKEND, Settings, codec, delay, link::Link};
+use close::CloseOnDrop;
 use state::State;
 
 /// Name of a queue's dead-letter queue.
@@ -75,11 +78,11 @@ impl Handles {
 
     /// The live handles of the queue `name`.
     fn of(&self, name: &str) -> Vec<Arc<Inner>> {
-        lock(&self.0)
-            .values()
-            .filter_map(Weak::upgrade)
-            .filter(|h| h.name == name)
-            .collect()
+        let live: Vec<Arc<Inner>> = lock(&self.0).values().filter_map(Weak::upgrade).collect();
+        // Filtered after the lock is released: the handles of other queues
+        // are dropped here, and the last reference to one runs its `Drop`,
+        // which takes this lock (a std mutex: it would deadlock the thread).
+        live.into_iter().filter(|h| h.name == name).collect()
     }
 }
 
@@ -105,6 +108,10 @@ fn lost() -> QueueError {
         BACKEND,
         "the connection to the broker was lost; the next call reconnects",
     )
+}
+
+fn closed() -> QueueError {
+    QueueError::backend_error(BACKEND, false, "this queue handle was closed")
 }
 
 /// Runs `work` in a task of its own and waits for it: dropping the wait
@@ -135,6 +142,10 @@ pub(crate) struct Inner {
     /// Holding queues known to exist (declared here or found by a probe).
     buckets: Mutex<std::collections::HashSet<u64>>,
     probed_at: Mutex<Option<tokio::time::Instant>>,
+    /// Held by a background pass while it runs, so `close` can wait for it.
+    housekeeping: tokio::sync::Mutex<()>,
+    /// `close` ran (or is running): no reconnect, no new subscription.
+    closed: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -152,9 +163,16 @@ impl Drop for Inner {
 /// connection, reconnects on the call after a failure, and keeps the leases
 /// of the deliveries it handed out (see the crate documentation for what a
 /// lease means on RabbitMQ). Cloning is cheap and shares the handle.
+///
+/// End it with [`QueueProvider::close`]: deliveries it received but never
+/// handed out go back without an attempt counted. When the last clone is
+/// dropped without `close`, the same is done in a background task (when a
+/// tokio runtime is running); a process that dies leaves them to the
+/// broker, which counts a delivery for each.
 #[derive(Clone)]
 pub struct RabbitMqQueue {
     inner: Arc<Inner>,
+    _close_on_drop: Arc<CloseOnDrop>,
 }
 
 impl fmt::Debug for RabbitMqQueue {
@@ -191,12 +209,17 @@ impl RabbitMqQueue {
             shutdown,
             buckets: Mutex::new(std::collections::HashSet::new()),
             probed_at: Mutex::new(None),
+            housekeeping: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
         });
         // Connect now, so a wrong URL or refused declaration shows at open.
         inner.link().await?;
         inner.settings.handles.insert(&inner);
         housekeeping::spawn(&inner);
-        Ok(RabbitMqQueue { inner })
+        Ok(RabbitMqQueue {
+            _close_on_drop: Arc::new(CloseOnDrop(inner.clone())),
+            inner,
+        })
     }
 
     /// Closes this handle's connection as if it had dropped: deliveries it
@@ -256,12 +279,18 @@ impl Inner {
 
     /// The current link, reconnecting first when it is gone.
     async fn link(&self) -> Result<Arc<Link>> {
+        if self.is_closed() {
+            return Err(closed());
+        }
         if let Some(link) = self.current_link() {
             return Ok(link);
         }
         let _guard = self.reconnecting.lock().await;
         if let Some(link) = self.current_link() {
             return Ok(link);
+        }
+        if self.is_closed() {
+            return Err(closed());
         }
         if let Some(old) = lock(&self.link).take() {
             old.close_in_background();
@@ -389,6 +418,10 @@ impl QueueProvider for RabbitMqQueue {
 
     async fn stats(&self) -> Result<QueueStats> {
         self.inner.stats().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
     }
 
     fn backend_name(&self) -> &'static str {

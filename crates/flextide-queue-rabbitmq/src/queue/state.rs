@@ -13,7 +13,10 @@ use flextide_queue_core::{
     Delivery, QueueError, QueueOptions, Result,
     backend::{max_attempts_reason, undecodable_reason},
 };
-use tokio::time::Instant;
+use tokio::{
+    sync::oneshot::{self, error::TryRecvError},
+    time::Instant,
+};
 
 use super::receipt::receipt;
 use crate::{BACKEND, codec::Decoded};
@@ -78,7 +81,7 @@ pub(super) struct ConsumerSlot {
     /// Deliveries of this subscription not yet settled or given back.
     pub(super) outstanding: usize,
     /// Resolves once the subscription's task has buffered its last delivery.
-    pub(super) done: tokio::sync::oneshot::Receiver<()>,
+    pub(super) done: oneshot::Receiver<()>,
 }
 
 /// A change of subscription the consumer must make on the broker.
@@ -120,6 +123,9 @@ pub(super) struct State {
     pub(super) max_tag: u64,
     pub(super) idle_since: Instant,
     pub(super) consumer: Option<ConsumerSlot>,
+    /// Subscriptions cancelled on the current link whose task may still be
+    /// buffering what the broker sent before its cancel-ok.
+    retired: Vec<oneshot::Receiver<()>>,
     next_incarnation: u64,
     next_token: u64,
 }
@@ -148,6 +154,7 @@ impl State {
             max_tag: 0,
             idle_since: Instant::now(),
             consumer: None,
+            retired: Vec::new(),
             next_incarnation: 1,
             next_token: 1,
         }
@@ -163,6 +170,7 @@ impl State {
         self.expired.clear();
         self.deadlines.clear();
         self.consumer = None;
+        self.retired.clear();
         self.peak_demand = 0;
         self.qos = 0;
         self.unsettled.clear();
@@ -435,7 +443,7 @@ impl State {
         let cancel = if now >= self.idle_since + linger {
             // The next subscription is sized from the demand it meets.
             self.peak_demand = 0;
-            self.consumer.take().map(|c| c.tag)
+            self.retire()
         } else {
             None
         };
@@ -449,6 +457,41 @@ impl State {
             Vec::new()
         };
         (cancel, give_back)
+    }
+
+    /// Ends the current subscription here (the caller sends its
+    /// `basic.cancel`) and returns its tag; its task is remembered until it
+    /// has buffered its last delivery.
+    fn retire(&mut self) -> Option<String> {
+        let slot = self.consumer.take()?;
+        self.retired
+            .retain_mut(|done| matches!(done.try_recv(), Err(TryRecvError::Empty)));
+        self.retired.push(slot.done);
+        Some(slot.tag)
+    }
+
+    /// Ends the current subscription here like [`State::retire`], and
+    /// returns its tag to cancel with what resolves once every subscription
+    /// of the link, this one and the retired ones, has buffered its last
+    /// delivery.
+    pub(super) fn unsubscribe(&mut self) -> (Option<String>, Vec<oneshot::Receiver<()>>) {
+        let tag = self.retire();
+        (tag, std::mem::take(&mut self.retired))
+    }
+
+    /// Empties the buffer: the deliveries of the current link received and
+    /// never handed to a caller, to give back.
+    pub(super) fn unclaimed(&mut self) -> Vec<Buffered> {
+        let generation = self.generation;
+        let out: Vec<Buffered> = self
+            .buffer
+            .drain(..)
+            .filter(|b| b.generation == generation)
+            .collect();
+        for b in &out {
+            self.settled(b.incarnation);
+        }
+        out
     }
 
     /// Whether waiting pops need a new subscription, and with which window.
@@ -480,7 +523,7 @@ impl State {
                 return None;
             }
         }
-        let cancel = self.consumer.take().map(|c| c.tag);
+        let cancel = self.retire();
         let incarnation = self.next_incarnation;
         self.next_incarnation += 1;
         let prefetch = sized.max(want.min(cap));

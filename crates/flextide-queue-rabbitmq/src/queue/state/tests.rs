@@ -211,3 +211,62 @@ fn the_window_follows_the_peak_demand() {
     let r = st.resubscribe(1000).unwrap();
     assert_eq!((r.prefetch, r.cancel.as_deref()), (1000, Some("c")));
 }
+
+fn slot(st: &mut State, tag: &str) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, done) = tokio::sync::oneshot::channel();
+    st.consumer = Some(ConsumerSlot {
+        incarnation: 1,
+        tag: tag.into(),
+        prefetch: 8,
+        outstanding: 0,
+        done,
+    });
+    tx
+}
+
+#[tokio::test]
+async fn unsubscribing_waits_for_every_subscription_of_the_link() {
+    let mut st = state(None);
+    // Ended by the idle pass, then by a resubscription: both tasks may
+    // still be buffering what came before their cancel-ok.
+    let idle = slot(&mut st, "c1");
+    st.idle_since = Instant::now() - Duration::from_secs(1);
+    let (cancel, _) = st.idle(Instant::now(), Duration::ZERO, Duration::from_secs(60));
+    assert_eq!(cancel.as_deref(), Some("c1"));
+    let replaced = slot(&mut st, "c2");
+    st.demand = 600;
+    assert_eq!(st.resubscribe(1000).unwrap().cancel.as_deref(), Some("c2"));
+    let current = slot(&mut st, "c3");
+
+    let (tag, done) = st.unsubscribe();
+    assert_eq!(tag.as_deref(), Some("c3"));
+    assert_eq!(
+        done.len(),
+        3,
+        "the current subscription and two cancelled ones"
+    );
+    assert!(st.consumer.is_none());
+    drop((idle, replaced, current));
+    futures::future::join_all(done).await;
+    assert_eq!(st.unsubscribe().1.len(), 0, "nothing left to wait for");
+}
+
+#[test]
+fn unclaimed_takes_the_buffer_of_the_current_link_only() {
+    let mut st = state(None);
+    receive(&mut st, 1, &BasicProperties::default());
+    receive(&mut st, 2, &BasicProperties::default());
+    st.buffer.push_back(Buffered {
+        generation: 0,
+        tag: 9,
+        incarnation: 0,
+        decoded: crate::codec::decode(b"old".to_vec(), &BasicProperties::default(), 0),
+    });
+    let (out, _) = take(&mut st, 1);
+    assert_eq!(out.len(), 1);
+    let back = st.unclaimed();
+    assert_eq!(back.iter().map(|b| b.tag).collect::<Vec<_>>(), [2]);
+    assert_eq!(back[0].decoded.attempts_done, 0, "given back uncounted");
+    assert!(st.buffer.is_empty());
+    assert_eq!(st.leased.len(), 1, "what a caller holds is left alone");
+}

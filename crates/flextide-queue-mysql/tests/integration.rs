@@ -17,6 +17,9 @@ use flextide_queue_mysql::{
     core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay},
     drop_queue, migrate, sqlx,
 };
+use flextide_queue_sql::test_support::{
+    check_crashed_consumer, check_next_is, check_nothing_ready,
+};
 
 fn unique(hint: &str) -> String {
     format!("ft_it_{hint}_{}", &uuid_like()[..12])
@@ -133,26 +136,7 @@ async fn a_crashed_consumers_lease_expiring_brings_the_message_back(url: String)
         .lease(Duration::from_millis(600))
         .max_attempts(Some(5));
     let q = MySqlQueue::from_pool(pool.clone(), &name, opts).unwrap();
-    let id = q.push(Message::new("work")).await.unwrap();
-    let first = q
-        .pop(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .expect("delivery");
-    // The consumer "crashes": it never settles. Nobody else sees the message meanwhile.
-    assert!(q.pop(Duration::from_millis(100)).await.unwrap().is_none());
-    let again = q
-        .pop(Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("redelivery after the lease");
-    assert_eq!(again.message.id, id);
-    assert_eq!(again.attempt, 2);
-    assert!(matches!(
-        q.delete(&first.receipt).await,
-        Err(QueueError::StaleReceipt { .. })
-    ));
-    q.delete(&again.receipt).await.unwrap();
+    check_crashed_consumer(&q).await;
     drop_queue(&pool, &name).await.unwrap();
 }
 
@@ -166,25 +150,17 @@ async fn push_in_tx_follows_the_transaction(url: String) {
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    assert!(q.pop(Duration::from_millis(200)).await.unwrap().is_none());
-    assert_eq!(q.stats().await.unwrap().depth, 0);
+    check_nothing_ready(&q).await;
 
     let mut tx = pool.begin().await.unwrap();
     let id = q
         .push_in_tx(&mut tx, Message::new("committed"))
         .await
         .unwrap();
-    // Not visible before the commit.
-    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    check_nothing_ready(&q).await;
     tx.commit().await.unwrap();
     q.notify_pushed();
-    let d = q
-        .pop(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .expect("committed message");
-    assert_eq!(d.message.id, id);
-    q.delete(&d.receipt).await.unwrap();
+    check_next_is(&q, &id).await;
     drop_queue(&pool, &name).await.unwrap();
 }
 

@@ -5,11 +5,11 @@
 use std::{sync::Arc, time::Duration};
 
 use flextide_queue_conformance::{
-    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, Server, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_mysql::{MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate, sqlx};
-use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings};
+use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
 
 const VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
 
@@ -101,14 +101,9 @@ impl Harness for MySqlHarness {
 
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run("mysql", || async {
-        let located = match flextide_queue_conformance::locate(
-            VAR,
-            flextide_queue_conformance::Server::MariaDb,
-        )
-        .await
-        {
+        let located = match locate(VAR, Server::MariaDb).await {
             Ok(located) => located,
-            Err(why) => return Connect::NotConfigured(why),
+            Err(not_configured) => return not_configured,
         };
         let url = located.url.clone();
         let admin = match MySqlPoolOptions::new()

@@ -18,7 +18,7 @@ use flextide_queue_mysql::{
     drop_queue, migrate, sqlx,
 };
 use flextide_queue_sql::test_support::{
-    check_crashed_consumer, check_next_is, check_nothing_ready,
+    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
 };
 
 fn unique(hint: &str) -> String {
@@ -496,16 +496,8 @@ async fn pops_cut_short_leave_no_transaction_open(url: String) {
     migrate(&pool).await.expect("migrate");
     let name = unique("cut");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
-    q.push(Message::new("bait")).await.unwrap();
-    for i in 0..600u64 {
-        // 0 to ~3 ms: before, during and after the BEGIN, the claim, the commit.
-        let cut = Duration::from_micros((i * 7919) % 3000);
-        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
-    }
-    // Every push from now on must be committed, on whichever connection.
-    for i in 0..40 {
-        q.push(Message::new(format!("m{i}"))).await.unwrap();
-    }
+    // Every push after the cuts must be committed, on whichever connection.
+    cut_pops_short_then_push_40(&q).await;
     let other = MySqlPoolOptions::new()
         .max_connections(1)
         .connect(&url)

@@ -4,10 +4,12 @@
 
 use std::{process::ExitCode, sync::Arc};
 
-use flextide_queue_conformance::{Connect, ForeignEntry, Harness, HarnessSettings, async_trait};
+use flextide_queue_conformance::{
+    Connect, ForeignEntry, Harness, HarnessSettings, Server, async_trait,
+};
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
-use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings};
+use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
 
 const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
 
@@ -97,14 +99,9 @@ impl Harness for PgHarness {
 }
 
 async fn connect() -> Connect<PgHarness> {
-    let located = match flextide_queue_conformance::locate(
-        URL_VAR,
-        flextide_queue_conformance::Server::Postgres,
-    )
-    .await
-    {
+    let located = match locate(URL_VAR, Server::Postgres).await {
         Ok(located) => located,
-        Err(why) => return Connect::NotConfigured(why),
+        Err(not_configured) => return not_configured,
     };
     let url = located.url.clone();
     let config = PostgresConfig::default()

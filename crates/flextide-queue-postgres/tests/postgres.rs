@@ -13,7 +13,7 @@ use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
 use flextide_queue_sql::test_support::{
-    check_crashed_consumer, check_next_is, check_nothing_ready,
+    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
 };
 
 fn app_name() -> String {
@@ -408,15 +408,7 @@ async fn ordering_keys_hold_under_concurrent_claims(url: String) {
 async fn pops_cut_short_leave_the_pool_healthy(url: String) {
     let b = backend(&url, PostgresConfig::default().max_connections(2)).await;
     let (q, _c) = open(&b, &url, "pg_cut", QueueOptions::default());
-    q.push(Message::new("bait")).await.unwrap();
-    for i in 0..600u64 {
-        // 0 to ~3 ms: before, during and after the claim statement.
-        let cut = Duration::from_micros((i * 7919) % 3000);
-        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
-    }
-    for i in 0..40 {
-        q.push(Message::new(format!("m{i}"))).await.unwrap();
-    }
+    cut_pops_short_then_push_40(&q).await;
     let other = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)

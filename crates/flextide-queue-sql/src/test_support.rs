@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use flextide_queue_conformance::{ForeignEntry, HarnessSettings};
+use flextide_queue_conformance::{Connect, ForeignEntry, HarnessSettings, Located, Server};
 use flextide_queue_core::{Connector, Message, MessageId, QueueError, QueueOptions, QueueProvider};
 
 /// The columns another producer writes with plain SQL for a
@@ -34,6 +34,14 @@ pub fn harness_settings(can_disrupt: bool) -> HarnessSettings {
         foreign_undecodable: true,
         ..HarnessSettings::default()
     }
+}
+
+/// The server of a harness: the URL in `var`, or a container of `server`;
+/// the `Connect` to return when there is neither.
+pub async fn locate<H>(var: &str, server: Server) -> Result<Located, Connect<H>> {
+    flextide_queue_conformance::locate(var, server)
+        .await
+        .map_err(Connect::NotConfigured)
 }
 
 /// Whatever a harness tags each queue's connections with (server-side
@@ -131,4 +139,19 @@ pub async fn check_crashed_consumer(q: &dyn QueueProvider) {
         Err(QueueError::StaleReceipt { .. })
     ));
     q.delete(&again.receipt).await.unwrap();
+}
+
+/// Pushes a bait, then cuts 600 pops of `q` short at 0 to ~3 ms (before,
+/// during and after the claim's BEGIN, statement and COMMIT), then pushes
+/// 40 messages: the caller checks from another connection that they are
+/// all visible, i.e. that no pop left its connection inside a transaction.
+pub async fn cut_pops_short_then_push_40(q: &dyn QueueProvider) {
+    q.push(Message::new("bait")).await.unwrap();
+    for i in 0..600u64 {
+        let cut = Duration::from_micros((i * 7919) % 3000);
+        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
+    }
+    for i in 0..40 {
+        q.push(Message::new(format!("m{i}"))).await.unwrap();
+    }
 }

@@ -19,7 +19,7 @@ use crate::{
     dead::move_to_dead_letters,
     error::map_err,
     queue::MAX_BATCH,
-    sql::{CLAIM_SQL, RELEASE_SQL, placeholders},
+    sql::{CLAIM_SQL, RELEASE_SQL, lease_sql},
     tx::{begin_on, retry_lock_conflicts},
 };
 
@@ -135,14 +135,7 @@ impl MySqlQueue {
             move_to_dead_letters(&mut tx, &[*seq], reason).await?;
         }
         if !deliver.is_empty() {
-            // A row inserted by hand with an empty id gets its stable
-            // foreign id on its first claim.
-            let sql = format!(
-                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ?, \
-                 id = IF(id = '', CONCAT(?, seq), id) WHERE seq IN ({})",
-                placeholders(deliver.len())
-            );
-            let mut update = sqlx::query(AssertSqlSafe(sql))
+            let mut update = sqlx::query(AssertSqlSafe(lease_sql(deliver.len())))
                 .bind(&token)
                 .bind(now.saturating_add(self.lease_ms))
                 .bind(foreign_id_prefix(BACKEND));

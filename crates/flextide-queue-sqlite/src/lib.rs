@@ -31,6 +31,13 @@ pub use queue::SqliteQueue;
 pub use sqlx;
 pub use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteSynchronous};
 
+/// The library's statement texts, so the bench's raw sqlx baseline runs the
+/// very statements the library runs. Not part of the API.
+#[doc(hidden)]
+pub mod raw_sql {
+    pub use crate::sql::{CLAIM_SQL, INSERT_HEAD, INSERT_SQL, SWEEP_CHECK_SQL, delete_batch};
+}
+
 /// The backend's name in errors, logs and metrics.
 pub const BACKEND: &str = "sqlite";
 

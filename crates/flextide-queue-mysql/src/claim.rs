@@ -9,7 +9,7 @@ use flextide_queue_core::{
 use flextide_queue_sql::{
     Presence,
     decode::{Columns, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed},
-    detach_claim,
+    detach_claim, release_claimed,
 };
 use sqlx::{AssertSqlSafe, Row};
 use tokio::time::Instant;
@@ -19,7 +19,7 @@ use crate::{
     dead::move_to_dead_letters,
     error::map_err,
     queue::MAX_BATCH,
-    sql::{CLAIM_SQL, RELEASE_SQL, placeholders},
+    sql::{CLAIM_SQL, RELEASE_SQL, lease_sql},
     tx::{begin_on, retry_lock_conflicts},
 };
 
@@ -47,23 +47,14 @@ impl MySqlQueue {
     /// Makes deliveries nobody received visible again at once, without
     /// counting their attempt. They share one token: one statement.
     async fn release(&self, claimed: Vec<Delivery>) {
-        let Some(Ok((_, token))) = claimed
-            .first()
-            .map(|d| flextide_queue_sql::decode_receipt(BACKEND, &d.receipt))
-        else {
-            return;
-        };
-        let released = sqlx::query(RELEASE_SQL)
-            .bind(&*self.name)
-            .bind(token)
-            .execute(&self.pool)
-            .await;
-        match released {
-            Ok(_) => self.notify.notify_waiters(),
-            Err(e) => {
-                tracing::warn!(queue = %self.name, error = %map_err(e), "flextide-queue-mysql: could not release the messages of a pop cut short; they come back after their lease")
-            }
-        }
+        release_claimed(BACKEND, &self.name, &claimed, &self.notify, |token| {
+            let release = sqlx::query(RELEASE_SQL)
+                .bind(&*self.name)
+                .bind(token)
+                .execute(&self.pool);
+            async move { release.await.map(drop).map_err(map_err) }
+        })
+        .await
     }
 
     /// Leases up to `max` messages in one short transaction: BEGIN, the
@@ -144,14 +135,7 @@ impl MySqlQueue {
             move_to_dead_letters(&mut tx, &[*seq], reason).await?;
         }
         if !deliver.is_empty() {
-            // A row inserted by hand with an empty id gets its stable
-            // foreign id on its first claim.
-            let sql = format!(
-                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ?, \
-                 id = IF(id = '', CONCAT(?, seq), id) WHERE seq IN ({})",
-                placeholders(deliver.len())
-            );
-            let mut update = sqlx::query(AssertSqlSafe(sql))
+            let mut update = sqlx::query(AssertSqlSafe(lease_sql(deliver.len())))
                 .bind(&token)
                 .bind(now.saturating_add(self.lease_ms))
                 .bind(foreign_id_prefix(BACKEND));

@@ -4,7 +4,7 @@ use flextide_queue_core::{DeadLetter, MessageId, Replay, Result, backend::max_at
 use flextide_queue_sql::{decode::dead_letter, detach};
 use sqlx::{AssertSqlSafe, MySqlConnection};
 
-use crate::{BACKEND, MySqlQueue, error::map_err};
+use crate::{BACKEND, MySqlQueue, error::map_err, sql::SWEEP_PROBE_SQL};
 
 use crate::{queue::MAX_BATCH, sql::placeholders, stats::delete_in_chunks, tx::begin};
 
@@ -85,17 +85,12 @@ impl MySqlQueue {
         let reason = max_attempts_reason(limit);
         loop {
             // A cheap non-locking probe on the lease index; usually empty.
-            let candidates: Vec<i64> = sqlx::query_scalar(concat!(
-                "SELECT seq FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_lease)
-                 WHERE queue = ? AND leased = 1 AND visible_at <= ",
-                now_ms!(),
-                " AND attempts >= ? LIMIT 500"
-            ))
-            .bind(&*self.name)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+            let candidates: Vec<i64> = sqlx::query_scalar(SWEEP_PROBE_SQL)
+                .bind(&*self.name)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
             if candidates.is_empty() {
                 return Ok(());
             }

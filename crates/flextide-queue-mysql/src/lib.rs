@@ -43,6 +43,16 @@ pub use flextide_queue_core::{
 pub use sqlx;
 pub use sqlx::mysql::{MySql, MySqlPool, MySqlPoolOptions};
 
+/// The library's statement texts, so the bench's raw sqlx baseline runs the
+/// very statements the library runs. Not part of the API.
+#[doc(hidden)]
+pub mod raw_sql {
+    pub use crate::sql::{
+        CLAIM_SQL, INSERT_PREFIX, INSERT_ROW, SWEEP_PROBE_SQL, delete_seqs_sql, lease_sql,
+        lock_for_delete_sql, placeholders,
+    };
+}
+
 /// The backend's short name, used in errors, logs and metrics.
 pub const BACKEND: &str = "mysql";
 

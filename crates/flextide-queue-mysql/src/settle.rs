@@ -10,7 +10,7 @@ use crate::{
     BACKEND, MySqlQueue,
     error::map_err,
     queue::MAX_BATCH,
-    sql::placeholders,
+    sql::{delete_seqs_sql, lock_for_delete_sql},
     tx::{begin, retry_lock_conflicts},
 };
 
@@ -178,10 +178,7 @@ impl MySqlQueue {
 
     pub(crate) async fn delete_chunk_tx(&self, keys: &[Wanted]) -> Result<Vec<(i64, String)>> {
         let mut tx = begin(&self.pool).await?;
-        let sql = format!(
-            "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
-            placeholders(keys.len())
-        );
+        let sql = lock_for_delete_sql(keys.len());
         let mut select = sqlx::query_as::<_, (i64, Option<String>)>(AssertSqlSafe(sql));
         for key in keys {
             select = select.bind(key.seq);
@@ -200,11 +197,7 @@ impl MySqlQueue {
             })
             .collect();
         if !held.is_empty() {
-            let sql = format!(
-                "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
-                placeholders(held.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(delete_seqs_sql(held.len())));
             for (seq, _) in &held {
                 query = query.bind(*seq);
             }

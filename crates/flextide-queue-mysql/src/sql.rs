@@ -6,7 +6,7 @@
 /// (no older row of the key exists, leased or delayed or not): the
 /// `NOT EXISTS` is a plain, non-locking read, so a head that another claimer
 /// holds locked still blocks the rest of its key.
-pub(crate) const CLAIM_SQL: &str = concat!(
+pub const CLAIM_SQL: &str = concat!(
     "SELECT m.seq, m.attempts, ",
     now_ms!(),
     " AS now, m.",
@@ -22,14 +22,16 @@ pub(crate) const CLAIM_SQL: &str = concat!(
     FOR UPDATE SKIP LOCKED"
 );
 
-pub(crate) const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
+/// The start of a push: the rows follow, one [`INSERT_ROW`] each.
+pub const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
     (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
 
-pub(crate) const INSERT_ROW: &str =
-    concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
+/// One row of a push. Binds: queue, id, payload, headers, priority,
+/// ordering key, delay ms.
+pub const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
 
 /// `?, ?, ?` with `n` placeholders (`n` ≥ 1).
-pub(crate) fn placeholders(n: usize) -> String {
+pub fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);
     for i in 0..n {
         if i > 0 {
@@ -38,6 +40,43 @@ pub(crate) fn placeholders(n: usize) -> String {
         s.push('?');
     }
     s
+}
+
+/// A cheap non-locking probe on the lease index for leased rows out of
+/// attempts; usually empty. Binds: queue, max attempts.
+pub const SWEEP_PROBE_SQL: &str = concat!(
+    "SELECT seq FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_lease)
+     WHERE queue = ? AND leased = 1 AND visible_at <= ",
+    now_ms!(),
+    " AND attempts >= ? LIMIT 500"
+);
+
+/// Leases `n` claimed rows; a row inserted by hand with an empty id gets
+/// its stable foreign id on its first claim. Binds: token, lease end,
+/// foreign id prefix, then the `n` seqs.
+pub fn lease_sql(n: usize) -> String {
+    format!(
+        "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ?, \
+         id = IF(id = '', CONCAT(?, seq), id) WHERE seq IN ({})",
+        placeholders(n)
+    )
+}
+
+/// Locks `n` rows a batch delete names, returning their current token.
+/// Binds: the `n` seqs, then the queue.
+pub fn lock_for_delete_sql(n: usize) -> String {
+    format!(
+        "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
+        placeholders(n)
+    )
+}
+
+/// Deletes `n` rows by seq (locked, their token checked). Binds: the seqs.
+pub fn delete_seqs_sql(n: usize) -> String {
+    format!(
+        "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
+        placeholders(n)
+    )
 }
 
 /// Gives back what a claim leased for a pop that is gone: visible now, the

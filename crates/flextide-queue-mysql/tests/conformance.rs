@@ -2,30 +2,25 @@
 //!
 //! `FLEXTIDE_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test cargo test -p flextide-queue-mysql --test conformance`
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use flextide_queue_conformance::{
-    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, Harness, HarnessSettings, Server, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_mysql::{MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate, sqlx};
+use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
 
 const VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
-
-/// Server-side ids of the connections each queue's pool opened, so
-/// `disrupt` can KILL them from another connection.
-type ConnectionIds = Arc<Mutex<HashMap<String, Vec<u64>>>>;
 
 struct MySqlHarness {
     /// The server: from the environment, or a container kept alive here.
     _server: flextide_queue_conformance::Located,
     url: String,
     admin: MySqlPool,
-    connections: ConnectionIds,
+    /// Server-side ids of the connections each queue's pool opened, so
+    /// `disrupt` can KILL them from another connection.
+    connections: Arc<PerQueue<u64>>,
 }
 
 #[async_trait]
@@ -50,7 +45,7 @@ impl Harness for MySqlHarness {
                     let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
                         .fetch_one(&mut *conn)
                         .await?;
-                    ids.lock().unwrap().entry(key).or_default().push(id);
+                    ids.add(&key, id);
                     Ok(())
                 })
             })
@@ -61,19 +56,12 @@ impl Harness for MySqlHarness {
     }
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
-        self.connections.lock().unwrap().remove(name);
+        self.connections.forget(name);
         drop_queue(&self.admin, name).await.map(|_| ())
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
-        let ids = self
-            .connections
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .cloned()
-            .unwrap_or_default();
-        for id in ids {
+        for id in self.connections.of(queue.queue_name()) {
             // KILL takes no placeholder; the id is a number we read ourselves.
             // An id already gone (error 1094) is fine.
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {id}")))
@@ -90,11 +78,8 @@ impl Harness for MySqlHarness {
     ) -> Result<bool, QueueError> {
         // What another producer writes with plain SQL: no id (the empty
         // string), no headers, its times on the database clock.
-        let (payload, headers) = match entry {
-            ForeignEntry::Plain(body) => (body.to_vec(), ""),
-            // Headers that are not the JSON object of strings we write.
-            ForeignEntry::Undecodable => (b"undecodable".to_vec(), "{not json"),
-            _ => return Ok(false),
+        let Some((payload, headers)) = foreign_row(entry) else {
+            return Ok(false);
         };
         sqlx::query(
             "INSERT INTO flextide_queue_messages (queue, id, payload, headers, enqueued_at, visible_at)
@@ -102,7 +87,7 @@ impl Harness for MySqlHarness {
         )
         .bind(queue.queue_name())
         .bind(payload)
-        .bind(headers)
+        .bind(headers.unwrap_or(""))
         .execute(&self.admin)
         .await
         .map_err(|e| QueueError::backend_error("mysql", false, e))?;
@@ -110,25 +95,15 @@ impl Harness for MySqlHarness {
     }
 
     fn settings(&self) -> HarnessSettings {
-        HarnessSettings {
-            can_disrupt: true,
-            foreign_plain: true,
-            foreign_undecodable: true,
-            ..HarnessSettings::default()
-        }
+        harness_settings(true)
     }
 }
 
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run("mysql", || async {
-        let located = match flextide_queue_conformance::locate(
-            VAR,
-            flextide_queue_conformance::Server::MariaDb,
-        )
-        .await
-        {
+        let located = match locate(VAR, Server::MariaDb).await {
             Ok(located) => located,
-            Err(why) => return Connect::NotConfigured(why),
+            Err(not_configured) => return not_configured,
         };
         let url = located.url.clone();
         let admin = match MySqlPoolOptions::new()

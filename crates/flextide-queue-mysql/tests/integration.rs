@@ -1,9 +1,12 @@
 //! MySQL-specific behaviour beyond the shared suite: concurrent claimers on a
-//! deep queue, lease expiry after a crash, `push_in_tx`, `migrate`, killed
-//! connections, ordering keys under SKIP LOCKED, error mapping.
+//! deep queue, lease expiry after a crash, `push_in_tx`, killed connections,
+//! ordering keys under SKIP LOCKED, settles, wake-ups and pops cut short.
+//! The schema and `migrate` are in `schema.rs`.
 //!
 //! Needs `FLEXTIDE_TEST_MYSQL_URL` (e.g. `mysql://root@127.0.0.1:3306/test`);
 //! shown as ignored without it unless `FLEXTIDE_TEST_REQUIRE` names `mysql`.
+
+mod common;
 
 use std::{
     collections::HashSet,
@@ -11,23 +14,16 @@ use std::{
     time::Duration,
 };
 
+use common::{setup, unique};
 use flextide_queue_conformance::integration_test;
 use flextide_queue_mysql::{
     MySqlPool, MySqlPoolOptions, MySqlQueue,
     core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay},
     drop_queue, migrate, sqlx,
 };
-
-fn unique(hint: &str) -> String {
-    format!("ft_it_{hint}_{}", &uuid_like()[..12])
-}
-
-fn uuid_like() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let a = RandomState::new().hash_one(std::time::SystemTime::now());
-    let b = RandomState::new().hash_one(std::thread::current().id());
-    format!("{a:016x}{b:016x}")
-}
+use flextide_queue_sql::test_support::{
+    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
+};
 
 /// A pool that records the server-side ids of its connections.
 async fn tracked_pool(url: &str, max: u32) -> (MySqlPool, Arc<Mutex<Vec<u64>>>) {
@@ -49,16 +45,6 @@ async fn tracked_pool(url: &str, max: u32) -> (MySqlPool, Arc<Mutex<Vec<u64>>>) 
         .await
         .expect("connect");
     (pool, ids)
-}
-
-async fn setup(url: &str) -> MySqlPool {
-    let pool = MySqlPoolOptions::new()
-        .max_connections(8)
-        .connect(url)
-        .await
-        .expect("connect");
-    migrate(&pool).await.expect("migrate");
-    pool
 }
 
 async fn kill_all(admin: &MySqlPool, ids: &Arc<Mutex<Vec<u64>>>) {
@@ -133,26 +119,7 @@ async fn a_crashed_consumers_lease_expiring_brings_the_message_back(url: String)
         .lease(Duration::from_millis(600))
         .max_attempts(Some(5));
     let q = MySqlQueue::from_pool(pool.clone(), &name, opts).unwrap();
-    let id = q.push(Message::new("work")).await.unwrap();
-    let first = q
-        .pop(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .expect("delivery");
-    // The consumer "crashes": it never settles. Nobody else sees the message meanwhile.
-    assert!(q.pop(Duration::from_millis(100)).await.unwrap().is_none());
-    let again = q
-        .pop(Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("redelivery after the lease");
-    assert_eq!(again.message.id, id);
-    assert_eq!(again.attempt, 2);
-    assert!(matches!(
-        q.delete(&first.receipt).await,
-        Err(QueueError::StaleReceipt { .. })
-    ));
-    q.delete(&again.receipt).await.unwrap();
+    check_crashed_consumer(&q).await;
     drop_queue(&pool, &name).await.unwrap();
 }
 
@@ -166,55 +133,18 @@ async fn push_in_tx_follows_the_transaction(url: String) {
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    assert!(q.pop(Duration::from_millis(200)).await.unwrap().is_none());
-    assert_eq!(q.stats().await.unwrap().depth, 0);
+    check_nothing_ready(&q).await;
 
     let mut tx = pool.begin().await.unwrap();
     let id = q
         .push_in_tx(&mut tx, Message::new("committed"))
         .await
         .unwrap();
-    // Not visible before the commit.
-    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    check_nothing_ready(&q).await;
     tx.commit().await.unwrap();
     q.notify_pushed();
-    let d = q
-        .pop(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .expect("committed message");
-    assert_eq!(d.message.id, id);
-    q.delete(&d.receipt).await.unwrap();
+    check_next_is(&q, &id).await;
     drop_queue(&pool, &name).await.unwrap();
-}
-
-async fn migrate_twice_and_concurrently_is_harmless(url: String) {
-    let pool = setup(&url).await;
-    let other = MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .unwrap();
-    let (a, b) = tokio::join!(migrate(&pool), migrate(&other));
-    a.unwrap();
-    b.unwrap();
-    migrate(&pool).await.unwrap();
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM flextide_queue_schema ORDER BY version")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        versions,
-        (1..=flextide_queue_mysql::MIGRATIONS.len() as i64).collect::<Vec<_>>()
-    );
-    let sqlx_table: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'flextide_queue_schema'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(sqlx_table, 1);
 }
 
 async fn killed_connections_mid_run_lose_nothing(url: String) {
@@ -466,31 +396,6 @@ async fn exhausted_attempts_dead_letter_and_replay(url: String) {
     drop_queue(&pool, &name).await.unwrap();
 }
 
-async fn missing_tables_ask_for_migrate(url: String) {
-    let admin = setup(&url).await;
-    let db = unique("nodb");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    let empty = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{base}/{db}"))
-        .await
-        .unwrap();
-    let q = MySqlQueue::from_pool(empty.clone(), "q", QueueOptions::default()).unwrap();
-    let err = q.push(Message::new("x")).await.unwrap_err();
-    empty.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    assert!(matches!(err, QueueError::Configuration { .. }), "{err}");
-    assert!(err.to_string().contains("migrate()"));
-    assert!(!err.is_retryable());
-}
-
 async fn wait_is_woken_by_a_push_in_this_process(url: String) {
     let pool = setup(&url).await;
     let name = unique("wake");
@@ -520,16 +425,8 @@ async fn pops_cut_short_leave_no_transaction_open(url: String) {
     migrate(&pool).await.expect("migrate");
     let name = unique("cut");
     let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
-    q.push(Message::new("bait")).await.unwrap();
-    for i in 0..600u64 {
-        // 0 to ~3 ms: before, during and after the BEGIN, the claim, the commit.
-        let cut = Duration::from_micros((i * 7919) % 3000);
-        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
-    }
-    // Every push from now on must be committed, on whichever connection.
-    for i in 0..40 {
-        q.push(Message::new(format!("m{i}"))).await.unwrap();
-    }
+    // Every push after the cuts must be committed, on whichever connection.
+    cut_pops_short_then_push_40(&q).await;
     let other = MySqlPoolOptions::new()
         .max_connections(1)
         .connect(&url)
@@ -551,76 +448,6 @@ async fn pops_cut_short_leave_no_transaction_open(url: String) {
     );
 }
 
-/// Another producer's plain INSERT names `priority` but not `pri_inv` (the
-/// claim index's column): the row must still be delivered in priority order.
-async fn a_plain_insert_with_a_priority_is_claimed_in_priority_order(url: String) {
-    let pool = setup(&url).await;
-    let name = unique("pri");
-    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
-    let low = q.push(Message::new("low")).await.unwrap();
-    sqlx::query(
-        "INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, enqueued_at, visible_at)
-         VALUES (?, 'urgent', 'urgent', '', 9, CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED), CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED))",
-    )
-    .bind(&name)
-    .execute(&pool)
-    .await
-    .unwrap();
-    let first = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
-    let second = q.pop(Duration::from_secs(2)).await.unwrap().unwrap();
-    assert_eq!(
-        (first.message.id.as_str(), first.message.priority),
-        ("urgent", 9)
-    );
-    assert_eq!(second.message.id, low);
-    drop_queue(&pool, &name).await.unwrap();
-}
-
-/// A database at schema version 1 (where writers filled `pri_inv` in, and
-/// another producer's rows kept its default) upgrades with its rows intact
-/// and in priority order.
-async fn an_old_schema_upgrades_with_its_rows(url: String) {
-    let admin = setup(&url).await;
-    let db = unique("old");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    let old = MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect(&format!("{base}/{db}"))
-        .await
-        .unwrap();
-    let v1 = &flextide_queue_mysql::MIGRATIONS[0];
-    sqlx::raw_sql(sqlx::AssertSqlSafe(v1.sql))
-        .execute(&old)
-        .await
-        .unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE flextide_queue_schema (version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL);
-         INSERT INTO flextide_queue_schema VALUES (1, 'create queue tables', 0);
-         INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, pri_inv, enqueued_at, visible_at)
-         VALUES ('q', 'ours-low', 'a', '', 0, 255, 1, 1), ('q', 'ours-high', 'b', '', 5, 250, 2, 2);
-         INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, enqueued_at, visible_at)
-         VALUES ('q', 'theirs', 'c', '', 9, 3, 3);",
-    )
-    .execute(&old)
-    .await
-    .unwrap();
-    migrate(&old).await.unwrap();
-    migrate(&old).await.unwrap();
-    let q = MySqlQueue::from_pool(old.clone(), "q", QueueOptions::default()).unwrap();
-    let popped = q.pop_batch(10, Duration::from_secs(2)).await.unwrap();
-    let ids: Vec<&str> = popped.iter().map(|d| d.message.id.as_str()).collect();
-    old.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    assert_eq!(ids, ["theirs", "ours-high", "ours-low"]);
-}
-
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "mysql",
@@ -629,17 +456,13 @@ fn main() -> std::process::ExitCode {
             integration_test!(concurrent_claimers_on_a_deep_queue_never_share_a_message).threads(2),
             integration_test!(a_crashed_consumers_lease_expiring_brings_the_message_back),
             integration_test!(push_in_tx_follows_the_transaction),
-            integration_test!(migrate_twice_and_concurrently_is_harmless),
             integration_test!(killed_connections_mid_run_lose_nothing).threads(2),
             integration_test!(the_call_after_a_kill_works),
             integration_test!(ordering_key_head_locked_by_another_claimer_blocks_the_key),
             integration_test!(delete_batch_reports_stale_receipts_by_index),
             integration_test!(exhausted_attempts_dead_letter_and_replay),
-            integration_test!(missing_tables_ask_for_migrate),
             integration_test!(wait_is_woken_by_a_push_in_this_process),
             integration_test!(pops_cut_short_leave_no_transaction_open),
-            integration_test!(a_plain_insert_with_a_priority_is_claimed_in_priority_order),
-            integration_test!(an_old_schema_upgrades_with_its_rows),
         ],
     )
 }

@@ -1,10 +1,5 @@
 //! Opening a PostgreSQL queue by URL, for the facade's registry.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
-
 use crate::{PostgresQueue, SCHEMES};
 
 /// Opens PostgreSQL queues from `postgres://` (or `postgresql://`) URLs,
@@ -21,64 +16,42 @@ use crate::{PostgresQueue, SCHEMES};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PostgresConnector;
 
-#[async_trait]
-impl Connector for PostgresConnector {
-    fn name(&self) -> &'static str {
-        crate::BACKEND
-    }
-
-    fn aliases(&self) -> &'static [&'static str] {
-        &["postgresql"]
-    }
-
-    fn schemes(&self) -> &'static [&'static str] {
-        SCHEMES
-    }
-
-    fn url_vars(&self) -> &'static [&'static str] {
-        &["DATABASE_URL"]
-    }
-
-    fn example_url(&self) -> &'static str {
-        "postgres://user:password@127.0.0.1:5432/app"
-    }
-
-    async fn open(
-        &self,
-        url: &str,
-        queue: &str,
-        options: QueueOptions,
-    ) -> Result<Arc<dyn QueueProvider>> {
+flextide_queue_sql::connector! {
+    PostgresConnector {
+        name: crate::BACKEND,
+        aliases: &["postgresql"],
+        schemes: SCHEMES,
+        default_url: None,
+        example_url: "postgres://user:password@127.0.0.1:5432/app",
         // `connect` reports a URL it cannot parse without quoting it, and
         // driver errors carry no connection options: no password leaks.
-        Ok(Arc::new(PostgresQueue::connect(url, queue, options).await?))
+        open(url, queue, options) => PostgresQueue::connect(url, queue, options),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use flextide_queue_sql::test_support::{check_open_hides_password, check_schemes};
+
     use super::*;
 
     #[test]
     fn schemes_are_the_crate_constant() {
-        assert_eq!(PostgresConnector.schemes(), SCHEMES);
-        assert!(PostgresConnector.accepts("POSTGRES://u@h/db"));
-        assert!(!PostgresConnector.accepts("sqlite::memory:"));
+        check_schemes(
+            &PostgresConnector,
+            SCHEMES,
+            "POSTGRES://u@h/db",
+            "sqlite::memory:",
+        );
     }
 
     #[tokio::test]
     async fn errors_never_show_the_password() {
-        for url in [
+        let urls = [
             "postgres://app:s3cret-pw@127.0.0.1:1/app?sslmode=bogus",
             "postgres://app:s3cret-pw@[::1/app",
             "postgres://app:s3cret-pw@127.0.0.1:1/app",
-        ] {
-            let e = PostgresConnector
-                .open(url, "q", QueueOptions::default())
-                .await
-                .expect_err(url)
-                .to_string();
-            assert!(!e.contains("s3cret-pw"), "{url}: {e}");
-        }
+        ];
+        check_open_hides_password(&PostgresConnector, &urls).await;
     }
 }

@@ -36,6 +36,41 @@ pub const BACKEND: &str = "postgres";
 /// The URL schemes [`PostgresConnector`] opens.
 pub const SCHEMES: &[&str] = &["postgres", "postgresql"];
 
+/// The library's hot-path statement texts for the default configuration
+/// (no schema, durable settles), so the bench's raw sqlx baseline runs the
+/// very statements the library runs. Not part of the API.
+#[doc(hidden)]
+pub mod raw_sql {
+    use crate::{PostgresConfig, sql::Statements};
+
+    fn default_statements() -> Statements {
+        let config = PostgresConfig::default();
+        Statements::new(&config.table_prefix(), config.durable_settle)
+    }
+
+    /// $1 queue, $2 id, $3 payload, $4 headers, $5 priority, $6 ordering
+    /// key, $7 delay ms, $8 channel.
+    pub fn push() -> String {
+        default_statements().push.to_string()
+    }
+
+    /// `push` with arrays from $2 to $7, for one batch.
+    pub fn push_batch() -> String {
+        default_statements().push_batch.to_string()
+    }
+
+    /// $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms,
+    /// $6 token, $7 foreign id prefix; returns `seq`, `payload`, ….
+    pub fn claim() -> String {
+        default_statements().claim.to_string()
+    }
+
+    /// $1 seqs, $2 tokens, $3 queue; returns the `seq` and `token` deleted.
+    pub fn delete_batch() -> String {
+        default_statements().delete_batch.to_string()
+    }
+}
+
 /// Removes every message and dead letter of queue `name` from the default
 /// schema; returns how many rows went. For tests and tooling.
 pub async fn drop_queue(pool: &sqlx::PgPool, name: &str) -> flextide_queue_core::Result<u64> {

@@ -1,20 +1,14 @@
 //! The queue handle and its `QueueProvider` implementation, which hands each
 //! operation to the file of its job (push, claim, settle, dead, stats).
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
-use async_trait::async_trait;
-use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueOptions, QueueProvider,
-    QueueStats, Receipt, Replay, Result, validate_queue_name,
-};
+use flextide_queue_core::{Capabilities, QueueOptions, Result, validate_queue_name};
 use flextide_queue_sql::MAX_DELAY;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::{
-    BACKEND, PostgresBackend, PostgresConfig, claim, dead, push, settle, sql::Statements, stats,
-};
+use crate::{BACKEND, PostgresBackend, PostgresConfig, sql::Statements};
 
 /// One named queue in PostgreSQL: rows of shared tables, claimed with
 /// `FOR UPDATE SKIP LOCKED`, woken by LISTEN/NOTIFY.
@@ -100,88 +94,14 @@ impl PostgresQueue {
     }
 }
 
-#[async_trait]
-impl QueueProvider for PostgresQueue {
-    fn queue_name(&self) -> &str {
-        &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            fifo: true,
-            ordering_key: true,
-            priority: true,
-            delay: true,
+flextide_queue_sql::queue_provider! {
+    PostgresQueue in crate {
+        backend: BACKEND,
+        name: |q| &q.name,
+        capabilities: |q| Capabilities {
             max_delay: Some(MAX_DELAY),
-            max_payload_bytes: self.backend.inner.config.max_payload_bytes,
-            max_batch: None,
-            extend_lease: true,
-            fenced_receipts: true,
-            dead_letters: true,
-            dedup: false,
-            exact_stats: true,
-            peek: true,
-            purge: true,
-        }
-    }
-
-    async fn push(&self, message: Message) -> Result<MessageId> {
-        push::push(self, message).await
-    }
-
-    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
-        push::push_batch(self, messages).await
-    }
-
-    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        claim::pop_batch(self, max, wait).await
-    }
-
-    async fn delete(&self, receipt: &Receipt) -> Result<()> {
-        settle::delete(self, receipt).await
-    }
-
-    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
-        settle::delete_batch(self, receipts).await
-    }
-
-    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
-        settle::nack(self, receipt, delay).await
-    }
-
-    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
-        settle::extend(self, receipt, by).await
-    }
-
-    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
-        settle::dead_letter(self, receipt, reason).await
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        dead::dead_letters(self, limit).await
-    }
-
-    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
-        dead::replay_dead_letters(self, which).await
-    }
-
-    async fn purge_dead_letters(&self) -> Result<u64> {
-        dead::purge_dead_letters(self).await
-    }
-
-    async fn peek(&self, limit: usize) -> Result<Vec<Message>> {
-        stats::peek(self, limit).await
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        stats::purge(self).await
-    }
-
-    async fn stats(&self) -> Result<QueueStats> {
-        stats::stats(self).await
-    }
-
-    fn backend_name(&self) -> &'static str {
-        BACKEND
+            max_payload_bytes: q.backend.inner.config.max_payload_bytes,
+            ..flextide_queue_sql::CAPABILITIES
+        },
     }
 }

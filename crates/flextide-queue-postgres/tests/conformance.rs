@@ -2,15 +2,14 @@
 //!
 //! Run with: `FLEXTIDE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p flextide-queue-postgres --test conformance`
 
-use std::{
-    collections::HashMap,
-    process::ExitCode,
-    sync::{Arc, Mutex},
-};
+use std::{process::ExitCode, sync::Arc};
 
-use flextide_queue_conformance::{Connect, ForeignEntry, Harness, HarnessSettings, async_trait};
+use flextide_queue_conformance::{
+    Connect, ForeignEntry, Harness, HarnessSettings, Server, async_trait,
+};
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
+use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
 
 const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
 
@@ -23,7 +22,7 @@ struct PgHarness {
     /// The application_name of every pool opened per queue name, so that
     /// `disrupt` kills exactly the connections of one case's queue, not
     /// those of cases running beside it.
-    pools: Mutex<HashMap<String, Vec<String>>>,
+    pools: PerQueue<String>,
 }
 
 #[async_trait]
@@ -44,28 +43,17 @@ impl Harness for PgHarness {
             .application_name(&app_name)
             .max_connections(6);
         let backend = PostgresBackend::connect(&self.url, config).await?;
-        self.pools
-            .lock()
-            .unwrap()
-            .entry(name.to_owned())
-            .or_default()
-            .push(app_name);
+        self.pools.add(name, app_name);
         Ok(Arc::new(backend.queue(name, options)?))
     }
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
-        self.pools.lock().unwrap().remove(name);
+        self.pools.forget(name);
         self.admin.drop_queue(name).await.map(drop)
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
-        let names = self
-            .pools
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .cloned()
-            .unwrap_or_default();
+        let names = self.pools.of(queue.queue_name());
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE application_name = ANY($1) AND pid <> pg_backend_pid()",
@@ -84,20 +72,19 @@ impl Harness for PgHarness {
     ) -> Result<bool, QueueError> {
         // What another producer would write with plain SQL: the queue and a
         // body, nothing else (schema version 2 fills in the rest).
-        let insert = match entry {
-            ForeignEntry::Plain(body) => {
+        let insert = match foreign_row(entry) {
+            Some((payload, None)) => {
                 sqlx::query("INSERT INTO flextide_queue_messages (queue, payload) VALUES ($1, $2)")
                     .bind(queue.queue_name().to_owned())
-                    .bind(body.to_vec())
+                    .bind(payload)
             }
-            // Headers that are not the JSON object of strings we write.
-            ForeignEntry::Undecodable => sqlx::query(
+            Some((payload, Some(headers))) => sqlx::query(
                 "INSERT INTO flextide_queue_messages (queue, payload, headers) VALUES ($1, $2, $3)",
             )
             .bind(queue.queue_name().to_owned())
-            .bind(b"undecodable".to_vec())
-            .bind("{not json"),
-            _ => return Ok(false),
+            .bind(payload)
+            .bind(headers),
+            None => return Ok(false),
         };
         insert
             .execute(self.admin.pool())
@@ -107,24 +94,14 @@ impl Harness for PgHarness {
     }
 
     fn settings(&self) -> HarnessSettings {
-        HarnessSettings {
-            can_disrupt: true,
-            foreign_plain: true,
-            foreign_undecodable: true,
-            ..HarnessSettings::default()
-        }
+        harness_settings(true)
     }
 }
 
 async fn connect() -> Connect<PgHarness> {
-    let located = match flextide_queue_conformance::locate(
-        URL_VAR,
-        flextide_queue_conformance::Server::Postgres,
-    )
-    .await
-    {
+    let located = match locate(URL_VAR, Server::Postgres).await {
         Ok(located) => located,
-        Err(why) => return Connect::NotConfigured(why),
+        Err(not_configured) => return not_configured,
     };
     let url = located.url.clone();
     let config = PostgresConfig::default()
@@ -135,7 +112,7 @@ async fn connect() -> Connect<PgHarness> {
             _server: located,
             url,
             admin,
-            pools: Mutex::new(HashMap::new()),
+            pools: PerQueue::default(),
         }),
         Err(e) => Connect::Failed(format!("connecting to {URL_VAR} failed: {e}")),
     }

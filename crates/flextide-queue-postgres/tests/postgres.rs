@@ -12,6 +12,9 @@ use std::{
 use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
+use flextide_queue_sql::test_support::{
+    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
+};
 
 fn app_name() -> String {
     format!(
@@ -119,28 +122,9 @@ async fn concurrent_claimers_never_share_a_message(url: String) {
 
 async fn crashed_consumer_lease_expires_and_message_returns(url: String) {
     let b = backend(&url, PostgresConfig::default()).await;
-    let (q, _c) = open(
-        &b,
-        &url,
-        "pg_crash",
-        QueueOptions::default().lease(Duration::from_millis(500)),
-    );
-    let id = q.push(Message::new("work")).await.unwrap();
-    let first = q.pop(Duration::ZERO).await.unwrap().expect("delivered");
-    // The consumer "crashes": never settles. Nobody else sees it meanwhile.
-    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
-    let again = q
-        .pop(Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("redelivered after the lease");
-    assert_eq!(again.message.id, id);
-    assert_eq!(again.attempt, 2);
-    assert!(matches!(
-        q.delete(&first.receipt).await,
-        Err(QueueError::StaleReceipt { .. })
-    ));
-    q.delete(&again.receipt).await.unwrap();
+    let lease = QueueOptions::default().lease(Duration::from_millis(500));
+    let (q, _c) = open(&b, &url, "pg_crash", lease);
+    check_crashed_consumer(&q).await;
 }
 
 async fn push_in_tx_follows_the_transaction(url: String) {
@@ -155,8 +139,7 @@ async fn push_in_tx_follows_the_transaction(url: String) {
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(q.stats().await.unwrap().depth, 0);
-    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    check_nothing_ready(&q).await;
 
     let mut tx = b.pool().begin().await.unwrap();
     let id = q
@@ -164,15 +147,9 @@ async fn push_in_tx_follows_the_transaction(url: String) {
         .await
         .unwrap();
     // Invisible to others until commit.
-    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    check_nothing_ready(&q).await;
     tx.commit().await.unwrap();
-    let d = q
-        .pop(Duration::from_secs(2))
-        .await
-        .unwrap()
-        .expect("committed message");
-    assert_eq!(d.message.id, id);
-    q.delete(&d.receipt).await.unwrap();
+    check_next_is(&q, &id).await;
 }
 
 async fn migrate_twice_and_concurrently_is_harmless(url: String) {
@@ -431,15 +408,7 @@ async fn ordering_keys_hold_under_concurrent_claims(url: String) {
 async fn pops_cut_short_leave_the_pool_healthy(url: String) {
     let b = backend(&url, PostgresConfig::default().max_connections(2)).await;
     let (q, _c) = open(&b, &url, "pg_cut", QueueOptions::default());
-    q.push(Message::new("bait")).await.unwrap();
-    for i in 0..600u64 {
-        // 0 to ~3 ms: before, during and after the claim statement.
-        let cut = Duration::from_micros((i * 7919) % 3000);
-        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
-    }
-    for i in 0..40 {
-        q.push(Message::new(format!("m{i}"))).await.unwrap();
-    }
+    cut_pops_short_then_push_40(&q).await;
     let other = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)

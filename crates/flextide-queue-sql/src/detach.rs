@@ -9,8 +9,8 @@ use std::{
     },
 };
 
-use flextide_queue_core::{QueueError, Result};
-use tokio::sync::oneshot;
+use flextide_queue_core::{Delivery, QueueError, Result};
+use tokio::sync::{Notify, oneshot};
 
 /// Runs `work` (one transaction, or one statement sqlx must not drop
 /// half-way) in a task of its own and waits for it.
@@ -100,6 +100,34 @@ where
     // Taken: nothing to give back when `waiting` drops now.
     waiting.rx = None;
     out.map_err(|_| QueueError::backend_error(backend, true, "a database task failed"))?
+}
+
+/// Gives back deliveries a claim leased for a pop that is gone (the
+/// `release` of [`detach_claim`]): they share one token, so `run(token)` is
+/// one statement making them visible again. Success wakes the queue's pops;
+/// a failure only logs, since the rows come back when their lease ends.
+pub async fn release_claimed<F, Fut>(
+    backend: &'static str,
+    queue: &str,
+    claimed: &[Delivery],
+    wake: &Notify,
+    run: F,
+) where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let Some(Ok((_, token))) = claimed
+        .first()
+        .map(|d| crate::decode_receipt(backend, &d.receipt))
+    else {
+        return;
+    };
+    match run(token.to_owned()).await {
+        Ok(()) => wake.notify_waiters(),
+        Err(error) => {
+            tracing::warn!(backend, queue, %error, "could not release the messages of a pop cut short; they come back after their lease")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,26 @@ pub mod decode;
 mod detach;
 mod error;
 mod migrate;
+mod provider;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod wake;
 
 pub use batch::{DeleteBatch, Wanted, copy_error};
 pub use codec::{MAX_DELAY, check_delay, decode_receipt, headers_text, millis, stale};
-pub use detach::{Presence, detach, detach_claim};
+pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};
+pub use provider::CAPABILITIES;
 pub use wake::waker;
+
+/// What the `queue_provider!` and `connector!` macros name, so a backend
+/// needs no `async-trait` of its own to use them. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use flextide_queue_core::{
+        Capabilities, Connector, DeadLetter, Delivery, Message, MessageId, QueueOptions,
+        QueueProvider, QueueStats, Receipt, Replay, Result,
+    };
+}

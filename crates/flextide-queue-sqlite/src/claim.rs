@@ -10,7 +10,7 @@ use flextide_queue_core::{
 use flextide_queue_sql::{
     Presence,
     decode::{Columns, foreign_id_prefix, in_delivery_order, sort_claimed},
-    detach_claim, millis,
+    detach_claim, millis, release_claimed,
 };
 use sqlx::Row;
 use tokio::time::Instant;
@@ -94,24 +94,16 @@ impl SqliteQueue {
     /// Makes deliveries nobody received visible again at once, without
     /// counting their attempt. They share one token: one statement.
     async fn release(&self, claimed: Vec<Delivery>) {
-        let Some(Ok((_, token))) = claimed
-            .first()
-            .map(|d| flextide_queue_sql::decode_receipt(BACKEND, &d.receipt))
-        else {
-            return;
-        };
-        let released = sqlx::query(RELEASE_SQL)
-            .bind(self.inner.name.as_str())
-            .bind(token)
-            .bind(backend::now_millis())
-            .execute(&self.inner.pool)
-            .await;
-        match released {
-            Ok(_) => self.inner.wake.notify_waiters(),
-            Err(e) => {
-                tracing::warn!(queue = %self.inner.name, error = %error::map(e), "flextide-queue-sqlite: could not release the messages of a pop cut short; they come back after their lease")
-            }
-        }
+        let inner = &self.inner;
+        release_claimed(BACKEND, &inner.name, &claimed, &inner.wake, |token| {
+            let release = sqlx::query(RELEASE_SQL)
+                .bind(inner.name.as_str())
+                .bind(token)
+                .bind(backend::now_millis())
+                .execute(&inner.pool);
+            async move { release.await.map(drop).map_err(error::map) }
+        })
+        .await
     }
 
     /// Moves a row the claim just leased but could not decode (another

@@ -1,10 +1,5 @@
 //! Opening a SQLite queue by URL, for the facade's registry.
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
-
 use crate::{SCHEMES, SqliteQueue};
 
 /// Opens SQLite queues from `sqlite:` URLs (`sqlite://jobs.db?mode=rwc`,
@@ -21,50 +16,29 @@ use crate::{SCHEMES, SqliteQueue};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SqliteConnector;
 
-#[async_trait]
-impl Connector for SqliteConnector {
-    fn name(&self) -> &'static str {
-        crate::BACKEND
-    }
-
-    fn schemes(&self) -> &'static [&'static str] {
-        SCHEMES
-    }
-
-    fn url_vars(&self) -> &'static [&'static str] {
-        &["DATABASE_URL"]
-    }
-
-    /// A file in the working directory, created when missing.
-    fn default_url(&self) -> Option<&'static str> {
-        Some("sqlite://flextide.db?mode=rwc")
-    }
-
-    fn example_url(&self) -> &'static str {
-        "sqlite://flextide.db?mode=rwc"
-    }
-
-    async fn open(
-        &self,
-        url: &str,
-        queue: &str,
-        options: QueueOptions,
-    ) -> Result<Arc<dyn QueueProvider>> {
-        Ok(Arc::new(SqliteQueue::connect(url, queue, options).await?))
+flextide_queue_sql::connector! {
+    SqliteConnector {
+        name: crate::BACKEND,
+        aliases: &[],
+        schemes: SCHEMES,
+        // A file in the working directory, created when missing.
+        default_url: Some("sqlite://flextide.db?mode=rwc"),
+        example_url: "sqlite://flextide.db?mode=rwc",
+        open(url, queue, options) => SqliteQueue::connect(url, queue, options),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use flextide_queue_core::Message;
+    use flextide_queue_core::{Connector, Message, QueueOptions};
+    use flextide_queue_sql::test_support::check_schemes;
 
     use super::*;
 
     #[test]
     fn schemes_are_the_crate_constant() {
-        assert_eq!(SqliteConnector.schemes(), SCHEMES);
-        assert!(SqliteConnector.accepts(SqliteConnector.default_url().unwrap()));
-        assert!(!SqliteConnector.accepts("mysql://u@h/db"));
+        let default = SqliteConnector.default_url().unwrap();
+        check_schemes(&SqliteConnector, SCHEMES, default, "mysql://u@h/db");
     }
 
     #[tokio::test]

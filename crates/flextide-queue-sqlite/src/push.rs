@@ -8,7 +8,10 @@ use flextide_queue_core::{Message, QueueError};
 use flextide_queue_sql::{headers_text, millis};
 use sqlx::{QueryBuilder, Sqlite, sqlite::SqliteConnection};
 
-use crate::{BACKEND, CAPABILITIES, SqliteQueue, error};
+use crate::{
+    BACKEND, CAPABILITIES, SqliteQueue, error,
+    sql::{INSERT_HEAD, INSERT_SQL},
+};
 
 pub(crate) async fn push(q: &SqliteQueue, message: Message) -> Result<MessageId> {
     q.check_message(&message)?;
@@ -81,10 +84,7 @@ impl SqliteQueue {
     where
         E: sqlx::Executor<'e, Database = Sqlite>,
     {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO flextide_queue_messages \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) ",
-        );
+        let mut insert = QueryBuilder::<Sqlite>::new(INSERT_HEAD);
         insert.push_values(chunk, |mut row, m| {
             row.push_bind(self.inner.name.as_str())
                 .push_bind(m.id.as_str())
@@ -105,22 +105,18 @@ impl SqliteQueue {
         message: &Message,
     ) -> Result<()> {
         let now = backend::now_millis();
-        sqlx::query(
-            "INSERT INTO flextide_queue_messages \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(self.inner.name.as_str())
-        .bind(message.id.as_str())
-        .bind(message.payload.as_ref())
-        .bind(headers_text(message))
-        .bind(i64::from(message.priority))
-        .bind(message.ordering_key.as_deref())
-        .bind(now)
-        .bind(now.saturating_add(millis(message.delay.unwrap_or_default())))
-        .execute(conn)
-        .await
-        .map_err(error::map)?;
+        sqlx::query(INSERT_SQL)
+            .bind(self.inner.name.as_str())
+            .bind(message.id.as_str())
+            .bind(message.payload.as_ref())
+            .bind(headers_text(message))
+            .bind(i64::from(message.priority))
+            .bind(message.ordering_key.as_deref())
+            .bind(now)
+            .bind(now.saturating_add(millis(message.delay.unwrap_or_default())))
+            .execute(conn)
+            .await
+            .map_err(error::map)?;
         Ok(())
     }
 }

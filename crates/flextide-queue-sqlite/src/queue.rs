@@ -1,25 +1,17 @@
 //! The queue handle and its `QueueProvider` implementation, which hands each
 //! operation to the file of its job (push, claim, settle, dead, stats).
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
-use async_trait::async_trait;
 use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, QueueOptions, QueueProvider, QueueStats, Receipt,
-    Replay,
-};
-use flextide_queue_core::{
-    MessageId, Result,
+    Message, MessageId, QueueOptions, Result,
     backend::{self},
     validate_queue_name,
 };
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
-use crate::{
-    BACKEND, CAPABILITIES, PoolSettings, SqliteQueueBuilder, builder::Source, claim, connect, dead,
-    push, settle, stats,
-};
+use crate::{BACKEND, CAPABILITIES, PoolSettings, SqliteQueueBuilder, builder::Source, connect};
 
 /// A queue stored in a SQLite database, file or in-memory.
 ///
@@ -168,73 +160,10 @@ impl SqliteQueue {
     }
 }
 
-#[async_trait]
-impl QueueProvider for SqliteQueue {
-    fn queue_name(&self) -> &str {
-        &self.inner.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
-    }
-
-    fn backend_name(&self) -> &'static str {
-        BACKEND
-    }
-
-    async fn push(&self, message: Message) -> Result<MessageId> {
-        push::push(self, message).await
-    }
-
-    async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
-        push::push_batch(self, messages).await
-    }
-
-    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
-        claim::pop_batch(self, max, wait).await
-    }
-
-    async fn delete(&self, receipt: &Receipt) -> Result<()> {
-        settle::delete(self, receipt).await
-    }
-
-    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
-        settle::delete_batch(self, receipts).await
-    }
-
-    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
-        settle::nack(self, receipt, delay).await
-    }
-
-    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
-        settle::extend(self, receipt, by).await
-    }
-
-    async fn dead_letter(&self, receipt: &Receipt, reason: &str) -> Result<()> {
-        settle::dead_letter(self, receipt, reason).await
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        dead::dead_letters(self, limit).await
-    }
-
-    async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
-        dead::replay_dead_letters(self, which).await
-    }
-
-    async fn purge_dead_letters(&self) -> Result<u64> {
-        dead::purge_dead_letters(self).await
-    }
-
-    async fn peek(&self, limit: usize) -> Result<Vec<Message>> {
-        stats::peek(self, limit).await
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        stats::purge(self).await
-    }
-
-    async fn stats(&self) -> Result<QueueStats> {
-        stats::stats(self).await
+flextide_queue_sql::queue_provider! {
+    SqliteQueue in crate {
+        backend: BACKEND,
+        name: |q| &q.inner.name,
+        capabilities: |_q| CAPABILITIES,
     }
 }

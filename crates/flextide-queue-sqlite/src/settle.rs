@@ -8,9 +8,8 @@ use flextide_queue_core::{
     backend::{self},
 };
 use flextide_queue_sql::{DeleteBatch, millis};
-use sqlx::{QueryBuilder, Sqlite};
 
-use crate::{BACKEND, SqliteQueue, error};
+use crate::{BACKEND, SqliteQueue, error, sql};
 
 pub(crate) async fn delete(q: &SqliteQueue, receipt: &Receipt) -> Result<()> {
     let (seq, token) = q.decode(receipt)?;
@@ -36,21 +35,8 @@ pub(crate) async fn delete_batch(q: &SqliteQueue, receipts: &[Receipt]) -> Resul
     let mut batch = DeleteBatch::new(BACKEND, receipts);
     let wanted = batch.wanted().to_vec();
     for chunk in wanted.chunks(DELETE_CHUNK) {
-        let mut delete =
-            QueryBuilder::<Sqlite>::new("DELETE FROM flextide_queue_messages WHERE queue = ");
-        delete
-            .push_bind(q.inner.name.as_str())
-            .push(" AND (seq, token) IN (VALUES ");
-        let mut list = delete.separated(", ");
-        for w in chunk {
-            list.push("(")
-                .push_bind_unseparated(w.seq)
-                .push_unseparated(", ")
-                .push_bind_unseparated(w.token.as_str())
-                .push_unseparated(")");
-        }
-        delete.push(") RETURNING seq, token");
-        match delete
+        let rows = chunk.iter().map(|w| (w.seq, w.token.as_str()));
+        match sql::delete_batch(&q.inner.name, rows)
             .build_query_as::<(i64, String)>()
             .fetch_all(&q.inner.pool)
             .await

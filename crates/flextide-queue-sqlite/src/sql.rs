@@ -1,11 +1,52 @@
 //! Statement texts used on the hot path, whose query plans a test checks.
 
+use sqlx::{QueryBuilder, Sqlite};
+
+/// The start of a push: `VALUES` and the rows follow. Each row binds queue,
+/// id, payload, headers, priority, ordering key, enqueued at, visible at.
+macro_rules! insert_head {
+    () => {
+        "INSERT INTO flextide_queue_messages \
+         (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) "
+    };
+}
+
+/// [`INSERT_SQL`] without its row, for a multi-row `push_values`.
+pub const INSERT_HEAD: &str = insert_head!();
+
+/// One push. Binds: queue, id, payload, headers, priority, ordering key,
+/// enqueued at, visible at.
+pub const INSERT_SQL: &str = concat!(insert_head!(), "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+
+/// Deletes the rows of `queue` whose (seq, token) pair is in `rows`,
+/// returning the seq and token of each deleted.
+pub fn delete_batch<'a>(
+    queue: &'a str,
+    rows: impl IntoIterator<Item = (i64, &'a str)>,
+) -> QueryBuilder<Sqlite> {
+    let mut delete =
+        QueryBuilder::<Sqlite>::new("DELETE FROM flextide_queue_messages WHERE queue = ");
+    delete
+        .push_bind(queue)
+        .push(" AND (seq, token) IN (VALUES ");
+    let mut list = delete.separated(", ");
+    for (seq, token) in rows {
+        list.push("(")
+            .push_bind_unseparated(seq)
+            .push_unseparated(", ")
+            .push_bind_unseparated(token)
+            .push_unseparated(")");
+    }
+    delete.push(") RETURNING seq, token");
+    delete
+}
+
 /// Leases up to ?6 available messages in one atomic statement. Only the head
 /// (lowest seq) of an ordering key is claimable, so a key is blocked while
 /// its head is leased or not yet due. Binds: token, lease end, queue, now,
 /// max attempts, limit, foreign id prefix. A row another producer inserted
 /// with an empty id gets its stable foreign id (`sqlite-<seq>`) here.
-pub(crate) const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2, \
+pub const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2, \
      id = CASE WHEN id = '' THEN ?7 || seq ELSE id END \
      WHERE seq IN ( \
        SELECT m.seq FROM flextide_queue_messages AS m \
@@ -27,7 +68,7 @@ pub(crate) const RELEASE_SQL: &str = "UPDATE flextide_queue_messages \
 
 /// Whether any expired lease must be dead-lettered or dropped (purged).
 /// Binds: queue, now, max attempts.
-pub(crate) const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \
+pub const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \
      WHERE queue = ?1 AND token IS NOT NULL AND visible_at <= ?2 AND (purged = 1 OR attempts >= ?3))";
 
 #[cfg(test)]

@@ -1,14 +1,21 @@
-//! MariaDB / MySQL beside raw sqlx running the library's statements (copied
-//! from flextide-queue-mysql/src/queue.rs) in the same transactions, on a
-//! pool of the same size.
+//! MariaDB / MySQL beside raw sqlx running the library's statements (its
+//! own texts, from `flextide_queue_mysql::raw_sql`) in the same
+//! transactions, on a pool of the same size.
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use flextide_queue_core::{QueueProvider, backend::new_token};
+use flextide_queue_core::{
+    QueueProvider,
+    backend::{foreign_id, new_token},
+};
 use flextide_queue_mysql::{
     DEFAULT_MAX_PAYLOAD_BYTES, MySql, MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate,
+    raw_sql::{
+        CLAIM_SQL, INSERT_PREFIX, INSERT_ROW, SWEEP_PROBE_SQL, delete_seqs_sql, lease_sql,
+        lock_for_delete_sql,
+    },
     sqlx::{self, AssertSqlSafe, Row, Transaction},
 };
 
@@ -18,38 +25,6 @@ use crate::driver::{Driver, Handle, Popped, Res, expect_handles};
 const URL_VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
 const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const POOL: u32 = 10;
-
-macro_rules! now_ms {
-    () => {
-        "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
-    };
-}
-
-const CLAIM_SQL: &str = concat!(
-    "SELECT m.seq, m.attempts, ",
-    now_ms!(),
-    ", m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at",
-    " FROM flextide_queue_messages m FORCE INDEX (flextide_queue_messages_claim)
-    WHERE m.queue = ? AND m.visible_at <= ",
-    now_ms!(),
-    " AND (m.ordering_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM flextide_queue_messages e FORCE INDEX (flextide_queue_messages_key)
-        WHERE e.queue = m.queue AND e.ordering_key = m.ordering_key AND e.seq < m.seq))
-    ORDER BY m.pri_inv, m.seq
-    LIMIT ?
-    FOR UPDATE SKIP LOCKED"
-);
-
-const SWEEP_PROBE_SQL: &str = concat!(
-    "SELECT seq FROM flextide_queue_messages FORCE INDEX (flextide_queue_messages_lease)
-     WHERE queue = ? AND leased = 1 AND visible_at <= ",
-    now_ms!(),
-    " AND attempts >= ? LIMIT 500"
-);
-
-const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
-    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
-const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
 
 /// One pool for the library, one of the same size for the raw client.
 #[derive(Debug)]
@@ -72,10 +47,6 @@ impl My {
             .await?;
         Ok(My { pool, raw_pool })
     }
-}
-
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
 }
 
 async fn begin(pool: &MySqlPool) -> Res<Transaction<'static, MySql>> {
@@ -201,20 +172,21 @@ impl Driver for RawMy {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
-            let now: i64 = rows[0].try_get(2)?;
+            let now: i64 = rows[0].try_get("now")?;
             let token: Arc<str> = new_token().into();
-            let sql = format!(
-                "UPDATE flextide_queue_messages SET leased = 1, token = ?, attempts = attempts + 1, visible_at = ? WHERE seq IN ({})",
-                placeholders(rows.len())
-            );
-            let mut update = sqlx::query(AssertSqlSafe(sql))
+            let mut update = sqlx::query(AssertSqlSafe(lease_sql(rows.len())))
                 .bind(&*token)
-                .bind(now + options().lease.as_millis() as i64);
+                .bind(now + options().lease.as_millis() as i64)
+                .bind(
+                    foreign_id(flextide_queue_mysql::BACKEND, "")
+                        .as_str()
+                        .to_owned(),
+                );
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                let seq: i64 = r.try_get(0)?;
+                let seq: i64 = r.try_get("seq")?;
                 update = update.bind(seq);
-                let payload: Vec<u8> = r.try_get(4)?;
+                let payload: Vec<u8> = r.try_get("payload")?;
                 out.push(Popped {
                     payload: Bytes::from(payload),
                     handle: Handle::Row(seq, token.clone()),
@@ -238,11 +210,7 @@ impl Driver for RawMy {
                 }
             })?;
             let mut tx = begin(&this.pool).await?;
-            let sql = format!(
-                "SELECT seq, token FROM flextide_queue_messages WHERE seq IN ({}) AND queue = ? FOR UPDATE",
-                placeholders(rows.len())
-            );
-            let mut select = sqlx::query(AssertSqlSafe(sql));
+            let mut select = sqlx::query(AssertSqlSafe(lock_for_delete_sql(rows.len())));
             for (seq, _) in &rows {
                 select = select.bind(*seq);
             }
@@ -262,11 +230,7 @@ impl Driver for RawMy {
                 })
                 .map(|r| r.0)
                 .collect();
-            let sql = format!(
-                "DELETE FROM flextide_queue_messages WHERE seq IN ({})",
-                placeholders(held.len())
-            );
-            let mut delete = sqlx::query(AssertSqlSafe(sql));
+            let mut delete = sqlx::query(AssertSqlSafe(delete_seqs_sql(held.len())));
             for seq in &held {
                 delete = delete.bind(*seq);
             }

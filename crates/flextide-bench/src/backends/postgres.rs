@@ -1,13 +1,17 @@
 //! PostgreSQL: the library beside raw sqlx running the same statements
-//! (copied from flextide-queue-postgres/src/sql.rs) on the same tables.
+//! (the library's own texts, from `flextide_queue_postgres::raw_sql`) on
+//! the same tables.
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use flextide_queue_core::{QueueProvider, backend::new_token};
+use flextide_queue_core::{
+    QueueProvider,
+    backend::{foreign_id, max_attempts_reason, new_token},
+};
 use flextide_queue_postgres::{
-    PostgresBackend, PostgresConfig,
+    PostgresBackend, PostgresConfig, raw_sql,
     sqlx::{
         self, AssertSqlSafe, PgPool, Row,
         postgres::{PgListener, PgPoolOptions},
@@ -43,77 +47,6 @@ impl Pg {
         Ok(Pg { backend, raw_pool })
     }
 }
-
-/// The library's hot-path statements, with the default table names.
-const NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
-
-fn push_sql() -> String {
-    format!(
-        "WITH t AS (SELECT {NOW} AS now),
-         ins AS (
-            INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-            SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + $7 FROM t
-         )
-         SELECT pg_notify($8, $1)"
-    )
-}
-
-fn push_batch_sql() -> String {
-    format!(
-        "WITH t AS (SELECT {NOW} AS now),
-         ins AS (
-            INSERT INTO flextide_queue_messages (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-            SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay
-            FROM t, UNNEST($2::text[], $3::bytea[], $4::text[], $5::int2[], $6::text[], $7::int8[])
-                 WITH ORDINALITY AS u(id, payload, headers, priority, okey, delay, ord)
-            ORDER BY u.ord
-         )
-         SELECT pg_notify($8, $1)"
-    )
-}
-
-fn claim_sql() -> String {
-    let m = "flextide_queue_messages";
-    let d = "flextide_queue_dead_letters";
-    format!(
-        "WITH t AS MATERIALIZED (SELECT {NOW} AS now),
-         swept AS (
-            DELETE FROM {m} WHERE seq IN (
-                SELECT seq FROM {m}
-                WHERE queue = $1 AND attempts > 0 AND visible_at <= (SELECT now FROM t)
-                  AND (attempts >= $2 OR purged)
-                FOR UPDATE SKIP LOCKED)
-            RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
-         ),
-         swept_dead AS (
-            INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
-            SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $3, (SELECT now FROM t)
-            FROM swept WHERE NOT purged ORDER BY seq
-         ),
-         picked AS (
-            SELECT c.seq FROM {m} c
-            WHERE c.queue = $1 AND c.visible_at <= (SELECT now FROM t)
-              AND c.attempts < $2 AND NOT c.purged
-              AND (c.ordering_key IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM {m} h
-                    WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
-                      AND h.seq NOT IN (SELECT seq FROM swept)))
-            ORDER BY c.priority DESC, c.seq
-            LIMIT $4
-            FOR UPDATE OF c SKIP LOCKED
-         )
-         UPDATE {m} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5
-         FROM picked WHERE m.seq = picked.seq
-         RETURNING m.seq, m.payload"
-    )
-}
-
-/// The library's statement, down to `(m.queue = $3) IS TRUE`, which keeps
-/// the planner on the primary key whatever the statistics say.
-const DELETE_BATCH_SQL: &str =
-    "DELETE FROM flextide_queue_messages m USING UNNEST($1::int8[], $2::text[]) AS r(seq, token)
-     WHERE m.seq = r.seq AND m.token = r.token AND (m.queue = $3) IS TRUE
-     RETURNING m.seq";
 
 #[async_trait]
 impl Backend for Pg {
@@ -188,14 +121,15 @@ impl Backend for Pg {
             queue: queue.to_owned(),
             wake,
             listener: task,
-            push: push_sql(),
-            push_batch: push_batch_sql(),
-            claim: claim_sql(),
+            push: raw_sql::push(),
+            push_batch: raw_sql::push_batch(),
+            claim: raw_sql::claim(),
+            delete_batch: raw_sql::delete_batch(),
             max_attempts: options().max_attempts.map_or(i32::MAX, |n| n as i32),
-            reason: format!(
-                "max attempts exceeded ({})",
-                options().max_attempts.unwrap_or(0)
-            ),
+            reason: max_attempts_reason(options().max_attempts.unwrap_or(i32::MAX as u32)),
+            foreign_ids: foreign_id(flextide_queue_postgres::BACKEND, "")
+                .as_str()
+                .to_owned(),
             lease_ms: options().lease.as_millis() as i64,
         })))
     }
@@ -210,8 +144,11 @@ struct RawPg {
     push: String,
     push_batch: String,
     claim: String,
+    delete_batch: String,
     max_attempts: i32,
     reason: String,
+    /// What the claim prefixes a foreign row's seq with to make its id.
+    foreign_ids: String,
     lease_ms: i64,
 }
 
@@ -227,12 +164,13 @@ impl RawPg {
             .bind(max as i64)
             .bind(self.lease_ms)
             .bind(&*token)
+            .bind(&self.foreign_ids)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
-                let seq: i64 = r.try_get(0)?;
-                let payload: Vec<u8> = r.try_get(1)?;
+                let seq: i64 = r.try_get("seq")?;
+                let payload: Vec<u8> = r.try_get("payload")?;
                 Ok(Popped {
                     payload: Bytes::from(payload),
                     handle: Handle::Row(seq, token.clone()),
@@ -305,7 +243,7 @@ impl Driver for RawPg {
         })?;
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
         let tokens: Vec<&str> = rows.iter().map(|r| &*r.1).collect();
-        let deleted: Vec<i64> = sqlx::query_scalar(DELETE_BATCH_SQL)
+        let deleted = sqlx::query(AssertSqlSafe(self.delete_batch.clone()))
             .bind(seqs)
             .bind(tokens)
             .bind(&self.queue)

@@ -1,6 +1,6 @@
 //! SQLite (a file in the temp folder, WAL, the library's default pool
-//! settings) beside raw sqlx running the library's statements (copied from
-//! flextide-queue-sqlite/src/lib.rs) on the same pool.
+//! settings) beside raw sqlx running the library's statements (its own
+//! texts, from `flextide_queue_sqlite::raw_sql`) on the same pool.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use flextide_queue_core::{
     QueueProvider,
-    backend::{new_token, now_millis},
+    backend::{foreign_id, new_token, now_millis},
 };
 use flextide_queue_sqlite::{
     SqlitePool, SqliteQueue, connect_pool, drop_queue, migrate,
+    raw_sql::{CLAIM_SQL, INSERT_HEAD, INSERT_SQL, SWEEP_CHECK_SQL, delete_batch},
     sqlx::{self, QueryBuilder, Row, Sqlite as Db},
 };
 
@@ -44,21 +45,6 @@ impl Drop for Sqlite {
         }
     }
 }
-
-const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, attempts = attempts + 1, visible_at = ?2 \
-     WHERE seq IN ( \
-       SELECT m.seq FROM flextide_queue_messages AS m \
-       WHERE m.queue = ?3 AND m.visible_at <= ?4 AND m.purged = 0 \
-         AND (m.token IS NULL OR m.attempts < ?5) \
-         AND (m.ordering_key IS NULL OR m.seq = ( \
-           SELECT MIN(k.seq) FROM flextide_queue_messages AS k \
-           WHERE k.queue = ?3 AND k.ordering_key = m.ordering_key)) \
-       ORDER BY m.priority DESC, m.seq \
-       LIMIT ?6) \
-     RETURNING seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
-
-const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \
-     WHERE queue = ?1 AND token IS NOT NULL AND visible_at <= ?2 AND (purged = 1 OR attempts >= ?3))";
 
 #[async_trait]
 impl Backend for Sqlite {
@@ -139,27 +125,20 @@ impl Driver for RawSqlite {
             .map(|_| uuid::Uuid::now_v7().to_string())
             .collect();
         if batch.len() == 1 {
-            sqlx::query(
-                "INSERT INTO flextide_queue_messages \
-                 (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&self.queue)
-            .bind(&ids[0])
-            .bind(&batch[0][..])
-            .bind("")
-            .bind(0i64)
-            .bind(None::<&str>)
-            .bind(now)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+            sqlx::query(INSERT_SQL)
+                .bind(&self.queue)
+                .bind(&ids[0])
+                .bind(&batch[0][..])
+                .bind("")
+                .bind(0i64)
+                .bind(None::<&str>)
+                .bind(now)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
             return Ok(());
         }
-        let mut insert = QueryBuilder::<Db>::new(
-            "INSERT INTO flextide_queue_messages \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) ",
-        );
+        let mut insert = QueryBuilder::<Db>::new(INSERT_HEAD);
         insert.push_values(batch.iter().zip(&ids), |mut row, (p, id)| {
             row.push_bind(self.queue.as_str())
                 .push_bind(id.as_str())
@@ -191,6 +170,11 @@ impl Driver for RawSqlite {
             .bind(now)
             .bind(max_attempts)
             .bind(max as i64)
+            .bind(
+                foreign_id(flextide_queue_sqlite::BACKEND, "")
+                    .as_str()
+                    .to_owned(),
+            )
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -213,21 +197,13 @@ impl Driver for RawSqlite {
                 None
             }
         })?;
-        let mut delete =
-            QueryBuilder::<Db>::new("DELETE FROM flextide_queue_messages WHERE queue = ");
-        delete
-            .push_bind(self.queue.as_str())
-            .push(" AND (seq, token) IN (VALUES ");
-        let mut list = delete.separated(", ");
-        for (seq, token) in &rows {
-            list.push("(")
-                .push_bind_unseparated(*seq)
-                .push_unseparated(", ")
-                .push_bind_unseparated(&**token)
-                .push_unseparated(")");
-        }
-        delete.push(") RETURNING seq");
-        let deleted: Vec<i64> = delete.build_query_scalar().fetch_all(&self.pool).await?;
+        let deleted = delete_batch(
+            &self.queue,
+            rows.iter().map(|(seq, token)| (*seq, &**token)),
+        )
+        .build()
+        .fetch_all(&self.pool)
+        .await?;
         if deleted.len() != rows.len() {
             return Err(format!("raw delete removed {} of {}", deleted.len(), rows.len()).into());
         }

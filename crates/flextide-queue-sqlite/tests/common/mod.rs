@@ -47,12 +47,8 @@ pub async fn write_foreign(
     queue: &str,
     entry: flextide_queue_conformance::ForeignEntry,
 ) -> Result<bool, flextide_queue_core::QueueError> {
-    use flextide_queue_conformance::ForeignEntry;
-    let (payload, headers) = match entry {
-        ForeignEntry::Plain(body) => (body.to_vec(), ""),
-        // Headers that are not the JSON object of strings the crate writes.
-        ForeignEntry::Undecodable => (b"undecodable".to_vec(), "{not json"),
-        _ => return Ok(false),
+    let Some((payload, headers)) = flextide_queue_sql::test_support::foreign_row(entry) else {
+        return Ok(false);
     };
     let now = flextide_queue_core::backend::now_millis();
     flextide_queue_sqlite::sqlx::query(
@@ -61,7 +57,7 @@ pub async fn write_foreign(
     )
     .bind(queue)
     .bind(payload)
-    .bind(headers)
+    .bind(headers.unwrap_or(""))
     .bind(now)
     .execute(pool)
     .await
@@ -71,9 +67,5 @@ pub async fn write_foreign(
 
 /// The settings of a harness that implements [`write_foreign`].
 pub fn settings() -> flextide_queue_conformance::HarnessSettings {
-    flextide_queue_conformance::HarnessSettings {
-        foreign_plain: true,
-        foreign_undecodable: true,
-        ..Default::default()
-    }
+    flextide_queue_sql::test_support::harness_settings(false)
 }

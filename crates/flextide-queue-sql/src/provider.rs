@@ -1,0 +1,235 @@
+//! What the three SQL backends' queue handles have in common as
+//! `QueueProvider`s and `Connector`s: the capabilities of a table-backed
+//! queue, the delegating trait impl, and the connector shape.
+
+use flextide_queue_core::Capabilities;
+
+/// What a queue stored in SQL tables supports: FIFO by sequence, ordering
+/// keys, priorities, delays, leases with fencing tokens, dead letters, exact
+/// counts, peek and purge; no deduplication. No limits: an engine that has
+/// them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    fifo: true,
+    ordering_key: true,
+    priority: true,
+    delay: true,
+    max_delay: None,
+    max_payload_bytes: None,
+    max_batch: None,
+    extend_lease: true,
+    fenced_receipts: true,
+    dead_letters: true,
+    dedup: false,
+    exact_stats: true,
+    peek: true,
+    purge: true,
+};
+
+/// Implements `QueueProvider` for a SQL queue handle by handing each
+/// operation to the backend's file of its job: `push::{push, push_batch}`,
+/// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
+/// dead_letter}`, `dead::{dead_letters, replay_dead_letters,
+/// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
+/// handle first. The backends keep one layout so that this list is the same
+/// for all three; anything beyond it (`close`) is added after the fields.
+///
+/// ```ignore
+/// flextide_queue_sql::queue_provider! {
+///     MySqlQueue in crate {
+///         backend: BACKEND,
+///         name: |q| &q.name,
+///         capabilities: |q| Capabilities { max_batch: Some(MAX_BATCH), ..CAPABILITIES },
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! queue_provider {
+    (
+        $queue:ident in $jobs:tt {
+            backend: $backend:expr,
+            name: |$n:ident| $name:expr,
+            capabilities: |$c:ident| $caps:expr $(,)?
+        }
+        $($extra:item)*
+    ) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::QueueProvider for $queue {
+            fn queue_name(&self) -> &str {
+                let $n = self;
+                $name
+            }
+
+            fn capabilities(&self) -> $crate::__private::Capabilities {
+                let $c = self;
+                $caps
+            }
+
+            fn backend_name(&self) -> &'static str {
+                $backend
+            }
+
+            async fn push(
+                &self,
+                message: $crate::__private::Message,
+            ) -> $crate::__private::Result<$crate::__private::MessageId> {
+                $jobs::push::push(self, message).await
+            }
+
+            async fn push_batch(
+                &self,
+                messages: ::std::vec::Vec<$crate::__private::Message>,
+            ) -> $crate::__private::Result<::std::vec::Vec<$crate::__private::MessageId>> {
+                $jobs::push::push_batch(self, messages).await
+            }
+
+            async fn pop_batch(
+                &self,
+                max: usize,
+                wait: ::std::time::Duration,
+            ) -> $crate::__private::Result<::std::vec::Vec<$crate::__private::Delivery>> {
+                $jobs::claim::pop_batch(self, max, wait).await
+            }
+
+            async fn delete(
+                &self,
+                receipt: &$crate::__private::Receipt,
+            ) -> $crate::__private::Result<()> {
+                $jobs::settle::delete(self, receipt).await
+            }
+
+            async fn delete_batch(
+                &self,
+                receipts: &[$crate::__private::Receipt],
+            ) -> $crate::__private::Result<()> {
+                $jobs::settle::delete_batch(self, receipts).await
+            }
+
+            async fn nack(
+                &self,
+                receipt: &$crate::__private::Receipt,
+                delay: ::std::time::Duration,
+            ) -> $crate::__private::Result<()> {
+                $jobs::settle::nack(self, receipt, delay).await
+            }
+
+            async fn extend(
+                &self,
+                receipt: &$crate::__private::Receipt,
+                by: ::std::time::Duration,
+            ) -> $crate::__private::Result<()> {
+                $jobs::settle::extend(self, receipt, by).await
+            }
+
+            async fn dead_letter(
+                &self,
+                receipt: &$crate::__private::Receipt,
+                reason: &str,
+            ) -> $crate::__private::Result<()> {
+                $jobs::settle::dead_letter(self, receipt, reason).await
+            }
+
+            async fn dead_letters(
+                &self,
+                limit: usize,
+            ) -> $crate::__private::Result<::std::vec::Vec<$crate::__private::DeadLetter>> {
+                $jobs::dead::dead_letters(self, limit).await
+            }
+
+            async fn replay_dead_letters(
+                &self,
+                which: $crate::__private::Replay,
+            ) -> $crate::__private::Result<u64> {
+                $jobs::dead::replay_dead_letters(self, which).await
+            }
+
+            async fn purge_dead_letters(&self) -> $crate::__private::Result<u64> {
+                $jobs::dead::purge_dead_letters(self).await
+            }
+
+            async fn peek(
+                &self,
+                limit: usize,
+            ) -> $crate::__private::Result<::std::vec::Vec<$crate::__private::Message>> {
+                $jobs::stats::peek(self, limit).await
+            }
+
+            async fn purge(&self) -> $crate::__private::Result<u64> {
+                $jobs::stats::purge(self).await
+            }
+
+            async fn stats(&self) -> $crate::__private::Result<$crate::__private::QueueStats> {
+                $jobs::stats::stats(self).await
+            }
+
+            $($extra)*
+        }
+    };
+}
+
+/// Implements `Connector` for a SQL backend's unit struct. Every SQL
+/// backend reads `DATABASE_URL`; `open` runs `connect` (an expression of
+/// the three names given, a future of `Result<Queue>`) and boxes the queue.
+/// `connect` must never quote the URL in its errors: it may hold a password.
+///
+/// ```ignore
+/// flextide_queue_sql::connector! {
+///     MySqlConnector {
+///         name: crate::BACKEND,
+///         aliases: &["mariadb"],
+///         schemes: SCHEMES,
+///         default_url: None,
+///         example_url: "mysql://user:password@127.0.0.1:3306/app",
+///         open(url, queue, options) => MySqlQueue::connect(url, queue, options),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! connector {
+    (
+        $connector:ty {
+            name: $name:expr,
+            aliases: $aliases:expr,
+            schemes: $schemes:expr,
+            default_url: $default_url:expr,
+            example_url: $example_url:expr,
+            open($url:ident, $queue:ident, $options:ident) => $connect:expr $(,)?
+        }
+    ) => {
+        #[$crate::__private::async_trait]
+        impl $crate::__private::Connector for $connector {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn aliases(&self) -> &'static [&'static str] {
+                $aliases
+            }
+
+            fn schemes(&self) -> &'static [&'static str] {
+                $schemes
+            }
+
+            fn url_vars(&self) -> &'static [&'static str] {
+                &["DATABASE_URL"]
+            }
+
+            fn default_url(&self) -> ::std::option::Option<&'static str> {
+                $default_url
+            }
+
+            fn example_url(&self) -> &'static str {
+                $example_url
+            }
+
+            async fn open(
+                &self,
+                $url: &str,
+                $queue: &str,
+                $options: $crate::__private::QueueOptions,
+            ) -> $crate::__private::Result<::std::sync::Arc<dyn $crate::__private::QueueProvider>>
+            {
+                ::std::result::Result::Ok(::std::sync::Arc::new($connect.await?))
+            }
+        }
+    };
+}

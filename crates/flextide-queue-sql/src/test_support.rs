@@ -1,0 +1,157 @@
+//! What the SQL backends' own tests and conformance harnesses share
+//! (feature `test-support`, for their dev-dependency only): the rows
+//! another producer writes, the harness settings that go with them, the
+//! connections each queue opened (for `disrupt`), and checks every SQL
+//! backend makes the same way.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
+
+use flextide_queue_conformance::{Connect, ForeignEntry, HarnessSettings, Located, Server};
+use flextide_queue_core::{Connector, Message, MessageId, QueueError, QueueOptions, QueueProvider};
+
+/// The columns another producer writes with plain SQL for a
+/// [`ForeignEntry`] (contract clause 12): its body, and headers only for an
+/// undecodable entry (text that is not the JSON object of strings we
+/// write). `None` for an entry this helper does not know.
+pub fn foreign_row(entry: ForeignEntry) -> Option<(Vec<u8>, Option<&'static str>)> {
+    match entry {
+        ForeignEntry::Plain(body) => Some((body.to_vec(), None)),
+        ForeignEntry::Undecodable => Some((b"undecodable".to_vec(), Some("{not json"))),
+        _ => None,
+    }
+}
+
+/// The settings of a harness whose `write_foreign` writes [`foreign_row`]s
+/// and, when `can_disrupt`, kills the connections of a queue.
+pub fn harness_settings(can_disrupt: bool) -> HarnessSettings {
+    HarnessSettings {
+        can_disrupt,
+        foreign_plain: true,
+        foreign_undecodable: true,
+        ..HarnessSettings::default()
+    }
+}
+
+/// The server of a harness: the URL in `var`, or a container of `server`;
+/// the `Connect` to return when there is neither.
+pub async fn locate<H>(var: &str, server: Server) -> Result<Located, Connect<H>> {
+    flextide_queue_conformance::locate(var, server)
+        .await
+        .map_err(Connect::NotConfigured)
+}
+
+/// Whatever a harness tags each queue's connections with (server-side
+/// connection ids, application names), so that `disrupt` kills exactly the
+/// connections of one case's queue and not those of the cases beside it.
+#[derive(Debug)]
+pub struct PerQueue<T>(Mutex<HashMap<String, Vec<T>>>);
+
+impl<T> Default for PerQueue<T> {
+    fn default() -> Self {
+        PerQueue(Mutex::default())
+    }
+}
+
+impl<T: Clone> PerQueue<T> {
+    /// Records `tag` for the queue `name`.
+    pub fn add(&self, name: &str, tag: T) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.to_owned()).or_default().push(tag);
+    }
+
+    /// The tags of the queue `name`.
+    pub fn of(&self, name: &str) -> Vec<T> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Forgets the queue `name` (its cleanup).
+    pub fn forget(&self, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(name);
+    }
+}
+
+/// A connector's schemes are its crate's `SCHEMES`; it accepts `accepted`
+/// (in any case) and refuses `refused`.
+pub fn check_schemes(connector: &dyn Connector, schemes: &[&str], accepted: &str, refused: &str) {
+    assert_eq!(connector.schemes(), schemes);
+    assert!(connector.accepts(accepted), "{accepted}");
+    assert!(!connector.accepts(refused), "{refused}");
+}
+
+/// Opening each of `urls` (bad options, a bad host, nothing listening)
+/// fails with an error that does not show the password `s3cret-pw`.
+pub async fn check_open_hides_password(connector: &dyn Connector, urls: &[&str]) {
+    for url in urls {
+        assert!(url.contains("s3cret-pw"), "{url}");
+        let e = connector
+            .open(url, "q", QueueOptions::default())
+            .await
+            .expect_err(url)
+            .to_string();
+        assert!(!e.contains("s3cret-pw"), "{url}: {e}");
+    }
+}
+
+/// Nothing is ready on `q`: a pop that does not wait returns nothing and
+/// the depth is 0.
+pub async fn check_nothing_ready(q: &dyn QueueProvider) {
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    assert_eq!(q.stats().await.unwrap().depth, 0);
+}
+
+/// The next message of `q` (waiting up to 5 s) is `id`; it is deleted.
+pub async fn check_next_is(q: &dyn QueueProvider, id: &MessageId) {
+    let d = q
+        .pop(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a delivery");
+    assert_eq!(&d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+}
+
+/// A consumer "crashes" holding the only message of `q` (opened with a
+/// lease under a second): nobody sees it meanwhile, it comes back as
+/// attempt 2 when the lease ends, and the first receipt is stale.
+pub async fn check_crashed_consumer(q: &dyn QueueProvider) {
+    let id = q.push(Message::new("work")).await.unwrap();
+    let first = q
+        .pop(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .expect("delivered");
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
+    let again = q
+        .pop(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("redelivered after the lease");
+    assert_eq!(again.message.id, id);
+    assert_eq!(again.attempt, 2);
+    assert!(matches!(
+        q.delete(&first.receipt).await,
+        Err(QueueError::StaleReceipt { .. })
+    ));
+    q.delete(&again.receipt).await.unwrap();
+}
+
+/// Pushes a bait, then cuts 600 pops of `q` short at 0 to ~3 ms (before,
+/// during and after the claim's BEGIN, statement and COMMIT), then pushes
+/// 40 messages: the caller checks from another connection that they are
+/// all visible, i.e. that no pop left its connection inside a transaction.
+pub async fn cut_pops_short_then_push_40(q: &dyn QueueProvider) {
+    q.push(Message::new("bait")).await.unwrap();
+    for i in 0..600u64 {
+        let cut = Duration::from_micros((i * 7919) % 3000);
+        let _ = tokio::time::timeout(cut, q.pop_batch(10, Duration::ZERO)).await;
+    }
+    for i in 0..40 {
+        q.push(Message::new(format!("m{i}"))).await.unwrap();
+    }
+}

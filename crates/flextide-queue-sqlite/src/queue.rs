@@ -71,15 +71,15 @@ impl SqliteQueue {
     /// Opens the queue `name` in the database at `url` (`sqlite://path/to/file.db`,
     /// a plain path, or `sqlite::memory:`) with a pool of its own, creating
     /// the file and the tables when missing. To share one pool between
-    /// queues, open it with [`connect_pool`] and use [`SqliteQueue::from_pool`].
+    /// queues, open it with [`connect_pool`](crate::connect_pool) and use [`SqliteQueue::from_pool`].
     pub async fn connect(url: &str, name: &str, options: QueueOptions) -> Result<Self> {
         Self::builder(name).url(url).options(options).open().await
     }
 
     /// The queue `name` on an existing pool. Does not touch the database:
-    /// run [`migrate`] on the pool once before using it. For an in-memory
+    /// run [`migrate`](crate::migrate) on the pool once before using it. For an in-memory
     /// database the pool must have exactly one connection (as
-    /// [`connect_pool`] makes it), or each connection sees its own database.
+    /// [`connect_pool`](crate::connect_pool) makes it), or each connection sees its own database.
     pub fn from_pool(pool: SqlitePool, name: &str, options: QueueOptions) -> Result<Self> {
         validate_queue_name(name)?;
         Ok(Self::new_unchecked(pool, name.to_owned(), options))
@@ -146,7 +146,7 @@ impl SqliteQueue {
         self.inner.wake.notify_waiters();
     }
 
-    /// Removes this queue and everything it stored; see [`drop_queue`].
+    /// Removes this queue and everything it stored; see [`drop_queue`](crate::drop_queue).
     pub async fn drop_queue(&self) -> Result<u64> {
         crate::drop_queue(&self.inner.pool, &self.inner.name).await
     }

@@ -4,7 +4,6 @@
 use std::{fmt, sync::Arc};
 
 use flextide_queue_core::{Capabilities, QueueOptions, Result, validate_queue_name};
-use flextide_queue_sql::MAX_DELAY;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -99,7 +98,6 @@ flextide_queue_sql::queue_provider! {
         backend: BACKEND,
         name: |q| &q.name,
         capabilities: |q| Capabilities {
-            max_delay: Some(MAX_DELAY),
             max_payload_bytes: q.backend.inner.config.max_payload_bytes,
             ..flextide_queue_sql::CAPABILITIES
         },

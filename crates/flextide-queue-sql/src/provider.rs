@@ -4,16 +4,19 @@
 
 use flextide_queue_core::Capabilities;
 
+use crate::MAX_DELAY;
+
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
 /// keys, priorities, delays, leases with fencing tokens, dead letters, exact
-/// counts, peek and purge; no deduplication. No limits: an engine that has
-/// them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
+/// counts, peek and purge; no deduplication. Delays up to [`MAX_DELAY`]
+/// (100 years), which every engine refuses past. No other limits: an engine
+/// that has them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
 pub const CAPABILITIES: Capabilities = Capabilities {
     fifo: true,
     ordering_key: true,
     priority: true,
     delay: true,
-    max_delay: None,
+    max_delay: Some(MAX_DELAY),
     max_payload_bytes: None,
     max_batch: None,
     extend_lease: true,

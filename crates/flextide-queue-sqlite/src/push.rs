@@ -5,7 +5,7 @@ use flextide_queue_core::{
     backend::{self},
 };
 use flextide_queue_core::{Message, QueueError};
-use flextide_queue_sql::{headers_text, millis};
+use flextide_queue_sql::{check_delay, headers_text, millis};
 use sqlx::{QueryBuilder, Sqlite, sqlite::SqliteConnection};
 
 use crate::{
@@ -67,6 +67,7 @@ impl SqliteQueue {
         if message.dedup_id.is_some() {
             return Err(QueueError::unsupported(BACKEND, "push with dedup_id"));
         }
+        check_delay(BACKEND, message.delay.unwrap_or_default())?;
         backend::check_payload(
             BACKEND,
             message.payload.len(),

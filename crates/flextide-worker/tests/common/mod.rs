@@ -16,6 +16,19 @@ use flextide_queue_memory::MemoryQueue;
 use flextide_worker::{Progress, ProgressSnapshot};
 use tokio::time::Instant;
 
+pub const SEC: Duration = Duration::from_secs(1);
+
+/// A memory queue with this lease and no attempt limit.
+pub fn queue(name: &str, lease: Duration) -> Arc<MemoryQueue> {
+    Arc::new(
+        MemoryQueue::new(
+            name,
+            QueueOptions::default().lease(lease).max_attempts(None),
+        )
+        .unwrap(),
+    )
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Log {
     pub nacks: Vec<Duration>,

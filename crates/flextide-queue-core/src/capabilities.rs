@@ -42,4 +42,8 @@ pub struct Capabilities {
     pub peek: bool,
     /// The queue-wide `purge` is supported.
     pub purge: bool,
+    /// `release` gives a delivery back without counting an attempt.
+    pub release: bool,
+    /// `drop_queue` removes the queue and everything it created.
+    pub drop_queue: bool,
 }

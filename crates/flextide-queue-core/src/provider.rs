@@ -175,6 +175,18 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// `delay` (zero: at once). The delivery counts as an attempt.
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()>;
 
+    /// Gives back a delivery that was never handed to a handler (prefetched,
+    /// then not started because the worker is shutting down): the message
+    /// becomes available at once and its next delivery carries the same
+    /// attempt number as this one, as if this delivery had not happened.
+    /// A stale receipt fails as for `nack`. Backends that cannot undo the
+    /// count return `Unsupported` (capability `release`); callers then fall
+    /// back to `nack` with zero delay, which spends the attempt.
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        let _ = receipt;
+        Err(QueueError::unsupported(self.backend_name(), "release"))
+    }
+
     /// Extends a delivery's lease so that it ends `by` from now.
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
         let _ = (receipt, by);
@@ -224,6 +236,16 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// Dead letters are kept.
     async fn purge(&self) -> Result<u64> {
         Err(QueueError::unsupported(self.backend_name(), "purge"))
+    }
+
+    /// Removes the queue and everything it created on its backend: waiting,
+    /// leased and delayed messages, dead letters, and helper structures
+    /// (tables' rows, keys, holding queues, streams). Dropping a queue that
+    /// does not exist succeeds. Other handles open on the queue must not be
+    /// used afterwards: their operations may fail, or re-create the queue
+    /// empty, depending on the backend. Irreversible.
+    async fn drop_queue(&self) -> Result<()> {
+        Err(QueueError::unsupported(self.backend_name(), "drop_queue"))
     }
 
     /// Counts of the queue; see [`QueueStats`].

@@ -161,6 +161,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     exact_stats: true,
     peek: true,
     purge: true,
+    release: false,
+    drop_queue: false,
 };
 
 #[async_trait]

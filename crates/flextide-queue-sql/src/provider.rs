@@ -26,6 +26,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     exact_stats: true,
     peek: true,
     purge: true,
+    release: false,
+    drop_queue: false,
 };
 
 /// Implements `QueueProvider` for a SQL queue handle by handing each

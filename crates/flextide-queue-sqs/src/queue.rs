@@ -170,6 +170,8 @@ impl QueueProvider for SqsQueue {
             exact_stats: false,
             peek: false,
             purge: true,
+            release: false,
+            drop_queue: false,
         }
     }
 

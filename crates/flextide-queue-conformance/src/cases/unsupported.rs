@@ -32,6 +32,14 @@ pub(crate) fn cases() -> Vec<Case> {
             purge_dead_letters,
             no_dead_letters
         ),
+        case!("unsupported::release", release, |c, _| lacking(
+            c.release,
+            "the backend has release"
+        )),
+        case!("unsupported::drop_queue", drop_queue, |c, _| lacking(
+            c.drop_queue,
+            "the backend has drop_queue"
+        )),
         case!("unsupported::peek", peek, |c, _| lacking(
             c.peek,
             "the backend has peek"
@@ -106,6 +114,23 @@ where
 /// Without `extend_lease`, `extend` fails with `Unsupported`.
 pub async fn extend(ctx: &Ctx) -> CaseResult {
     on_delivery(ctx, "extend", |q, r| q.extend(r, Duration::from_secs(60))).await
+}
+
+/// Without `release`, `release` fails with `Unsupported` and leaves the
+/// delivery as it was.
+pub async fn release(ctx: &Ctx) -> CaseResult {
+    on_delivery(ctx, "release", |q, r| q.release(r)).await
+}
+
+/// Without `drop_queue`, `drop_queue` fails with `Unsupported` and the
+/// queue keeps its messages.
+pub async fn drop_queue(ctx: &Ctx) -> CaseResult {
+    let q = ctx.queue().await?;
+    q.push(Message::new("kept")).await?;
+    ensure_unsupported(q.drop_queue().await, "drop_queue")?;
+    let d = pop_some(&q, patience(ctx), "the message pushed before drop_queue").await?;
+    q.delete(&d.receipt).await?;
+    Ok(())
 }
 
 /// Without `dead_letters`, `dead_letter` fails with `Unsupported` and leaves

@@ -327,6 +327,8 @@ impl Inner {
             exact_stats: false,
             peek: false,
             purge: true,
+            release: false,
+            drop_queue: false,
         }
     }
 

@@ -171,6 +171,8 @@ impl QueueProvider for RedisQueue {
             exact_stats: true,
             peek: true,
             purge: true,
+            release: false,
+            drop_queue: false,
         }
     }
 

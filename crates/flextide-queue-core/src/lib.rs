@@ -17,6 +17,6 @@ pub use error::{BatchFailure, QueueError, Result};
 pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};
 pub use name::{MAX_QUEUE_NAME_LEN, validate_queue_name};
 pub use options::QueueOptions;
-pub use provider::{DeadLetter, QueueProvider, QueueStats, Replay};
+pub use provider::{DeadLetter, QueueProvider, QueueStats, Replay, give_back_unstarted};
 
 pub mod backend;

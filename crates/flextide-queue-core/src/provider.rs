@@ -268,3 +268,18 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
     /// logs and metrics.
     fn backend_name(&self) -> &'static str;
 }
+
+/// Gives back a delivery whose message was never handed to a handler
+/// (prefetched, or not printed): [`QueueProvider::release`] where the
+/// backend has it, so the attempt is not spent, else `nack` with zero delay,
+/// which spends it. Either way the message is available again at once.
+/// Returns whether the attempt was kept (released).
+pub async fn give_back_unstarted(queue: &dyn QueueProvider, receipt: &Receipt) -> Result<bool> {
+    if queue.capabilities().release {
+        match queue.release(receipt).await {
+            Err(QueueError::Unsupported { .. }) => {}
+            other => return other.map(|()| true),
+        }
+    }
+    queue.nack(receipt, Duration::ZERO).await.map(|()| false)
+}

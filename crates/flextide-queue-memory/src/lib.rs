@@ -161,7 +161,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     exact_stats: true,
     peek: true,
     purge: true,
-    release: false,
+    release: true,
     drop_queue: false,
 };
 
@@ -250,6 +250,10 @@ impl QueueProvider for MemoryQueue {
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
         self.settle(receipt, Settle::Nack(delay))
+    }
+
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.settle(receipt, Settle::Release)
     }
 
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {

@@ -18,6 +18,8 @@ use crate::BACKEND;
 pub(crate) enum Settle<'a> {
     Delete,
     Nack(Duration),
+    /// Back to the queue at once, the attempt not counted.
+    Release,
     Extend(Duration),
     DeadLetter(&'a str),
 }
@@ -272,6 +274,15 @@ impl QueueState {
                 self.entries.get_mut(&seq).expect("checked").phase = phase;
                 self.enter(seq, priority, phase);
                 Ok(false)
+            }
+            Settle::Release => {
+                self.leave(seq);
+                let e = self.entries.get_mut(&seq).expect("checked");
+                e.attempts = e.attempts.saturating_sub(1);
+                e.token = 0;
+                e.phase = Phase::Ready;
+                self.enter(seq, priority, Phase::Ready);
+                Ok(true)
             }
             Settle::Nack(delay) => {
                 if self.exhausted(attempts) {

@@ -87,6 +87,14 @@ pub(crate) const RELEASE_SQL: &str = concat!(
     ", attempts = GREATEST(attempts, 1) - 1 WHERE queue = ? AND token = ?"
 );
 
+/// Gives back one delivery at once, the attempt not counted (`release`).
+/// Binds: seq, queue, token.
+pub(crate) const RELEASE_ONE_SQL: &str = concat!(
+    "UPDATE flextide_queue_messages SET leased = 0, token = NULL, visible_at = ",
+    now_ms!(),
+    ", attempts = GREATEST(attempts, 1) - 1 WHERE seq = ? AND queue = ? AND token = ?"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

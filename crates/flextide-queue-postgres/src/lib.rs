@@ -11,6 +11,7 @@ mod migrate;
 mod notify;
 mod push;
 mod queue;
+mod release;
 mod settle;
 mod sql;
 mod stats;

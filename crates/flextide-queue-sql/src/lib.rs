@@ -8,6 +8,7 @@ mod detach;
 mod error;
 mod migrate;
 mod provider;
+mod release;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 mod wake;
@@ -18,6 +19,7 @@ pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};
 pub use provider::CAPABILITIES;
+pub use release::release;
 pub use wake::waker;
 
 /// What the `queue_provider!` and `connector!` macros name, so a backend

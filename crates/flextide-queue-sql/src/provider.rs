@@ -8,7 +8,7 @@ use crate::MAX_DELAY;
 
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
 /// keys, priorities, delays, leases with fencing tokens, dead letters, exact
-/// counts, peek and purge; no deduplication. Delays up to [`MAX_DELAY`]
+/// counts, peek and purge, release; no deduplication. Delays up to [`MAX_DELAY`]
 /// (100 years), which every engine refuses past. No other limits: an engine
 /// that has them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -26,14 +26,14 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     exact_stats: true,
     peek: true,
     purge: true,
-    release: false,
+    release: true,
     drop_queue: false,
 };
 
 /// Implements `QueueProvider` for a SQL queue handle by handing each
 /// operation to the backend's file of its job: `push::{push, push_batch}`,
 /// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
-/// dead_letter}`, `dead::{dead_letters, replay_dead_letters,
+/// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
 /// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
 /// handle first. The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
@@ -115,6 +115,13 @@ macro_rules! queue_provider {
                 delay: ::std::time::Duration,
             ) -> $crate::__private::Result<()> {
                 $jobs::settle::nack(self, receipt, delay).await
+            }
+
+            async fn release(
+                &self,
+                receipt: &$crate::__private::Receipt,
+            ) -> $crate::__private::Result<()> {
+                $jobs::release::release(self, receipt).await
             }
 
             async fn extend(

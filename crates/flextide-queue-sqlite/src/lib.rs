@@ -10,6 +10,7 @@ mod error;
 mod migrate;
 mod push;
 mod queue;
+mod release;
 mod settle;
 mod sql;
 mod stats;

@@ -66,6 +66,15 @@ pub(crate) const RELEASE_SQL: &str = "UPDATE flextide_queue_messages \
      SET token = NULL, visible_at = ?3, attempts = MAX(attempts - 1, 0) \
      WHERE queue = ?1 AND token = ?2 AND purged = 0";
 
+/// Gives back one delivery at once, the attempt not counted (`release`).
+/// A row purged while leased keeps its token and count: its lease ends
+/// now, and the next sweep drops it. Binds: seq, queue, token, now.
+pub(crate) const RELEASE_ONE_SQL: &str = "UPDATE flextide_queue_messages \
+     SET visible_at = ?4, \
+         token = CASE WHEN purged = 1 THEN token ELSE NULL END, \
+         attempts = CASE WHEN purged = 1 THEN attempts ELSE MAX(attempts - 1, 0) END \
+     WHERE seq = ?1 AND queue = ?2 AND token = ?3";
+
 /// Whether any expired lease must be dead-lettered or dropped (purged).
 /// Binds: queue, now, max attempts.
 pub const SWEEP_CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM flextide_queue_messages \

@@ -170,6 +170,7 @@ impl QueueProvider for SqsQueue {
             exact_stats: false,
             peek: false,
             purge: true,
+            // ApproximateReceiveCount, which the redrive policy counts, only grows.
             release: false,
             drop_queue: false,
         }

@@ -154,8 +154,10 @@ pub struct ProgressSnapshot {
     pub panicked: u64,
     /// Deliveries whose lease was lost while the handler ran; not settled.
     pub lease_lost: u64,
-    /// Deliveries given back (nack, no delay) by a shutdown: prefetched but
-    /// not started, or still running at the shutdown deadline.
+    /// Deliveries given back by a shutdown, visible again at once:
+    /// prefetched but not started (released where the backend has
+    /// `release`, so their attempt is not spent; else nacked), or still
+    /// running at the shutdown deadline (nacked).
     pub nacked_at_shutdown: u64,
     /// Acks, nacks or dead-letter moves that failed (stale receipts
     /// included); the message is delivered again after its lease.
@@ -190,7 +192,8 @@ pub struct WorkerReport {
     pub panicked: u64,
     /// Deliveries whose lease was lost while the handler ran.
     pub lease_lost: u64,
-    /// Deliveries nacked (no delay) by the shutdown, so they are redelivered at once.
+    /// Deliveries given back by the shutdown, so they are redelivered at
+    /// once: released when never started (if the backend can), else nacked.
     pub nacked_at_shutdown: u64,
     /// Settle operations that failed.
     pub settle_errors: u64,

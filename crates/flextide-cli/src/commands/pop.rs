@@ -56,7 +56,10 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PopArgs) -> Result<Exit
     let receipts = |ds: &[flextide_queue::Delivery]| -> Vec<_> {
         ds.iter().map(|d| d.receipt.clone()).collect()
     };
-    give_back(queue, &receipts(unshown)).await?;
+    // Not shown: as if never popped (released where the backend can).
+    for r in receipts(unshown) {
+        flextide_queue::give_back_unstarted(queue, &r).await?;
+    }
     if args.keep {
         give_back(queue, &receipts(shown)).await?;
     } else if !shown.is_empty() {
@@ -82,7 +85,8 @@ pub(crate) async fn run(queue: &dyn QueueProvider, args: PopArgs) -> Result<Exit
     }
 }
 
-/// Makes these deliveries visible again at once.
+/// Makes these deliveries visible again at once; they were shown, so their
+/// attempt counts.
 async fn give_back(
     queue: &dyn QueueProvider,
     receipts: &[flextide_queue::Receipt],

@@ -113,7 +113,7 @@ pub async fn keeps_reason_and_attempts(ctx: &Ctx) -> CaseResult {
 
 /// Fails unless the queue holds exactly one dead letter, of `id`, with the
 /// max-attempts reason and `n` attempts.
-async fn ensure_exhausted(q: &Queue, id: &MessageId, n: u32) -> CaseResult {
+pub(crate) async fn ensure_exhausted(q: &Queue, id: &MessageId, n: u32) -> CaseResult {
     let dead = q.dead_letters(10).await?;
     ensure_eq!(dead.len(), 1, "dead letters after exhausting max_attempts");
     ensure_eq!(&dead[0].message.id, id);

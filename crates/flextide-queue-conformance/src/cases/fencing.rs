@@ -87,7 +87,10 @@ async fn redelivered(ctx: &Ctx) -> Result<(Queue, Delivery, Delivery), crate::Ca
 }
 
 /// Fails unless `outcome` is `StaleReceipt`.
-fn ensure_stale<T: std::fmt::Debug>(outcome: Result<T, QueueError>, what: &str) -> CaseResult {
+pub(crate) fn ensure_stale<T: std::fmt::Debug>(
+    outcome: Result<T, QueueError>,
+    what: &str,
+) -> CaseResult {
     match outcome {
         Err(QueueError::StaleReceipt { .. }) => Ok(()),
         other => Err(fail(format!(

@@ -22,6 +22,7 @@ pub mod ordering;
 pub mod payload;
 pub mod priority;
 pub mod reconnect;
+pub mod release;
 pub mod stats;
 mod support;
 pub mod unsupported;
@@ -51,6 +52,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(basic::cases());
     cases.extend(batch::cases());
     cases.extend(lease::cases());
+    cases.extend(release::cases());
     cases.extend(fencing::cases());
     cases.extend(ordering::cases());
     cases.extend(dead_letter::cases());

@@ -14,7 +14,8 @@
 //! One job per file: [`state`] is the lease state machine (pure, tested on
 //! a paused clock); `consumer` the pop path (subscription, prefetch,
 //! `basic.get`); `publish` pushes and delays; `settle` acknowledgements
-//! and the settling calls; `housekeeping` the background pass;
+//! and the settling calls; `release` giving a delivery back uncounted;
+//! `housekeeping` the background pass;
 //! `dead_letters` the dead-letter queue; `stats` counts and purge; `close`
 //! the end of a handle (prefetched deliveries given back uncounted).
 
@@ -24,6 +25,7 @@ mod dead_letters;
 mod housekeeping;
 mod publish;
 mod receipt;
+mod release;
 mod settle;
 mod state;
 mod stats;
@@ -327,7 +329,7 @@ impl Inner {
             exact_stats: false,
             peek: false,
             purge: true,
-            release: false,
+            release: true,
             drop_queue: false,
         }
     }
@@ -392,6 +394,10 @@ impl QueueProvider for RabbitMqQueue {
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
         self.inner.nack(receipt, delay).await
+    }
+
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.inner.release(receipt).await
     }
 
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {

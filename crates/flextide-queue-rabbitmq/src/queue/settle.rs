@@ -111,12 +111,24 @@ impl Inner {
     /// Puts the message back on the queue (or into a holding queue) as its
     /// next attempt, then acknowledges the delivery.
     pub(super) async fn requeue(&self, link: &Link, lease: &Lease, delay: Duration) -> Result<()> {
+        self.republish(link, lease, delay, lease.attempt).await
+    }
+
+    /// Puts the message back with `attempts_done` as the attempts made so
+    /// far, then acknowledges the delivery.
+    pub(super) async fn republish(
+        &self,
+        link: &Link,
+        lease: &Lease,
+        delay: Duration,
+        attempts_done: u32,
+    ) -> Result<()> {
         let (queue, props) = self
             .route(
                 link,
                 &lease.decoded.message,
                 Some(delay),
-                lease.attempt,
+                attempts_done,
                 lease.decoded.enqueued_ms,
             )
             .await?;
@@ -128,7 +140,7 @@ impl Inner {
     }
 
     /// Takes a receipt's lease so that exactly one caller settles it.
-    fn claim(&self, r: &ParsedReceipt) -> Result<(Lease, Arc<Link>)> {
+    pub(super) fn claim(&self, r: &ParsedReceipt) -> Result<(Lease, Arc<Link>)> {
         let link = lock(&self.link).clone().filter(|l| l.healthy());
         let lease = lock(&self.state).claim(
             r.token,
@@ -142,13 +154,13 @@ impl Inner {
 
     /// Gives a claimed lease back after a failed settle, so the same receipt
     /// can retry (only while its connection lives).
-    fn restore(&self, token: u64, lease: Lease) {
+    pub(super) fn restore(&self, token: u64, lease: Lease) {
         lock(&self.state).restore(token, lease);
     }
 
     /// The handle that holds a receipt's delivery: this one, or another
     /// handle of the same queue opened by the same client.
-    fn owner(self: &Arc<Self>, r: &ParsedReceipt) -> Result<Arc<Inner>> {
+    pub(super) fn owner(self: &Arc<Self>, r: &ParsedReceipt) -> Result<Arc<Inner>> {
         if r.uid == self.uid {
             return Ok(self.clone());
         }

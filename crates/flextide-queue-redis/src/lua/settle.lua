@@ -1,6 +1,6 @@
 -- One fenced action on one delivery.
--- ARGV: max attempts (0: none), its reason, action ('nack' | 'extend' |
--- 'dead'), entry id, delivery count, consumer, arg (delay ms | lease ms |
+-- ARGV: max attempts (0: none), its reason, action ('nack' | 'release' |
+-- 'extend' | 'dead'), entry id, delivery count, consumer, arg (delay ms | lease ms |
 -- reason).
 -- Returns 0 when the receipt is stale, 1 when done, 2 when a nack
 -- dead-lettered the message (out of attempts).
@@ -27,6 +27,27 @@ local att = base_of(fields) + cnt
 
 if action == 'dead' then
   dead_letter(id, fields, arg, att)
+  return 1
+end
+
+if action == 'release' then
+  if redis.call('SISMEMBER', P, id) == 1 then
+    forget({ id })
+    return 1
+  end
+  -- A new stream entry at the end of the line whose field 'a' is the
+  -- deliveries before this one: the next delivery carries this attempt
+  -- again. The old entry goes, so this receipt (and every older one) is
+  -- stale. (Lowering the PEL count in place would give the redelivery the
+  -- very same receipt as this delivery: no fencing.)
+  local base = att - 1
+  local f = portable(id, fields)
+  if base > 0 then
+    redis.call('XADD', S, '*', 'a', base, unpack(f))
+  else
+    redis.call('XADD', S, '*', unpack(f))
+  end
+  forget({ id })
   return 1
 end
 

@@ -171,7 +171,7 @@ impl QueueProvider for RedisQueue {
             exact_stats: true,
             peek: true,
             purge: true,
-            release: false,
+            release: true,
             drop_queue: false,
         }
     }
@@ -203,6 +203,10 @@ impl QueueProvider for RedisQueue {
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
         self.settle(settle::Action::Nack(delay), receipt).await
+    }
+
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.settle(settle::Action::Release, receipt).await
     }
 
     async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {

@@ -1,5 +1,5 @@
 //! Settling deliveries: the fenced batch delete (`delete.lua`) and the
-//! fenced single actions nack, extend and dead-letter (`settle.lua`).
+//! fenced single actions nack, release, extend and dead-letter (`settle.lua`).
 
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Action<'a> {
     Nack(Duration),
+    Release,
     Extend(Duration),
     Dead(&'a str),
 }
@@ -94,6 +95,7 @@ impl RedisQueue {
         let (id, count, consumer) = decode_receipt(receipt)?;
         let (operation, name, arg) = match action {
             Action::Nack(delay) => ("nack", "nack", millis(delay).to_string()),
+            Action::Release => ("release", "release", String::new()),
             Action::Extend(by) => ("extend", "extend", millis(by).to_string()),
             Action::Dead(reason) => ("dead_letter", "dead", reason.to_owned()),
         };

@@ -106,11 +106,21 @@ pub(crate) async fn dead_letter(shared: &Shared, receipt: &Receipt, reason: &str
     }
 }
 
-/// Gives one delivery back at shutdown: visible again at once.
+/// Gives back a delivery whose handler started (and was aborted at the
+/// shutdown deadline): visible again at once, the attempt spent.
 pub(crate) async fn give_back_one(shared: &Shared, receipt: &Receipt) {
     match shared.queue.nack(receipt, Duration::ZERO).await {
         Ok(()) => bump(&shared.counters.nacked_at_shutdown),
         Err(e) => settle_failed(shared, "nack", &e),
+    }
+}
+
+/// Gives back a delivery that never started: released where the backend
+/// can (the attempt is not spent), else nacked without delay.
+async fn give_back_unstarted(shared: &Shared, receipt: &Receipt) {
+    match flextide_queue_core::give_back_unstarted(&*shared.queue, receipt).await {
+        Ok(_) => bump(&shared.counters.nacked_at_shutdown),
+        Err(e) => settle_failed(shared, "release", &e),
     }
 }
 
@@ -120,7 +130,12 @@ pub(crate) async fn give_back(shared: &Shared, gates: &Gates, deliveries: Vec<De
         return;
     }
     let n = deliveries.len();
-    futures::future::join_all(deliveries.iter().map(|d| give_back_one(shared, &d.receipt))).await;
+    futures::future::join_all(
+        deliveries
+            .iter()
+            .map(|d| give_back_unstarted(shared, &d.receipt)),
+    )
+    .await;
     gates.held.release(n);
 }
 

@@ -208,3 +208,50 @@ pub async fn push_all(
     let messages: Vec<Message> = payloads.into_iter().map(Message::new).collect();
     queue.push_batch(messages).await.unwrap();
 }
+
+/// The memory backend as a backend without `release` would be: the
+/// capability off and the operation `Unsupported` (the trait's default).
+#[derive(Debug)]
+pub struct WithoutRelease(pub Arc<MemoryQueue>);
+
+#[async_trait]
+impl QueueProvider for WithoutRelease {
+    fn queue_name(&self) -> &str {
+        self.0.queue_name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            release: false,
+            ..self.0.capabilities()
+        }
+    }
+
+    async fn push(&self, message: Message) -> Result<MessageId> {
+        self.0.push(message).await
+    }
+
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        self.0.pop_batch(max, wait).await
+    }
+
+    async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        self.0.delete(receipt).await
+    }
+
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
+        self.0.nack(receipt, delay).await
+    }
+
+    async fn extend(&self, receipt: &Receipt, by: Duration) -> Result<()> {
+        self.0.extend(receipt, by).await
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        self.0.stats().await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.0.backend_name()
+    }
+}

@@ -41,7 +41,9 @@ fn mysql_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use flextide_queue_sql::test_support::{check_open_hides_password, check_schemes};
+    use flextide_queue_sql::test_support::{
+        check_open_hides_password, check_refused_fast, check_schemes,
+    };
 
     use super::*;
 
@@ -63,5 +65,13 @@ mod tests {
             "mariadb://app:s3cret-pw@127.0.0.1:1/app",
         ];
         check_open_hides_password(&MySqlConnector, &urls).await;
+    }
+
+    #[tokio::test]
+    async fn refused_connections_fail_at_once() {
+        check_refused_fast(&MySqlConnector, |port| {
+            format!("mysql://root@127.0.0.1:{port}/test")
+        })
+        .await;
     }
 }

@@ -62,10 +62,9 @@ impl MySqlQueue {
             ));
         }
         let target = format!("{}:{}", connect.get_host(), connect.get_port());
-        let pool = MySqlPoolOptions::new()
-            .connect_with(connect)
-            .await
-            .map_err(|e| DIALECT.map_connect(&target, e))?;
+        let pool =
+            flextide_queue_sql::open_pool(&DIALECT, &target, MySqlPoolOptions::new(), connect)
+                .await?;
         Self::from_pool(pool, name, options)
     }
 

@@ -56,10 +56,8 @@ impl PostgresBackend {
         let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|e| DIALECT.map_connect(&target, e))?;
+            .acquire_timeout(Duration::from_secs(10));
+        let pool = flextide_queue_sql::open_pool(&DIALECT, &target, pool, options).await?;
         Self::with_pool(pool, config).await
     }
 

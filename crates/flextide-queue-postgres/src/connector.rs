@@ -31,7 +31,9 @@ flextide_queue_sql::connector! {
 
 #[cfg(test)]
 mod tests {
-    use flextide_queue_sql::test_support::{check_open_hides_password, check_schemes};
+    use flextide_queue_sql::test_support::{
+        check_open_hides_password, check_refused_fast, check_schemes,
+    };
 
     use super::*;
 
@@ -53,5 +55,13 @@ mod tests {
             "postgres://app:s3cret-pw@127.0.0.1:1/app",
         ];
         check_open_hides_password(&PostgresConnector, &urls).await;
+    }
+
+    #[tokio::test]
+    async fn refused_connections_fail_at_once() {
+        check_refused_fast(&PostgresConnector, |port| {
+            format!("postgres://app@127.0.0.1:{port}/app")
+        })
+        .await;
     }
 }

@@ -7,6 +7,7 @@ pub mod decode;
 mod detach;
 mod error;
 mod migrate;
+mod pool;
 mod provider;
 mod release;
 #[cfg(feature = "test-support")]
@@ -18,6 +19,7 @@ pub use codec::{MAX_DELAY, check_delay, decode_receipt, headers_text, millis, st
 pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};
+pub use pool::{CONNECT_TIMEOUT, open_pool};
 pub use provider::CAPABILITIES;
 pub use release::release;
 pub use wake::waker;

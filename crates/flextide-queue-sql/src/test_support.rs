@@ -98,6 +98,33 @@ pub async fn check_open_hides_password(connector: &dyn Connector, urls: &[&str])
     }
 }
 
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Opening `url_for(port)` on a port nothing listens on fails at once
+/// (well within 5 s, where the pool's acquire timeout would take 10 or
+/// 30) with a retryable `connection refused at 127.0.0.1:PORT`.
+pub async fn check_refused_fast(connector: &dyn Connector, url_for: impl Fn(u16) -> String) {
+    let port = closed_port();
+    let url = url_for(port);
+    let started = std::time::Instant::now();
+    let e = connector
+        .open(&url, "q", QueueOptions::default())
+        .await
+        .expect_err("nothing listens");
+    let took = started.elapsed();
+    assert!(
+        e.to_string()
+            .contains(&format!("connection refused at 127.0.0.1:{port}")),
+        "{e}"
+    );
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
 /// Nothing is ready on `q`: a pop that does not wait returns nothing and
 /// the depth is 0.
 pub async fn check_nothing_ready(q: &dyn QueueProvider) {

@@ -1,5 +1,6 @@
 //! The `flextide` command: run the demo, push and pop tasks, inspect a
-//! queue, list and replay dead letters, run a command per message.
+//! queue, list and replay dead letters, run a command per message, and set
+//! up queues (migrate, list, create, delete).
 //!
 //! Run with: `cargo run -p flextide-cli -- demo`
 
@@ -52,6 +53,14 @@ enum Command {
     /// code decides: 0 acknowledges, 65 (EX_DATAERR) dead-letters at once,
     /// anything else retries with backoff until the attempts run out.
     Work(commands::work::WorkArgs),
+    /// Create or upgrade the SQL tables, saying which steps it applied
+    /// (other backends have no schema: it says so).
+    Migrate,
+    /// List the queues with their counts (SQL, Redis, SQS; not RabbitMQ).
+    Queues(commands::admin::QueuesArgs),
+    /// Create a queue and its helpers, or delete one.
+    #[command(subcommand)]
+    Queue(commands::admin::QueueCommand),
 }
 
 fn main() -> ExitCode {

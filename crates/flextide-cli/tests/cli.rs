@@ -1,72 +1,10 @@
 //! The `flextide` program end to end, on a temporary SQLite file.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-};
+mod common;
 
-/// A scratch database removed when dropped.
-struct Scratch {
-    dir: PathBuf,
-}
+use std::process::Command;
 
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("flextide-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir }
-    }
-
-    fn flextide(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flextide"));
-        for var in [
-            "QUEUE_URL",
-            "QUEUE_PROVIDER",
-            "QUEUE_NAME",
-            "REDIS_URL",
-            "AMQP_URL",
-            "SQS_QUEUE_URL",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env(
-            "DATABASE_URL",
-            format!("sqlite://{}/queue.db?mode=rwc", self.dir.display()),
-        );
-        cmd.args(args).current_dir(&self.dir);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.flextide(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "flextide {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn field(stats: &str, name: &str) -> u64 {
-    let line = stats
-        .lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("no {name} in {stats}"));
-    line.split_whitespace().last().unwrap().parse().unwrap()
-}
+use common::{Scratch, field};
 
 #[test]
 fn demo_runs_on_the_embedded_default() {

@@ -80,6 +80,53 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
         queue: &str,
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>>;
+
+    /// Opens the queue for looking at it (stats, peek, dead letters,
+    /// listing): like [`Connector::open`], but creating nothing the backend
+    /// lets it avoid (no tables migrated, no file created). The default is
+    /// [`Connector::open`], for backends whose open creates nothing.
+    async fn open_existing(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
+        self.open(url, queue, options).await
+    }
+
+    /// Creates or upgrades what the backend keeps queues in (the SQL
+    /// tables) and returns what it applied, one line per step (`"1 init"`),
+    /// empty when everything was up to date. `None`: this backend has no
+    /// schema (queues are created as they are used, or by
+    /// [`Connector::create_queue`]). Idempotent.
+    async fn migrate(&self, url: &str) -> Result<Option<Vec<String>>> {
+        let _ = url;
+        Ok(None)
+    }
+
+    /// Creates the queue `queue` and its helpers (an SQS dead-letter queue
+    /// with its redrive policy after `options.max_attempts` receives, a
+    /// RabbitMQ declaration, the SQL tables). Idempotent: an existing
+    /// queue is left as it is. The default opens the queue and closes it,
+    /// for backends that create what they need when a queue is opened.
+    async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {
+        self.open(url, queue, options).await?.close().await
+    }
+
+    /// The names of the queues at `url`, sorted. Backends that cannot
+    /// enumerate their queues return `Unsupported` with a hint saying
+    /// where to look instead.
+    async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
+        let _ = url;
+        Err(crate::QueueError::unsupported_because(
+            self.name(),
+            "list_queues",
+            format!(
+                "the {} backend cannot enumerate its queues; use the broker's own tools",
+                self.name()
+            ),
+        ))
+    }
 }
 
 /// The scheme of `url` (`"postgres"` of `postgres://…`, `"sqlite"` of

@@ -25,6 +25,7 @@ flextide_queue_sql::connector! {
         example_url: "mysql://user:password@127.0.0.1:3306/app",
         // `connect` never quotes the URL in its errors.
         open(url, queue, options) => MySqlQueue::connect(&mysql_url(url), queue, options),
+        admin: crate::admin,
     }
 }
 

@@ -16,6 +16,7 @@ macro_rules! message_columns {
     };
 }
 
+mod admin;
 mod claim;
 mod connector;
 mod dead;

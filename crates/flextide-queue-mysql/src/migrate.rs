@@ -43,6 +43,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// application runs without it, apply [`MIGRATIONS`] with your own tooling
 /// instead (each file's statements are idempotent).
 pub async fn migrate(pool: &MySqlPool) -> Result<()> {
+    migrate_steps(pool).await.map(drop)
+}
+
+/// [`migrate`], returning the versions it applied (empty: up to date).
+pub(crate) async fn migrate_steps(pool: &MySqlPool) -> Result<Vec<i64>> {
     let mut conn = pool.acquire().await.map_err(map_err)?;
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
         .bind(LOCK_NAME)
@@ -63,7 +68,7 @@ pub async fn migrate(pool: &MySqlPool) -> Result<()> {
         .bind(LOCK_NAME)
         .execute(&mut *conn)
         .await;
-    outcome.map(drop)
+    outcome
 }
 
 /// The version table and how a version is recorded.

@@ -54,18 +54,7 @@ impl MySqlQueue {
     /// [`MySqlQueue::from_pool`].
     pub async fn connect(url: &str, name: &str, options: QueueOptions) -> Result<Self> {
         validate_queue_name(name)?;
-        let connect: MySqlConnectOptions = url.parse().map_err(map_err)?;
-        if connect.get_database().is_none() {
-            return Err(QueueError::configuration(
-                BACKEND,
-                "the MySQL URL names no database: mysql://user:password@host:3306/DATABASE",
-            ));
-        }
-        let target = format!("{}:{}", connect.get_host(), connect.get_port());
-        let pool =
-            flextide_queue_sql::open_pool(&DIALECT, &target, MySqlPoolOptions::new(), connect)
-                .await?;
-        Self::from_pool(pool, name, options)
+        Self::from_pool(connect_pool(url).await?, name, options)
     }
 
     /// Opens the queue `name` on an existing pool. Queues are rows keyed by
@@ -121,6 +110,20 @@ flextide_queue_sql::queue_provider! {
             ..flextide_queue_sql::CAPABILITIES
         },
     }
+}
+
+/// A pool of its own on `url` (sqlx defaults, up to 10 connections); the
+/// URL never appears in errors.
+pub(crate) async fn connect_pool(url: &str) -> Result<MySqlPool> {
+    let connect: MySqlConnectOptions = url.parse().map_err(map_err)?;
+    if connect.get_database().is_none() {
+        return Err(QueueError::configuration(
+            BACKEND,
+            "the MySQL URL names no database: mysql://user:password@host:3306/DATABASE",
+        ));
+    }
+    let target = format!("{}:{}", connect.get_host(), connect.get_port());
+    flextide_queue_sql::open_pool(&DIALECT, &target, MySqlPoolOptions::new(), connect).await
 }
 
 #[cfg(test)]

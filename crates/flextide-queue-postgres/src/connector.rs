@@ -26,6 +26,7 @@ flextide_queue_sql::connector! {
         // `connect` reports a URL it cannot parse without quoting it, and
         // driver errors carry no connection options: no password leaks.
         open(url, queue, options) => PostgresQueue::connect(url, queue, options),
+        admin: crate::admin,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
+use flextide_queue_core::{Connector, QueueError, QueueOptions, QueueProvider, Result};
 
 use crate::{BACKEND, RabbitMq, SCHEMES, URL_ENV};
 
@@ -52,6 +52,17 @@ impl Connector for RabbitMqConnector {
     ) -> Result<Arc<dyn QueueProvider>> {
         let client = RabbitMq::new(url)?;
         Ok(Arc::new(client.open(queue, options).await?))
+    }
+
+    /// AMQP 0-9-1 has no way to enumerate queues: only the management
+    /// plugin (HTTP API, `rabbitmqctl`) can.
+    async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
+        let _ = url;
+        Err(QueueError::unsupported_because(
+            BACKEND,
+            "list_queues",
+            "AMQP cannot enumerate queues; run `rabbitmqctl list_queues name messages` on the broker, or open the management UI",
+        ))
     }
 }
 

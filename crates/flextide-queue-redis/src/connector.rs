@@ -42,11 +42,20 @@ impl Connector for RedisConnector {
         queue: &str,
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>> {
-        let mut config = RedisConfig::new(url);
-        if let Ok(prefix) = std::env::var(PREFIX_VAR) {
-            config = config.key_prefix(prefix);
-        }
-        let backend = RedisBackend::connect(config).await?;
+        let backend = connect(url).await?;
         Ok(Arc::new(backend.open(queue, options).await?))
     }
+
+    async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
+        connect(url).await?.queue_names().await
+    }
+}
+
+/// A backend on `url`, with the key prefix of `REDIS_KEY_PREFIX` when set.
+async fn connect(url: &str) -> Result<RedisBackend> {
+    let mut config = RedisConfig::new(url);
+    if let Ok(prefix) = std::env::var(PREFIX_VAR) {
+        config = config.key_prefix(prefix);
+    }
+    RedisBackend::connect(config).await
 }

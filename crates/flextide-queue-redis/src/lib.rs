@@ -8,6 +8,7 @@ mod connector;
 mod error;
 mod keys;
 mod queue;
+mod queues;
 mod scripts;
 
 pub use backend::RedisBackend;

@@ -20,7 +20,7 @@ pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};
 pub use pool::{CONNECT_TIMEOUT, open_pool};
-pub use provider::CAPABILITIES;
+pub use provider::{CAPABILITIES, LIST_QUEUES_SQL, applied_steps};
 pub use release::release;
 pub use wake::waker;
 
@@ -31,6 +31,6 @@ pub mod __private {
     pub use async_trait::async_trait;
     pub use flextide_queue_core::{
         Capabilities, Connector, DeadLetter, Delivery, Message, MessageId, QueueOptions,
-        QueueProvider, QueueStats, Receipt, Replay, Result,
+        QueueProvider, QueueStats, Receipt, Replay, Result, validate_queue_name,
     };
 }

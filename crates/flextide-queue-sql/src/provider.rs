@@ -4,7 +4,24 @@
 
 use flextide_queue_core::Capabilities;
 
-use crate::MAX_DELAY;
+use crate::{MAX_DELAY, Migration};
+
+/// The queues of the shared tables: every name with a message or a dead
+/// letter, sorted. The same text on every engine.
+pub const LIST_QUEUES_SQL: &str = "SELECT queue FROM flextide_queue_messages \
+     UNION SELECT queue FROM flextide_queue_dead_letters ORDER BY queue";
+
+/// The steps of `migrations` whose versions were just applied, as
+/// `"VERSION NAME"` lines, for `Connector::migrate`.
+pub fn applied_steps(migrations: &[Migration], versions: &[i64]) -> Vec<String> {
+    versions
+        .iter()
+        .map(|v| match migrations.iter().find(|m| m.version == *v) {
+            Some(m) => format!("{v} {}", m.name),
+            None => v.to_string(),
+        })
+        .collect()
+}
 
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
 /// keys, priorities, delays, leases with fencing tokens, dead letters, exact
@@ -181,6 +198,11 @@ macro_rules! queue_provider {
 /// Implements `Connector` for a SQL backend's unit struct. Every SQL
 /// backend reads `DATABASE_URL`; `open` runs `connect` (an expression of
 /// the three names given, a future of `Result<Queue>`) and boxes the queue.
+/// `admin` names the backend's module of operations by URL:
+/// `open_existing(url, queue, options)` (a queue, creating nothing),
+/// `migrate(url)` (the steps applied, as [`applied_steps`](crate::applied_steps)
+/// says them) and `list_queues(url)` (by [`LIST_QUEUES_SQL`](crate::LIST_QUEUES_SQL));
+/// `create_queue` is `migrate`, since queues are rows.
 /// `connect` must never quote the URL in its errors: it may hold a password.
 ///
 /// ```ignore
@@ -192,6 +214,7 @@ macro_rules! queue_provider {
 ///         default_url: None,
 ///         example_url: "mysql://user:password@127.0.0.1:3306/app",
 ///         open(url, queue, options) => MySqlQueue::connect(url, queue, options),
+///         admin: crate::admin,
 ///     }
 /// }
 /// ```
@@ -204,7 +227,8 @@ macro_rules! connector {
             schemes: $schemes:expr,
             default_url: $default_url:expr,
             example_url: $example_url:expr,
-            open($url:ident, $queue:ident, $options:ident) => $connect:expr $(,)?
+            open($url:ident, $queue:ident, $options:ident) => $connect:expr,
+            admin: $admin:path $(,)?
         }
     ) => {
         #[$crate::__private::async_trait]
@@ -241,6 +265,49 @@ macro_rules! connector {
             ) -> $crate::__private::Result<::std::sync::Arc<dyn $crate::__private::QueueProvider>>
             {
                 ::std::result::Result::Ok(::std::sync::Arc::new($connect.await?))
+            }
+
+            async fn open_existing(
+                &self,
+                url: &str,
+                queue: &str,
+                options: $crate::__private::QueueOptions,
+            ) -> $crate::__private::Result<::std::sync::Arc<dyn $crate::__private::QueueProvider>>
+            {
+                use $admin as admin;
+                ::std::result::Result::Ok(::std::sync::Arc::new(
+                    admin::open_existing(url, queue, options).await?,
+                ))
+            }
+
+            async fn migrate(
+                &self,
+                url: &str,
+            ) -> $crate::__private::Result<
+                ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+            > {
+                use $admin as admin;
+                ::std::result::Result::Ok(::std::option::Option::Some(admin::migrate(url).await?))
+            }
+
+            // Queues are rows: creating one is having the tables.
+            async fn create_queue(
+                &self,
+                url: &str,
+                queue: &str,
+                _options: $crate::__private::QueueOptions,
+            ) -> $crate::__private::Result<()> {
+                use $admin as admin;
+                $crate::__private::validate_queue_name(queue)?;
+                admin::migrate(url).await.map(drop)
+            }
+
+            async fn list_queues(
+                &self,
+                url: &str,
+            ) -> $crate::__private::Result<::std::vec::Vec<::std::string::String>> {
+                use $admin as admin;
+                admin::list_queues(url).await
             }
         }
     };

@@ -94,6 +94,18 @@ impl Target {
     /// Accepts `sqlite::memory:`, `sqlite://path/to/file.db` (sqlx's URL
     /// forms, with `?mode=` and the other SQLite URI parameters) or a plain
     /// file path. File databases are created when missing.
+    /// The same database, never created when missing.
+    pub(crate) fn existing_only(mut self) -> Self {
+        self.options = self.options.create_if_missing(false);
+        self
+    }
+
+    /// The file this target names, when it is a file that does not exist.
+    pub(crate) fn missing_file(&self) -> Option<&std::path::Path> {
+        let path = self.options.get_filename();
+        (!self.in_memory && !path.exists()).then_some(path)
+    }
+
     pub(crate) fn parse(url: &str) -> Result<Self> {
         let url = url.trim();
         if url.is_empty() {

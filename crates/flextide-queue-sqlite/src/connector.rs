@@ -25,6 +25,7 @@ flextide_queue_sql::connector! {
         default_url: Some("sqlite://flextide.db?mode=rwc"),
         example_url: "sqlite://flextide.db?mode=rwc",
         open(url, queue, options) => SqliteQueue::connect(url, queue, options),
+        admin: crate::admin,
     }
 }
 

@@ -48,17 +48,23 @@ const PLAN: Plan = Plan {
 /// told not to; call it yourself when you build queues with
 /// [`SqliteQueue::from_pool`](crate::SqliteQueue::from_pool).
 pub async fn migrate(pool: &SqlitePool) -> Result<()> {
+    migrate_steps(pool).await.map(drop)
+}
+
+/// [`migrate`], returning the versions it applied (empty: up to date).
+pub(crate) async fn migrate_steps(pool: &SqlitePool) -> Result<Vec<i64>> {
     // Up to date (the usual case): no write lock taken.
     if current_version(pool).await? >= SCHEMA_VERSION {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut conn = pool.acquire().await.map_err(error::map)?;
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(error::map)?;
-    flextide_queue_sql::migrate::<sqlx::Sqlite>(&mut *tx, &PLAN).await?;
-    tx.commit().await.map_err(error::map)
+    let applied = flextide_queue_sql::migrate::<sqlx::Sqlite>(&mut *tx, &PLAN).await?;
+    tx.commit().await.map_err(error::map)?;
+    Ok(applied)
 }
 
 /// The schema version recorded in the database: 0 when nothing was applied.

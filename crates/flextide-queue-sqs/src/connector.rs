@@ -69,29 +69,58 @@ impl Connector for SqsConnector {
             let client = queue_url.client().await;
             return Ok(Arc::new(client.open_url(url, options).await?));
         }
-        if is_sqs_scheme(url) {
-            let rest = &url[url.find(':').map_or(url.len(), |i| i + 1)..];
-            if !rest.is_empty() && rest != "//" {
-                return Err(QueueError::configuration(
-                    BACKEND,
-                    format!(
-                        "an SQS URL is `sqs:` (the queue named {queue:?}, through the AWS chain) or a queue URL such as {}",
-                        self.example_url()
-                    ),
-                ));
-            }
-            let client = SqsClient::from_env().await;
-            return Ok(Arc::new(
-                client.open(queue, QueueKind::Standard, options).await?,
+        let client = self.client(url, queue).await?;
+        Ok(Arc::new(
+            client.open(queue, QueueKind::Standard, options).await?,
+        ))
+    }
+
+    /// Creates the queue and its dead-letter queue, with a redrive policy
+    /// after `options.max_attempts` receives (`ensure_queue`). With a queue
+    /// URL, `queue` is created on that URL's server.
+    async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {
+        let client = match QueueUrl::parse(url) {
+            Some(queue_url) => queue_url.client().await,
+            None => self.client(url, queue).await?,
+        };
+        client
+            .ensure_queue(queue, QueueKind::Standard, options)
+            .await
+            .map(drop)
+    }
+
+    async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
+        let client = match QueueUrl::parse(url) {
+            Some(queue_url) => queue_url.client().await,
+            None => self.client(url, "").await?,
+        };
+        client.queue_names().await
+    }
+}
+
+impl SqsConnector {
+    /// The client of an `sqs:` URL (the AWS chain).
+    async fn client(&self, url: &str, queue: &str) -> Result<SqsClient> {
+        if !is_sqs_scheme(url) {
+            return Err(QueueError::configuration(
+                BACKEND,
+                format!(
+                    "not an SQS URL: use `sqs:` or a queue URL such as {}",
+                    self.example_url()
+                ),
             ));
         }
-        Err(QueueError::configuration(
-            BACKEND,
-            format!(
-                "not an SQS URL: use `sqs:` or a queue URL such as {}",
-                self.example_url()
-            ),
-        ))
+        let rest = &url[url.find(':').map_or(url.len(), |i| i + 1)..];
+        if !rest.is_empty() && rest != "//" {
+            return Err(QueueError::configuration(
+                BACKEND,
+                format!(
+                    "an SQS URL is `sqs:` (the queue named {queue:?}, through the AWS chain) or a queue URL such as {}",
+                    self.example_url()
+                ),
+            ));
+        }
+        Ok(SqsClient::from_env().await)
     }
 }
 

@@ -6,6 +6,7 @@ mod codec;
 mod connector;
 mod error;
 mod inflight;
+mod list;
 mod queue;
 
 pub use client::{QueueKind, SqsClient};

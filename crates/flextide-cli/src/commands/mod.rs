@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod admin;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod inspect;
@@ -32,16 +33,42 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             close(&*q).await;
             result
         }
+        Command::Migrate => admin::migrate(queue).await,
+        Command::Queues(args) => admin::queues(queue, args).await,
+        Command::Queue(cmd) => admin::queue(cmd).await,
+        // Looking only: opened without creating anything.
+        Command::Peek(args) => {
+            let q = open_existing(queue).await?;
+            let result = inspect::peek(&*q, args).await;
+            close(&*q).await;
+            result
+        }
+        Command::Stats(args) => {
+            let q = open_existing(queue).await?;
+            let result = inspect::stats(&*q, args).await;
+            close(&*q).await;
+            result
+        }
+        Command::Dlq(dlq::DlqCommand::List { limit }) => {
+            let q = open_existing(queue).await?;
+            let result = dlq::run(&*q, dlq::DlqCommand::List { limit }).await;
+            close(&*q).await;
+            result
+        }
         one_shot => {
             let q = open_lasting(queue).await?;
             let result = match one_shot {
                 Command::Push(args) => push::run(&*q, args).await,
                 Command::Pop(args) => pop::run(&*q, args).await,
-                Command::Peek(args) => inspect::peek(&*q, args).await,
-                Command::Stats(args) => inspect::stats(&*q, args).await,
                 Command::Purge(args) => inspect::purge(&*q, args).await,
                 Command::Dlq(cmd) => dlq::run(&*q, cmd).await,
-                Command::Demo(_) | Command::Work(_) => unreachable!("matched above"),
+                Command::Demo(_)
+                | Command::Work(_)
+                | Command::Migrate
+                | Command::Queues(_)
+                | Command::Queue(_)
+                | Command::Peek(_)
+                | Command::Stats(_) => unreachable!("matched above"),
             };
             close(&*q).await;
             result
@@ -108,6 +135,21 @@ pub(crate) async fn open_lasting(queue: Option<String>) -> Result<Arc<dyn QueueP
         return Err("QUEUE_PROVIDER=memory keeps messages inside one process: what this command pushed or saw would be gone when it exits. Use it with `flextide demo` (or in your own program), or choose a backend that keeps messages (the default SQLite file needs no server)".into());
     }
     Ok(flextide_queue::connect(&config).await?)
+}
+
+/// Like [`open_lasting`], for a command that only looks: the queue is
+/// opened without creating anything the backend lets it avoid (no tables
+/// migrated, no database file created).
+pub(crate) async fn open_existing(queue: Option<String>) -> Result<Arc<dyn QueueProvider>, Error> {
+    let config = config(queue)?;
+    if config.backend == "memory" {
+        return open_lasting(Some(config.queue_name)).await;
+    }
+    let connector = flextide_queue::registry().by_name(&config.backend)?.clone();
+    flextide_queue::validate_queue_name(&config.queue_name)?;
+    Ok(connector
+        .open_existing(&config.url, &config.queue_name, config.options.clone())
+        .await?)
 }
 
 /// A message as one JSON object, for output: the payload as text when it

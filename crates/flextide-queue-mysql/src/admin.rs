@@ -1,0 +1,33 @@
+//! The connector's operations by URL: opening a queue without creating
+//! anything, migrating, listing queues. Each opens a pool of its own.
+
+use flextide_queue_core::{QueueOptions, Result};
+use flextide_queue_sql::{LIST_QUEUES_SQL, applied_steps};
+
+use crate::{MIGRATIONS, MySqlQueue, error::map_err, migrate::migrate_steps, queue::connect_pool};
+
+/// Opening a queue creates nothing on MySQL (queues are rows).
+pub(crate) async fn open_existing(
+    url: &str,
+    queue: &str,
+    options: QueueOptions,
+) -> Result<MySqlQueue> {
+    MySqlQueue::connect(url, queue, options).await
+}
+
+pub(crate) async fn migrate(url: &str) -> Result<Vec<String>> {
+    let pool = connect_pool(url).await?;
+    let applied = migrate_steps(&pool).await;
+    pool.close().await;
+    Ok(applied_steps(MIGRATIONS, &applied?))
+}
+
+pub(crate) async fn list_queues(url: &str) -> Result<Vec<String>> {
+    let pool = connect_pool(url).await?;
+    let names = sqlx::query_scalar(LIST_QUEUES_SQL)
+        .fetch_all(&pool)
+        .await
+        .map_err(map_err);
+    pool.close().await;
+    names
+}

@@ -1,0 +1,75 @@
+//! Listing the queues under a key prefix: every queue has a message stream
+//! (`PREFIX:{NAME}:s`) or, once emptied of messages, a dead-letter stream
+//! (`PREFIX:{NAME}:x`). Found with `SCAN`, which never blocks the server.
+
+use std::collections::BTreeSet;
+
+use flextide_queue_core::Result;
+
+use crate::RedisBackend;
+
+impl RedisBackend {
+    /// The names of the queues under this backend's key prefix, sorted.
+    pub async fn queue_names(&self) -> Result<Vec<String>> {
+        let head = format!("{}:{{", self.prefix());
+        let pattern = format!("{}*}}:[sx]", glob_escape(&head));
+        let mut conn = self.conn();
+        let mut names = BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err("list_queues", e))?;
+            names.extend(keys.iter().filter_map(|k| queue_of(&head, k)));
+            if next == 0 {
+                return Ok(names.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The queue name of a stream key, if it is one of ours.
+fn queue_of(head: &str, key: &str) -> Option<String> {
+    let inner = key
+        .strip_prefix(head)?
+        .strip_suffix(":s")
+        .or_else(|| key.strip_prefix(head)?.strip_suffix(":x"))?;
+    let name = inner.strip_suffix('}')?;
+    flextide_queue_core::validate_queue_name(name)
+        .is_ok()
+        .then(|| name.to_owned())
+}
+
+/// `s` with the characters Redis glob patterns treat specially escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_stream_keys() {
+        let head = "flextide:{";
+        assert_eq!(queue_of(head, "flextide:{jobs}:s").as_deref(), Some("jobs"));
+        assert_eq!(queue_of(head, "flextide:{jobs}:x").as_deref(), Some("jobs"));
+        assert_eq!(queue_of(head, "flextide:{jobs}:d"), None);
+        assert_eq!(queue_of(head, "other:{jobs}:s"), None);
+        assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
+    }
+}

@@ -7,8 +7,8 @@ mod signals;
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Args;
-use flextide_queue::QueueProvider;
-use flextide_worker::{RetryPolicy, Task, Worker, handler_fn};
+use flextide_queue::{QueueProvider, QueueStats};
+use flextide_worker::{ProgressSnapshot, RetryPolicy, Task, Worker, handler_fn};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,9 @@ pub(crate) struct WorkArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     grace: f64,
     /// Stop once nothing is running and the queue has nothing ready, in flight
-    /// or delayed for this many seconds (default: run until Ctrl-C).
+    /// or delayed for this many seconds (default: run until Ctrl-C). Messages
+    /// this run parked (failed for good on a queue without dead letters,
+    /// such as an SQS queue without a redrive policy) do not count.
     #[arg(long, value_name = "SECONDS")]
     until_idle: Option<f64>,
 }
@@ -117,7 +119,7 @@ pub(crate) async fn run(queue: Arc<dyn QueueProvider>, args: WorkArgs) -> Result
                 idle_since = tokio::time::Instant::now();
             } else if idle_since.elapsed().as_secs_f64() >= idle {
                 let stats = queue.stats().await?;
-                if stats.depth == 0 && stats.in_flight == 0 && stats.delayed == 0 {
+                if is_idle(&stats, &s) {
                     shutdown.cancel();
                 } else {
                     idle_since = tokio::time::Instant::now();
@@ -148,4 +150,44 @@ pub(crate) async fn run(queue: Arc<dyn QueueProvider>, args: WorkArgs) -> Result
         Some(status) => ExitCode::from(status),
         None => ExitCode::SUCCESS,
     })
+}
+
+/// Whether `--until-idle` may stop (the caller checked that no command
+/// runs): the queue has nothing ready, delayed or in flight. Messages this run parked
+/// (held back with a long delay because the queue has no dead letters) are
+/// given up on, and leave the in-flight count: on SQS a parked message is
+/// in flight (hidden by its visibility timeout) for 15 minutes, then comes
+/// back, fails again and is parked again, so counting it would never stop.
+fn is_idle(queue: &QueueStats, worker: &ProgressSnapshot) -> bool {
+    queue.depth == 0 && queue.delayed == 0 && queue.in_flight.saturating_sub(worker.parked) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(depth: u64, in_flight: u64, delayed: u64) -> QueueStats {
+        let mut s = QueueStats::default();
+        s.depth = depth;
+        s.in_flight = in_flight;
+        s.delayed = delayed;
+        s
+    }
+
+    fn worker(parked: u64) -> ProgressSnapshot {
+        let mut w = ProgressSnapshot::default();
+        w.parked = parked;
+        w
+    }
+
+    #[test]
+    fn parked_messages_do_not_keep_the_worker_running() {
+        assert!(is_idle(&stats(0, 0, 0), &worker(0)));
+        // SQS without a redrive policy: the parked message is in flight.
+        assert!(is_idle(&stats(0, 1, 0), &worker(1)));
+        assert!(!is_idle(&stats(0, 2, 0), &worker(1)), "another in flight");
+        assert!(!is_idle(&stats(1, 1, 0), &worker(1)), "one is ready");
+        assert!(!is_idle(&stats(0, 0, 1), &worker(0)), "a retry is delayed");
+        assert!(!is_idle(&stats(0, 1, 0), &worker(0)), "one is in flight");
+    }
 }

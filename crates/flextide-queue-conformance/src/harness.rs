@@ -74,6 +74,14 @@ pub struct HarnessSettings {
     /// The largest payload the suite round-trips when the backend has no
     /// limit. Default 1 MiB.
     pub unlimited_payload_probe: usize,
+    /// Whether the server may, rarely, deliver a message a second time while
+    /// its lease holds: SQS standard queues do by design (at-least-once,
+    /// "occasionally more than one copy"), and so does an emulator that
+    /// races concurrent receives (moto's threaded server). The concurrency
+    /// cases then accept such duplicates, up to one message in ten, and
+    /// still check that every message was delivered and deleted. Default
+    /// `false`: a duplicate while a lease holds fails.
+    pub rare_duplicates: bool,
 }
 
 impl Default for HarnessSettings {
@@ -86,6 +94,7 @@ impl Default for HarnessSettings {
             foreign_undecodable: false,
             volume: 200,
             unlimited_payload_probe: 1024 * 1024,
+            rare_duplicates: false,
         }
     }
 }

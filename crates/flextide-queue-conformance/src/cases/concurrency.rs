@@ -129,18 +129,28 @@ async fn run_consumers(ctx: &Ctx, handles: usize, batch: bool) -> CaseResult {
         .filter(|(_, k)| **k > 1)
         .map(|(id, k)| format!("{id} x{k}"))
         .collect();
-    ensure!(
-        twice.is_empty(),
-        "delivered more than once while leases held: {}",
-        twice.join(", ")
-    );
+    let extra: usize = seen.values().map(|k| k - 1).sum();
+    if ctx.settings().rare_duplicates {
+        // Each extra copy was deleted too (SQS deletes by any live receipt).
+        ensure!(
+            extra * 10 <= n,
+            "delivered more than once while leases held, more than rarely ({extra} extra copies of {n}): {}",
+            twice.join(", ")
+        );
+    } else {
+        ensure!(
+            twice.is_empty(),
+            "delivered more than once while leases held: {}",
+            twice.join(", ")
+        );
+    }
     let got: HashSet<MessageId> = seen.into_keys().collect();
     ensure!(
         got.is_subset(&ids),
         "delivered messages that were never pushed"
     );
     ensure_eq!(got.len(), n, "distinct messages delivered and deleted");
-    ensure_eq!(deleted.load(Ordering::SeqCst), n, "deletes");
+    ensure_eq!(deleted.load(Ordering::SeqCst), n + extra, "deletes");
     pop_none(&q, brief(ctx), "every message was deleted").await?;
     ensure_empty(ctx, &q).await
 }

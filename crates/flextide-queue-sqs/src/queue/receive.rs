@@ -106,7 +106,7 @@ impl SqsQueue {
         wait_seconds: u64,
         visibility: u64,
     ) -> Result<Batch> {
-        let out = self
+        let mut request = self
             .sdk
             .receive_message()
             .queue_url(url)
@@ -114,10 +114,25 @@ impl SqsQueue {
             .wait_time_seconds(wait_seconds.min(MAX_WAIT_SECONDS) as i32)
             .visibility_timeout(visibility.min(MAX_VISIBILITY_SECONDS) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| self.err(Fault::from_sdk(&e), "receive_message"))?;
+            .message_attribute_names("All");
+        if self.names.fifo {
+            // One id per receive, the same on each of the SDK's retries of
+            // it: a retry after a response was lost (a timeout, a reset
+            // connection) gets the messages that response leased, instead
+            // of leaving them invisible, their groups blocked, until the
+            // lease ends. Standard queues have no such id.
+            request = request.receive_request_attempt_id(uuid::Uuid::new_v4().simple().to_string());
+        }
+        let out = request.send().await.map_err(|e| {
+            match Fault::from_sdk(&e) {
+                // A retry of a throttled receive may not reuse the id: the
+                // next receive (a new id) is the retry.
+                Fault::Invalid(why) if why.contains("ReceiveRequestAttemptId") => {
+                    self.err(Fault::Throttled(why), "receive_message")
+                }
+                fault => self.err(fault, "receive_message"),
+            }
+        })?;
         Ok(Decoded::sort(out.messages().iter().filter_map(decode)))
     }
 

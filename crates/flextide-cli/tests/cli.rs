@@ -395,3 +395,23 @@ fn pop_keep_four_times_counts_attempts_one_to_four() {
         assert_eq!(line["attempt"], want, "{line}");
     }
 }
+
+#[test]
+fn an_empty_queue_name_means_the_default_as_in_the_library() {
+    let s = Scratch::new("empty-name");
+    for blank in ["", " "] {
+        let out = s
+            .flextide(&["push", "x"])
+            .env("QUEUE_NAME", blank)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // flextide_queue::DEFAULT_QUEUE_NAME.
+    let stats = s.ok(&["stats", "--queue", "flextide-tasks"]);
+    assert_eq!(field(&stats, "ready"), 2, "{stats}");
+}

@@ -343,6 +343,11 @@ mod tests {
         }
         let e = cfg(&[("QUEUE_NAME", "bad name")]).unwrap_err().to_string();
         assert!(e.contains("QUEUE_NAME"), "{e}");
+        // Empty (or blank) is unset, as in the `flextide` command.
+        for blank in ["", "  "] {
+            let c = cfg(&[("QUEUE_NAME", blank)]).unwrap();
+            assert_eq!(c.queue_name, DEFAULT_QUEUE_NAME);
+        }
         let e = cfg(&[("QUEUE_MAX_ATTEMPTS", "many")])
             .unwrap_err()
             .to_string();

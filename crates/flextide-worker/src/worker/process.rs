@@ -97,7 +97,10 @@ where
         Outcome::LeaseLost => {
             bump(&shared.counters.lease_lost);
             shared.metrics.lease_lost.increment(1);
-            warn!("lease lost while the handler ran; not settling: the message is delivered again");
+            // Said when the lease was found lost (rate-limited when stale).
+            debug!(
+                "lease lost while the handler ran; not settling: the message is delivered again"
+            );
             record_breaker(&ctx, None, job.probe);
             ctx.gates.held.release(1);
             return;
@@ -198,6 +201,18 @@ where
                     Err(e) if e.is_retryable() && Instant::now() + lease / 10 < deadline => {
                         next_beat = Instant::now() + (lease / 10).min(Duration::from_secs(1));
                         warn!(error = %e, "extending the lease failed; trying again");
+                    }
+                    Err(QueueError::StaleReceipt { .. }) => {
+                        lost = true;
+                        job.token.cancel();
+                        // After a broker restart every running delivery's
+                        // receipt goes stale at once: one warning per window.
+                        if let Some(suppressed) = shared.stale_log.admit(1) {
+                            warn!(
+                                earlier_unreported = suppressed,
+                                "a running handler's receipt is stale (its lease ended, or the broker restarted); cancelling it: the message is delivered again"
+                            );
+                        }
                     }
                     Err(e) => {
                         lost = true;

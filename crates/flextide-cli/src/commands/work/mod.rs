@@ -175,9 +175,10 @@ mod tests {
     }
 
     fn worker(parked: u64) -> ProgressSnapshot {
-        let mut w = ProgressSnapshot::default();
-        w.parked = parked;
-        w
+        ProgressSnapshot {
+            parked,
+            ..ProgressSnapshot::default()
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use flextide_queue_core::{
-    Result,
+    QueueError, Result,
     backend::{max_attempts_reason, undecodable_reason},
 };
 use futures::future::join_all;
@@ -84,10 +84,19 @@ impl Inner {
             .chain(due.ack.into_iter().map(Job::Ack))
             .chain(due.dead.into_iter().map(Job::Dlq))
             .chain(due.requeue.into_iter().map(Job::Requeue));
-        join_all(jobs.map(|job| self.run_job(&link, job, &reason))).await;
+        let failed: Vec<QueueError> = join_all(jobs.map(|job| self.run_job(&link, job, &reason)))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        // A broker restart fails every job of the pass at once: one line.
+        if let Some(first) = failed.first() {
+            tracing::warn!(queue = %self.name, deliveries = failed.len(), error = %first, "rabbitmq: could not move deliveries; handing them back to the broker");
+        }
     }
 
-    async fn run_job(&self, link: &Link, job: Job, reason: &str) {
+    /// One job; its error (after the delivery was handed back), if any.
+    async fn run_job(&self, link: &Link, job: Job, reason: &str) -> Option<QueueError> {
         let (tag, result) = match job {
             Job::GiveBack(b) => (b.tag, self.give_back(link, &b).await),
             Job::Ack(l) => (l.tag, self.ack(link, l.tag).await),
@@ -98,9 +107,12 @@ impl Inner {
             ),
             Job::Requeue(l) => (l.tag, self.requeue(link, &l, Duration::ZERO).await),
         };
-        if let Err(e) = result {
-            tracing::warn!(queue = %self.name, error = %e, "rabbitmq: could not move a delivery; handing it back to the broker");
-            self.nack_back(link, tag).await;
+        match result {
+            Ok(()) => None,
+            Err(e) => {
+                self.nack_back(link, tag).await;
+                Some(e)
+            }
         }
     }
 

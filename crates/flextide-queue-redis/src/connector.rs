@@ -46,6 +46,15 @@ impl Connector for RedisConnector {
         Ok(Arc::new(backend.open(queue, options).await?))
     }
 
+    async fn open_existing(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
+        Ok(Arc::new(connect(url).await?.open_existing(queue, options)?))
+    }
+
     async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
         connect(url).await?.queue_names().await
     }

@@ -1,14 +1,35 @@
-//! Listing the queues under a key prefix: every queue has a message stream
-//! (`PREFIX:{NAME}:s`) or, once emptied of messages, a dead-letter stream
-//! (`PREFIX:{NAME}:x`). Found with `SCAN`, which never blocks the server.
+//! Looking at queues without creating any: listing the queues under a key
+//! prefix (every queue has a message stream `PREFIX:{NAME}:s` or, once
+//! emptied of messages, a dead-letter stream `PREFIX:{NAME}:x`, found with
+//! `SCAN`, which never blocks the server), and opening one for stats, peek
+//! and dead letters without creating its stream and consumer group.
 
 use std::collections::BTreeSet;
 
-use flextide_queue_core::Result;
+use flextide_queue_core::{QueueError, QueueOptions, Result, validate_queue_name};
 
-use crate::RedisBackend;
+use crate::{BACKEND, RedisBackend, RedisQueue, keys::Keys};
 
 impl RedisBackend {
+    /// Opens the queue `name` to look at it: unlike [`RedisBackend::open`],
+    /// it creates neither the stream nor the consumer group (a queue that
+    /// does not exist shows as empty).
+    pub fn open_existing(&self, name: &str, options: QueueOptions) -> Result<RedisQueue> {
+        validate_queue_name(name)?;
+        if options.lease.is_zero() {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "the lease must be longer than zero",
+            ));
+        }
+        Ok(RedisQueue::new(
+            self.clone(),
+            name,
+            Keys::new(self.prefix(), name),
+            options,
+        ))
+    }
+
     /// The names of the queues under this backend's key prefix, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>> {
         let head = format!("{}:{{", self.prefix());

@@ -54,6 +54,16 @@ impl Connector for RabbitMqConnector {
         Ok(Arc::new(client.open(queue, options).await?))
     }
 
+    async fn open_existing(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
+        let client = RabbitMq::new(url)?;
+        Ok(Arc::new(client.open_existing(queue, options).await?))
+    }
+
     /// AMQP 0-9-1 has no way to enumerate queues: only the management
     /// plugin (HTTP API, `rabbitmqctl`) can.
     async fn list_queues(&self, url: &str) -> Result<Vec<String>> {

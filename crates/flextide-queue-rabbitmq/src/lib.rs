@@ -42,6 +42,9 @@ pub(crate) struct Settings {
     pub(crate) shown: String,
     pub(crate) config: RabbitMqConfig,
     pub(crate) handles: queue::Handles,
+    /// Open queues only if they exist (a passive declaration), creating
+    /// nothing: for looking at a queue ([`RabbitMq::open_existing`]).
+    pub(crate) passive: bool,
 }
 
 /// A RabbitMQ broker: opens queues on it.
@@ -104,6 +107,7 @@ impl RabbitMq {
                 shown,
                 config,
                 handles: queue::Handles::default(),
+                passive: false,
             }),
         })
     }
@@ -135,6 +139,22 @@ impl RabbitMq {
     pub async fn open(&self, name: &str, options: QueueOptions) -> Result<RabbitMqQueue> {
         validate_queue_name(name)?;
         RabbitMqQueue::open(self.settings.clone(), name, options).await
+    }
+
+    /// Opens the queue `name` to look at it, creating nothing: the queue
+    /// and its dead-letter queue are declared passively, so a queue that
+    /// does not exist fails with `QueueNotFound` instead of being created.
+    /// The handle belongs to a client of its own.
+    pub async fn open_existing(&self, name: &str, options: QueueOptions) -> Result<RabbitMqQueue> {
+        validate_queue_name(name)?;
+        let settings = Arc::new(Settings {
+            uri: self.settings.uri.clone(),
+            shown: self.settings.shown.clone(),
+            config: self.settings.config.clone(),
+            handles: queue::Handles::default(),
+            passive: true,
+        });
+        RabbitMqQueue::open(settings, name, options).await
     }
 
     /// Deletes the queue `name`, its dead-letter queue and its delay holding

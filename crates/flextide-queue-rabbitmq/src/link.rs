@@ -67,8 +67,12 @@ impl Link {
         .await?;
         let opened = async {
             let publish = publishing_channel(&connection, t).await?;
-            declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
-            declare(&publish, t, dlq, classic_arguments()).await?;
+            if settings.passive {
+                declare_passive(&publish, t, queue).await?;
+            } else {
+                declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
+                declare(&publish, t, dlq, classic_arguments()).await?;
+            }
             let consume = timed("channel.open", t, connection.create_channel()).await?;
             Ok::<_, QueueError>((publish, consume))
         }
@@ -291,6 +295,30 @@ pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
     args.insert("x-dead-letter-exchange".into(), str_value(""));
     args.insert("x-dead-letter-routing-key".into(), str_value(queue));
     args
+}
+
+/// Checks that `queue` exists without creating it (a passive declaration):
+/// `QueueNotFound` when it does not.
+async fn declare_passive(channel: &Channel, t: Duration, queue: &str) -> Result<()> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = crate::error::timed_raw(
+        "queue.declare",
+        t,
+        channel.queue_declare(ShortString::from(queue), options, FieldTable::default()),
+    )
+    .await?;
+    match declared {
+        Ok(_) => Ok(()),
+        Err(e) if crate::error::is_not_found(&e) => Err(QueueError::QueueNotFound {
+            backend: BACKEND,
+            queue: queue.to_owned(),
+        }),
+        Err(e) => Err(map(e)),
+    }
 }
 
 /// Declares a durable queue; a mismatch with an existing queue's arguments

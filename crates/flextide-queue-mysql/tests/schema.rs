@@ -141,11 +141,20 @@ async fn an_old_schema_upgrades_with_its_rows(url: String) {
     assert_eq!(ids, ["theirs", "ours-high", "ours-low"]);
 }
 
+async fn connector_admin_operations(url: String) {
+    flextide_queue_sql::test_support::check_admin_by_url(
+        &flextide_queue_mysql::MySqlConnector,
+        &url,
+    )
+    .await;
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "mysql",
         "FLEXTIDE_TEST_MYSQL_URL",
         vec![
+            integration_test!(connector_admin_operations),
             integration_test!(migrate_twice_and_concurrently_is_harmless),
             integration_test!(missing_tables_ask_for_migrate),
             integration_test!(a_plain_insert_with_a_priority_is_claimed_in_priority_order),

@@ -427,11 +427,20 @@ async fn pops_cut_short_leave_the_pool_healthy(url: String) {
     );
 }
 
+async fn connector_admin_operations(url: String) {
+    flextide_queue_sql::test_support::check_admin_by_url(
+        &flextide_queue_postgres::PostgresConnector,
+        &url,
+    )
+    .await;
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "postgres",
         "FLEXTIDE_TEST_POSTGRES_URL",
         vec![
+            integration_test!(connector_admin_operations),
             integration_test!(concurrent_claimers_never_share_a_message).threads(4),
             integration_test!(crashed_consumer_lease_expires_and_message_returns),
             integration_test!(push_in_tx_follows_the_transaction),

@@ -98,6 +98,35 @@ pub async fn check_open_hides_password(connector: &dyn Connector, urls: &[&str])
     }
 }
 
+/// The connector's admin operations on the server at `url`: `migrate`
+/// reports a schema (nothing left to apply the second time), `create_queue`
+/// is idempotent, `list_queues` shows a queue with a message, and
+/// `open_existing` sees its count. Cleans up the queue it used.
+pub async fn check_admin_by_url(connector: &dyn Connector, url: &str) {
+    let options = QueueOptions::default();
+    assert!(connector.migrate(url).await.unwrap().is_some());
+    assert_eq!(connector.migrate(url).await.unwrap(), Some(Vec::new()));
+    let name = flextide_queue_conformance::unique_queue_name("admin");
+    for _ in 0..2 {
+        connector
+            .create_queue(url, &name, options.clone())
+            .await
+            .unwrap();
+    }
+    let q = connector.open(url, &name, options.clone()).await.unwrap();
+    q.push(Message::new("x")).await.unwrap();
+    let listed = connector.list_queues(url).await.unwrap();
+    assert!(listed.contains(&name), "{name} not in {listed:?}");
+    assert!(
+        listed.windows(2).all(|w| w[0] <= w[1]),
+        "sorted: {listed:?}"
+    );
+    let looking = connector.open_existing(url, &name, options).await.unwrap();
+    assert_eq!(looking.stats().await.unwrap().depth, 1);
+    q.purge().await.unwrap();
+    assert!(!connector.list_queues(url).await.unwrap().contains(&name));
+}
+
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");

@@ -5,6 +5,11 @@ use crate::{
     util::{cargo, run_tee, step},
 };
 
+/// The command's every backend, so its end-to-end tests against servers
+/// (`tests/sqs.rs`, …) are built and run. It adds no compile: the bench
+/// already turns on every backend of the facade in a workspace build.
+const CLI_FEATURES: &str = "flextide-cli/full";
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Some(a) = args.first() {
         return Err(format!("unknown argument `{a}`"));
@@ -18,6 +23,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--features",
+        CLI_FEATURES,
         "--",
         "-D",
         "warnings",
@@ -44,6 +51,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "test",
         "--workspace",
         "--all-targets",
+        "--features",
+        CLI_FEATURES,
         "--no-fail-fast",
         "--",
         "--color",

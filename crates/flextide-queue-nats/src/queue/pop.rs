@@ -23,6 +23,16 @@ use tokio::time::Instant;
 use super::NatsQueue;
 use crate::{BACKEND, codec, receipt};
 
+/// The longest one pull request waits. A request sent just before the
+/// connection drops is lost with it, and nothing tells the client; a long
+/// wait is therefore made of short requests, each on the connection of the
+/// moment.
+const MAX_PULL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long past its expiry a request's end may be late before the pull
+/// gives up on it (the server's answer was lost).
+const PULL_GRACE: Duration = Duration::from_secs(2);
+
 /// A pulled message that is not handed out: why, and the deliveries to record.
 struct Withheld {
     message: JsMessage,
@@ -57,9 +67,9 @@ impl NatsQueue {
             }
             Ok(got)
         };
-        // The server answers by `wait`; past that and a round trip, the
-        // answer was lost (a reconnect): report nothing rather than hang.
-        match tokio::time::timeout(wait + self.timeout(), collect).await {
+        // The server answers by `wait`; well past that, the answer was lost
+        // (a reconnect): report nothing rather than hang.
+        match tokio::time::timeout(wait + PULL_GRACE, collect).await {
             Ok(got) => Ok((got?, started)),
             Err(_) => Ok((Vec::new(), started)),
         }
@@ -73,9 +83,12 @@ impl NatsQueue {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (pulled, started) = self.pull(max, left).await?;
+            let (pulled, started) = self.pull(max, left.min(MAX_PULL_WAIT)).await?;
             if pulled.is_empty() {
-                return Ok(Vec::new());
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
             }
             let deliveries = self.sort(pulled, started).await?;
             // Everything pulled was poison or undecodable: wait on for more.

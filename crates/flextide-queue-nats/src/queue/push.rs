@@ -60,6 +60,9 @@ impl NatsQueue {
             Some(delay) => {
                 headers.insert("Nats-Schedule", schedule::at(delay).as_str());
                 headers.insert("Nats-Schedule-Target", self.subject.as_str());
+                // The server drops `Nats-Msg-Id` from the message it
+                // publishes at the scheduled time: carry the id ourselves.
+                headers.insert(codec::H_ID, message.id.as_str());
                 let token = uuid::Uuid::new_v4().simple().to_string();
                 layout::schedule_subject(&self.name, &token)
             }

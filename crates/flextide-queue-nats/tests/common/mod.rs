@@ -23,6 +23,16 @@ pub(crate) struct NatsHarness {
     /// For `write_foreign`: publishes with async-nats as another client would.
     url: String,
     handles: Mutex<HashMap<String, Vec<Weak<NatsQueue>>>>,
+    /// Whether the server takes message schedules (delayed pushes).
+    schedules: bool,
+}
+
+impl NatsHarness {
+    /// Whether the server takes message schedules (delayed pushes).
+    #[allow(dead_code)]
+    pub(crate) fn schedules(&self) -> bool {
+        self.schedules
+    }
 }
 
 #[async_trait]
@@ -121,7 +131,7 @@ pub(crate) async fn connect(var: &str) -> Connect<NatsHarness> {
     };
     // Reach the server once, so an unreachable one fails before the cases.
     let probe = flextide_queue_conformance::unique_queue_name("probe");
-    match client.open(&probe, QueueOptions::default()).await {
+    let schedules = match client.open(&probe, QueueOptions::default()).await {
         Ok(q) => {
             eprintln!(
                 "flextide-conformance: nats at {} (server {})",
@@ -129,12 +139,14 @@ pub(crate) async fn connect(var: &str) -> Connect<NatsHarness> {
                 q.server_version()
             );
             let _ = client.drop_queue(&probe).await;
+            q.capabilities().delay
         }
         Err(e) => return Connect::Failed(format!("{}: {e}", client.address())),
-    }
+    };
     Connect::Ready(NatsHarness {
         client,
         url,
         handles: Mutex::new(HashMap::new()),
+        schedules,
     })
 }

@@ -6,6 +6,7 @@
 mod dead;
 mod open;
 mod pop;
+mod pull;
 mod push;
 mod settle;
 mod stats;
@@ -43,6 +44,8 @@ pub struct NatsQueue {
     subject: String,
     dlq_subject: String,
     consumer: PullConsumer,
+    /// Pull requests and the inbox their answers arrive on.
+    puller: pull::Puller,
     /// The consumer's `ack_wait`: the lease every delivery gets.
     lease: Duration,
     options: QueueOptions,
@@ -198,6 +201,16 @@ impl QueueProvider for NatsQueue {
     async fn close(&self) -> Result<()> {
         for (_, task) in self.keepalive.lock().unwrap().drain() {
             task.abort();
+        }
+        // Deliveries received but never handed out go back at once (with
+        // their attempt counted: JetStream cannot undo a delivery).
+        for m in self.puller.unclaimed().await {
+            if let Some(reply) = m.reply {
+                let _ = self
+                    .client
+                    .publish(reply, bytes::Bytes::from_static(b"-NAK"))
+                    .await;
+            }
         }
         // Flushes what is buffered (acks sent without a reply) and closes.
         let _ = tokio::time::timeout(self.timeout(), self.client.drain()).await;

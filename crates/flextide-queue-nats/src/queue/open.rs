@@ -181,7 +181,9 @@ impl NatsQueue {
                 "the queue's consumer exists with another lease (ack_wait); keeping the server's"
             );
         }
+        let puller = super::pull::Puller::new(client.clone(), &stream_name, layout::CONSUMER);
         Ok(NatsQueue {
+            puller,
             name: name.to_owned(),
             client,
             js,

@@ -145,7 +145,10 @@ pub(crate) fn dead_letter_headers(
 }
 
 /// A dead letter's reason, attempts and time, leniently.
-pub(crate) fn dead_letter_fields(headers: Option<&HeaderMap>, stored: SystemTime) -> (String, u32, SystemTime) {
+pub(crate) fn dead_letter_fields(
+    headers: Option<&HeaderMap>,
+    stored: SystemTime,
+) -> (String, u32, SystemTime) {
     let reason = get(headers, H_REASON).unwrap_or_default().to_owned();
     let attempts = get(headers, H_ATTEMPTS)
         .and_then(|a| a.parse().ok())

@@ -15,8 +15,8 @@ use async_nats::{
             RequestErrorKind,
         },
         stream::{
-            ConsumerErrorKind, DeleteMessageErrorKind, DirectGetErrorKind,
-            LastRawMessageErrorKind, PurgeErrorKind,
+            ConsumerErrorKind, DeleteMessageErrorKind, DirectGetErrorKind, LastRawMessageErrorKind,
+            PurgeErrorKind,
         },
     },
 };

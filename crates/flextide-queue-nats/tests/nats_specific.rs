@@ -34,7 +34,10 @@ async fn drop_queue_removes_streams_and_a_missing_queue_is_ok(url: String) {
     assert!(!stream_exists(&url, &format!("FTDLQ_{name}")).await);
     // Dropping it again, or a queue never opened, succeeds.
     q.drop_queue().await.unwrap();
-    client.drop_queue(&unique_queue_name("never")).await.unwrap();
+    client
+        .drop_queue(&unique_queue_name("never"))
+        .await
+        .unwrap();
     // Opening it again starts empty.
     let again = client.open(&name, QueueOptions::default()).await.unwrap();
     let s = again.stats().await.unwrap();
@@ -105,7 +108,10 @@ async fn extend_past_ack_wait_keeps_the_lease(url: String) {
     // renewed with +WPI runs out (seen as attempt 3 with consumer sequence
     // 2; 2.14 does not), so only "counted" is asserted.
     assert!(again.attempt >= 2, "attempt {}", again.attempt);
-    assert!(t0.elapsed() >= Duration::from_secs(4), "came back before `by`");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(4),
+        "came back before `by`"
+    );
     other.delete(&again.receipt).await.unwrap();
     client.drop_queue(&name).await.unwrap();
 }
@@ -120,7 +126,10 @@ async fn the_first_lease_wins(url: String) {
         .await
         .unwrap();
     let second = client
-        .open(&name, QueueOptions::default().lease(Duration::from_secs(60)))
+        .open(
+            &name,
+            QueueOptions::default().lease(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     assert_eq!(first.lease(), Duration::from_secs(7));

@@ -109,4 +109,3 @@ impl NatsQueue {
         error::timed("purge", self.timeout(), purge).await
     }
 }
-

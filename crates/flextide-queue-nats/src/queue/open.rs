@@ -88,9 +88,10 @@ async fn ensure_stream(
     match js.create_stream(config.clone()).await {
         Ok(s) => Ok(s),
         // Another process created it in between.
-        Err(first) => js.get_stream(&config.name).await.map_err(|_| {
-            error::map("stream create", queue, first)
-        }),
+        Err(first) => js
+            .get_stream(&config.name)
+            .await
+            .map_err(|_| error::map("stream create", queue, first)),
     }
 }
 

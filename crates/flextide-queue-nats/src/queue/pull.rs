@@ -27,8 +27,9 @@ use crate::{BACKEND, error};
 pub(crate) const MAX_PULL_WAIT: Duration = Duration::from_secs(1);
 
 /// How long past its expiry a request's end may be late before the pull
-/// stops waiting for it (the answer was lost in a reconnect).
-const PULL_GRACE: Duration = Duration::from_secs(2);
+/// stops waiting for it (the answer was lost in a reconnect). Short: an
+/// answer that is only late still lands in the inbox for the next pull.
+const PULL_GRACE: Duration = Duration::from_millis(500);
 
 /// A request older than this is forgotten: its answer will not come (it was
 /// lost in a reconnect), and a lease started then would be over anyway.

@@ -86,7 +86,9 @@ impl NatsQueue {
 
     pub(super) async fn push_one(&self, mut message: Message) -> Result<MessageId> {
         self.check(&message)?;
-        message.enqueued_at.get_or_insert_with(std::time::SystemTime::now);
+        message
+            .enqueued_at
+            .get_or_insert_with(std::time::SystemTime::now);
         let future = self.send(&message).await?;
         self.acked(future).await?;
         Ok(message.id)
@@ -96,7 +98,9 @@ impl NatsQueue {
         let mut failures = Vec::new();
         let mut sent = Vec::with_capacity(messages.len());
         for (index, mut message) in messages.into_iter().enumerate() {
-            message.enqueued_at.get_or_insert_with(std::time::SystemTime::now);
+            message
+                .enqueued_at
+                .get_or_insert_with(std::time::SystemTime::now);
             let result = match self.check(&message) {
                 Ok(()) => self.send(&message).await,
                 Err(e) => Err(e),
@@ -106,9 +110,10 @@ impl NatsQueue {
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }
-        let acks = join_all(sent.into_iter().map(|(index, id, future)| async move {
-            (index, id, self.acked(future).await)
-        }))
+        let acks = join_all(
+            sent.into_iter()
+                .map(|(index, id, future)| async move { (index, id, self.acked(future).await) }),
+        )
         .await;
         let mut ids = Vec::with_capacity(acks.len());
         for (index, id, result) in acks {

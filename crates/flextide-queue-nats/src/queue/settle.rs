@@ -44,15 +44,13 @@ impl NatsQueue {
     pub(super) async fn ack(&self, receipt: &Receipt) -> Result<()> {
         let info = receipt::parse(receipt, &self.stream_name)?;
         self.stop_keepalive(info.subject);
-        self.send_ack(info.subject, Bytes::from_static(b"+ACK")).await
+        self.send_ack(info.subject, Bytes::from_static(b"+ACK"))
+            .await
     }
 
     pub(super) async fn ack_many(&self, receipts: &[Receipt]) -> Result<()> {
         let mut failures = Vec::new();
-        for (chunk_no, chunk) in receipts
-            .chunks(self.settings.config.max_batch)
-            .enumerate()
-        {
+        for (chunk_no, chunk) in receipts.chunks(self.settings.config.max_batch).enumerate() {
             let base = chunk_no * self.settings.config.max_batch;
             let results = join_all(chunk.iter().map(|r| self.ack(r))).await;
             for (i, result) in results.into_iter().enumerate() {

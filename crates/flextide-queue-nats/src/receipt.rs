@@ -35,11 +35,18 @@ pub(crate) fn parse_subject<'r>(subject: &'r str, stream: &str) -> Result<AckSub
     let rest = subject
         .strip_prefix(PREFIX)
         .ok_or_else(|| bad("not a JetStream ack subject"))?;
-    let tokens: Vec<&str> = rest.split('.').collect();
+    let mut tokens = [""; 12];
+    let mut n = 0;
+    for t in rest.split('.') {
+        if n < tokens.len() {
+            tokens[n] = t;
+        }
+        n += 1;
+    }
     // v1: stream consumer delivered sseq cseq ts pending (7 tokens);
     // v2: domain acc_hash + the same (9 or more).
-    let fields = match tokens.len() {
-        7 => &tokens[..],
+    let fields = match n {
+        7 => &tokens[..7],
         n if n >= 9 => &tokens[2..9],
         _ => return Err(bad("wrong number of tokens in the ack subject")),
     };

@@ -1,5 +1,5 @@
 //! NATS JetStream beside raw async-nats on a work-queue stream of its own:
-//! pipelined publishes then every PubAck, one `no_wait` + expiry pull
+//! pipelined publishes (each with a `Nats-Msg-Id`) then every PubAck, one `no_wait` + expiry pull
 //! request per pop, and acks confirmed by the server (double acks, sent
 //! concurrently), as the library does.
 
@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, PullConsumer, pull},
+    message::PublishMessage,
     stream::{self, RetentionPolicy},
 };
 use async_trait::async_trait;
@@ -108,7 +109,12 @@ impl Driver for RawNats {
     async fn push(&self, batch: Vec<Bytes>) -> Res<()> {
         let mut acks = Vec::with_capacity(batch.len());
         for payload in batch {
-            acks.push(self.js.publish(self.subject.clone(), payload).await?);
+            // A message id for deduplication, as the library sends (and as
+            // the raw Redis baseline stores an id with each entry).
+            let publish = PublishMessage::build()
+                .payload(payload)
+                .message_id(uuid::Uuid::now_v7().to_string());
+            acks.push(self.js.send_publish(self.subject.clone(), publish).await?);
         }
         try_join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await?;
         Ok(())

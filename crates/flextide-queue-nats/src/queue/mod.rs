@@ -45,7 +45,7 @@ pub struct NatsQueue {
     dlq_subject: String,
     consumer: PullConsumer,
     /// Pull requests and the inbox their answers arrive on.
-    puller: pull::Puller,
+    puller: pull::PullPool,
     /// The consumer's `ack_wait`: the lease every delivery gets.
     lease: Duration,
     options: QueueOptions,
@@ -59,6 +59,10 @@ pub struct NatsQueue {
     /// Leases extended past `ack_wait`: the task that keeps each one alive,
     /// by ack subject, until it is settled through this handle or its time is up.
     keepalive: Mutex<HashMap<String, AbortHandle>>,
+    /// How many entries `keepalive` holds (read without the lock). A task
+    /// that ran out leaves its entry until the receipt is settled or the
+    /// handle closes.
+    extended: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for NatsQueue {

@@ -182,7 +182,7 @@ impl NatsQueue {
                 "the queue's consumer exists with another lease (ack_wait); keeping the server's"
             );
         }
-        let puller = super::pull::Puller::new(client.clone(), &stream_name, layout::CONSUMER);
+        let puller = super::pull::PullPool::new(client.clone(), &stream_name, layout::CONSUMER);
         Ok(NatsQueue {
             puller,
             name: name.to_owned(),
@@ -200,6 +200,7 @@ impl NatsQueue {
             schedules,
             max_payload,
             keepalive: Mutex::new(HashMap::new()),
+            extended: std::sync::atomic::AtomicUsize::new(0),
             settings,
         })
     }

@@ -1,4 +1,4 @@
-//! Pull requests on one long-lived inbox per handle.
+//! Pull requests on long-lived inboxes.
 //!
 //! Each request is `no_wait` with an expiry: the server waits up to the
 //! expiry for the first message, then sends what is available and ends the
@@ -8,10 +8,12 @@
 //! not lost to its lease: it waits in the subscription and the next pop
 //! hands it out. async-nats re-subscribes the inbox after a reconnect; a
 //! request lost with the old connection is replaced by the next one (each
-//! waits at most [`MAX_PULL_WAIT`]).
+//! waits at most [`MAX_PULL_WAIT`]). Pops of one handle that run at the
+//! same time each take an inbox of their own from a small pool.
 
 use std::{
     collections::{HashMap, VecDeque},
+    sync::Arc,
     time::Duration,
 };
 
@@ -35,6 +37,68 @@ const PULL_GRACE: Duration = Duration::from_millis(500);
 /// lost in a reconnect), and a lease started then would be over anyway.
 const FORGET_AFTER: Duration = Duration::from_secs(10);
 
+/// Most inboxes one handle keeps: as many pops can wait at once; more
+/// queue up behind them.
+const MAX_INBOXES: usize = 16;
+
+/// The pulling side of one handle: a pool of [`Puller`]s, one per pop that
+/// runs at the same time.
+#[derive(Debug)]
+pub(crate) struct PullPool {
+    client: Client,
+    stream: String,
+    consumer: String,
+    pullers: std::sync::Mutex<Vec<Arc<Puller>>>,
+    turn: std::sync::atomic::AtomicUsize,
+}
+
+impl PullPool {
+    pub(crate) fn new(client: Client, stream: &str, consumer: &str) -> PullPool {
+        PullPool {
+            client,
+            stream: stream.to_owned(),
+            consumer: consumer.to_owned(),
+            pullers: std::sync::Mutex::new(Vec::new()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A puller no other pop is using, a new one, or (all taken) one to
+    /// wait for.
+    fn pick(&self) -> Arc<Puller> {
+        let mut pullers = self.pullers.lock().unwrap();
+        if let Some(free) = pullers.iter().find(|p| !p.busy()) {
+            return free.clone();
+        }
+        if pullers.len() < MAX_INBOXES {
+            let p = Arc::new(Puller::new(
+                self.client.clone(),
+                &self.stream,
+                &self.consumer,
+            ));
+            pullers.push(p.clone());
+            return p;
+        }
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        pullers[turn % pullers.len()].clone()
+    }
+
+    /// See [`Puller::pull`].
+    pub(crate) async fn pull(&self, max: usize, wait: Duration) -> Result<Pulled> {
+        self.pick().pull(max, wait).await
+    }
+
+    /// Deliveries received and never handed out, for `close` to give back.
+    pub(crate) async fn unclaimed(&self) -> Vec<Message> {
+        let pullers: Vec<Arc<Puller>> = self.pullers.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for p in pullers {
+            out.extend(p.unclaimed().await);
+        }
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     sub: Option<Subscriber>,
@@ -46,7 +110,7 @@ struct State {
     next: u64,
 }
 
-/// The pulling side of one handle.
+/// One inbox and the requests answered on it; one pop at a time.
 #[derive(Debug)]
 pub(crate) struct Puller {
     client: Client,
@@ -71,6 +135,10 @@ impl Puller {
 
     /// The request a status answers (deliveries carry their stream subject,
     /// not the inbox, so only statuses can be matched to a request).
+    fn busy(&self) -> bool {
+        self.state.try_lock().is_err()
+    }
+
     fn token(&self, m: &Message) -> Option<u64> {
         m.subject
             .as_str()

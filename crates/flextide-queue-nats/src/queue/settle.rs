@@ -23,21 +23,34 @@ use crate::{
 };
 
 impl NatsQueue {
-    /// Sends one ack and waits for the server's confirmation.
+    /// Sends one ack and waits for the server's confirmation (bounded by
+    /// the client's request timeout, the operation timeout).
     async fn send_ack(&self, subject: &str, body: Bytes) -> Result<()> {
-        let request = async {
-            self.client
-                .request(subject.to_owned(), body)
-                .await
-                .map(|_| ())
-                .map_err(|e| error::map("ack", &self.name, e))
-        };
-        error::timed("ack", self.timeout(), request).await
+        self.client
+            .request(subject.to_owned(), body)
+            .await
+            .map(|_| ())
+            .map_err(|e| match error::map("ack", &self.name, e) {
+                QueueError::Timeout {
+                    backend, operation, ..
+                } => QueueError::Timeout {
+                    backend,
+                    operation,
+                    after: self.timeout(),
+                },
+                other => other,
+            })
     }
 
     fn stop_keepalive(&self, subject: &str) {
+        // Most settles find no extended lease: skip the lock then.
+        if self.extended.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
         if let Some(task) = self.keepalive.lock().unwrap().remove(subject) {
             task.abort();
+            self.extended
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -114,10 +127,17 @@ impl NatsQueue {
                         .await;
                 }
             });
-            self.keepalive
+            if let Some(old) = self
+                .keepalive
                 .lock()
                 .unwrap()
-                .insert(key, task.abort_handle());
+                .insert(key, task.abort_handle())
+            {
+                old.abort();
+            } else {
+                self.extended
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! What this backend does beyond (or differently from) the shared suite:
 //! `drop_queue` and `release`, the unfenced receipts, `extend` past
 //! `ack_wait`, the lease kept by the consumer, delayed pushes by server
-//! version, and retried pushes that are not enqueued twice.
+//! version, retried pushes that are not enqueued twice, and deliveries to a
+//! pop that was cut short.
 //! Needs `FLEXTIDE_TEST_NATS_URL` (shown as ignored without it unless
 //! `FLEXTIDE_TEST_REQUIRE` names nats).
 
@@ -175,6 +176,30 @@ async fn a_retried_push_is_stored_once(url: String) {
     client.drop_queue(&name).await.unwrap();
 }
 
+/// A pop cut short leaves its pull request open on the server; a message
+/// pushed then is sent to the handle's inbox, and the next pop hands it out
+/// at once, on its first attempt, instead of it waiting out a 30 s lease.
+async fn a_delivery_after_a_cut_short_pop_goes_to_the_next_pop(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("cut");
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_millis(200), q.pop(WAIT)).await;
+    assert!(cut.is_err(), "the pop was meant to be cut short");
+    // The cut pop's request (1 s) is still open on the server.
+    let id = q.push(Message::new("late")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let d = q
+        .pop(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the message sent to the cut pop's request");
+    assert_eq!(d.message.id, id);
+    assert_eq!(d.attempt, 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    q.delete(&d.receipt).await.unwrap();
+    client.drop_queue(&name).await.unwrap();
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "nats",
@@ -187,6 +212,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(the_first_lease_wins),
             integration_test!(delay_follows_the_server_version),
             integration_test!(a_retried_push_is_stored_once),
+            integration_test!(a_delivery_after_a_cut_short_pop_goes_to_the_next_pop),
         ],
     )
 }

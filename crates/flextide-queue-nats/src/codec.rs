@@ -1,6 +1,7 @@
 //! How a `Message` travels as a NATS message: the payload as the body, the
 //! id in `Nats-Msg-Id` (JetStream's deduplication key), and our bookkeeping
-//! in `Ft-*` headers.
+//! in `Ft-*` headers. A plain push carries nothing else: its enqueue time is
+//! the server's time of storing, which every delivery's ack subject holds.
 //!
 //! The user's headers travel as one JSON object in `Ft-Headers` rather than
 //! as NATS headers: NATS header values cannot hold a line break and header
@@ -47,14 +48,17 @@ pub(crate) fn check_message(message: &Message) -> Result<()> {
 }
 
 /// The headers of a message published to the queue: the id under
-/// `dedup_key` (`Nats-Msg-Id`), the enqueue time and the user's headers.
-pub(crate) fn encode(message: &Message, enqueued_ms: i64, dedup_key: &str) -> HeaderMap {
+/// `dedup_key` (`Nats-Msg-Id`), the enqueue time when it is not the time of
+/// this publish (`None`: the server's time of storing is), and the user's headers.
+pub(crate) fn encode(message: &Message, enqueued_ms: Option<i64>, dedup_key: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(H_MSG_ID, dedup_key);
     if dedup_key != message.id.as_str() {
         h.insert(H_ID, message.id.as_str());
     }
-    h.insert(H_ENQUEUED, enqueued_ms.to_string().as_str());
+    if let Some(ms) = enqueued_ms {
+        h.insert(H_ENQUEUED, ms.to_string().as_str());
+    }
     if !message.headers.is_empty() {
         let json = serde_json::to_string(&message.headers).unwrap_or_else(|_| "{}".into());
         h.insert(H_HEADERS, json.as_str());
@@ -62,16 +66,41 @@ pub(crate) fn encode(message: &Message, enqueued_ms: i64, dedup_key: &str) -> He
     h
 }
 
-/// The enqueue time of a message: kept from the original, or now.
-pub(crate) fn enqueued_ms(message: &Message) -> i64 {
+/// The enqueue time a message carries (a replayed or dead-lettered one), if any.
+pub(crate) fn enqueued_ms(message: &Message) -> Option<i64> {
     message
         .enqueued_at
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or_else(now_millis, |d| d.as_millis() as i64)
+        .map(|d| d.as_millis() as i64)
 }
 
 fn get<'h>(headers: Option<&'h HeaderMap>, key: &str) -> Option<&'h str> {
     headers?.get(key).map(|v| v.as_str())
+}
+
+/// Our headers of a stored message, found in one pass over its headers (a
+/// lookup by name would allocate the name each time).
+#[derive(Default)]
+struct Ours<'h> {
+    id: Option<&'h str>,
+    msg_id: Option<&'h str>,
+    enqueued: Option<&'h str>,
+    headers: Option<&'h str>,
+}
+
+fn ours(headers: Option<&HeaderMap>) -> Ours<'_> {
+    let mut o = Ours::default();
+    for (name, values) in headers.into_iter().flat_map(|h| h.iter()) {
+        let slot = match AsRef::<str>::as_ref(name) {
+            H_ID => &mut o.id,
+            H_MSG_ID => &mut o.msg_id,
+            H_ENQUEUED => &mut o.enqueued,
+            H_HEADERS => &mut o.headers,
+            _ => continue,
+        };
+        *slot = values.first().map(|v| v.as_str());
+    }
+    o
 }
 
 /// A stored message read back, with what is wrong with it when our own
@@ -93,11 +122,14 @@ pub(crate) fn decode(
     stored: SystemTime,
 ) -> Decoded {
     let mut problems = Vec::new();
-    let id = get(headers, H_ID)
-        .or_else(|| get(headers, H_MSG_ID))
-        .filter(|s| !s.is_empty())
-        .map_or_else(|| foreign_id(BACKEND, seq), MessageId::new);
-    let enqueued_at = match get(headers, H_ENQUEUED) {
+    let o = ours(headers);
+    let id =
+        o.id.or(o.msg_id)
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| foreign_id(BACKEND, seq), MessageId::new);
+    // Absent on a plain push: the server's time of storing is the enqueue
+    // time. Kept from the original on a replay.
+    let enqueued_at = match o.enqueued {
         None => stored,
         Some(text) => match text.parse::<i64>() {
             Ok(ms) => system_time_from_millis(ms),
@@ -107,7 +139,7 @@ pub(crate) fn decode(
             }
         },
     };
-    let user_headers = match get(headers, H_HEADERS) {
+    let user_headers = match o.headers {
         None => Headers::new(),
         Some(text) => serde_json::from_str(text).unwrap_or_else(|e| {
             problems.push(format!("header {H_HEADERS} is not a JSON object: {e}"));
@@ -131,7 +163,8 @@ pub(crate) fn dead_letter_headers(
     attempts: u32,
     dead_key: &str,
 ) -> HeaderMap {
-    let mut h = encode(message, enqueued_ms(message), dead_key);
+    let enqueued = enqueued_ms(message).unwrap_or_else(now_millis);
+    let mut h = encode(message, Some(enqueued), dead_key);
     h.insert(H_ID, message.id.as_str());
     // A reason is free text: keep it on one line (a header cannot break).
     let one_line: String = reason
@@ -174,7 +207,7 @@ mod tests {
         let msg = Message::new("x")
             .with_header("x-quotes", "a\"b\nc")
             .with_header("Ft-Headers", "mine");
-        let h = encode(&msg, 1234, msg.id.as_str());
+        let h = encode(&msg, Some(1234), msg.id.as_str());
         assert!(h.get(H_ID).is_none());
         let d = decode(Some(&h), msg.payload.clone(), 7, SystemTime::UNIX_EPOCH);
         assert!(d.undecodable.is_none());

@@ -54,8 +54,16 @@ impl NatsQueue {
 
     /// Sends one publish and returns the future of its PubAck.
     async fn send(&self, message: &Message) -> Result<PublishAckFuture> {
-        let mut headers = codec::encode(message, codec::enqueued_ms(message), message.id.as_str());
-        let subject = match message.delay.filter(|d| !d.is_zero()) {
+        let delay = message.delay.filter(|d| !d.is_zero());
+        // The enqueue time is the server's time of storing, unless the
+        // message carries one or is stored only at its due time.
+        let enqueued = match (codec::enqueued_ms(message), delay) {
+            (Some(ms), _) => Some(ms),
+            (None, Some(_)) => Some(flextide_queue_core::backend::now_millis()),
+            (None, None) => None,
+        };
+        let mut headers = codec::encode(message, enqueued, message.id.as_str());
+        let subject = match delay {
             None => self.subject.clone(),
             Some(delay) => {
                 headers.insert("Nats-Schedule", schedule::at(delay).as_str());
@@ -84,11 +92,8 @@ impl NatsQueue {
             .map_err(|e| error::map("publish ack", &self.name, e))
     }
 
-    pub(super) async fn push_one(&self, mut message: Message) -> Result<MessageId> {
+    pub(super) async fn push_one(&self, message: Message) -> Result<MessageId> {
         self.check(&message)?;
-        message
-            .enqueued_at
-            .get_or_insert_with(std::time::SystemTime::now);
         let future = self.send(&message).await?;
         self.acked(future).await?;
         Ok(message.id)
@@ -97,10 +102,7 @@ impl NatsQueue {
     pub(super) async fn push_many(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
         let mut failures = Vec::new();
         let mut sent = Vec::with_capacity(messages.len());
-        for (index, mut message) in messages.into_iter().enumerate() {
-            message
-                .enqueued_at
-                .get_or_insert_with(std::time::SystemTime::now);
+        for (index, message) in messages.into_iter().enumerate() {
             let result = match self.check(&message) {
                 Ok(()) => self.send(&message).await,
                 Err(e) => Err(e),

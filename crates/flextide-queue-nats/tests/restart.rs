@@ -100,13 +100,15 @@ impl Server {
         panic!("nats-server did not listen on {} within 30 s", self.port);
     }
 
-    /// SIGKILL by PID, then the same port and store again.
+    /// SIGKILL by PID, 2 s down, then the same port and store again.
     fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
         assert!(!self.listening(), "the killed server still listens");
+        // Down long enough that pushes and pops meet the outage.
+        std::thread::sleep(Duration::from_secs(2));
         self.spawn();
     }
 }

@@ -12,7 +12,7 @@ cargo xtask <command>
 
 Commands:
   conformance [--backend NAME ...]   run the conformance suite per backend and print a table
-                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs)
+                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs nats)
   bench [--quick] [--backend NAME ...]
                                      benchmark every backend beside its raw client (release
                                      build); writes bench-results/ (see docs/benchmarks.md)

@@ -205,6 +205,36 @@ pub(crate) fn check_targets(r: &Report) -> Vec<Target> {
             |v| format!("{v:.2}"),
         ));
     }
+    if measured("nats") {
+        t.push(at_least(
+            "nats",
+            "burn-down, batch fetch + batch acks (W2)",
+            40_000.0,
+            lib_rate(r, "nats", "w2"),
+            fmt_rate,
+        ));
+        t.push(at_least(
+            "nats",
+            "burn-down ÷ raw async-nats (W2)",
+            0.9,
+            row(r, "nats", "w2").and_then(|x| x.ratio),
+            |v| format!("{v:.2}"),
+        ));
+        t.push(at_least(
+            "nats",
+            "batch push, batch 100 (W1, best of 1 and N producers)",
+            50_000.0,
+            batch_push("nats"),
+            fmt_rate,
+        ));
+        t.push(at_most(
+            "nats",
+            "idle push-to-pop p50 (W4)",
+            1_000.0,
+            idle_p50("nats"),
+            ms,
+        ));
+    }
     if measured("sqs") {
         let per = row(r, "sqs", "sqs-requests-total")
             .and_then(|x| x.library.figure())

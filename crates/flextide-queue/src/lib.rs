@@ -14,6 +14,8 @@ pub use registry::{IN_TREE, Registry, open, register, registry};
 pub use flextide_queue_memory as memory;
 #[cfg(feature = "mysql")]
 pub use flextide_queue_mysql as mysql;
+#[cfg(feature = "nats")]
+pub use flextide_queue_nats as nats;
 #[cfg(feature = "postgres")]
 pub use flextide_queue_postgres as postgres;
 #[cfg(feature = "rabbitmq")]

@@ -32,6 +32,7 @@ pub const IN_TREE: &[(&str, &[&str])] = &[
     ("redis", &["redis", "rediss"]),
     ("rabbitmq", &["amqp", "amqps"]),
     ("sqs", &["sqs"]),
+    ("nats", &["nats", "tls"]),
 ];
 
 /// The connectors compiled into this build: one line per backend feature.
@@ -56,6 +57,8 @@ fn built_in() -> Vec<Arc<dyn Connector>> {
     list.push(Arc::new(flextide_queue_rabbitmq::RabbitMqConnector));
     #[cfg(feature = "sqs")]
     list.push(Arc::new(flextide_queue_sqs::SqsConnector));
+    #[cfg(feature = "nats")]
+    list.push(Arc::new(flextide_queue_nats::NatsConnector));
     list
 }
 

@@ -11,6 +11,8 @@ use crate::driver::{Driver, LibDriver, Res};
 pub(crate) mod memory;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+#[cfg(feature = "nats")]
+pub(crate) mod nats;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "rabbitmq")]
@@ -129,6 +131,10 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "rabbitmq")]
             "rabbitmq" => rabbitmq::Rmq::connect()
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+            #[cfg(feature = "nats")]
+            "nats" => nats::Nt::connect()
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "sqs")]

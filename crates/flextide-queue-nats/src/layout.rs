@@ -1,0 +1,47 @@
+//! Names of a queue's streams, consumer and subjects.
+//!
+//! One stream per queue (not one shared stream with a subject per queue):
+//! a queue's counts, purge, first timestamp and deletion are then the
+//! stream's own, each exact and one call; a work-queue stream allows one
+//! consumer per subject anyway; and a queue can be dropped, re-created or
+//! given its own storage and replicas without touching the others.
+//!
+//! Queue names are ASCII letters, digits, `-` and `_` (checked at open), so
+//! every name below is a valid stream name and a single subject token. The
+//! prefixes differ before the queue name, so no queue's names can collide
+//! with another's.
+
+/// The work-queue stream holding the queue's messages (and, on servers with
+/// message schedules, its delayed messages).
+pub(crate) fn stream(queue: &str) -> String {
+    format!("FTQ_{queue}")
+}
+
+/// The limits stream holding the queue's dead letters.
+pub(crate) fn dlq_stream(queue: &str) -> String {
+    format!("FTDLQ_{queue}")
+}
+
+/// The subject messages are published on and the consumer reads.
+pub(crate) fn subject(queue: &str) -> String {
+    format!("ftq.{queue}")
+}
+
+/// The subjects of delayed messages (one per message: a schedule is the
+/// last message on its subject).
+pub(crate) fn schedule_subjects(queue: &str) -> String {
+    format!("ftsched.{queue}.*")
+}
+
+/// The subject of one delayed message.
+pub(crate) fn schedule_subject(queue: &str, token: &str) -> String {
+    format!("ftsched.{queue}.{token}")
+}
+
+/// The subject of the dead-letter stream.
+pub(crate) fn dlq_subject(queue: &str) -> String {
+    format!("ftdlq.{queue}")
+}
+
+/// The durable pull consumer every handle of the queue pulls from.
+pub(crate) const CONSUMER: &str = "flextide";

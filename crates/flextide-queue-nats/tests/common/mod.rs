@@ -1,0 +1,152 @@
+//! The conformance harness, shared by the suite against the local server
+//! (`conformance.rs`) and against a server with message schedules
+//! (`conformance_schedules.rs`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use flextide_queue_conformance::{
+    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    core::{QueueError, QueueOptions, QueueProvider},
+};
+use flextide_queue_nats::{Nats, NatsQueue};
+
+/// How long `write_foreign` waits for the server.
+const FOREIGN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub(crate) struct NatsHarness {
+    client: Nats,
+    /// For `write_foreign`: publishes with async-nats as another client would.
+    url: String,
+    handles: Mutex<HashMap<String, Vec<Weak<NatsQueue>>>>,
+    /// Whether the server takes message schedules (delayed pushes).
+    schedules: bool,
+}
+
+impl NatsHarness {
+    /// Whether the server takes message schedules (delayed pushes).
+    #[allow(dead_code)]
+    pub(crate) fn schedules(&self) -> bool {
+        self.schedules
+    }
+}
+
+#[async_trait]
+impl Harness for NatsHarness {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        let queue = Arc::new(self.client.open(name, options).await?);
+        let mut handles = self.handles.lock().unwrap();
+        let list = handles.entry(name.to_owned()).or_default();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&queue));
+        Ok(queue)
+    }
+
+    async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
+        self.handles.lock().unwrap().remove(name);
+        self.client.drop_queue(name).await
+    }
+
+    async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
+        let live: Vec<Arc<NatsQueue>> = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        for q in &live {
+            q.reconnect().await?;
+        }
+        Ok(!live.is_empty())
+    }
+
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
+        let mut headers = async_nats::HeaderMap::new();
+        let body = match entry {
+            // What any NATS client sends: a body, no headers.
+            ForeignEntry::Plain(body) => body,
+            // Our own bookkeeping header, written by someone else.
+            ForeignEntry::Undecodable => {
+                headers.insert("Ft-Headers", "not a JSON object");
+                bytes::Bytes::from_static(b"garbled")
+            }
+            _ => return Ok(false),
+        };
+        let failed = |e: String| QueueError::connection("nats", e);
+        let subject = format!("ftq.{}", queue.queue_name());
+        let published = tokio::time::timeout(FOREIGN_TIMEOUT, async {
+            let client = async_nats::connect(self.url.as_str())
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let js = async_nats::jetstream::new(client.clone());
+            js.publish_with_headers(subject, headers, body)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let _ = client.drain().await;
+            Ok::<_, QueueError>(())
+        })
+        .await;
+        published.map_err(|_| QueueError::Timeout {
+            backend: "nats",
+            operation: "publish (write_foreign)",
+            after: FOREIGN_TIMEOUT,
+        })??;
+        Ok(true)
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            can_disrupt: true,
+            foreign_plain: true,
+            foreign_undecodable: true,
+            ..HarnessSettings::default()
+        }
+    }
+}
+
+/// Connects the harness to the server named by `var`.
+pub(crate) async fn connect(var: &str) -> Connect<NatsHarness> {
+    let url = match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => return Connect::NotConfigured(format!("set {var}=nats://127.0.0.1:4222")),
+    };
+    let client = match Nats::new(&url) {
+        Ok(c) => c,
+        Err(e) => return Connect::Failed(e.to_string()),
+    };
+    // Reach the server once, so an unreachable one fails before the cases.
+    let probe = flextide_queue_conformance::unique_queue_name("probe");
+    let schedules = match client.open(&probe, QueueOptions::default()).await {
+        Ok(q) => {
+            eprintln!(
+                "flextide-conformance: nats at {} (server {})",
+                client.address(),
+                q.server_version()
+            );
+            let _ = client.drop_queue(&probe).await;
+            q.capabilities().delay
+        }
+        Err(e) => return Connect::Failed(format!("{}: {e}", client.address())),
+    };
+    Connect::Ready(NatsHarness {
+        client,
+        url,
+        handles: Mutex::new(HashMap::new()),
+        schedules,
+    })
+}

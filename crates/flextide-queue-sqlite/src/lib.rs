@@ -13,6 +13,7 @@ mod queue;
 mod settle;
 mod sql;
 mod stats;
+mod vacuum;
 
 pub use connect::{PoolSettings, connect_pool, connect_pool_with};
 pub use connector::SqliteConnector;

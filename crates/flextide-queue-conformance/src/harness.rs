@@ -86,6 +86,11 @@ pub struct HarnessSettings {
     /// Whether [`Harness::leftovers`] lists what the backend holds for a
     /// queue, so the lifecycle cases that check nothing is left run.
     pub lists_leftovers: bool,
+    /// Whether [`Harness::open`] creates the queue on the broker, because
+    /// the backend cannot open one that does not exist (SQS needs a queue
+    /// URL). The read-only case then checks that the calls add nothing to
+    /// what opening made, instead of checking that nothing exists.
+    pub open_creates: bool,
     /// How many messages the volume cases (concurrency, burn-down) push.
     /// Keep it small for slow emulators. Default 200.
     pub volume: usize,
@@ -103,6 +108,7 @@ impl Default for HarnessSettings {
             foreign_plain: false,
             foreign_undecodable: false,
             lists_leftovers: false,
+            open_creates: false,
             volume: 200,
             unlimited_payload_probe: 1024 * 1024,
         }

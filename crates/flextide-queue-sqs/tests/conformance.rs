@@ -184,6 +184,8 @@ impl Harness for SqsHarness {
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
             lists_leftovers: true,
+            // `ensure_queue`: an SQS handle needs the queue's URL.
+            open_creates: true,
             // SQS counts visibility in whole seconds; the emulator is slow.
             short_lease: Duration::from_secs(2),
             timing_slack: Duration::from_secs(2),

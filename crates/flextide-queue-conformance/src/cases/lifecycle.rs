@@ -161,9 +161,18 @@ pub async fn reopen_after_drop_is_empty(ctx: &Ctx) -> CaseResult {
 
 /// `stats`, `peek` and `dead_letters` on a name never written to create
 /// nothing on the broker: an operator's look at a queue costs no storage.
+/// Where the harness's `open` has to create the queue
+/// ([`HarnessSettings::open_creates`]), the calls add nothing to it.
 pub async fn read_only_calls_create_nothing(ctx: &Ctx) -> CaseResult {
     let caps = ctx.capabilities().clone();
     let q = ctx.queue().await?;
+    let opened = ctx.leftovers(q.queue_name()).await?;
+    if !ctx.settings().open_creates {
+        ensure!(
+            opened.is_empty(),
+            "opening a queue created {opened:?} (set HarnessSettings::open_creates only where the backend cannot open a missing queue)"
+        );
+    }
     let s = q.stats().await?;
     ensure_eq!(
         (s.depth, s.in_flight, s.delayed, s.dead_lettered),
@@ -185,8 +194,8 @@ pub async fn read_only_calls_create_nothing(ctx: &Ctx) -> CaseResult {
     }
     let left = ctx.leftovers(q.queue_name()).await?;
     ensure!(
-        left.is_empty(),
-        "read-only calls on a fresh queue created {left:?}"
+        left == opened,
+        "read-only calls on a fresh queue created {left:?} (after opening: {opened:?})"
     );
     Ok(())
 }

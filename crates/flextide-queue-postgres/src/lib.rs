@@ -14,6 +14,7 @@ mod queue;
 mod settle;
 mod sql;
 mod stats;
+mod vacuum;
 
 pub use backend::PostgresBackend;
 pub use config::{DEFAULT_CHANNEL, DEFAULT_MAX_PAYLOAD_BYTES, PostgresConfig};

@@ -48,7 +48,16 @@ impl Rmq {
         let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
         let _ = conn.close(200, "bye".into()).await;
         Ok(Rmq {
-            client: RabbitMq::new(&url)?,
+            // FLEXTIDE_BENCH_RABBITMQ_QUEUE_TYPE=classic measures classic
+            // queues instead of the default quorum ones.
+            client: match std::env::var("FLEXTIDE_BENCH_RABBITMQ_QUEUE_TYPE").as_deref() {
+                Ok("classic") => RabbitMq::with_config(
+                    &url,
+                    RabbitMqConfig::default()
+                        .queue_type(flextide_queue_rabbitmq::QueueType::Classic),
+                )?,
+                _ => RabbitMq::new(&url)?,
+            },
             url,
         })
     }

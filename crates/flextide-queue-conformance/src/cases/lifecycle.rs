@@ -62,7 +62,7 @@ fn drop_and_list(c: &Capabilities, s: &HarnessSettings) -> Option<&'static str> 
 /// dead-lettered messages and every helper structure go, as the broker's own
 /// tools show.
 pub async fn drop_removes_everything(ctx: &Ctx) -> CaseResult {
-    let caps = ctx.capabilities().clone();
+    let caps = *ctx.capabilities();
     let q = ctx
         .queue_with(QueueOptions::default().max_attempts(Some(3)))
         .await?;
@@ -164,7 +164,7 @@ pub async fn reopen_after_drop_is_empty(ctx: &Ctx) -> CaseResult {
 /// Where the harness's `open` has to create the queue
 /// ([`HarnessSettings::open_creates`]), the calls add nothing to it.
 pub async fn read_only_calls_create_nothing(ctx: &Ctx) -> CaseResult {
-    let caps = ctx.capabilities().clone();
+    let caps = *ctx.capabilities();
     let q = ctx.queue().await?;
     let opened = ctx.leftovers(q.queue_name()).await?;
     if !ctx.settings().open_creates {

@@ -5,6 +5,7 @@ mod backends;
 mod chart;
 mod driver;
 mod machine;
+mod many;
 mod plan;
 mod report;
 mod run;
@@ -51,6 +52,11 @@ struct Args {
     /// Print the report only; write no file.
     #[arg(long)]
     no_write: bool,
+    /// Instead of the workloads: look at N never-used queue names, use N
+    /// queues once (push, drain), drop them all, and report time per queue,
+    /// the broker's footprint after each phase and its health after.
+    #[arg(long, value_name = "N")]
+    many_queues: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,9 @@ fn main() -> ExitCode {
 }
 
 async fn bench(args: Args) -> Result<(), String> {
+    if let Some(n) = args.many_queues {
+        return many_queues(&args, n.max(1)).await;
+    }
     let mut plan = plan::Plan::new(args.quick);
     if let Some(n) = args.backlog {
         plan.backlog = n.max(1);
@@ -193,6 +202,51 @@ async fn bench(args: Args) -> Result<(), String> {
         return Ok(());
     }
     write_files(&args.out, &report, &md)
+}
+
+async fn many_queues(args: &Args, n: usize) -> Result<(), String> {
+    let wanted: Vec<&str> = backends::all()
+        .into_iter()
+        .filter(|b| args.backends.is_empty() || args.backends.iter().any(|w| w == b))
+        .collect();
+    let mut runs = Vec::new();
+    for name in wanted {
+        eprintln!("\n== {name}: {n} queues");
+        let b: Arc<dyn Backend> = match backends::connect(name).await {
+            Ok(b) => b,
+            Err(why) => {
+                eprintln!("  skipped: {why:?}");
+                continue;
+            }
+        };
+        for (k, v) in b.info().await {
+            eprintln!("  {k}: {v}");
+        }
+        runs.push(many::run(&b, n).await);
+    }
+    let md = many::markdown(&runs);
+    println!("{md}");
+    if args.no_write {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let started = stats::utc_timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    let stamp: String = started
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
+    let path = args.out.join(format!("many-queues-{stamp}.md"));
+    std::fs::write(&path, md).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    if runs.iter().any(|r| r.health.is_err()) {
+        return Err("a broker failed its health probe after the run".into());
+    }
+    Ok(())
 }
 
 fn write_files(dir: &std::path::Path, report: &Report, md: &str) -> Result<(), String> {

@@ -135,6 +135,18 @@ impl Ctx {
         }
     }
 
+    /// What the backend still holds for the queue `name` (see
+    /// [`Harness::leftovers`]); fails the case if the harness cannot list it.
+    pub async fn leftovers(&self, name: &str) -> Result<Vec<String>, CaseError> {
+        match self.harness.leftovers(name).await? {
+            Some(left) => Ok(left),
+            None => Err(CaseError(
+                "HarnessSettings::lists_leftovers is set, but Harness::leftovers returned None"
+                    .into(),
+            )),
+        }
+    }
+
     /// Removes every queue this case opened; the runner calls it.
     pub async fn cleanup(&self) -> Result<(), CaseError> {
         let names = std::mem::take(&mut *self.opened.lock().unwrap());

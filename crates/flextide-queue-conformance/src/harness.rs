@@ -12,8 +12,10 @@ use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 /// fail, so runs can share a server.
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
-    /// Opens the queue `name` (creating it if the backend needs that) with
-    /// these options. The queue is new: nothing was ever pushed to it.
+    /// Opens the queue `name` with these options. The queue is new: nothing
+    /// was ever pushed to it. Opening should create nothing on the broker
+    /// (the first write does): a harness that lists leftovers is checked
+    /// for that after read-only calls (`lifecycle::read_only_calls_create_nothing`).
     async fn open(
         &self,
         name: &str,
@@ -47,6 +49,19 @@ pub trait Harness: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// What the backend still holds for the queue `name`, listed with the
+    /// broker's own tools: keys (`flextide:{name}:s`), rows of the shared
+    /// tables (`flextide_queue_messages: 3 rows`), queues (`name.dlq`),
+    /// streams. An empty list means nothing is left. The lifecycle cases
+    /// call it after `drop_queue` and after read-only calls on a fresh
+    /// name. Returns `Ok(None)` when this harness cannot list them; set
+    /// [`HarnessSettings::lists_leftovers`] when it can, so those cases run
+    /// (otherwise they are ignored, never passed).
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// Timing and limits of this backend that the cases must respect.
     fn settings(&self) -> HarnessSettings {
         HarnessSettings::default()
@@ -68,6 +83,14 @@ pub struct HarnessSettings {
     pub foreign_plain: bool,
     /// Whether [`Harness::write_foreign`] writes [`ForeignEntry::Undecodable`].
     pub foreign_undecodable: bool,
+    /// Whether [`Harness::leftovers`] lists what the backend holds for a
+    /// queue, so the lifecycle cases that check nothing is left run.
+    pub lists_leftovers: bool,
+    /// Whether [`Harness::open`] creates the queue on the broker, because
+    /// the backend cannot open one that does not exist (SQS needs a queue
+    /// URL). The read-only case then checks that the calls add nothing to
+    /// what opening made, instead of checking that nothing exists.
+    pub open_creates: bool,
     /// How many messages the volume cases (concurrency, burn-down) push.
     /// Keep it small for slow emulators. Default 200.
     pub volume: usize,
@@ -92,6 +115,8 @@ impl Default for HarnessSettings {
             can_disrupt: false,
             foreign_plain: false,
             foreign_undecodable: false,
+            lists_leftovers: false,
+            open_creates: false,
             volume: 200,
             unlimited_payload_probe: 1024 * 1024,
             rare_duplicates: false,

@@ -90,7 +90,14 @@ pub(crate) fn open_shared(name: &str, options: QueueOptions) -> Result<MemoryQue
             shared
         }
     };
-    Ok(MemoryQueue::from_shared(name, shared, options))
+    // The process-wide map holds weak references: a drop empties the
+    // shared queue, and the entry goes with its last handle.
+    Ok(MemoryQueue::from_shared(
+        name,
+        shared,
+        options,
+        std::sync::Weak::new(),
+    ))
 }
 
 #[cfg(test)]

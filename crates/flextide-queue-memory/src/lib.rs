@@ -34,7 +34,7 @@ pub const BACKEND: &str = "memory";
 /// queue. Cloning is cheap and shares the queues.
 #[derive(Clone, Default)]
 pub struct MemoryBroker {
-    queues: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
+    queues: Arc<Queues>,
 }
 
 impl fmt::Debug for MemoryBroker {
@@ -63,7 +63,12 @@ impl MemoryBroker {
             .entry(name.to_owned())
             .or_insert_with(|| Arc::new(Shared::new(options.clone())))
             .clone();
-        Ok(MemoryQueue::from_shared(name, shared, options))
+        Ok(MemoryQueue::from_shared(
+            name,
+            shared,
+            options,
+            Arc::downgrade(&self.queues),
+        ))
     }
 
     /// Removes the queue `name` and everything in it; open handles keep
@@ -71,9 +76,24 @@ impl MemoryBroker {
     pub fn drop_queue(&self, name: &str) -> bool {
         self.queues.lock().unwrap().remove(name).is_some()
     }
+
+    /// What the broker holds for the queue `name`: `None` when it has no
+    /// such queue, else the counts of its messages (waiting, leased,
+    /// delayed) and dead letters. An open handle keeps an empty queue in
+    /// the broker; it costs no more than the handle.
+    pub fn held(&self, name: &str) -> Option<QueueStats> {
+        let shared = self.queues.lock().unwrap().get(name).cloned()?;
+        let mut state = shared.state.lock().unwrap();
+        state.pump(Instant::now());
+        Some(state.stats())
+    }
 }
 
+type Queues = Mutex<HashMap<String, Arc<Shared>>>;
+
 struct Shared {
+    /// The options of the handle that created the queue, which it keeps.
+    options: QueueOptions,
     state: Mutex<QueueState>,
     /// Woken when a message may have become available.
     available: Notify,
@@ -82,7 +102,8 @@ struct Shared {
 impl Shared {
     fn new(options: QueueOptions) -> Self {
         Shared {
-            state: Mutex::new(QueueState::new(options)),
+            state: Mutex::new(QueueState::new(options.clone())),
+            options,
             available: Notify::new(),
         }
     }
@@ -94,6 +115,8 @@ pub struct MemoryQueue {
     name: Arc<str>,
     shared: Arc<Shared>,
     options: QueueOptions,
+    /// The broker's queues, for `drop_queue`.
+    broker: std::sync::Weak<Queues>,
 }
 
 impl fmt::Debug for MemoryQueue {
@@ -111,11 +134,17 @@ impl MemoryQueue {
         MemoryBroker::new().open(name, options)
     }
 
-    fn from_shared(name: &str, shared: Arc<Shared>, options: QueueOptions) -> Self {
+    fn from_shared(
+        name: &str,
+        shared: Arc<Shared>,
+        options: QueueOptions,
+        broker: std::sync::Weak<Queues>,
+    ) -> Self {
         MemoryQueue {
             name: name.into(),
             shared,
             options,
+            broker,
         }
     }
 
@@ -162,7 +191,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     peek: true,
     purge: true,
     release: true,
-    drop_queue: false,
+    drop_queue: true,
 };
 
 #[async_trait]
@@ -295,6 +324,23 @@ impl QueueProvider for MemoryQueue {
 
     async fn purge(&self) -> Result<u64> {
         Ok(self.shared.state.lock().unwrap().purge())
+    }
+
+    /// Empties the queue (every handle on it sees it empty: they share it)
+    /// and removes it from its broker, so the next `open` starts afresh.
+    async fn drop_queue(&self) -> Result<()> {
+        if let Some(queues) = self.broker.upgrade() {
+            let mut queues = queues.lock().unwrap();
+            if queues
+                .get(&*self.name)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.shared))
+            {
+                queues.remove(&*self.name);
+            }
+        }
+        *self.shared.state.lock().unwrap() = QueueState::new(self.shared.options.clone());
+        self.shared.available.notify_waiters();
+        Ok(())
     }
 
     async fn stats(&self) -> Result<QueueStats> {

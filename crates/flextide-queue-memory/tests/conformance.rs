@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use flextide_queue_conformance::{
-    Connect, Harness, async_trait,
+    Connect, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_memory::MemoryBroker;
@@ -23,6 +23,27 @@ impl Harness for Memory {
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         self.0.drop_queue(name);
         Ok(())
+    }
+
+    /// A queue with messages or dead letters; an empty one an open handle
+    /// keeps is no leftover.
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let held = self
+            .0
+            .held(name)
+            .filter(|s| s.depth + s.in_flight + s.delayed + s.dead_lettered > 0);
+        Ok(Some(
+            held.map(|s| format!("queue {name}: {s:?}"))
+                .into_iter()
+                .collect(),
+        ))
+    }
+
+    fn settings(&self) -> HarnessSettings {
+        HarnessSettings {
+            lists_leftovers: true,
+            ..HarnessSettings::default()
+        }
     }
 }
 

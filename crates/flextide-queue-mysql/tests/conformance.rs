@@ -9,7 +9,9 @@ use flextide_queue_conformance::{
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_mysql::{MySqlPool, MySqlPoolOptions, MySqlQueue, drop_queue, migrate, sqlx};
-use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
+use flextide_queue_sql::test_support::{
+    LEFTOVERS_SQL, PerQueue, foreign_row, harness_settings, leftover_rows, locate,
+};
 
 const VAR: &str = "FLEXTIDE_TEST_MYSQL_URL";
 
@@ -69,6 +71,16 @@ impl Harness for MySqlHarness {
                 .await;
         }
         Ok(true)
+    }
+
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let (messages, dead): (i64, i64) = sqlx::query_as(LEFTOVERS_SQL)
+            .bind(name)
+            .bind(name)
+            .fetch_one(&self.admin)
+            .await
+            .map_err(|e| QueueError::backend_error("mysql", false, e))?;
+        Ok(Some(leftover_rows(messages, dead)))
     }
 
     async fn write_foreign(

@@ -62,12 +62,16 @@ impl PostgresBackend {
     }
 
     /// Uses your pool (and migrates first when the config asks for it).
+    /// Logs a warning, once per process, when autovacuum will not clean the
+    /// queue tables (see [`PostgresBackend::autovacuum_problems`]).
     pub async fn with_pool(pool: PgPool, config: PostgresConfig) -> Result<Self> {
         config.validate()?;
         if config.migrate_on_connect {
             migrate_with(&pool, &config).await?;
         }
-        Ok(Self::build(pool, config))
+        let backend = Self::build(pool, config);
+        backend.warn_if_not_vacuumed().await;
+        Ok(backend)
     }
 
     /// Uses your pool with these settings, without touching the database.

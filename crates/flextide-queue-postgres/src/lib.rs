@@ -16,6 +16,7 @@ mod release;
 mod settle;
 mod sql;
 mod stats;
+mod vacuum;
 
 pub use backend::PostgresBackend;
 pub use config::{DEFAULT_CHANNEL, DEFAULT_MAX_PAYLOAD_BYTES, PostgresConfig};

@@ -9,7 +9,9 @@ use flextide_queue_conformance::{
 };
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
-use flextide_queue_sql::test_support::{PerQueue, foreign_row, harness_settings, locate};
+use flextide_queue_sql::test_support::{
+    LEFTOVERS_SQL_PG, PerQueue, foreign_row, harness_settings, leftover_rows, locate,
+};
 
 const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
 
@@ -50,6 +52,15 @@ impl Harness for PgHarness {
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         self.pools.forget(name);
         self.admin.drop_queue(name).await.map(drop)
+    }
+
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let (messages, dead): (i64, i64) = sqlx::query_as(LEFTOVERS_SQL_PG)
+            .bind(name)
+            .fetch_one(self.admin.pool())
+            .await
+            .map_err(|e| QueueError::backend_error("postgres", false, e))?;
+        Ok(Some(leftover_rows(messages, dead)))
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {

@@ -435,6 +435,56 @@ async fn connector_admin_operations(url: String) {
     .await;
 }
 
+/// The autovacuum check sees the server's setting and a table's own
+/// `autovacuum_enabled = false`.
+async fn autovacuum_problems_are_found(url: String) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let server: String = sqlx::query_scalar("SHOW autovacuum")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let b = PostgresBackend::with_pool(
+        pool.clone(),
+        PostgresConfig::default()
+            .schema(&schema)
+            .migrate_on_connect(true),
+    )
+    .await
+    .unwrap();
+    let server_off =
+        |problems: &[String]| problems.iter().any(|p| p.contains("server's autovacuum"));
+    let problems = b.autovacuum_problems().await.unwrap();
+    assert_eq!(server_off(&problems), server != "on", "{problems:?}");
+    assert!(
+        !problems.iter().any(|p| p.contains(&schema)),
+        "{problems:?}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE \"{schema}\".flextide_queue_messages SET (autovacuum_enabled = false)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let problems = b.autovacuum_problems().await.unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&schema) && p.contains("flextide_queue_messages")),
+        "{problems:?}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "postgres",
@@ -450,6 +500,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(batch_delete_reports_stale_receipts_by_index),
             integration_test!(ordering_keys_hold_under_concurrent_claims),
             integration_test!(pops_cut_short_leave_the_pool_healthy),
+            integration_test!(autovacuum_problems_are_found),
         ],
     )
 }

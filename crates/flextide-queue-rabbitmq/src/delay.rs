@@ -1,18 +1,24 @@
 //! Delays without a plugin: one holding queue per delay bucket.
 //!
-//! A delayed message is published to `<queue>.delay.<ms>`, a classic durable
+//! A delayed message is published to `<queue>.hold.<ms>`, a classic durable
 //! queue with `x-message-ttl = <ms>` that dead-letters expired messages back
-//! to `<queue>` through the default exchange. The message itself carries its
+//! to `<queue>` through the default exchange, and `x-expires` (see
+//! [`expires_ms`]) so a holding queue nobody publishes to vanishes by itself. The message itself carries its
 //! exact delay as `expiration`, so it leaves on time unless an earlier
 //! message of the same bucket with a longer delay is ahead of it (RabbitMQ
 //! expires messages at the head only); buckets are therefore narrow: a
 //! message is never early, and late by at most the width of its bucket.
 //! The buckets form a fixed ladder, so every holding queue of a queue can be
 //! deleted by `drop_queue` without the management API. Which of them exist
-//! is recorded in `<queue>.delay.index`, a classic durable queue holding one
-//! message per declared bucket: stats and purge read it (and put it back)
-//! instead of probing the ladder with passive declares, each miss of which
-//! would close a channel and make lapin log an error.
+//! is recorded in `<queue>.hold.index`, a classic durable queue holding one
+//! message per declaration of a bucket, which expires (per-message TTL)
+//! before the holding queue could: stats and purge read it (and put it
+//! back) instead of probing the ladder with passive declares, each miss of
+//! which would close a channel and make lapin log an error.
+//!
+//! Versions before `x-expires` named the holding queues `<queue>.delay.<ms>`
+//! (and the index `<queue>.delay.index`); those drain into the queue by
+//! themselves, are not counted by stats, and are deleted by `drop_queue`.
 
 use std::time::Duration;
 
@@ -76,12 +82,50 @@ pub(crate) fn bucket(delay: Duration) -> Option<(u64, u64)> {
 
 /// Name of the queue listing a queue's holding queues.
 pub(crate) fn index_queue(queue: &str) -> String {
-    format!("{queue}.delay.index")
+    format!("{queue}.hold.index")
 }
 
 /// Name of a bucket's holding queue.
 pub(crate) fn holding_queue(queue: &str, bucket_ms: u64) -> String {
-    format!("{queue}.delay.{bucket_ms}")
+    format!("{queue}.hold.{bucket_ms}")
+}
+
+/// The part of a holding queue's name after the queue's.
+pub(crate) const HOLDING_INFIX: &str = ".hold.";
+
+/// Names of every helper queue a queue may have, in this layout and the
+/// one before `x-expires` (`.delay.`), for `drop_queue`.
+pub(crate) fn all_helper_queues(queue: &str) -> Vec<String> {
+    let mut names = Vec::with_capacity(2 * LADDER_MS.len() + 2);
+    for infix in [HOLDING_INFIX, ".delay."] {
+        names.extend(LADDER_MS.iter().map(|b| format!("{queue}{infix}{b}")));
+        names.push(format!("{queue}{infix}index"));
+    }
+    names
+}
+
+/// Margin of [`expires_ms`]: how long before a holding queue could expire
+/// its publishers declare it again, at the least.
+const EXPIRY_MARGIN_MS: u64 = 10 * 60 * 1000;
+
+/// `x-expires` of a bucket's holding queue: twice the bucket plus twice the
+/// margin. A publisher declares the queue again when its last declaration
+/// is older than half of this ([`redeclare_after`]), so a message
+/// published at any time leaves (after at most the bucket) at least the
+/// margin before the queue could expire with it.
+pub(crate) fn expires_ms(bucket_ms: u64) -> u64 {
+    2 * bucket_ms + 2 * EXPIRY_MARGIN_MS
+}
+
+/// How long a publisher's declaration of a holding queue stays good.
+pub(crate) fn redeclare_after(bucket_ms: u64) -> Duration {
+    Duration::from_millis(expires_ms(bucket_ms) / 2)
+}
+
+/// The TTL of an index entry written with a declaration: it expires before
+/// the holding queue it names could.
+pub(crate) fn index_entry_ttl_ms(bucket_ms: u64) -> u64 {
+    expires_ms(bucket_ms) - EXPIRY_MARGIN_MS
 }
 
 #[cfg(test)]
@@ -96,5 +140,23 @@ mod tests {
         assert_eq!(bucket(MAX_DELAY), Some((604_800_000, 604_800_000)));
         assert_eq!(bucket(MAX_DELAY + Duration::from_millis(1)), None);
         assert!(LADDER_MS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn holding_queues_outlive_their_messages() {
+        for &b in LADDER_MS {
+            // Declared at 0, published to just before the redeclaration is
+            // due: the message leaves by then + b, the queue expires at the
+            // earliest at expires_ms(b).
+            let last_publish = redeclare_after(b).as_millis() as u64;
+            assert!(
+                last_publish + b + EXPIRY_MARGIN_MS <= expires_ms(b),
+                "bucket {b}"
+            );
+            assert!(index_entry_ttl_ms(b) < expires_ms(b));
+        }
+        assert_eq!(all_helper_queues("q").len(), 2 * LADDER_MS.len() + 2);
+        assert!(all_helper_queues("q").contains(&holding_queue("q", 100)));
+        assert!(all_helper_queues("q").contains(&index_queue("q")));
     }
 }

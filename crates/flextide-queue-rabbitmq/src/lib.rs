@@ -12,8 +12,7 @@ mod queue;
 use std::{fmt, str::FromStr, sync::Arc};
 
 use flextide_queue_core::{Result, validate_queue_name};
-use lapin::{options::QueueDeleteOptions, types::ShortString, uri::AMQPUri};
-use link::CloseWithin;
+use lapin::uri::AMQPUri;
 
 pub use config::{QueueType, RabbitMqConfig};
 pub use connector::RabbitMqConnector;
@@ -42,9 +41,6 @@ pub(crate) struct Settings {
     pub(crate) shown: String,
     pub(crate) config: RabbitMqConfig,
     pub(crate) handles: queue::Handles,
-    /// Open queues only if they exist (a passive declaration), creating
-    /// nothing: for looking at a queue ([`RabbitMq::open_existing`]).
-    pub(crate) passive: bool,
 }
 
 /// A RabbitMQ broker: opens queues on it.
@@ -107,7 +103,6 @@ impl RabbitMq {
                 shown,
                 config,
                 handles: queue::Handles::default(),
-                passive: false,
             }),
         })
     }
@@ -141,65 +136,31 @@ impl RabbitMq {
         RabbitMqQueue::open(self.settings.clone(), name, options).await
     }
 
-    /// Opens the queue `name` to look at it, creating nothing: the queue
-    /// and its dead-letter queue are declared passively, so a queue that
-    /// does not exist fails with `QueueNotFound` instead of being created.
-    /// The handle belongs to a client of its own.
+    /// Opens the queue `name` to look at it, creating nothing: a queue
+    /// that does not exist fails with `QueueNotFound` (one passive
+    /// declaration) instead of being created. Opening never declares
+    /// anything anyway (the first write or pop does); this adds the check,
+    /// so `flextide stats -q typo` says the queue does not exist.
     pub async fn open_existing(&self, name: &str, options: QueueOptions) -> Result<RabbitMqQueue> {
-        validate_queue_name(name)?;
-        let settings = Arc::new(Settings {
-            uri: self.settings.uri.clone(),
-            shown: self.settings.shown.clone(),
-            config: self.settings.config.clone(),
-            handles: queue::Handles::default(),
-            passive: true,
-        });
-        RabbitMqQueue::open(settings, name, options).await
+        let queue = self.open(name, options).await?;
+        if queue.exists().await? {
+            return Ok(queue);
+        }
+        let _ = QueueProvider::close(&queue).await;
+        Err(QueueError::QueueNotFound {
+            backend: BACKEND,
+            queue: name.to_owned(),
+        })
     }
 
-    /// Deletes the queue `name`, its dead-letter queue and its delay holding
-    /// queues, with every message in them. Queues that do not exist are skipped.
+    /// Deletes the queue `name`, its dead-letter queue, its delay holding
+    /// queues and their index, with every message in them, on a connection
+    /// of its own. Queues that do not exist are skipped. Handles open on the
+    /// queue must not be used afterwards (a write through one declares the
+    /// queue again, empty); [`QueueProvider::drop_queue`] on a handle also
+    /// forgets what that handle held.
     pub async fn drop_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
-        let t = self.settings.config.operation_timeout;
-        let props = lapin::ConnectionProperties::default()
-            .with_connection_name(format!("flextide-queue-rabbitmq/drop/{name}").into());
-        let connection = error::timed(
-            "connect",
-            t,
-            lapin::Connection::connect_uri(self.settings.uri.clone(), props),
-        )
-        .await?;
-        let result = async {
-            let mut names: Vec<String> = delay::LADDER_MS
-                .iter()
-                .map(|&b| delay::holding_queue(name, b))
-                .collect();
-            names.push(delay::index_queue(name));
-            names.push(name.to_owned());
-            names.push(queue::dlq_name(name));
-            let mut channel = error::timed("channel.open", t, connection.create_channel()).await?;
-            for queue in names {
-                let deleted = error::timed_raw(
-                    "queue.delete",
-                    t,
-                    channel.queue_delete(
-                        ShortString::from(queue.as_str()),
-                        QueueDeleteOptions::default(),
-                    ),
-                )
-                .await?;
-                if let Err(e) = deleted {
-                    if !error::is_not_found(&e) {
-                        return Err(error::map(e));
-                    }
-                    channel = error::timed("channel.open", t, connection.create_channel()).await?;
-                }
-            }
-            Ok(())
-        }
-        .await;
-        connection.close_within(t).await;
-        result
+        queue::delete_with_own_connection(&self.settings, name).await
     }
 }

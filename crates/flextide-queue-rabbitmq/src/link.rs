@@ -1,5 +1,7 @@
-//! One connection of a queue handle and its channels, with the queue's
-//! topology declared on it. A handle replaces its link when the connection
+//! One connection of a queue handle and its channels. The queue's topology
+//! (main and dead-letter queues) is declared on the first write or pop
+//! ([`Link::declare_topology`]), not at connect: a handle that only reads
+//! (stats, dead-letter listing) creates nothing on the broker. A handle replaces its link when the connection
 //! or the consuming channel dies; each link has a generation number, and
 //! deliveries received on one link can only be settled through it. The
 //! publishing channel holds no deliveries, so when the broker closes only
@@ -8,7 +10,10 @@
 //! live on.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -36,6 +41,11 @@ pub(crate) struct Link {
     reopening: tokio::sync::Mutex<()>,
     pub(crate) consume: Channel,
     pub(crate) timeout: Duration,
+    /// The main and dead-letter queues were declared on this connection.
+    declared: AtomicBool,
+    /// The main queue was seen to exist (declared here, or found by a
+    /// passive declare), so read-only calls may ask for its parts.
+    seen: AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -48,14 +58,8 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// Connects, opens the channels and declares the queue and its dead-letter queue.
-    pub(crate) async fn open(
-        settings: &Settings,
-        queue: &str,
-        dlq: &str,
-        generation: u64,
-        name: String,
-    ) -> Result<Link> {
+    /// Connects and opens the channels; declares nothing.
+    pub(crate) async fn open(settings: &Settings, generation: u64, name: String) -> Result<Link> {
         let t = settings.config.operation_timeout;
         let props =
             ConnectionProperties::default().with_connection_name(LongString::from(name.clone()));
@@ -67,12 +71,6 @@ impl Link {
         .await?;
         let opened = async {
             let publish = publishing_channel(&connection, t).await?;
-            if settings.passive {
-                declare_passive(&publish, t, queue).await?;
-            } else {
-                declare(&publish, t, queue, main_arguments(settings, dlq)).await?;
-                declare(&publish, t, dlq, classic_arguments()).await?;
-            }
             let consume = timed("channel.open", t, connection.create_channel()).await?;
             Ok::<_, QueueError>((publish, consume))
         }
@@ -95,7 +93,46 @@ impl Link {
             reopening: tokio::sync::Mutex::new(()),
             consume,
             timeout: t,
+            declared: AtomicBool::new(false),
+            seen: AtomicBool::new(false),
         })
+    }
+
+    /// Declares the dead-letter queue, then the main queue (so a main queue
+    /// that exists always has its dead-letter queue), once per connection.
+    /// A refused declaration (other arguments) is a configuration error
+    /// naming the queue.
+    pub(crate) async fn declare_topology(
+        &self,
+        settings: &Settings,
+        queue: &str,
+        dlq: &str,
+    ) -> Result<()> {
+        if self.declared.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let publish = self.publisher().await?;
+        declare(&publish, self.timeout, dlq, classic_arguments()).await?;
+        declare(&publish, self.timeout, queue, main_arguments(settings, dlq)).await?;
+        self.declared.store(true, Ordering::Release);
+        self.seen.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the main queue is known to exist on this connection.
+    pub(crate) fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// The main queue was found by a passive declare.
+    pub(crate) fn mark_seen(&self) {
+        self.seen.store(true, Ordering::Release);
+    }
+
+    /// The queue was dropped: the next write declares it again.
+    pub(crate) fn forget_topology(&self) {
+        self.declared.store(false, Ordering::Release);
+        self.seen.store(false, Ordering::Release);
     }
 
     /// Whether the connection and the consuming channel are still open (a
@@ -285,9 +322,16 @@ pub(crate) fn classic_arguments() -> FieldTable {
 }
 
 /// Arguments of a delay bucket's holding queue: expire after the bucket's
-/// TTL into the main queue through the default exchange.
+/// TTL into the main queue through the default exchange; the queue itself
+/// goes when unused for `delay::expires_ms`.
 pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
     let mut args = classic_arguments();
+    args.insert(
+        "x-expires".into(),
+        AMQPValue::LongLongInt(
+            i64::try_from(crate::delay::expires_ms(bucket_ms)).unwrap_or(i64::MAX),
+        ),
+    );
     args.insert(
         "x-message-ttl".into(),
         AMQPValue::LongLongInt(i64::try_from(bucket_ms).unwrap_or(i64::MAX)),
@@ -297,28 +341,18 @@ pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
     args
 }
 
-/// Checks that `queue` exists without creating it (a passive declaration):
-/// `QueueNotFound` when it does not.
-async fn declare_passive(channel: &Channel, t: Duration, queue: &str) -> Result<()> {
-    let options = QueueDeclareOptions {
-        passive: true,
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    let declared = crate::error::timed_raw(
-        "queue.declare",
-        t,
-        channel.queue_declare(ShortString::from(queue), options, FieldTable::default()),
-    )
-    .await?;
-    match declared {
-        Ok(_) => Ok(()),
-        Err(e) if crate::error::is_not_found(&e) => Err(QueueError::QueueNotFound {
-            backend: BACKEND,
-            queue: queue.to_owned(),
-        }),
-        Err(e) => Err(map(e)),
-    }
+/// Arguments of the index of holding queues: classic, and gone when unused
+/// for as long as the longest-lived holding queue could last.
+pub(crate) fn index_arguments() -> FieldTable {
+    let mut args = classic_arguments();
+    let longest = crate::delay::LADDER_MS.last().copied().unwrap_or(0);
+    args.insert(
+        "x-expires".into(),
+        AMQPValue::LongLongInt(
+            i64::try_from(crate::delay::expires_ms(longest)).unwrap_or(i64::MAX),
+        ),
+    );
+    args
 }
 
 /// Declares a durable queue; a mismatch with an existing queue's arguments

@@ -138,6 +138,17 @@ impl Harness for Rabbit {
             }
             _ => return Ok(false),
         };
+        // Another producer writes to a queue that exists: a handle declares
+        // it on its first write or pop, which has not happened here yet.
+        let live = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .and_then(|l| l.iter().find_map(Weak::upgrade));
+        if let Some(handle) = live {
+            handle.declare().await?;
+        }
         let failed = |e: lapin::Error| QueueError::connection("rabbitmq", e);
         // Bounded like every call of the backend: an unanswered handshake or
         // confirm fails the case with a timeout instead of hanging it.
@@ -181,14 +192,54 @@ impl Harness for Rabbit {
         Ok(true)
     }
 
+    /// The queues named `name` or `name.…` in `rabbitmqctl list_queues`.
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let Some(ctl) = self.rabbitmqctl.clone() else {
+            return Ok(None);
+        };
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || list_queues_of(&ctl, &name))
+            .await
+            .map_err(|e| QueueError::backend_error("rabbitmq", false, e.to_string()))?
+            .map(Some)
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
+            lists_leftovers: self.rabbitmqctl.is_some(),
             can_disrupt: true,
             foreign_plain: true,
             foreign_undecodable: true,
             ..HarnessSettings::default()
         }
     }
+}
+
+/// The queues `rabbitmqctl list_queues` shows for the queue `name`.
+fn list_queues_of(ctl: &str, name: &str) -> Result<Vec<String>, QueueError> {
+    let out = Command::new(ctl)
+        .args(["-q", "list_queues", "name", "messages"])
+        .output()
+        .map_err(|e| QueueError::backend_error("rabbitmq", false, e.to_string()))?;
+    if !out.status.success() {
+        return Err(QueueError::backend_error(
+            "rabbitmq",
+            false,
+            format!(
+                "rabbitmqctl list_queues failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    let prefix = format!("{name}.");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| {
+            let queue = line.split('\t').next().unwrap_or_default();
+            queue == name || queue.starts_with(&prefix)
+        })
+        .map(|line| line.replace('\t', " (").to_string() + " messages)")
+        .collect())
 }
 
 fn find_rabbitmqctl() -> Option<String> {

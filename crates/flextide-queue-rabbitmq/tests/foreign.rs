@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use flextide_queue_conformance::integration_test;
-use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
+use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_rabbitmq::RabbitMq;
 use lapin::{
     BasicProperties, Connection, ConnectionProperties,
@@ -21,6 +21,8 @@ async fn foreign_message_keeps_its_id_across_a_broker_redelivery(url: String) {
     let client = RabbitMq::new(&url).unwrap();
     let name = flextide_queue_conformance::unique_queue_name("foreign_id");
     let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    // Declared before the other producer publishes to it.
+    q.declare().await.unwrap();
 
     let other = Connection::connect(&url, ConnectionProperties::default())
         .await
@@ -93,7 +95,9 @@ async fn queue_declared_by_another_client_says_what_to_do(url: String) {
     .unwrap();
 
     for _ in 0..2 {
-        let refused = client.open(&name, QueueOptions::default()).await;
+        // Opening declares nothing; the first write does, and is refused.
+        let q = client.open(&name, QueueOptions::default()).await.unwrap();
+        let refused = q.push(Message::new("x")).await;
         let Err(QueueError::Configuration { message, .. }) = refused else {
             panic!("expected a configuration error, got {refused:?}");
         };

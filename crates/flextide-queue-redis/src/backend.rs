@@ -86,8 +86,10 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    /// Opens the queue `name` (checked with `validate_queue_name`), creating
-    /// its stream and consumer group if needed, with these options.
+    /// Opens the queue `name` (checked with `validate_queue_name`) with these
+    /// options. Nothing is written: the stream appears with the first push,
+    /// the consumer group with the first pop (as after a lost group), so
+    /// `stats`, `peek` or `dead_letters` on a name never used leave no key.
     pub async fn open(&self, name: &str, options: QueueOptions) -> Result<RedisQueue> {
         validate_queue_name(name)?;
         if options.lease.is_zero() {
@@ -97,7 +99,6 @@ impl RedisBackend {
             ));
         }
         let queue = RedisQueue::new(self.clone(), name, Keys::new(self.prefix(), name), options);
-        queue.ensure_group().await?;
         let mut conn = self.conn();
         for script in scripts::all() {
             script
@@ -109,8 +110,10 @@ impl RedisBackend {
     }
 
     /// Deletes every key of the queue `name`: messages (waiting, leased and
-    /// delayed), dead letters and bookkeeping. Handles still open on it see
-    /// an empty queue, and their receipts become stale.
+    /// delayed), dead letters and bookkeeping, in one `DEL`. Handles still
+    /// open on it see an empty queue, and their receipts become stale; a
+    /// push or pop through them creates the queue again. Dropping a queue
+    /// that does not exist succeeds.
     pub async fn drop_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         let keys = Keys::new(self.prefix(), name);

@@ -37,9 +37,6 @@ pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| script(include_str!
 pub(crate) static PEEK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/peek.lua")));
 /// Removes waiting messages.
 pub(crate) static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/purge.lua")));
-/// Creates the consumer group when a queue is opened (a re-creation bumps
-/// the consumer epoch, as in a pop).
-pub(crate) static GROUP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/group.lua")));
 /// Lists and replays dead letters.
 pub(crate) static DEAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead.lua")));
 

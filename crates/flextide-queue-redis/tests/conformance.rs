@@ -113,8 +113,37 @@ impl Harness for RedisHarness {
         Ok(true)
     }
 
+    /// Every key of the queue's hash tag, found with `SCAN` (queue names
+    /// hold no glob characters).
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let pattern = format!("{}:{{{name}}}:*", self.admin.prefix());
+        let mut conn = self.admin_conn.clone();
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| QueueError::connection("redis", e))?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(Some(keys))
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
+            lists_leftovers: true,
             can_disrupt: true,
             foreign_plain: true,
             foreign_undecodable: true,

@@ -325,8 +325,8 @@ async fn receipts_of_a_vanished_group_stay_stale(url: String) {
     q.drop_queue().await.unwrap();
 }
 
-/// As above, but the group is re-created by opening the queue again (a
-/// process restarting), not by a pop: old receipts must stay stale too.
+/// As above, with the queue opened again (a process restarting) before
+/// the pop that re-creates the group: old receipts must stay stale too.
 async fn receipts_stay_stale_when_reopening_recreates_the_group(url: String) {
     let (b, q) = open(&url, "reopen", QueueOptions::default()).await;
     let mut conn = raw(&url).await;
@@ -396,6 +396,16 @@ async fn leases_of_the_previous_layout_still_expire(url: String) {
     let mut conn = raw(&url).await;
     let key = |part: &str| format!("flextide:{{{}}}:{part}", q.queue_name());
     let id = q.push(Message::new("x")).await.unwrap();
+    // The previous layout created the group when a queue was opened.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key("s"))
+        .arg("flextide")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // A delivery made by the previous layout: read under consumer `c`, a
     // lease deadline (already passed) in `:l` and a token in `:k`.
     let reply: redis::Value = redis::cmd("XREADGROUP")

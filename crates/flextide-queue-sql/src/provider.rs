@@ -44,7 +44,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     peek: true,
     purge: true,
     release: true,
-    drop_queue: false,
+    drop_queue: true,
 };
 
 /// Implements `QueueProvider` for a SQL queue handle by handing each
@@ -52,7 +52,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
 /// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
 /// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
-/// handle first. The backends keep one layout so that this list is the same
+/// handle first, and `drop_queue` to the handle's inherent `drop_queue`
+/// (every row of the queue in both tables). The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
 ///
 /// ```ignore
@@ -184,6 +185,11 @@ macro_rules! queue_provider {
 
             async fn purge(&self) -> $crate::__private::Result<u64> {
                 $jobs::stats::purge(self).await
+            }
+
+            async fn drop_queue(&self) -> $crate::__private::Result<()> {
+                // The handle's inherent `drop_queue` (it returns the rows removed).
+                $queue::drop_queue(self).await.map(|_| ())
             }
 
             async fn stats(&self) -> $crate::__private::Result<$crate::__private::QueueStats> {

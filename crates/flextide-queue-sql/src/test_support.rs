@@ -32,8 +32,34 @@ pub fn harness_settings(can_disrupt: bool) -> HarnessSettings {
         can_disrupt,
         foreign_plain: true,
         foreign_undecodable: true,
+        lists_leftovers: true,
         ..HarnessSettings::default()
     }
+}
+
+/// Counts the rows a queue holds in the two shared tables, for
+/// `Harness::leftovers`; binds the queue name twice, `?` placeholders
+/// (MySQL, SQLite). PostgreSQL: [`LEFTOVERS_SQL_PG`].
+pub const LEFTOVERS_SQL: &str = "SELECT \
+     (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = ?), \
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = ?)";
+
+/// [`LEFTOVERS_SQL`] with PostgreSQL's placeholders (binds the name once).
+pub const LEFTOVERS_SQL_PG: &str = "SELECT \
+     (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = $1), \
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = $1)";
+
+/// What `Harness::leftovers` reports for the row counts [`LEFTOVERS_SQL`]
+/// read: one line per table that still holds rows of the queue.
+pub fn leftover_rows(messages: i64, dead_letters: i64) -> Vec<String> {
+    [
+        ("flextide_queue_messages", messages),
+        ("flextide_queue_dead_letters", dead_letters),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(table, n)| format!("{table}: {n} rows"))
+    .collect()
 }
 
 /// The server of a harness: the URL in `var`, or a container of `server`;

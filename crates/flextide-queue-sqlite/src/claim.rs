@@ -27,7 +27,11 @@ pub(crate) async fn pop_batch(
         return Ok(Vec::new());
     }
     let backoff = PollBackoff::new(wait, POLL_MIN, POLL_MAX);
-    backend::wait_for_deliveries(&q.inner.wake, backoff, |_| q.claim_detached(max)).await
+    let got = backend::wait_for_deliveries(&q.inner.wake, backoff, |_| q.claim_detached(max)).await;
+    if got.as_ref().is_ok_and(Vec::is_empty) {
+        q.inner.vacuum.drained(&q.inner.pool);
+    }
+    got
 }
 
 impl SqliteQueue {

@@ -7,7 +7,9 @@ use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 use flextide_queue_core::{QueueError, Result};
 use sqlx::{
     ConnectOptions, Connection,
-    sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{
+        SqliteAutoVacuum, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
 };
 
 use crate::{BACKEND, error};
@@ -36,6 +38,21 @@ pub struct PoolSettings {
     pub synchronous: SqliteSynchronous,
     /// How long to wait for a free pooled connection. Default 30 s.
     pub acquire_timeout: Duration,
+    /// Page cache of each connection, in KiB (`PRAGMA cache_size = -N`).
+    /// Default 2048 (SQLite's own default, set explicitly): the cache a
+    /// process holds for a file database is at most this times
+    /// `max_connections` (16 MiB by default), whatever the database's size.
+    pub cache_size_kib: u32,
+    /// Opens new database files with `auto_vacuum = INCREMENTAL`, so that
+    /// the pages a drained queue freed go back to the file system: each
+    /// handle runs a bounded `PRAGMA incremental_vacuum` when a pop finds
+    /// its queue empty (at most every 30 s). Default `false`. The mode of
+    /// an existing file only changes with a `VACUUM`
+    /// (`sqlite3 FILE 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'` while no
+    /// process uses it); until then this setting logs a warning and does
+    /// nothing. Handles of any file already in incremental mode vacuum
+    /// whatever this setting.
+    pub incremental_vacuum: bool,
 }
 
 impl Default for PoolSettings {
@@ -45,6 +62,8 @@ impl Default for PoolSettings {
             max_connections: 8,
             synchronous: SqliteSynchronous::Normal,
             acquire_timeout: Duration::from_secs(30),
+            cache_size_kib: 2048,
+            incremental_vacuum: false,
         }
     }
 }
@@ -65,6 +84,18 @@ impl PoolSettings {
     /// Sets [`PoolSettings::synchronous`].
     pub fn synchronous(mut self, synchronous: SqliteSynchronous) -> Self {
         self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets [`PoolSettings::cache_size_kib`] (at least 64).
+    pub fn cache_size_kib(mut self, kib: u32) -> Self {
+        self.cache_size_kib = kib.max(64);
+        self
+    }
+
+    /// Sets [`PoolSettings::incremental_vacuum`].
+    pub fn incremental_vacuum(mut self, on: bool) -> Self {
+        self.incremental_vacuum = on;
         self
     }
 
@@ -173,7 +204,14 @@ pub async fn connect_pool_with(url: &str, settings: &PoolSettings) -> Result<Sql
 }
 
 pub(crate) async fn open_target(target: Target, settings: &PoolSettings) -> Result<SqlitePool> {
-    let options = target.options.busy_timeout(settings.busy_timeout);
+    let mut options = target
+        .options
+        .busy_timeout(settings.busy_timeout)
+        .pragma("cache_size", format!("-{}", settings.cache_size_kib));
+    if settings.incremental_vacuum && !target.in_memory {
+        // Takes effect on a new file only (before its first table).
+        options = options.auto_vacuum(SqliteAutoVacuum::Incremental);
+    }
     if target.in_memory {
         // One connection that never closes: the database lives in it, and
         // every handle on the pool sees the same data.
@@ -188,12 +226,37 @@ pub(crate) async fn open_target(target: Target, settings: &PoolSettings) -> Resu
             .map_err(error::map);
     }
     enable_wal(&options, settings.busy_timeout).await?;
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections.max(1))
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options.synchronous(settings.synchronous))
         .await
-        .map_err(error::map)
+        .map_err(error::map)?;
+    if settings.incremental_vacuum {
+        warn_unless_incremental(&pool).await?;
+    }
+    Ok(pool)
+}
+
+/// An existing file keeps its `auto_vacuum` mode until a `VACUUM`: say so.
+async fn warn_unless_incremental(pool: &SqlitePool) -> Result<()> {
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(pool)
+        .await
+        .map_err(error::map)?;
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master")
+        .fetch_one(pool)
+        .await
+        .map_err(error::map)?;
+    // A file with no table yet takes the mode with its first table.
+    if mode != 2 && tables > 0 {
+        tracing::warn!(
+            "sqlite: incremental_vacuum is on, but this database file was created without it, \
+             so the space freed by acknowledged messages is not given back; run \
+             `PRAGMA auto_vacuum = INCREMENTAL; VACUUM;` on it once while no process uses it"
+        );
+    }
+    Ok(())
 }
 
 /// Switches the file to WAL once, on a connection of its own. Changing the

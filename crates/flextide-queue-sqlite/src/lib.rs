@@ -15,6 +15,7 @@ mod release;
 mod settle;
 mod sql;
 mod stats;
+mod vacuum;
 
 pub use connect::{PoolSettings, connect_pool, connect_pool_with};
 pub use connector::SqliteConnector;

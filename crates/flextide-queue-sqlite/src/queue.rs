@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) options: QueueOptions,
     /// Shared by every handle on this queue of this database in the process.
     pub(crate) wake: Arc<Notify>,
+    /// Incremental vacuum passes when the queue drains.
+    pub(crate) vacuum: crate::vacuum::Vacuum,
 }
 
 impl fmt::Debug for SqliteQueue {
@@ -94,6 +96,7 @@ impl SqliteQueue {
                 pool,
                 options,
                 wake,
+                vacuum: Default::default(),
             }),
         }
     }

@@ -20,13 +20,25 @@ pub const INSERT_SQL: &str = concat!(insert_head!(), "VALUES (?, ?, ?, ?, ?, ?, 
 
 /// Deletes the rows of `queue` whose (seq, token) pair is in `rows`,
 /// returning the seq and token of each deleted.
+///
+/// The rows are found by primary key (`seq IN (…)`), one lookup each: the
+/// unary `+` keeps the planner off the claim index, whose `queue = ?`
+/// prefix would walk the whole queue (59 ms per batch on a 200,000-row
+/// queue instead of well under one). The (seq, token) pairs then fence.
+/// Binds: every seq, the queue, then each (seq, token) pair.
 pub fn delete_batch<'a>(
     queue: &'a str,
     rows: impl IntoIterator<Item = (i64, &'a str)>,
 ) -> QueryBuilder<Sqlite> {
+    let rows: Vec<(i64, &str)> = rows.into_iter().collect();
     let mut delete =
-        QueryBuilder::<Sqlite>::new("DELETE FROM flextide_queue_messages WHERE queue = ");
+        QueryBuilder::<Sqlite>::new("DELETE FROM flextide_queue_messages WHERE seq IN (");
+    let mut seqs = delete.separated(", ");
+    for (seq, _) in &rows {
+        seqs.push_bind(*seq);
+    }
     delete
+        .push(") AND +queue = ")
         .push_bind(queue)
         .push(" AND (seq, token) IN (VALUES ");
     let mut list = delete.separated(", ");
@@ -132,5 +144,55 @@ mod tests {
                 "{plan:?}"
             );
         }
+    }
+
+    /// A batch ack looks its rows up by primary key: it never walks the
+    /// queue through the claim index, however deep the queue.
+    #[tokio::test]
+    async fn batch_delete_uses_the_primary_key() {
+        let pool = connect_pool("sqlite::memory:").await.unwrap();
+        migrate(&pool).await.unwrap();
+        let q = SqliteQueue::from_pool(pool.clone(), "plan", QueueOptions::default()).unwrap();
+        let batch = (0..300).map(|i| Message::new(format!("{i}"))).collect();
+        q.push_batch(batch).await.unwrap();
+        let rows = [(1_i64, "a"), (2, "b"), (3, "c")];
+        let sql = delete_batch("plan", rows).sql().as_str().to_owned();
+        let mut explain = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(
+            format!("EXPLAIN QUERY PLAN {sql}"),
+        ));
+        for (seq, _) in rows {
+            explain = explain.bind(seq);
+        }
+        explain = explain.bind("plan");
+        for (seq, token) in rows {
+            explain = explain.bind(seq).bind(token);
+        }
+        let plan: Vec<String> = explain
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.3)
+            .collect();
+        let on_table: Vec<&String> = plan
+            .iter()
+            .filter(|s| s.contains("flextide_queue_messages"))
+            .collect();
+        assert!(!on_table.is_empty(), "{plan:?}");
+        for step in on_table {
+            assert!(
+                step.starts_with("SEARCH") && step.contains("INTEGER PRIMARY KEY"),
+                "the batch delete must look rows up by primary key: {plan:?}"
+            );
+        }
+        // And it deletes what the pairs name, fenced by token.
+        let d = q.pop(std::time::Duration::ZERO).await.unwrap().unwrap();
+        let (seq, token) = q.decode(&d.receipt).unwrap();
+        let deleted: Vec<(i64, String)> = delete_batch("plan", [(seq, token), (seq + 1, "wrong")])
+            .build_query_as()
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(deleted, vec![(seq, token.to_owned())]);
     }
 }

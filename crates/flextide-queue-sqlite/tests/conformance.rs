@@ -7,6 +7,8 @@
 
 mod common;
 
+use flextide_queue_sql::test_support::{LEFTOVERS_SQL, leftover_rows};
+
 use std::sync::Arc;
 
 use flextide_queue_conformance::{
@@ -34,6 +36,16 @@ impl Harness for FileHarness {
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         drop_queue(&self.admin, name).await.map(drop)
+    }
+
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let (messages, dead): (i64, i64) = flextide_queue_sqlite::sqlx::query_as(LEFTOVERS_SQL)
+            .bind(name)
+            .bind(name)
+            .fetch_one(&self.admin)
+            .await
+            .map_err(|e| QueueError::backend_error("sqlite", false, e))?;
+        Ok(Some(leftover_rows(messages, dead)))
     }
 
     async fn write_foreign(

@@ -5,6 +5,8 @@
 
 mod common;
 
+use flextide_queue_sql::test_support::{LEFTOVERS_SQL, leftover_rows};
+
 use std::sync::Arc;
 
 use flextide_queue_conformance::{
@@ -33,6 +35,16 @@ impl Harness for MemoryHarness {
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
         drop_queue(&self.pool, name).await.map(drop)
+    }
+
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let (messages, dead): (i64, i64) = flextide_queue_sqlite::sqlx::query_as(LEFTOVERS_SQL)
+            .bind(name)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| QueueError::backend_error("sqlite", false, e))?;
+        Ok(Some(leftover_rows(messages, dead)))
     }
 
     async fn write_foreign(

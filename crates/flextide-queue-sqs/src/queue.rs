@@ -15,6 +15,7 @@ use flextide_queue_core::{
 use tokio::time::Instant;
 
 mod dead_letters;
+mod drop;
 mod open;
 mod receive;
 mod send;
@@ -172,7 +173,7 @@ impl QueueProvider for SqsQueue {
             purge: true,
             // ApproximateReceiveCount, which the redrive policy counts, only grows.
             release: false,
-            drop_queue: false,
+            drop_queue: true,
         }
     }
 
@@ -346,6 +347,14 @@ impl QueueProvider for SqsQueue {
             .await
             .map_err(|e| self.err(Fault::from_sdk(&e), "purge_queue"))?;
         Ok(before.depth + before.in_flight + before.delayed)
+    }
+
+    /// Deletes the queue and the dead-letter queue `ensure_queue` made for
+    /// it (`<name>-dlq-<hash>`); a dead-letter queue the redrive policy
+    /// names otherwise may be shared with other queues and is kept. SQS
+    /// refuses to create a deleted name again for 60 seconds.
+    async fn drop_queue(&self) -> Result<()> {
+        self.drop_queues().await
     }
 
     async fn stats(&self) -> Result<QueueStats> {

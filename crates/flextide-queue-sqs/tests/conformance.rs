@@ -115,6 +115,22 @@ impl Harness for SqsHarness {
         self.admin.delete_queue(name, self.kind).await
     }
 
+    /// Queues whose names start like this queue's (`ListQueues` with a
+    /// prefix): the queue and its dead-letter queue. The prefix stops where
+    /// a long name's dead-letter queue name may be cut.
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let prefix = &name[..name.len().min(45)];
+        let out = self
+            .admin
+            .sdk()
+            .list_queues()
+            .queue_name_prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| QueueError::backend_error("sqs", false, chain(&e)))?;
+        Ok(Some(out.queue_urls().to_vec()))
+    }
+
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
         if let Some(proxies) = self.proxies.lock().unwrap().get(queue.queue_name()) {
             proxies.iter().for_each(Proxy::cut);
@@ -167,6 +183,9 @@ impl Harness for SqsHarness {
 
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
+            lists_leftovers: true,
+            // `ensure_queue`: an SQS handle needs the queue's URL.
+            open_creates: true,
             // SQS counts visibility in whole seconds; the emulator is slow.
             short_lease: Duration::from_secs(2),
             timing_slack: Duration::from_secs(2),

@@ -70,6 +70,11 @@ pub(crate) trait Backend: Send + Sync {
     async fn maintain(&self) -> Res<()> {
         Ok(())
     }
+    /// The broker's own figures of what it holds (memory, keys, queues,
+    /// table sizes), for `--many-queues`. Default: none.
+    async fn footprint(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Backends measured differently (SQS: request counts, not speed)
     /// return their rows here instead of running the common workloads.
     async fn special(&self, _plan: &crate::plan::Plan) -> Option<Vec<crate::run::Row>> {

@@ -69,6 +69,29 @@ impl Backend for My {
         "mysql"
     }
 
+    async fn footprint(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, sql) in [
+            (
+                "table size (both, with indexes)",
+                "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name IN ('flextide_queue_messages', 'flextide_queue_dead_letters')",
+            ),
+            (
+                "rows of ftmq_ queues",
+                "SELECT CAST((SELECT count(*) FROM flextide_queue_messages WHERE queue LIKE 'ftmq%') \
+                 + (SELECT count(*) FROM flextide_queue_dead_letters WHERE queue LIKE 'ftmq%') AS SIGNED)",
+            ),
+        ] {
+            let v: Result<i64, _> = sqlx::query_scalar(sql).fetch_one(&self.raw_pool).await;
+            out.push((
+                key.to_owned(),
+                v.map_or_else(|e| format!("unknown ({e})"), |v| v.to_string()),
+            ));
+        }
+        out
+    }
+
     async fn info(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (key, sql) in [

@@ -54,6 +54,34 @@ impl Backend for Pg {
         "postgres"
     }
 
+    async fn footprint(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, sql) in [
+            (
+                "table size (both, with indexes)",
+                "SELECT pg_size_pretty(pg_total_relation_size('flextide_queue_messages') \
+                 + pg_total_relation_size('flextide_queue_dead_letters'))",
+            ),
+            (
+                "dead tuples",
+                "SELECT coalesce((SELECT n_dead_tup::text FROM pg_stat_user_tables \
+                 WHERE relname = 'flextide_queue_messages'), '0')",
+            ),
+            (
+                "rows of ftmq_ queues",
+                "SELECT ((SELECT count(*) FROM flextide_queue_messages WHERE queue LIKE 'ftmq\\_%') \
+                 + (SELECT count(*) FROM flextide_queue_dead_letters WHERE queue LIKE 'ftmq\\_%'))::text",
+            ),
+        ] {
+            let v: Result<String, _> = sqlx::query_scalar(sql).fetch_one(&self.raw_pool).await;
+            out.push((
+                key.to_owned(),
+                v.unwrap_or_else(|e| format!("unknown ({e})")),
+            ));
+        }
+        out
+    }
+
     async fn info(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (key, sql) in [

@@ -48,7 +48,16 @@ impl Rmq {
         let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
         let _ = conn.close(200, "bye".into()).await;
         Ok(Rmq {
-            client: RabbitMq::new(&url)?,
+            // FLEXTIDE_BENCH_RABBITMQ_QUEUE_TYPE=classic measures classic
+            // queues instead of the default quorum ones.
+            client: match std::env::var("FLEXTIDE_BENCH_RABBITMQ_QUEUE_TYPE").as_deref() {
+                Ok("classic") => RabbitMq::with_config(
+                    &url,
+                    RabbitMqConfig::default()
+                        .queue_type(flextide_queue_rabbitmq::QueueType::Classic),
+                )?,
+                _ => RabbitMq::new(&url)?,
+            },
             url,
         })
     }
@@ -58,6 +67,49 @@ impl Rmq {
 impl Backend for Rmq {
     fn name(&self) -> &'static str {
         "rabbitmq"
+    }
+
+    /// From `rabbitmqctl` (`FLEXTIDE_BENCH_RABBITMQ_NODE` names the node
+    /// when it is not the default one).
+    async fn footprint(&self) -> Vec<(String, String)> {
+        tokio::task::spawn_blocking(|| {
+            let ctl = |args: &[&str]| -> Option<String> {
+                let mut cmd = std::process::Command::new("rabbitmqctl");
+                if let Ok(node) = std::env::var("FLEXTIDE_BENCH_RABBITMQ_NODE") {
+                    cmd.args(["-n", &node]);
+                }
+                cmd.arg("-q")
+                    .args(args)
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            };
+            let memory = ctl(&["eval", "erlang:memory(total)."])
+                .and_then(|m| m.trim().parse::<f64>().ok())
+                .map_or("unknown (rabbitmqctl)".into(), |b| {
+                    format!("{:.1} MiB", b / 1024.0 / 1024.0)
+                });
+            let queues = ctl(&["list_queues", "name"]);
+            let (all, ours) = queues.as_deref().map_or((-1, -1), |q| {
+                let names: Vec<&str> = q.lines().filter(|l| !l.trim().is_empty()).collect();
+                (
+                    names.len() as i64,
+                    names.iter().filter(|n| n.starts_with("ftmq_")).count() as i64,
+                )
+            });
+            let connections = ctl(&["list_connections", "pid"]).map_or(-1, |c| {
+                c.lines().filter(|l| !l.trim().is_empty()).count() as i64
+            });
+            vec![
+                ("broker memory".into(), memory),
+                ("queues (all)".into(), all.to_string()),
+                ("queues of ftmq_".into(), ours.to_string()),
+                ("connections".into(), connections.to_string()),
+            ]
+        })
+        .await
+        .unwrap_or_default()
     }
 
     async fn info(&self) -> Vec<(String, String)> {

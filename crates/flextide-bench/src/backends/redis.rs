@@ -60,6 +60,49 @@ impl Backend for Rd {
         "redis"
     }
 
+    async fn footprint(&self) -> Vec<(String, String)> {
+        let mut conn = self.conn.clone();
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        let used = memory
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory_human:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_owned();
+        let dbsize: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(-1);
+        // The keys of this scenario's queues (their names start `ftmq_`).
+        let mut cursor = 0u64;
+        let mut ours = 0usize;
+        loop {
+            let step: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("flextide:{ftmq_*")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await;
+            let Ok((next, keys)) = step else { break };
+            ours += keys.len();
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        vec![
+            ("used_memory".into(), used),
+            ("DBSIZE (all keys)".into(), dbsize.to_string()),
+            ("keys of ftmq_ queues".into(), ours.to_string()),
+        ]
+    }
+
     async fn info(&self) -> Vec<(String, String)> {
         let mut conn = self.conn.clone();
         let mut out = Vec::new();

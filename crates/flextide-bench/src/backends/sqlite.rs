@@ -52,6 +52,31 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
+    async fn footprint(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, sql) in [
+            ("pages", "PRAGMA page_count"),
+            ("free pages", "PRAGMA freelist_count"),
+            (
+                "rows of ftmq_ queues",
+                "SELECT (SELECT count(*) FROM flextide_queue_messages WHERE queue LIKE 'ftmq%') \
+                 + (SELECT count(*) FROM flextide_queue_dead_letters WHERE queue LIKE 'ftmq%')",
+            ),
+        ] {
+            let v: Result<i64, _> = sqlx::query_scalar(sql).fetch_one(&self.pool).await;
+            out.push((
+                key.to_owned(),
+                v.map_or_else(|e| format!("unknown ({e})"), |v| v.to_string()),
+            ));
+        }
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        out.push((
+            "file size".into(),
+            format!("{:.1} MiB", size as f64 / 1024.0 / 1024.0),
+        ));
+        out
+    }
+
     async fn info(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (key, sql) in [

@@ -16,6 +16,7 @@ pub mod delay;
 pub mod fencing;
 pub mod foreign;
 pub mod lease;
+pub mod lifecycle;
 pub mod names;
 pub mod optional;
 pub mod ordering;
@@ -67,6 +68,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(foreign::cases());
     cases.extend(cut_short::cases());
     cases.extend(across_handles::cases());
+    cases.extend(lifecycle::cases());
     cases.extend(unsupported::cases());
     cases.extend(optional::cases());
     cases

@@ -416,7 +416,7 @@ impl Inner {
             return Ok(Vec::new());
         }
         let max = max.min(self.settings.config.max_batch);
-        let link = self.link().await?;
+        let link = self.ready_link().await?;
         let mut refused = Refused::new(self, &link);
         let result = self.pop_on(&link, max, wait, &mut refused.leases).await;
         let result = self.check_link(&link, result);

@@ -98,6 +98,9 @@ impl Inner {
             return Ok(Vec::new());
         }
         let link = self.link().await?;
+        if !self.present(&link).await? {
+            return Ok(Vec::new());
+        }
         let channel = link.scratch_channel().await?;
         let mut out = Vec::new();
         let mut last_tag = None;
@@ -119,6 +122,10 @@ impl Inner {
 
     pub(super) async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         let link = self.link().await?;
+        if !self.present(&link).await? {
+            return Ok(0);
+        }
+        let link = self.ready_link().await?;
         let channel = link.scratch_channel().await?;
         let ids: HashSet<MessageId> = match &which {
             Replay::Ids(ids) => ids.iter().cloned().collect(),
@@ -178,6 +185,9 @@ impl Inner {
 
     pub(super) async fn purge_dead_letters(&self) -> Result<u64> {
         let link = self.link().await?;
+        if !self.present(&link).await? {
+            return Ok(0);
+        }
         let channel = link.scratch_channel().await?;
         let purged = timed(
             "queue.purge",

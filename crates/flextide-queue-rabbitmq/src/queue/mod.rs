@@ -22,6 +22,7 @@
 mod close;
 mod consumer;
 mod dead_letters;
+mod drop;
 mod housekeeping;
 mod publish;
 mod receipt;
@@ -51,6 +52,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::{BACKEND, Settings, codec, delay, link::Link};
 use close::CloseOnDrop;
+pub(crate) use drop::delete_with_own_connection;
 use state::State;
 
 /// Name of a queue's dead-letter queue.
@@ -141,8 +143,10 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     notify: Notify,
     shutdown: watch::Sender<()>,
-    /// Holding queues known to exist (declared here or found by a probe).
-    buckets: Mutex<std::collections::HashSet<u64>>,
+    /// Holding queues known to exist: declared here (with when, so they are
+    /// declared again before their `x-expires` could pass) or listed in
+    /// the index (`None`).
+    buckets: Mutex<HashMap<u64, Option<tokio::time::Instant>>>,
     probed_at: Mutex<Option<tokio::time::Instant>>,
     /// Held by a background pass while it runs, so `close` can wait for it.
     housekeeping: tokio::sync::Mutex<()>,
@@ -209,12 +213,13 @@ impl RabbitMqQueue {
             state: Mutex::new(state),
             notify: Notify::new(),
             shutdown,
-            buckets: Mutex::new(std::collections::HashSet::new()),
+            buckets: Mutex::new(HashMap::new()),
             probed_at: Mutex::new(None),
             housekeeping: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
         });
-        // Connect now, so a wrong URL or refused declaration shows at open.
+        // Connect now, so a wrong URL or refused login shows at open; the
+        // queue is declared by the first write or pop.
         inner.link().await?;
         inner.settings.handles.insert(&inner);
         housekeeping::spawn(&inner);
@@ -222,6 +227,21 @@ impl RabbitMqQueue {
             _close_on_drop: Arc::new(CloseOnDrop(inner.clone())),
             inner,
         })
+    }
+
+    /// Declares the queue and its dead-letter queue now. A handle declares
+    /// them by itself on its first write or pop; call this when another
+    /// producer publishes to the queue before any Flextide handle wrote to
+    /// it (a publish to a queue that does not exist is dropped by the broker).
+    pub async fn declare(&self) -> Result<()> {
+        self.inner.ready_link().await.map(drop)
+    }
+
+    /// Whether the queue exists on the broker (declared by any client),
+    /// asked without creating it.
+    pub async fn exists(&self) -> Result<bool> {
+        let link = self.inner.link().await?;
+        self.inner.present(&link).await
     }
 
     /// Closes this handle's connection as if it had dropped: deliveries it
@@ -302,14 +322,25 @@ impl Inner {
             "flextide-queue-rabbitmq/{}/{:x}/{}",
             self.name, self.uid, generation
         );
-        let link =
-            Arc::new(Link::open(&self.settings, &self.name, &self.dlq, generation, name).await?);
+        let link = Arc::new(Link::open(&self.settings, generation, name).await?);
         lock(&self.state).reset(generation);
         *lock(&self.link) = Some(link.clone());
         if generation > 1 {
             tracing::info!(queue = %self.name, broker = %self.settings.shown, generation, "rabbitmq: reconnected");
         }
         self.notify.notify_waiters();
+        Ok(link)
+    }
+
+    /// The current link with the queue declared on it: for every call that
+    /// writes or consumes (read-only calls use [`Inner::link`] and create
+    /// nothing).
+    async fn ready_link(&self) -> Result<Arc<Link>> {
+        let link = self.link().await?;
+        let declared = link
+            .declare_topology(&self.settings, &self.name, &self.dlq)
+            .await;
+        self.check_link(&link, declared)?;
         Ok(link)
     }
 
@@ -330,7 +361,7 @@ impl Inner {
             peek: false,
             purge: true,
             release: true,
-            drop_queue: false,
+            drop_queue: true,
         }
     }
 
@@ -422,6 +453,10 @@ impl QueueProvider for RabbitMqQueue {
 
     async fn purge(&self) -> Result<u64> {
         self.inner.purge().await
+    }
+
+    async fn drop_queue(&self) -> Result<()> {
+        self.inner.drop_queue().await
     }
 
     async fn stats(&self) -> Result<QueueStats> {

@@ -25,7 +25,7 @@ impl Inner {
         if let Err(QueueError::QueueNotFound { queue, .. }) = &result
             && let Some(bucket) = queue
                 .strip_prefix(self.name.as_str())
-                .and_then(|rest| rest.strip_prefix(".delay."))
+                .and_then(|rest| rest.strip_prefix(delay::HOLDING_INFIX))
                 .and_then(|ms| ms.parse::<u64>().ok())
         {
             lock(&self.buckets).remove(&bucket);
@@ -34,12 +34,19 @@ impl Inner {
     }
 
     /// Declares a delay bucket's holding queue, and records it in the
-    /// index, once per handle.
+    /// index, once per handle and again before its `x-expires` could pass
+    /// (see [`delay::expires_ms`]).
     async fn holding_queue(&self, link: &Link, bucket_ms: u64) -> Result<String> {
         let name = delay::holding_queue(&self.name, bucket_ms);
-        if lock(&self.buckets).contains(&bucket_ms) {
+        let fresh = lock(&self.buckets)
+            .get(&bucket_ms)
+            .copied()
+            .flatten()
+            .is_some_and(|at| at.elapsed() < delay::redeclare_after(bucket_ms));
+        if fresh {
             return Ok(name);
         }
+        let declared_at = tokio::time::Instant::now();
         let publisher = link.publisher().await?;
         link::declare(
             &publisher,
@@ -49,16 +56,20 @@ impl Inner {
         )
         .await?;
         // Recorded after the declaration: an entry in the index always
-        // names a queue that was declared.
+        // names a queue that was declared, and expires before it could.
         let index = delay::index_queue(&self.name);
-        link::declare(&publisher, self.t(), &index, link::classic_arguments()).await?;
+        link::declare(&publisher, self.t(), &index, link::index_arguments()).await?;
         link.publish_confirmed(
             &index,
             bucket_ms.to_string().as_bytes(),
-            BasicProperties::default().with_delivery_mode(2),
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_expiration(ShortString::from(
+                    delay::index_entry_ttl_ms(bucket_ms).to_string(),
+                )),
         )
         .await?;
-        lock(&self.buckets).insert(bucket_ms);
+        lock(&self.buckets).insert(bucket_ms, Some(declared_at));
         Ok(name)
     }
 
@@ -90,7 +101,7 @@ impl Inner {
 
     pub(super) async fn push(&self, message: Message) -> Result<MessageId> {
         self.check(&message)?;
-        let link = self.link().await?;
+        let link = self.ready_link().await?;
         let (queue, props) = self
             .route(&link, &message, message.delay, 0, now_millis())
             .await?;
@@ -105,7 +116,7 @@ impl Inner {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let link = self.link().await?;
+        let link = self.ready_link().await?;
         let now = now_millis();
         let mut failures = Vec::new();
         let mut routed = Vec::new();

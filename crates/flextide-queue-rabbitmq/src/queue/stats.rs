@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flextide_queue_core::{QueueError, QueueStats, Result};
+use futures::future::join_all;
 use lapin::{
     Channel,
     options::{
@@ -29,19 +30,22 @@ const INDEX_READ_LIMIT: usize = 10_000;
 
 impl Inner {
     /// The buckets recorded in the index: read with `basic.get` and put
-    /// back in place; duplicates (one per handle that declared the bucket)
-    /// are acknowledged, so the index stays at most one entry per bucket.
+    /// back in place. Every declaration of a bucket writes an entry that
+    /// expires before the holding queue could; of several entries for one
+    /// bucket the latest (longest-lived) is kept and the older ones are
+    /// acknowledged, so the index stays about one entry per bucket.
     async fn indexed_buckets(&self, channel: &Channel) -> Result<BTreeSet<u64>> {
         let t = self.t();
         let index = delay::index_queue(&self.name);
-        // The last entry kept (not acknowledged as a duplicate): a multiple
-        // nack naming an acknowledged tag is refused and closes the channel.
+        // The last entry kept (never acknowledged after): a multiple nack
+        // naming an acknowledged tag is refused and closes the channel.
         let mut last_tag = None;
         let read = async {
             // Declared, not probed: a queue that never had a delay has no
             // index yet, and a passive declare would close the channel.
-            link::declare(channel, t, &index, link::classic_arguments()).await?;
-            let mut buckets = BTreeSet::new();
+            // Only called once the main queue is known to exist.
+            link::declare(channel, t, &index, link::index_arguments()).await?;
+            let mut kept: BTreeMap<u64, u64> = BTreeMap::new();
             for _ in 0..INDEX_READ_LIMIT {
                 let got = timed(
                     "basic.get",
@@ -58,17 +62,23 @@ impl Inner {
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
                     .filter(|b| delay::LADDER_MS.contains(b));
-                if bucket.is_some_and(|b| buckets.insert(b)) {
-                    last_tag = Some(d.delivery_tag);
-                } else {
+                let older = match bucket {
+                    Some(b) => {
+                        last_tag = Some(d.delivery_tag);
+                        kept.insert(b, d.delivery_tag)
+                    }
+                    None => Some(d.delivery_tag),
+                };
+                if let Some(tag) = older {
                     timed(
                         "basic.ack",
                         t,
-                        channel.basic_ack(d.delivery_tag, BasicAckOptions { multiple: false }),
+                        channel.basic_ack(tag, BasicAckOptions { multiple: false }),
                     )
                     .await?;
                 }
             }
+            let buckets: BTreeSet<u64> = kept.into_keys().collect();
             Ok::<_, QueueError>(buckets)
         }
         .await;
@@ -84,51 +94,82 @@ impl Inner {
 
     /// Counts of the holding queues: those known here, plus those listed in
     /// the index (read at most every few seconds). Only queues known to
-    /// have been declared are asked for, so no passive declare misses.
+    /// have been declared are asked for, all at once on one channel (the
+    /// passive declares are pipelined: one round trip however many buckets
+    /// are in use), so no passive declare misses unless a holding queue
+    /// expired (`x-expires`) or was deleted since; such a bucket is
+    /// forgotten and counts nothing this time.
     async fn holding_counts(&self, link: &Link) -> Result<BTreeMap<u64, u64>> {
         let refresh = lock(&self.probed_at).is_none_or(|at| at.elapsed() >= PROBE_EVERY);
-        let mut channel: Option<Channel> = None;
+        let ch = link.scratch_channel().await?;
         if refresh {
-            let ch = link.scratch_channel().await?;
-            channel = Some(ch.clone());
             let listed = self.indexed_buckets(&ch).await;
             if listed.is_err() {
                 ch.close_within(self.t()).await;
             }
             let listed = listed?;
-            lock(&self.buckets).extend(listed);
+            let mut known = lock(&self.buckets);
+            for bucket in listed {
+                known.entry(bucket).or_insert(None);
+            }
+            drop(known);
             *lock(&self.probed_at) = Some(Instant::now());
         }
-        let candidates: Vec<u64> = lock(&self.buckets).iter().copied().collect();
+        let candidates: Vec<u64> = lock(&self.buckets).keys().copied().collect();
+        let asked = join_all(candidates.into_iter().map(|bucket| {
+            let ch = &ch;
+            async move {
+                let name = delay::holding_queue(&self.name, bucket);
+                (bucket, self.passive_count(ch, &name).await)
+            }
+        }))
+        .await;
         let mut counts = BTreeMap::new();
-        for bucket in candidates {
-            let ch = match &channel {
-                Some(c) => c.clone(),
-                None => {
-                    let c = link.scratch_channel().await?;
-                    channel = Some(c.clone());
-                    c
-                }
-            };
-            let name = delay::holding_queue(&self.name, bucket);
-            match self.passive_count(&ch, &name).await {
+        let (mut failed, mut missing) = (None, false);
+        for (bucket, asked) in asked {
+            match asked {
                 Ok(n) => {
                     counts.insert(bucket, n);
                 }
                 Err(QueueError::QueueNotFound { .. }) => {
-                    // Deleted by someone since: forgotten, so the next
-                    // delayed push declares it again. The failed declare
-                    // closed the channel.
+                    // Expired or deleted since: forgotten, so the next
+                    // delayed push declares it again.
                     lock(&self.buckets).remove(&bucket);
-                    channel = None;
+                    missing = true;
                 }
-                Err(e) => return Err(e),
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
-        if let Some(c) = channel {
-            c.close_within(self.t()).await;
+        ch.close_within(self.t()).await;
+        match failed {
+            // Not an error of its own when a miss closed the channel under
+            // the other declares.
+            Some(e) if !missing => Err(e),
+            _ => Ok(counts),
         }
-        Ok(counts)
+    }
+
+    /// Whether the main queue exists: known on this connection once
+    /// declared or seen, else asked with one passive declare. A queue never
+    /// written to does not exist, and read-only calls then create nothing.
+    /// (lapin logs the broker's refusal of that passive declare at ERROR
+    /// level; it happens once per connection and name, only for a queue
+    /// that was never created or was dropped.)
+    pub(super) async fn present(&self, link: &Link) -> Result<bool> {
+        if link.seen() {
+            return Ok(true);
+        }
+        let ch = link.scratch_channel().await?;
+        let found = self.passive_count(&ch, &self.name).await;
+        ch.close_within(self.t()).await;
+        match found {
+            Ok(_) => {
+                link.mark_seen();
+                Ok(true)
+            }
+            Err(QueueError::QueueNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn passive_count(&self, channel: &Channel, queue: &str) -> Result<u64> {
@@ -171,17 +212,29 @@ impl Inner {
 
     pub(super) async fn stats(&self) -> Result<QueueStats> {
         let link = self.link().await?;
+        let (buffered, leased, oldest) = self.local_counts();
         let channel = link.scratch_channel().await?;
         let counts = async {
-            let ready = self.passive_count(&channel, &self.name).await?;
+            let ready = match self.passive_count(&channel, &self.name).await {
+                Ok(n) => n,
+                // Never written to (or dropped): nothing to count, nothing
+                // to create. The miss closed the channel.
+                Err(QueueError::QueueNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            link.mark_seen();
             let dead = self.passive_count(&channel, &self.dlq).await?;
-            Ok::<_, QueueError>((ready, dead))
+            Ok::<_, QueueError>(Some((ready, dead)))
         }
         .await;
         channel.close_within(self.t()).await;
-        let (ready, dead) = counts?;
+        let Some((ready, dead)) = counts? else {
+            return Ok(QueueStats::default()
+                .with_depth(buffered)
+                .with_in_flight(leased)
+                .with_oldest_age(oldest.map(codec::age)));
+        };
         let delayed: u64 = self.holding_counts(&link).await?.values().sum();
-        let (buffered, leased, oldest) = self.local_counts();
         Ok(QueueStats::default()
             .with_depth(ready + buffered)
             .with_in_flight(leased)
@@ -192,6 +245,9 @@ impl Inner {
 
     pub(super) async fn purge(&self) -> Result<u64> {
         let link = self.link().await?;
+        if !self.present(&link).await? {
+            return Ok(0);
+        }
         let mut count = 0u64;
         {
             // No new deliveries while the buffer is emptied.

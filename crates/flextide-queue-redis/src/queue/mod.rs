@@ -103,14 +103,6 @@ impl RedisQueue {
         self.backend.err(operation, e)
     }
 
-    /// Creates the group, or re-creates it under a new consumer epoch when
-    /// it vanished while the stream stayed, so old receipts stay stale.
-    pub(crate) async fn ensure_group(&self) -> Result<()> {
-        self.run("open", &self.invocation(&crate::scripts::GROUP))
-            .await
-            .map(drop)
-    }
-
     /// A call of `script` with the queue's nine keys.
     fn invocation<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
@@ -172,7 +164,7 @@ impl QueueProvider for RedisQueue {
             peek: true,
             purge: true,
             release: true,
-            drop_queue: false,
+            drop_queue: true,
         }
     }
 
@@ -235,6 +227,10 @@ impl QueueProvider for RedisQueue {
 
     async fn purge(&self) -> Result<u64> {
         self.purge_waiting().await
+    }
+
+    async fn drop_queue(&self) -> Result<()> {
+        self.backend.drop_queue(&self.name).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {

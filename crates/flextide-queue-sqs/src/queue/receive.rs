@@ -74,6 +74,11 @@ impl Stash {
 
     /// Up to `max` deliveries whose lease has not ended; expired ones are
     /// dropped (their receipts may still settle them, as on every delivery).
+    /// Forgets every delivery held (the queue was dropped).
+    pub(super) fn take_all(&self) -> Vec<Delivery> {
+        self.lock().drain(..).collect()
+    }
+
     fn take(&self, max: usize) -> Vec<Delivery> {
         let now = Instant::now();
         let mut stash = self.lock();

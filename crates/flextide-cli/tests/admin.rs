@@ -117,31 +117,7 @@ fn admin_commands_refuse_the_memory_backend() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to migrate"));
 }
 
-// Until SQLite implements `drop_queue` (another branch does), `queue
-// delete` must say plainly that it cannot, and delete nothing. When that
-// lands, this test goes and `queue_delete_asks_for_yes_then_deletes`
-// below is turned on.
 #[test]
-fn queue_delete_says_when_the_backend_cannot() {
-    let s = Scratch::new("delete-unsupported");
-    s.ok(&["push", "--queue", "doomed", "x"]);
-    for args in [
-        &["queue", "delete", "doomed"][..],
-        &["queue", "delete", "doomed", "--yes"],
-    ] {
-        let e = fails(&s, args);
-        assert!(
-            e.contains("cannot delete queues") && e.contains("purge --yes"),
-            "{args:?}: {e}"
-        );
-    }
-    assert_eq!(field(&s.ok(&["stats", "--queue", "doomed"]), "ready"), 1);
-}
-
-// TURN ON AT THE MERGE with `drop_queue` for SQLite (remove the #[ignore]
-// and the test above).
-#[test]
-#[ignore = "needs drop_queue on SQLite, from the drop_queue branch"]
 fn queue_delete_asks_for_yes_then_deletes() {
     let s = Scratch::new("delete");
     s.ok(&["push", "--queue", "doomed", "x"]);

@@ -158,8 +158,7 @@ pub(crate) fn chown_tree(dir: &Path, ids: (u32, u32)) -> Result<(), String> {
     std::os::unix::fs::chown(dir, Some(ids.0), Some(ids.1))
         .map_err(|e| format!("chown {}: {e}", dir.display()))?;
     if dir.is_dir() {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
         for entry in entries.flatten() {
             chown_tree(&entry.path(), ids)?;
         }

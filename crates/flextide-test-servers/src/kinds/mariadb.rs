@@ -52,7 +52,14 @@ fn client(server: &Server, sql: &str) -> (bool, String) {
     let port = format!("-P{}", server.port());
     probe(
         "mariadb",
-        &["-uroot", "-h127.0.0.1", &port, "--connect-timeout=2", "-e", sql],
+        &[
+            "-uroot",
+            "-h127.0.0.1",
+            &port,
+            "--connect-timeout=2",
+            "-e",
+            sql,
+        ],
     )
 }
 

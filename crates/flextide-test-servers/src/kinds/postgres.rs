@@ -31,9 +31,13 @@ pub(super) fn init(server: &Server) -> Result<(), String> {
         chown_tree(server.dir(), user_ids(USER)?)?;
     }
     let mut cmd = Command::new(bin("initdb"));
-    cmd.arg("-D")
-        .arg(server.dir().join("data"))
-        .args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+    cmd.arg("-D").arg(server.dir().join("data")).args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--no-sync",
+    ]);
     as_service_user(&mut cmd, USER)?;
     run(&mut cmd, "initdb")
 }
@@ -47,7 +51,12 @@ pub(super) fn command(server: &Server) -> Result<Command, String> {
         // The socket goes into our directory, not the shared /var/run one.
         .arg("-k")
         .arg(server.dir())
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"]);
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=300",
+        ]);
     as_service_user(&mut cmd, USER)?;
     Ok(cmd)
 }

@@ -40,6 +40,8 @@ pub(crate) struct Plan {
     pub push_for: Duration,
     pub producers: u64,
     pub workers: usize,
+    /// Handlers at once in each worker.
+    pub concurrency: usize,
     /// A worker is SIGKILLed and replaced this often (while producing).
     pub kill_every: Option<Duration>,
     /// Server outages (ignored for a backend without a server).
@@ -65,6 +67,7 @@ impl Plan {
             push_for: secs,
             producers: 2,
             workers: 3,
+            concurrency: 8,
             kill_every: Some(Duration::from_secs(4)),
             outages: vec![
                 Outage {
@@ -80,7 +83,7 @@ impl Plan {
             hang_every: 0,
             lease: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(3),
-            drain_limit: Duration::from_secs(120),
+            drain_limit: secs + Duration::from_secs(120),
         };
         match scenario {
             Scenario::Standard => {}
@@ -109,6 +112,15 @@ impl Plan {
         self.messages as f64 / self.producers as f64 / self.push_for.as_secs_f64()
     }
 
+    /// How long each handling takes: workers together handle 70% of the
+    /// push rate, so a backlog grows while producers push (crashes find
+    /// messages waiting, not an empty queue) and drains afterwards.
+    pub(crate) fn work(&self) -> Duration {
+        let slots = (self.workers * self.concurrency) as f64;
+        let rate = self.messages as f64 / self.push_for.as_secs_f64();
+        Duration::from_secs_f64(slots / (0.7 * rate)).min(Duration::from_secs(1))
+    }
+
     /// Ids per push_batch: about ten batches a second per producer.
     pub(crate) fn batch(&self) -> usize {
         ((self.rate_per_producer() / 10.0) as usize).clamp(1, 100)
@@ -126,6 +138,8 @@ mod tests {
         assert!(p.outages.iter().all(|o| o.at + o.down < p.push_for));
         assert_eq!(p.rate_per_producer(), 50.0);
         assert_eq!(p.batch(), 5);
+        // 24 handler slots at 70% of 100 pushes a second.
+        assert_eq!(p.work().as_millis(), 342);
     }
 
     #[test]

@@ -116,6 +116,10 @@ async fn run_in(
         plan.handler_timeout.as_millis().to_string(),
         "--hang-every".into(),
         plan.hang_every.to_string(),
+        "--concurrency".into(),
+        plan.concurrency.to_string(),
+        "--work-ms".into(),
+        plan.work().as_millis().to_string(),
     ];
     let mut agents = Agents::new(dir, target, worker_args)?;
     let mut down_until = None;

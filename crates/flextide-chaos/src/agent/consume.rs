@@ -26,6 +26,10 @@ pub(crate) struct Consume {
     /// The worker's handler timeout, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     timeout_ms: u64,
+    /// Time each handling takes, in milliseconds (so a backlog builds up
+    /// and crashes find messages waiting in the queue).
+    #[arg(long, default_value_t = 0)]
+    work_ms: u64,
     /// The first attempt of every id divisible by this hangs (0: none).
     #[arg(long, default_value_t = 0)]
     hang_every: u64,
@@ -36,6 +40,7 @@ pub(crate) async fn run(args: Consume) -> Result<(), String> {
     let queue = args.target.open().await?;
     let log = DurableLog::open(&args.handled)?;
     let hang_every = args.hang_every;
+    let work = Duration::from_millis(args.work_ms);
     let handler = handler_fn(move |task: Task| {
         let log = log.clone();
         async move {
@@ -47,6 +52,7 @@ pub(crate) async fn run(args: Consume) -> Result<(), String> {
                 // Far past the timeout: the worker must give up on it.
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
+            tokio::time::sleep(work).await;
             log.append(format!("{text}\n")).await.retryable()?;
             Ok::<_, HandlerError>(())
         }

@@ -122,6 +122,31 @@ impl Server {
         Ok(())
     }
 
+    /// Stops the server the clean way (a fast shutdown for PostgreSQL,
+    /// `rabbitmqctl stop` through the server script's SIGTERM handler for
+    /// RabbitMQ, SIGTERM for the rest), waiting up to two minutes before
+    /// it falls back to [`Server::crash`].
+    pub fn stop(&mut self) -> Result<(), String> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        let signal = match self.kind {
+            // SIGTERM would wait for every client to disconnect.
+            Kind::Postgres => nix::sys::signal::Signal::SIGINT,
+            _ => nix::sys::signal::Signal::SIGTERM,
+        };
+        process::signal_pid(child.id() as i32, signal)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Whatever is left (or all of it, past the deadline) is killed.
+        self.crash()
+    }
+
     /// Starts the server again on the same ports and data directory;
     /// returns once it answers.
     pub fn restart(&mut self) -> Result<(), String> {
@@ -173,5 +198,25 @@ impl Drop for Server {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("could not remove {}: {e}", self.dir.display());
         }
+    }
+}
+
+/// Whether the program that runs `kind` is installed; the error says which
+/// one is missing.
+pub fn installed(kind: Kind) -> Result<(), String> {
+    let program = kinds::program(kind);
+    let found = if program.contains('/') {
+        Path::new(&program).exists()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(&program).exists()))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} is not installed, so no private {} server can be started",
+            kind.name()
+        ))
     }
 }

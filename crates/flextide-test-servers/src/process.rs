@@ -84,6 +84,11 @@ pub(crate) fn kill_group(child: &mut Child) {
     }
 }
 
+/// Sends `signal` to one process.
+pub(crate) fn signal_pid(pid: i32, signal: Signal) -> Result<(), String> {
+    kill(Pid::from_raw(pid), signal).map_err(|e| format!("kill -{signal} {pid}: {e}"))
+}
+
 /// SIGKILLs one process by its id.
 pub(crate) fn kill_pid(pid: i32) -> Result<(), String> {
     kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| format!("kill -9 {pid}: {e}"))

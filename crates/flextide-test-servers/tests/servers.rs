@@ -27,6 +27,10 @@ fn crash_and_restart(kind: Kind) {
     assert!(!answers(port), "{kind:?} still listens after the crash");
     server.restart().unwrap_or_else(|e| panic!("{e}"));
     assert!(answers(port), "{kind:?} did not come back on {port}");
+    server.stop().unwrap();
+    assert!(!answers(port), "{kind:?} still listens after the stop");
+    server.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(answers(port), "{kind:?} did not come back after the stop");
     drop(server);
     assert!(!answers(port), "{kind:?} still listens after drop");
     assert!(!dir.exists(), "{} was not removed", dir.display());

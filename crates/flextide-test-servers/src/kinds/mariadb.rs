@@ -22,15 +22,18 @@ pub(super) fn init(server: &Server) -> Result<(), String> {
     run(&mut cmd, "mariadb-install-db")
 }
 
-pub(super) fn command(server: &Server) -> Command {
-    let dir = server.dir();
-    // PATH of a non-root user may lack /usr/sbin.
-    let program = if std::path::Path::new("/usr/sbin/mariadbd").exists() {
+/// mariadbd; PATH of a non-root user may lack /usr/sbin.
+pub(super) fn program() -> &'static str {
+    if std::path::Path::new("/usr/sbin/mariadbd").exists() {
         "/usr/sbin/mariadbd"
     } else {
         "mariadbd"
-    };
-    let mut cmd = Command::new(program);
+    }
+}
+
+pub(super) fn command(server: &Server) -> Command {
+    let dir = server.dir();
+    let mut cmd = Command::new(program());
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", dir.join("data").display()))
         .arg(format!("--port={}", server.port()))

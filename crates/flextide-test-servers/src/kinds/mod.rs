@@ -58,6 +58,17 @@ pub(crate) fn crash(server: &Server) -> Result<(), String> {
     }
 }
 
+/// The server program (a path, or a name looked up in PATH).
+pub(crate) fn program(kind: Kind) -> String {
+    match kind {
+        Kind::Postgres => postgres::bin("postgres").display().to_string(),
+        Kind::MariaDb => mariadb::program().into(),
+        Kind::Redis { .. } => "redis-server".into(),
+        Kind::RabbitMq => rabbitmq::SCRIPT.into(),
+        Kind::Nats => "nats-server".into(),
+    }
+}
+
 /// The URL a Flextide backend opens.
 pub(crate) fn url(server: &Server) -> String {
     let port = server.port();

@@ -12,7 +12,7 @@ const USER: &str = "postgres";
 
 /// The folder of initdb and postgres: `FLEXTIDE_PG_BIN`, else the newest
 /// /usr/lib/postgresql/<version>/bin.
-fn bin(program: &str) -> PathBuf {
+pub(super) fn bin(program: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("FLEXTIDE_PG_BIN") {
         return PathBuf::from(dir).join(program);
     }

@@ -14,7 +14,7 @@ use crate::{
 const USER: &str = "rabbitmq";
 /// The server script itself, not the /usr/sbin wrapper (which switches
 /// user with `su`, leaving our process group).
-const SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+pub(super) const SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 fn node_name(server: &Server) -> String {
     format!("flextide-{}@localhost", server.port())

@@ -1,6 +1,7 @@
 //! Every server kind starts on its own port, goes away when crashed, comes
 //! back on the same port and directory, and leaves nothing behind when
-//! dropped. Needs the server binaries installed (as in `.ci/run`).
+//! dropped. A kind whose server is not installed shows as ignored, with
+//! the reason (a failure when FLEXTIDE_TEST_REQUIRE names it or says all).
 
 use std::{net::TcpStream, path::PathBuf, time::Duration};
 
@@ -36,32 +37,45 @@ fn crash_and_restart(kind: Kind) {
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
 
-#[test]
-fn postgres() {
-    crash_and_restart(Kind::Postgres);
+/// Whether FLEXTIDE_TEST_REQUIRE names the backend this server is for.
+fn required(kind: Kind) -> bool {
+    let backend = match kind {
+        Kind::Postgres => "postgres",
+        Kind::MariaDb => "mysql",
+        Kind::Redis { .. } => "redis",
+        Kind::RabbitMq => "rabbitmq",
+        Kind::Nats => "nats",
+    };
+    std::env::var("FLEXTIDE_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split([',', ' '])
+        .any(|b| b.eq_ignore_ascii_case("all") || b.eq_ignore_ascii_case(backend))
 }
 
-#[test]
-fn mariadb() {
-    crash_and_restart(Kind::MariaDb);
-}
-
-#[test]
-fn redis_with_aof() {
-    crash_and_restart(Kind::Redis { aof: true });
-}
-
-#[test]
-fn redis_without_persistence() {
-    crash_and_restart(Kind::Redis { aof: false });
-}
-
-#[test]
-fn rabbitmq() {
-    crash_and_restart(Kind::RabbitMq);
-}
-
-#[test]
-fn nats() {
-    crash_and_restart(Kind::Nats);
+fn main() -> std::process::ExitCode {
+    use libtest_mimic::{Arguments, Completion, Trial};
+    let kinds = [
+        Kind::Postgres,
+        Kind::MariaDb,
+        Kind::Redis { aof: true },
+        Kind::Redis { aof: false },
+        Kind::RabbitMq,
+        Kind::Nats,
+    ];
+    let trials = kinds
+        .into_iter()
+        .map(|kind| {
+            Trial::ignorable_test(kind.name(), move || {
+                if let Err(missing) = flextide_test_servers::installed(kind) {
+                    if required(kind) {
+                        return Err(missing.into());
+                    }
+                    return Ok(Completion::ignored_with(missing));
+                }
+                crash_and_restart(kind);
+                Ok(Completion::Completed)
+            })
+        })
+        .collect();
+    libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
 }

@@ -83,7 +83,12 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Produce(args)) => agent::produce::run(args).await,
             Some(Command::Consume(args)) => agent::consume::run(args).await,
-            None => orchestrate(cli.run).await,
+            // On Ctrl-C or SIGTERM the run is dropped where it stands: its
+            // guards kill the agents and servers and remove the directories.
+            None => tokio::select! {
+                result = orchestrate(cli.run) => result,
+                () = interrupted() => Err("interrupted; servers and agents were stopped".into()),
+            },
         }
     });
     match result {
@@ -91,6 +96,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("flextide-chaos: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

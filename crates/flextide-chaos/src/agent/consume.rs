@@ -7,7 +7,9 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
-use flextide_worker::{HandlerError, ResultExt, RetryPolicy, Task, Worker, handler_fn};
+use flextide_worker::{
+    CancellationToken, HandlerError, ResultExt, RetryPolicy, Task, Worker, handler_fn,
+};
 
 use super::Target;
 use crate::logs::DurableLog;
@@ -33,6 +35,19 @@ pub(crate) struct Consume {
     /// The first attempt of every id divisible by this hangs (0: none).
     #[arg(long, default_value_t = 0)]
     hang_every: u64,
+}
+
+/// Stops the worker if the orchestrator dies without stopping it (it was
+/// SIGKILLed itself): the worker's parent then changes.
+fn stop_when_orphaned(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!("the orchestrator is gone; stopping");
+        shutdown.cancel();
+    });
 }
 
 /// Runs a worker until SIGTERM (or SIGKILL).
@@ -70,7 +85,9 @@ pub(crate) async fn run(args: Consume) -> Result<(), String> {
                 .max_attempts(1000),
         )
         .build(handler);
-    let report = worker.run(flextide_worker::shutdown_on_signal()).await;
+    let shutdown = flextide_worker::shutdown_on_signal();
+    stop_when_orphaned(shutdown.clone());
+    let report = worker.run(shutdown).await;
     eprintln!("worker stopped: {report:?}");
     Ok(())
 }

@@ -84,6 +84,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "xtask",
         "--exclude",
         "flextide-bench",
+        "--exclude",
+        "flextide-chaos",
+        "--exclude",
+        "flextide-test-servers",
     ]);
     step(package, "cargo package --no-verify")?;
     println!("\nxtask ci: all checks passed");

@@ -1,6 +1,7 @@
 //! Project automation. Run `cargo xtask help`.
 
 mod bench;
+mod chaos;
 mod ci;
 mod conformance;
 mod util;
@@ -16,6 +17,10 @@ Commands:
   bench [--quick] [--backend NAME ...]
                                      benchmark every backend beside its raw client (release
                                      build); writes bench-results/ (see docs/benchmarks.md)
+  chaos [--backend NAME ...] [--messages N] [--seconds S] [--scenario NAME ...]
+                                     private servers crashed and restarted, workers killed;
+                                     checks nothing acknowledged is lost (scenarios: standard
+                                     start-down long-outage hang; see docs/reliability.md)
   ci                                 fmt check, clippy -D warnings, all tests (conformance included)
                                      with the table, rustdoc -D warnings, cargo package of every crate
   help                               this text
@@ -29,6 +34,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("conformance") => conformance::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("chaos") => chaos::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

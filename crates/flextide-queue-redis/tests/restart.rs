@@ -1,18 +1,17 @@
-//! Survives a restart of the local Redis server. Runs only with
-//! `FLEXTIDE_TEST_REDIS_RESTART=1`, because it restarts the server at
-//! `FLEXTIDE_TEST_REDIS_URL` (which must be local, on port 6379):
-//! `redis-cli shutdown nosave`, then `redis-server` without persistence.
+//! Survives a crash and restart of a Redis server: a private one this test
+//! starts (crate `flextide-test-servers`: its own port and directory, no
+//! persistence), SIGKILLs and starts again. The shared server is never
+//! touched, so the test always runs where `redis-server` is installed.
 //!
 //! Without persistence Redis itself forgets everything at the restart, so
 //! this test asserts only what must hold: the queue works again by itself
 //! (reconnect, scripts reloaded, consumer group re-created), messages pushed
 //! after the restart are delivered, and a worker-like loop keeps running.
 //!
-//! Run with: `FLEXTIDE_TEST_REDIS_RESTART=1 FLEXTIDE_TEST_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p flextide-queue-redis --test restart`
+//! Run with: `cargo test -p flextide-queue-redis --test restart`
 
 use std::{
     collections::HashSet,
-    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,55 +19,21 @@ use std::{
 use flextide_queue_conformance::unique_queue_name;
 use flextide_queue_core::{Message, MessageId, QueueOptions, QueueProvider};
 use flextide_queue_redis::{RedisBackend, RedisConfig};
+use flextide_test_servers::{Kind, Server};
 use tokio::time::Instant;
 
-fn restart_server() {
-    let down = Command::new("redis-cli")
-        .args(["-p", "6379", "shutdown", "nosave"])
-        .status();
-    eprintln!("redis-cli shutdown nosave: {down:?}");
-    std::thread::sleep(Duration::from_millis(500));
-    let up = Command::new("redis-server")
-        .args([
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ])
-        .status()
-        .expect("redis-server must be installed to run the restart test");
-    assert!(up.success(), "redis-server did not start: {up:?}");
-    for _ in 0..100 {
-        let ping = Command::new("redis-cli")
-            .args(["-p", "6379", "ping"])
-            .output();
-        if ping.is_ok_and(|o| o.stdout.starts_with(b"PONG")) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("redis-server did not answer PING after the restart");
-}
+const KIND: Kind = Kind::Redis { aof: false };
 
-/// Shown as ignored, with the reason, unless the variable allows a restart.
+/// Shown as ignored, with the reason, where redis-server is missing
+/// (a failure when FLEXTIDE_TEST_REQUIRE names redis).
 fn main() -> std::process::ExitCode {
     use libtest_mimic::{Arguments, Completion, Trial};
     let trial = Trial::ignorable_test("queue_survives_a_server_restart", || {
-        if std::env::var("FLEXTIDE_TEST_REDIS_RESTART").as_deref() != Ok("1") {
-            return Ok(Completion::ignored_with(
-                "set FLEXTIDE_TEST_REDIS_RESTART=1 to let it restart the local Redis server",
-            ));
+        if let Err(missing) = flextide_test_servers::installed(KIND) {
+            if flextide_queue_conformance::is_required("redis") {
+                return Err(missing.into());
+            }
+            return Ok(Completion::ignored_with(missing));
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -82,8 +47,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn queue_survives_a_server_restart() {
-    let url =
-        std::env::var("FLEXTIDE_TEST_REDIS_URL").expect("FLEXTIDE_TEST_REDIS_URL must be set");
+    let server = tokio::task::spawn_blocking(|| Server::start(KIND))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url();
     let backend = RedisBackend::connect(RedisConfig::new(url.as_str()))
         .await
         .unwrap();
@@ -137,7 +105,14 @@ async fn queue_survives_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    tokio::task::spawn_blocking(restart_server).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.crash().unwrap_or_else(|e| panic!("{e}"));
+        server.restart().unwrap_or_else(|e| panic!("{e}"));
+        server
+    })
+    .await
+    .unwrap();
 
     // Pushes may fail (retryably) while the connection is re-established.
     let mut after = Vec::new();
@@ -194,4 +169,8 @@ async fn queue_survives_a_server_restart() {
         errors.lock().unwrap()
     );
     queue.drop_queue().await.unwrap();
+    drop(queue);
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
 }

@@ -1,0 +1,113 @@
+//! The backends under test: one row each. A new backend is one row here
+//! plus, if it needs a server, a kind in `flextide-test-servers`.
+
+use std::path::Path;
+
+use flextide_test_servers::Kind;
+
+/// Where a backend's data lives during a run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Home {
+    /// A file in the run's directory; no server to crash (workers only).
+    File,
+    /// A private server instance, crashed and restarted during the run.
+    Server(Kind),
+    /// Not run, for the reason given (shown in the table, not a pass).
+    Skip(&'static str),
+}
+
+/// One backend of the run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backend {
+    /// The name for `--backend` and the table.
+    pub name: &'static str,
+    /// Its name in the facade's registry (the cargo feature).
+    pub facade: &'static str,
+    /// Where its data lives.
+    pub home: Home,
+    /// Why losing acknowledged messages is expected, when the backend's
+    /// documented durability allows it.
+    pub loss_allowed: Option<&'static str>,
+}
+
+/// Every backend, in table order (one row each, kept on one line).
+#[rustfmt::skip]
+pub(crate) const BACKENDS: &[Backend] = &[
+    Backend { name: "sqlite", facade: "sqlite", home: Home::File, loss_allowed: None },
+    Backend { name: "postgres", facade: "postgres", home: Home::Server(Kind::Postgres), loss_allowed: None },
+    Backend { name: "mysql", facade: "mysql", home: Home::Server(Kind::MariaDb), loss_allowed: None },
+    Backend { name: "redis", facade: "redis", home: Home::Server(Kind::Redis { aof: true }), loss_allowed: None },
+    Backend {
+        name: "redis-volatile",
+        facade: "redis",
+        home: Home::Server(Kind::Redis { aof: false }),
+        loss_allowed: Some("Redis without persistence (no AOF, no RDB) keeps messages only in memory; a server crash forgets them all"),
+    },
+    Backend { name: "rabbitmq", facade: "rabbitmq", home: Home::Server(Kind::RabbitMq), loss_allowed: None },
+    Backend { name: "nats", facade: "nats", home: Home::Server(Kind::Nats), loss_allowed: None },
+    Backend {
+        name: "sqs",
+        facade: "sqs",
+        home: Home::Skip("the SQS emulator (moto) keeps queues in memory only, so there is no server crash to survive; worker kills alone are not run for it yet"),
+        loss_allowed: None,
+    },
+];
+
+impl Backend {
+    /// Finds a backend by name.
+    pub(crate) fn by_name(name: &str) -> Result<Backend, String> {
+        BACKENDS
+            .iter()
+            .find(|b| b.name.eq_ignore_ascii_case(name))
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+                format!("unknown backend `{name}`; known: {}", names.join(" "))
+            })
+    }
+
+    /// Why this backend cannot run in this build, if it cannot.
+    pub(crate) fn skip_reason(&self) -> Option<String> {
+        if let Home::Skip(reason) = self.home {
+            return Some(reason.to_owned());
+        }
+        if flextide_queue::registry().by_name(self.facade).is_err() {
+            return Some(format!(
+                "flextide-chaos is built without the facade's `{}` feature (add it in crates/flextide-chaos/Cargo.toml)",
+                self.facade
+            ));
+        }
+        None
+    }
+
+    /// The URL of a file-backed backend, inside the run's directory.
+    pub(crate) fn file_url(&self, dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", dir.join("queue.db").display())
+    }
+}
+
+/// Creates what a backend needs before any queue is opened (the SQL
+/// engines' tables; the others make theirs on open).
+pub(crate) async fn prepare(backend: Backend, url: &str) -> Result<(), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("could not migrate {}: {e}", backend.name);
+    match backend.facade {
+        "postgres" => {
+            use flextide_queue::postgres::sqlx::PgPool;
+            let pool = PgPool::connect(url).await.map_err(|e| failed(&e))?;
+            flextide_queue::postgres::migrate(&pool)
+                .await
+                .map_err(|e| failed(&e))?;
+            pool.close().await;
+        }
+        "mysql" => {
+            use flextide_queue::mysql::MySqlPool;
+            let pool = MySqlPool::connect(url).await.map_err(|e| failed(&e))?;
+            flextide_queue::mysql::migrate(&pool)
+                .await
+                .map_err(|e| failed(&e))?;
+            pool.close().await;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! What differs between server kinds: how a data directory is made, the
+//! command line, when the server counts as up, its URL. One file per kind.
+
+mod mariadb;
+mod nats;
+mod postgres;
+mod rabbitmq;
+mod redis;
+
+use std::{process::Command, time::Duration};
+
+use crate::{Kind, Server};
+
+/// Prepares the fresh data directory (initdb and the like).
+pub(crate) fn init(server: &Server) -> Result<(), String> {
+    match server.kind {
+        Kind::Postgres => postgres::init(server),
+        Kind::MariaDb => mariadb::init(server),
+        Kind::RabbitMq => rabbitmq::init(server),
+        Kind::Redis { .. } | Kind::Nats => Ok(()),
+    }
+}
+
+/// The command that runs the server in the foreground.
+pub(crate) fn command(server: &Server) -> Result<Command, String> {
+    match server.kind {
+        Kind::Postgres => postgres::command(server),
+        Kind::MariaDb => Ok(mariadb::command(server)),
+        Kind::Redis { aof } => Ok(redis::command(server, aof)),
+        Kind::RabbitMq => rabbitmq::command(server),
+        Kind::Nats => Ok(nats::command(server)),
+    }
+}
+
+/// Whether the server answers its clients.
+pub(crate) fn ready(server: &Server) -> bool {
+    match server.kind {
+        Kind::Postgres => postgres::ready(server),
+        Kind::MariaDb => mariadb::ready(server),
+        Kind::Redis { .. } => redis::ready(server),
+        Kind::RabbitMq | Kind::Nats => crate::process::port_open(server.port()),
+    }
+}
+
+/// Set-up that needs the running server (a database to connect to).
+pub(crate) fn after_first_start(server: &Server) -> Result<(), String> {
+    match server.kind {
+        Kind::MariaDb => mariadb::create_database(server),
+        _ => Ok(()),
+    }
+}
+
+/// Kind-specific part of a crash, before the process group is killed.
+pub(crate) fn crash(server: &Server) -> Result<(), String> {
+    match server.kind {
+        Kind::RabbitMq => rabbitmq::kill_node(server),
+        _ => Ok(()),
+    }
+}
+
+/// The server program (a path, or a name looked up in PATH).
+pub(crate) fn program(kind: Kind) -> String {
+    match kind {
+        Kind::Postgres => postgres::bin("postgres").display().to_string(),
+        Kind::MariaDb => mariadb::program().into(),
+        Kind::Redis { .. } => "redis-server".into(),
+        Kind::RabbitMq => rabbitmq::SCRIPT.into(),
+        Kind::Nats => "nats-server".into(),
+    }
+}
+
+/// The URL a Flextide backend opens.
+pub(crate) fn url(server: &Server) -> String {
+    let port = server.port();
+    match server.kind {
+        Kind::Postgres => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        Kind::MariaDb => format!("mysql://root@127.0.0.1:{port}/{}", mariadb::DATABASE),
+        Kind::Redis { .. } => format!("redis://127.0.0.1:{port}/"),
+        Kind::RabbitMq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        Kind::Nats => format!("nats://127.0.0.1:{port}"),
+    }
+}
+
+/// How long a start may take before it counts as failed (crash recovery
+/// included, on a loaded machine).
+pub(crate) fn start_limit(kind: Kind) -> Duration {
+    match kind {
+        Kind::RabbitMq => Duration::from_secs(180),
+        _ => Duration::from_secs(90),
+    }
+}

@@ -1,0 +1,81 @@
+//! Every server kind starts on its own port, goes away when crashed, comes
+//! back on the same port and directory, and leaves nothing behind when
+//! dropped. A kind whose server is not installed shows as ignored, with
+//! the reason (a failure when FLEXTIDE_TEST_REQUIRE names it or says all).
+
+use std::{net::TcpStream, path::PathBuf, time::Duration};
+
+use flextide_test_servers::{Kind, Server};
+
+fn answers(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+fn crash_and_restart(kind: Kind) {
+    let mut server = Server::start(kind).unwrap_or_else(|e| panic!("{e}"));
+    let (port, dir): (u16, PathBuf) = (server.port(), server.dir().to_owned());
+    assert!(
+        ![5432, 3306, 6379, 5672, 4222].contains(&port),
+        "a private server must not use a shared port"
+    );
+    assert!(answers(port), "{kind:?} does not listen on {port}");
+    server.crash().unwrap();
+    assert!(!server.is_running());
+    assert!(!answers(port), "{kind:?} still listens after the crash");
+    server.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(answers(port), "{kind:?} did not come back on {port}");
+    server.stop().unwrap();
+    assert!(!answers(port), "{kind:?} still listens after the stop");
+    server.restart().unwrap_or_else(|e| panic!("{e}"));
+    assert!(answers(port), "{kind:?} did not come back after the stop");
+    drop(server);
+    assert!(!answers(port), "{kind:?} still listens after drop");
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+}
+
+/// Whether FLEXTIDE_TEST_REQUIRE names the backend this server is for.
+fn required(kind: Kind) -> bool {
+    let backend = match kind {
+        Kind::Postgres => "postgres",
+        Kind::MariaDb => "mysql",
+        Kind::Redis { .. } => "redis",
+        Kind::RabbitMq => "rabbitmq",
+        Kind::Nats => "nats",
+    };
+    std::env::var("FLEXTIDE_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split([',', ' '])
+        .any(|b| b.eq_ignore_ascii_case("all") || b.eq_ignore_ascii_case(backend))
+}
+
+fn main() -> std::process::ExitCode {
+    use libtest_mimic::{Arguments, Completion, Trial};
+    let kinds = [
+        Kind::Postgres,
+        Kind::MariaDb,
+        Kind::Redis { aof: true },
+        Kind::Redis { aof: false },
+        Kind::RabbitMq,
+        Kind::Nats,
+    ];
+    let trials = kinds
+        .into_iter()
+        .map(|kind| {
+            Trial::ignorable_test(kind.name(), move || {
+                if let Err(missing) = flextide_test_servers::installed(kind) {
+                    if required(kind) {
+                        return Err(missing.into());
+                    }
+                    return Ok(Completion::ignored_with(missing));
+                }
+                crash_and_restart(kind);
+                Ok(Completion::Completed)
+            })
+        })
+        .collect();
+    libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
+}

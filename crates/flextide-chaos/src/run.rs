@@ -213,7 +213,10 @@ async fn run_in(
     events.worker_exits = std::mem::take(&mut agents.exits);
     drop(agents);
 
-    let stats = stats(control.as_ref()).await?;
+    let (stats, breakdown) = stats(control.as_ref()).await?;
+    if stats > 0 {
+        events.notes.push(breakdown);
+    }
     let dead = match control.dead_letters(plan.messages as usize + 1000).await {
         Ok(list) => list
             .iter()
@@ -259,7 +262,7 @@ async fn drain_queue(
         }
         let handled: HashSet<u64> = lines.iter().filter_map(|l| l.parse().ok()).collect();
         let missing = acked.difference(&handled).count();
-        let left = stats(control).await.unwrap_or(u64::MAX);
+        let left = stats(control).await.map_or(u64::MAX, |(n, _)| n);
         if left == 0 && (missing == 0 || last_change.elapsed() > quiet_for) {
             return Ok(());
         }
@@ -270,9 +273,16 @@ async fn drain_queue(
 }
 
 /// Messages ready, delayed or in flight.
-async fn stats(queue: &dyn QueueProvider) -> Result<u64, String> {
+/// What is left on the queue, and how the backend counts it.
+async fn stats(queue: &dyn QueueProvider) -> Result<(u64, String), String> {
     match tokio::time::timeout(Duration::from_secs(10), queue.stats()).await {
-        Ok(Ok(s)) => Ok(s.depth + s.in_flight + s.delayed),
+        Ok(Ok(s)) => Ok((
+            s.depth + s.in_flight + s.delayed,
+            format!(
+                "left after the drain: {} ready, {} in flight, {} delayed",
+                s.depth, s.in_flight, s.delayed
+            ),
+        )),
         Ok(Err(e)) => Err(format!("stats failed: {e}")),
         Err(_) => Err("stats timed out after 10 s".into()),
     }

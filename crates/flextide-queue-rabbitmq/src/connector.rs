@@ -64,6 +64,16 @@ impl Connector for RabbitMqConnector {
         Ok(Arc::new(client.open_existing(queue, options).await?))
     }
 
+    /// Declares the queue and its dead-letter queue now (opening alone
+    /// declares nothing: clause 15 of the contract).
+    async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {
+        let client = RabbitMq::new(url)?;
+        let handle = client.open(queue, options).await?;
+        let declared = handle.declare().await;
+        let closed = QueueProvider::close(&handle).await;
+        declared.and(closed)
+    }
+
     /// AMQP 0-9-1 has no way to enumerate queues: only the management
     /// plugin (HTTP API, `rabbitmqctl`) can.
     async fn list_queues(&self, url: &str) -> Result<Vec<String>> {

@@ -125,6 +125,25 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// Creates the stream and consumer group of queue `name` now, as its
+    /// first pop would. Idempotent: an existing group is left as it is.
+    pub async fn create_queue(&self, name: &str) -> Result<()> {
+        validate_queue_name(name)?;
+        let keys = Keys::new(self.prefix(), name);
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&keys.stream)
+            .arg(crate::queue::GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn())
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(|e| self.err("create_queue", e)),
+        }
+    }
+
     /// The key of the stream holding the messages of queue `name`. Another
     /// producer may `XADD` to it: an entry with the field `p` alone is
     /// delivered with that payload and the id `redis-<entry id>`; see the

@@ -55,6 +55,14 @@ impl Connector for RedisConnector {
         Ok(Arc::new(connect(url).await?.open_existing(queue, options)?))
     }
 
+    /// Creates the queue's stream and consumer group now (opening alone
+    /// writes nothing: clause 15 of the contract), so `flextide queues`
+    /// lists it.
+    async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {
+        let _ = options;
+        connect(url).await?.create_queue(queue).await
+    }
+
     async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
         connect(url).await?.queue_names().await
     }

@@ -69,6 +69,27 @@ async fn queue_names_lists_queues_with_messages_or_dead_letters(url: String) {
     z.drop_queue().await.unwrap();
 }
 
+/// `flextide queue create` on Redis makes the stream and group at once (an
+/// empty, listed queue); doing it again changes nothing.
+async fn create_queue_makes_a_listed_empty_queue(url: String) {
+    let prefix = unique_queue_name("create");
+    let b = backend(&url, &prefix).await;
+    b.create_queue("made").await.unwrap();
+    b.create_queue("made").await.unwrap();
+    assert_eq!(b.queue_names().await.unwrap(), ["made"]);
+    let q = b.open("made", QueueOptions::default()).await.unwrap();
+    assert_eq!(q.stats().await.unwrap().depth, 0);
+    q.push(Message::new("x")).await.unwrap();
+    let d = q
+        .pop(std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+    assert_eq!(keys(&url, &prefix).await, Vec::<String>::new());
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "redis",
@@ -76,6 +97,7 @@ fn main() -> std::process::ExitCode {
         vec![
             integration_test!(open_existing_creates_nothing),
             integration_test!(queue_names_lists_queues_with_messages_or_dead_letters),
+            integration_test!(create_queue_makes_a_listed_empty_queue),
         ],
     )
 }

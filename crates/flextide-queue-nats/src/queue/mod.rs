@@ -8,6 +8,7 @@ mod open;
 mod pop;
 mod pull;
 mod push;
+mod repair;
 mod settle;
 mod stats;
 

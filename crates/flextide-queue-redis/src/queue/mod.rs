@@ -5,6 +5,7 @@
 mod dead;
 mod inspect;
 mod pop;
+pub(crate) use pop::GROUP;
 mod push;
 mod settle;
 

@@ -24,7 +24,7 @@ use crate::{
 const MAX_BLOCK: Duration = Duration::from_secs(5);
 
 /// The consumer group name (also in `lua/common.lua`).
-const GROUP: &str = "flextide";
+pub(crate) const GROUP: &str = "flextide";
 
 /// What one look at the queue found.
 #[derive(Default)]

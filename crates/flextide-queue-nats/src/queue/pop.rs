@@ -32,6 +32,7 @@ impl NatsQueue {
             return Ok(Vec::new());
         }
         let deadline = Instant::now() + wait;
+        self.ensure().await?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let pulled = self.puller.pull(max, left.min(MAX_PULL_WAIT)).await?;
@@ -95,7 +96,7 @@ impl NatsQueue {
                     decoded.message,
                     Receipt::new(reply),
                     delivered,
-                    started + self.lease,
+                    started + self.lease(),
                 )));
             }
         }

@@ -37,7 +37,7 @@ impl NatsQueue {
                 "Nats-Msg-Id carries the message id",
             ));
         }
-        if message.delay.is_some_and(|d| !d.is_zero()) && !self.schedules {
+        if message.delay.is_some_and(|d| !d.is_zero()) && !self.schedules() {
             return Err(QueueError::unsupported_because(
                 BACKEND,
                 "delay",
@@ -94,6 +94,7 @@ impl NatsQueue {
 
     pub(super) async fn push_one(&self, message: Message) -> Result<MessageId> {
         self.check(&message)?;
+        self.ensure().await?;
         let future = self.send(&message).await?;
         self.acked(future).await?;
         Ok(message.id)
@@ -104,7 +105,10 @@ impl NatsQueue {
         let mut sent = Vec::with_capacity(messages.len());
         for (index, message) in messages.into_iter().enumerate() {
             let result = match self.check(&message) {
-                Ok(()) => self.send(&message).await,
+                Ok(()) => match self.ensure().await {
+                    Ok(()) => self.send(&message).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match result {

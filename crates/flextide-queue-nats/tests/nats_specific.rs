@@ -282,6 +282,56 @@ async fn pop_creates_and_drop_resets(url: String) {
     q.drop_queue().await.unwrap();
 }
 
+/// Another handle's next push, batch push or pop on a queue dropped under
+/// it creates the queue again, empty, instead of failing for ever.
+async fn other_handles_recreate_a_dropped_queue(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("dropped");
+    let pusher = client.open(&name, QueueOptions::default()).await.unwrap();
+    let popper = client.open(&name, QueueOptions::default()).await.unwrap();
+    let batcher = client.open(&name, QueueOptions::default()).await.unwrap();
+    pusher.push(Message::new("old")).await.unwrap();
+    batcher.push(Message::new("old 2")).await.unwrap();
+    let d = popper.pop(WAIT).await.unwrap().expect("a delivery");
+    popper.delete(&d.receipt).await.unwrap();
+    client.drop_queue(&name).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (false, false, false));
+
+    // A pop first: it finds the consumer gone and makes the queue again.
+    assert!(
+        popper
+            .pop(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    client.drop_queue(&name).await.unwrap();
+
+    let id = pusher.push(Message::new("new")).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    client.drop_queue(&name).await.unwrap();
+    let ids = batcher
+        .push_batch(vec![Message::new("b1"), Message::new("b2")])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let s = popper.stats().await.unwrap();
+    assert_eq!(
+        s.depth, 2,
+        "only the batch pushed after the last drop: {s:?}"
+    );
+    let got = popper.pop_batch(10, WAIT).await.unwrap();
+    let mut bodies: Vec<_> = got.iter().map(|d| d.message.payload.to_vec()).collect();
+    bodies.sort();
+    assert_eq!(bodies, vec![b"b1".to_vec(), b"b2".to_vec()]);
+    assert!(got.iter().all(|d| d.message.id != id));
+    for d in &got {
+        popper.delete(&d.receipt).await.unwrap();
+    }
+    client.drop_queue(&name).await.unwrap();
+}
+
 /// The connector's admin operations: `create_queue` (idempotent, keeping
 /// the lease of the first), `list_queues` (queue names from `FTQ_` streams,
 /// sorted, dead-letter streams left out), `open_existing` (creates nothing)
@@ -363,6 +413,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(opening_and_reading_create_nothing),
             integration_test!(pop_creates_and_drop_resets),
             integration_test!(connector_admin_operations),
+            integration_test!(other_handles_recreate_a_dropped_queue),
         ],
     )
 }

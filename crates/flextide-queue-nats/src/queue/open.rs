@@ -195,6 +195,29 @@ impl NatsQueue {
         Ok(())
     }
 
+    /// After a failed push or pull: when the queue's consumer is gone (the
+    /// queue was dropped by another handle), creates the queue again and
+    /// returns `true`; `false` when it is there (the failure was something
+    /// else).
+    pub(crate) async fn recreate_if_gone(&self) -> Result<bool> {
+        let look = async {
+            match self.stream.consumer_info(layout::CONSUMER).await {
+                Ok(_) => Ok(true),
+                Err(e) if error::class_of(&e) == Class::NotFound => Ok(false),
+                Err(e) => Err(error::map("consumer info", &self.name, e)),
+            }
+        };
+        if error::timed("consumer info", self.timeout(), look).await? {
+            return Ok(false);
+        }
+        {
+            let _one = self.creating.lock().await;
+            self.forget();
+        }
+        self.ensure().await?;
+        Ok(true)
+    }
+
     /// Forgets that the queue's streams exist (after `drop_queue`): the
     /// next push or pop creates them again.
     pub(crate) fn forget(&self) {

@@ -33,9 +33,17 @@ impl NatsQueue {
         }
         let deadline = Instant::now() + wait;
         self.ensure().await?;
+        let mut recreated = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let pulled = self.puller.pull(max, left.min(MAX_PULL_WAIT)).await?;
+            let (pulled, unanswered) = self.puller.pull(max, left.min(MAX_PULL_WAIT)).await?;
+            // No answer at all: the consumer may be gone (another handle
+            // dropped the queue). Then the queue is created again, once per pop.
+            if unanswered && !recreated && self.recreate_if_gone().await? {
+                tracing::info!(queue = %self.name, "the queue's consumer was gone; created it again");
+                recreated = true;
+                continue;
+            }
             if !pulled.is_empty() {
                 let deliveries = self.sort(pulled).await?;
                 if !deliveries.is_empty() {

@@ -121,6 +121,12 @@ impl Nats {
     /// dead-letter stream. Idempotent: what exists is left as it is.
     pub async fn create_queue(&self, name: &str, options: QueueOptions) -> Result<()> {
         validate_queue_name(name)?;
+        if options.lease < std::time::Duration::from_millis(1) {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "the lease must be at least 1 ms",
+            ));
+        }
         let client = queue::connect(&self.settings, &format!("create/{name}")).await?;
         let js = queue::jetstream(&client, &self.settings.config);
         let server_schedules = schedule::supported(&client.server_info().version);

@@ -54,6 +54,8 @@ pub struct NatsQueue {
     /// The consumer's `ack_wait`: the lease every delivery gets (the
     /// options' lease until the consumer is found or created).
     lease: Mutex<Duration>,
+    /// Whether a lease other than the one asked for was warned about.
+    lease_warned: std::sync::atomic::AtomicBool,
     options: QueueOptions,
     /// The server's version, and whether it (and the stream) take message
     /// schedules, which delayed pushes need.

@@ -137,7 +137,6 @@ impl NatsQueue {
             schedules = server_schedules && found.schedules;
             if let Some(ack_wait) = found.ack_wait {
                 lease = ack_wait;
-                warn_lease(name, ack_wait, options.lease);
             }
             created = found.complete;
         }
@@ -155,6 +154,7 @@ impl NatsQueue {
             created: AtomicBool::new(created),
             creating: tokio::sync::Mutex::new(()),
             lease: Mutex::new(lease),
+            lease_warned: AtomicBool::new(false),
             options,
             server_version,
             server_schedules,
@@ -188,7 +188,6 @@ impl NatsQueue {
         self.schedules
             .store(self.server_schedules && made.schedules, Ordering::Release);
         if let Some(ack_wait) = made.ack_wait {
-            warn_lease(&self.name, ack_wait, self.options.lease);
             *self.lease.lock().unwrap() = ack_wait;
         }
         self.created.store(true, Ordering::Release);
@@ -218,21 +217,25 @@ impl NatsQueue {
         Ok(true)
     }
 
+    /// Warns, once per handle, when the queue's consumer has another lease
+    /// than this handle asked for (at its first pop: a handle that only
+    /// looks at the queue or pushes to it does not care).
+    pub(crate) fn warn_lease_once(&self) {
+        let lease = self.lease();
+        if lease != self.options.lease && !self.lease_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                queue = %self.name,
+                lease = ?lease,
+                asked = ?self.options.lease,
+                "the queue's consumer exists with another lease (ack_wait); keeping the server's"
+            );
+        }
+    }
+
     /// Forgets that the queue's streams exist (after `drop_queue`): the
     /// next push or pop creates them again.
     pub(crate) fn forget(&self) {
         self.created.store(false, Ordering::Release);
-    }
-}
-
-fn warn_lease(queue: &str, lease: Duration, asked: Duration) {
-    if lease != asked {
-        tracing::warn!(
-            queue,
-            lease = ?lease,
-            asked = ?asked,
-            "the queue's consumer exists with another lease (ack_wait); keeping the server's"
-        );
     }
 }
 

@@ -33,6 +33,7 @@ impl NatsQueue {
         }
         let deadline = Instant::now() + wait;
         self.ensure().await?;
+        self.warn_lease_once();
         let mut recreated = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -49,6 +49,29 @@ impl Connector for NatsConnector {
         let client = Nats::new(url)?;
         Ok(Arc::new(client.open(queue, options).await?))
     }
+
+    /// The same as [`Connector::open`]: opening a NATS queue creates
+    /// nothing, and a queue that does not exist reads as empty (contract
+    /// clause 15).
+    async fn open_existing(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
+        self.open(url, queue, options).await
+    }
+
+    /// Creates the queue's stream, consumer and dead-letter stream;
+    /// idempotent.
+    async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {
+        Nats::new(url)?.create_queue(queue, options).await
+    }
+
+    /// The queues' names: the `FTQ_` streams, sorted.
+    async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
+        Nats::new(url)?.queue_names().await
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +86,12 @@ mod tests {
         assert_eq!(c.url_vars(), ["NATS_URL"]);
         assert!(c.accepts("NATS://h:4222"));
         assert!(c.accepts(c.example_url()));
+    }
+
+    #[tokio::test]
+    async fn migrate_has_nothing_to_do() {
+        let migrated = NatsConnector.migrate("nats://127.0.0.1:1").await.unwrap();
+        assert_eq!(migrated, None);
     }
 
     #[tokio::test]

@@ -17,6 +17,11 @@ pub(crate) fn stream(queue: &str) -> String {
     format!("FTQ_{queue}")
 }
 
+/// The queue whose work-queue stream is `stream`, if it is one of ours.
+pub(crate) fn queue_of_stream(stream: &str) -> Option<&str> {
+    stream.strip_prefix("FTQ_").filter(|q| !q.is_empty())
+}
+
 /// The limits stream holding the queue's dead letters.
 pub(crate) fn dlq_stream(queue: &str) -> String {
     format!("FTDLQ_{queue}")
@@ -45,3 +50,16 @@ pub(crate) fn dlq_subject(queue: &str) -> String {
 
 /// The durable pull consumer every handle of the queue pulls from.
 pub(crate) const CONSUMER: &str = "flextide";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_map_back_to_queues() {
+        assert_eq!(queue_of_stream(&stream("jobs-1")), Some("jobs-1"));
+        assert_eq!(queue_of_stream(&dlq_stream("jobs-1")), None);
+        assert_eq!(queue_of_stream("FTQ_"), None);
+        assert_eq!(queue_of_stream("ORDERS"), None);
+    }
+}

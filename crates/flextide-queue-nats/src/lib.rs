@@ -106,11 +106,59 @@ impl Nats {
         &self.settings.config
     }
 
-    /// Opens the queue `name`: creates its work-queue stream, its durable
-    /// pull consumer and its dead-letter stream when they do not exist yet.
+    /// Opens the queue `name`. Creates nothing on the server: the queue's
+    /// work-queue stream, durable pull consumer and dead-letter stream are
+    /// created by its first push or pop when they do not exist yet, and
+    /// `stats`, dead-letter listing and purges of a queue that does not
+    /// exist answer as for an empty queue, creating nothing.
     pub async fn open(&self, name: &str, options: QueueOptions) -> Result<NatsQueue> {
         validate_queue_name(name)?;
         NatsQueue::open(self.settings.clone(), name, options).await
+    }
+
+    /// Creates the queue `name` now: its work-queue stream, its durable
+    /// pull consumer (with `options.lease` as its `ack_wait`) and its
+    /// dead-letter stream. Idempotent: what exists is left as it is.
+    pub async fn create_queue(&self, name: &str, options: QueueOptions) -> Result<()> {
+        validate_queue_name(name)?;
+        if options.lease < std::time::Duration::from_millis(1) {
+            return Err(QueueError::configuration(
+                BACKEND,
+                "the lease must be at least 1 ms",
+            ));
+        }
+        let client = queue::connect(&self.settings, &format!("create/{name}")).await?;
+        let js = queue::jetstream(&client, &self.settings.config);
+        let server_schedules = schedule::supported(&client.server_info().version);
+        let created = error::timed(
+            "create",
+            self.settings.config.operation_timeout,
+            queue::create(
+                &js,
+                &self.settings.config,
+                name,
+                server_schedules,
+                options.lease,
+            ),
+        )
+        .await;
+        let _ = client.drain().await;
+        created.map(|_| ())
+    }
+
+    /// The names of the queues on the server (those with a work-queue
+    /// stream `FTQ_<name>`), sorted. Dead-letter streams are not listed.
+    pub async fn queue_names(&self) -> Result<Vec<String>> {
+        let client = queue::connect(&self.settings, "list").await?;
+        let js = queue::jetstream(&client, &self.settings.config);
+        let names = error::timed(
+            "stream names",
+            self.settings.config.operation_timeout,
+            queue::queue_names(&js),
+        )
+        .await;
+        let _ = client.drain().await;
+        names
     }
 
     /// Deletes the queue `name`: its stream (with its consumer and delayed

@@ -2,7 +2,8 @@
 //! `drop_queue` and `release`, the unfenced receipts, `extend` past
 //! `ack_wait`, the lease kept by the consumer, delayed pushes by server
 //! version, retried pushes that are not enqueued twice, and deliveries to a
-//! pop that was cut short.
+//! pop that was cut short; opening and reading creating nothing, and the
+//! connector's admin operations.
 //! Needs `FLEXTIDE_TEST_NATS_URL` (shown as ignored without it unless
 //! `FLEXTIDE_TEST_REQUIRE` names nats).
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use flextide_queue_conformance::{integration_test, unique_queue_name};
-use flextide_queue_core::{Message, QueueError, QueueOptions, QueueProvider};
-use flextide_queue_nats::Nats;
+use flextide_queue_core::{Connector, Message, QueueError, QueueOptions, QueueProvider, Replay};
+use flextide_queue_nats::{Nats, NatsConnector};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -117,8 +118,9 @@ async fn extend_past_ack_wait_keeps_the_lease(url: String) {
     client.drop_queue(&name).await.unwrap();
 }
 
-/// The lease belongs to the consumer: a second open with another lease gets
-/// the first one's.
+/// The lease belongs to the consumer, made by the queue's first push or
+/// pop: a handle opened later, or opened earlier and popping later, gets
+/// that one.
 async fn the_first_lease_wins(url: String) {
     let client = Nats::new(&url).unwrap();
     let name = unique_queue_name("lease");
@@ -126,15 +128,28 @@ async fn the_first_lease_wins(url: String) {
         .open(&name, QueueOptions::default().lease(Duration::from_secs(7)))
         .await
         .unwrap();
-    let second = client
+    let early = client
         .open(
             &name,
             QueueOptions::default().lease(Duration::from_secs(60)),
         )
         .await
         .unwrap();
+    // Nothing exists yet: each handle shows its own option.
+    assert_eq!(early.lease(), Duration::from_secs(60));
+    first.push(Message::new("x")).await.unwrap();
     assert_eq!(first.lease(), Duration::from_secs(7));
-    assert_eq!(second.lease(), Duration::from_secs(7));
+    let late = client
+        .open(
+            &name,
+            QueueOptions::default().lease(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.lease(), Duration::from_secs(7));
+    let d = early.pop(WAIT).await.unwrap().expect("a delivery");
+    assert_eq!(early.lease(), Duration::from_secs(7));
+    early.delete(&d.receipt).await.unwrap();
     client.drop_queue(&name).await.unwrap();
 }
 
@@ -200,6 +215,188 @@ async fn a_delivery_after_a_cut_short_pop_goes_to_the_next_pop(url: String) {
     client.drop_queue(&name).await.unwrap();
 }
 
+async fn consumer_exists(url: &str, queue: &str) -> bool {
+    let client = async_nats::connect(url).await.unwrap();
+    match jetstream::new(client)
+        .get_stream(format!("FTQ_{queue}"))
+        .await
+    {
+        Ok(s) => s.consumer_info("flextide").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// What the queue has on the server: (stream, dead-letter stream, consumer).
+async fn on_server(url: &str, queue: &str) -> (bool, bool, bool) {
+    (
+        stream_exists(url, &format!("FTQ_{queue}")).await,
+        stream_exists(url, &format!("FTDLQ_{queue}")).await,
+        consumer_exists(url, queue).await,
+    )
+}
+
+/// Opening creates nothing, and so do the read-only calls and purges of a
+/// queue never written to (they answer as for an empty queue); the first
+/// push creates the stream, the dead-letter stream and the consumer.
+async fn opening_and_reading_create_nothing(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("fresh");
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!(
+        (s.depth, s.in_flight, s.delayed, s.dead_lettered),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(s.oldest_age, None);
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(q.purge().await.unwrap(), 0);
+    assert_eq!(q.purge_dead_letters().await.unwrap(), 0);
+    assert_eq!(q.replay_dead_letters(Replay::All).await.unwrap(), 0);
+    assert_eq!(on_server(&url, &name).await, (false, false, false));
+    q.push(Message::new("first")).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    assert_eq!(q.stats().await.unwrap().depth, 1);
+    client.drop_queue(&name).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (false, false, false));
+}
+
+/// A pop on a fresh queue creates it too (the consumer it pulls from), and
+/// a push or pop on a handle whose queue was dropped makes it again.
+async fn pop_creates_and_drop_resets(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("popfirst");
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    assert!(q.pop(Duration::from_millis(100)).await.unwrap().is_none());
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    q.drop_queue().await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (false, false, false));
+    q.push(Message::new("again")).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    let d = q
+        .pop(WAIT)
+        .await
+        .unwrap()
+        .expect("the message pushed after the drop");
+    assert_eq!(d.message.payload.as_ref(), b"again");
+    q.delete(&d.receipt).await.unwrap();
+    q.drop_queue().await.unwrap();
+}
+
+/// Another handle's next push, batch push or pop on a queue dropped under
+/// it creates the queue again, empty, instead of failing for ever.
+async fn other_handles_recreate_a_dropped_queue(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("dropped");
+    let pusher = client.open(&name, QueueOptions::default()).await.unwrap();
+    let popper = client.open(&name, QueueOptions::default()).await.unwrap();
+    let batcher = client.open(&name, QueueOptions::default()).await.unwrap();
+    pusher.push(Message::new("old")).await.unwrap();
+    batcher.push(Message::new("old 2")).await.unwrap();
+    let d = popper.pop(WAIT).await.unwrap().expect("a delivery");
+    popper.delete(&d.receipt).await.unwrap();
+    client.drop_queue(&name).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (false, false, false));
+
+    // A pop first: it finds the consumer gone and makes the queue again.
+    assert!(
+        popper
+            .pop(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    client.drop_queue(&name).await.unwrap();
+
+    let id = pusher.push(Message::new("new")).await.unwrap();
+    assert_eq!(on_server(&url, &name).await, (true, true, true));
+    client.drop_queue(&name).await.unwrap();
+    let ids = batcher
+        .push_batch(vec![Message::new("b1"), Message::new("b2")])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let s = popper.stats().await.unwrap();
+    assert_eq!(
+        s.depth, 2,
+        "only the batch pushed after the last drop: {s:?}"
+    );
+    let got = popper.pop_batch(10, WAIT).await.unwrap();
+    let mut bodies: Vec<_> = got.iter().map(|d| d.message.payload.to_vec()).collect();
+    bodies.sort();
+    assert_eq!(bodies, vec![b"b1".to_vec(), b"b2".to_vec()]);
+    assert!(got.iter().all(|d| d.message.id != id));
+    for d in &got {
+        popper.delete(&d.receipt).await.unwrap();
+    }
+    client.drop_queue(&name).await.unwrap();
+}
+
+/// The connector's admin operations: `create_queue` (idempotent, keeping
+/// the lease of the first), `list_queues` (queue names from `FTQ_` streams,
+/// sorted, dead-letter streams left out), `open_existing` (creates nothing)
+/// and `migrate` (nothing to migrate).
+async fn connector_admin_operations(url: String) {
+    let c = NatsConnector;
+    let a = unique_queue_name("admin-a");
+    let b = unique_queue_name("admin-b");
+    let missing = unique_queue_name("admin-missing");
+    let lease = QueueOptions::default().lease(Duration::from_secs(9));
+    c.create_queue(&url, &b, lease.clone()).await.unwrap();
+    c.create_queue(&url, &a, lease.clone()).await.unwrap();
+    assert_eq!(on_server(&url, &a).await, (true, true, true));
+    // Again, with another lease: what exists is kept.
+    c.create_queue(&url, &a, QueueOptions::default())
+        .await
+        .unwrap();
+    let client = Nats::new(&url).unwrap();
+    let opened = client.open(&a, QueueOptions::default()).await.unwrap();
+    assert_eq!(opened.lease(), Duration::from_secs(9));
+
+    let names = c.list_queues(&url).await.unwrap();
+    assert!(
+        names.windows(2).all(|w| w[0] <= w[1]),
+        "not sorted: {names:?}"
+    );
+    assert!(names.contains(&a) && names.contains(&b), "{names:?}");
+    assert!(!names.contains(&missing), "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("FT")), "{names:?}");
+    let pos = |n: &String| names.iter().position(|x| x == n).unwrap();
+    assert!(pos(&a) < pos(&b));
+
+    // open_existing of a missing queue: an empty queue, nothing created.
+    let look = c
+        .open_existing(&url, &missing, QueueOptions::default())
+        .await
+        .unwrap();
+    let s = look.stats().await.unwrap();
+    assert_eq!((s.depth, s.in_flight, s.dead_lettered), (0, 0, 0));
+    assert!(look.dead_letters(5).await.unwrap().is_empty());
+    look.close().await.unwrap();
+    assert_eq!(on_server(&url, &missing).await, (false, false, false));
+    assert!(!c.list_queues(&url).await.unwrap().contains(&missing));
+
+    // open_existing of an existing queue sees its messages.
+    opened.push(Message::new("seen")).await.unwrap();
+    let look = c
+        .open_existing(&url, &a, QueueOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(look.stats().await.unwrap().depth, 1);
+    look.close().await.unwrap();
+
+    assert_eq!(c.migrate(&url).await.unwrap(), None);
+
+    for name in [&a, &b] {
+        let q = c.open(&url, name, QueueOptions::default()).await.unwrap();
+        q.drop_queue().await.unwrap();
+        q.close().await.unwrap();
+    }
+    let names = c.list_queues(&url).await.unwrap();
+    assert!(!names.contains(&a) && !names.contains(&b), "{names:?}");
+    assert_eq!(on_server(&url, &a).await, (false, false, false));
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "nats",
@@ -213,6 +410,10 @@ fn main() -> std::process::ExitCode {
             integration_test!(delay_follows_the_server_version),
             integration_test!(a_retried_push_is_stored_once),
             integration_test!(a_delivery_after_a_cut_short_pop_goes_to_the_next_pop),
+            integration_test!(opening_and_reading_create_nothing),
+            integration_test!(pop_creates_and_drop_resets),
+            integration_test!(connector_admin_operations),
+            integration_test!(other_handles_recreate_a_dropped_queue),
         ],
     )
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use flextide_queue_core::QueueProvider;
 use flextide_queue_nats::Nats;
-use futures::{StreamExt, future::try_join_all};
+use futures::{StreamExt, TryStreamExt, future::try_join_all};
 
 use super::{Backend, env_or, options};
 use crate::driver::{Driver, Handle, Popped, Res, expect_handles};
@@ -54,6 +54,32 @@ impl Backend for Nt {
             // to disk on its own schedule (sync_interval, default 2 min).
             ("storage".into(), "file".into()),
         ]
+    }
+
+    /// The account's streams, consumers and stored bytes, and the streams
+    /// of this scenario's queues (`FTQ_ftmq_…`, `FTDLQ_ftmq_…`).
+    async fn footprint(&self) -> Vec<(String, String)> {
+        let js = jetstream::new(self.client.clone());
+        let mut out = Vec::new();
+        match js.query_account().await {
+            Ok(a) => {
+                out.push(("streams (all)".into(), a.streams.to_string()));
+                out.push(("consumers (all)".into(), a.consumers.to_string()));
+                out.push(("file storage".into(), format!("{} B", a.storage)));
+            }
+            Err(e) => out.push(("account".into(), format!("unknown: {e}"))),
+        }
+        let names: Result<Vec<String>, _> = js.stream_names().try_collect().await;
+        let ours = match names {
+            Ok(n) => n
+                .iter()
+                .filter(|s| s.starts_with("FTQ_ftmq_") || s.starts_with("FTDLQ_ftmq_"))
+                .count()
+                .to_string(),
+            Err(e) => format!("unknown: {e}"),
+        };
+        out.push(("streams of ftmq_ queues".into(), ours));
+        out
     }
 
     async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {

@@ -55,6 +55,9 @@ impl NatsQueue {
             }
         };
         let mut replayed = 0;
+        if !chosen.is_empty() {
+            self.ensure().await?;
+        }
         for (seq, dead) in chosen {
             let message = dead.message;
             // A new dedup key: the message id may still be in the
@@ -92,7 +95,11 @@ impl NatsQueue {
                 .purge()
                 .await
                 .map(|r| r.purged)
-                .map_err(|e| error::map("dead-letter purge", &self.name, e))
+                .or_else(|e| match error::class_of(&e) {
+                    // No dead-letter stream: nothing to purge.
+                    error::Class::NotFound => Ok(0),
+                    _ => Err(error::map("dead-letter purge", &self.name, e)),
+                })
         };
         error::timed("dead-letter purge", self.timeout(), purge).await
     }
@@ -104,7 +111,11 @@ impl NatsQueue {
                 .filter(self.subject.clone())
                 .await
                 .map(|r| r.purged)
-                .map_err(|e| error::map("purge", &self.name, e))
+                .or_else(|e| match error::class_of(&e) {
+                    // No stream: nothing to purge.
+                    error::Class::NotFound => Ok(0),
+                    _ => Err(error::map("purge", &self.name, e)),
+                })
         };
         error::timed("purge", self.timeout(), purge).await
     }

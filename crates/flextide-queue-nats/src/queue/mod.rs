@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::{self, consumer::PullConsumer, stream::Stream};
+use async_nats::jetstream::{self, stream::Stream};
 use async_trait::async_trait;
 use flextide_queue_core::{
     Capabilities, DeadLetter, Delivery, Message, MessageId, QueueOptions, QueueProvider,
@@ -27,7 +27,7 @@ use flextide_queue_core::{
 };
 use tokio::task::AbortHandle;
 
-pub(crate) use open::{connect, drop_streams, jetstream};
+pub(crate) use open::{connect, create, drop_streams, jetstream, queue_names};
 
 use crate::{BACKEND, Settings};
 
@@ -38,22 +38,31 @@ pub struct NatsQueue {
     name: String,
     client: async_nats::Client,
     js: jetstream::Context,
-    /// The queue's work-queue stream and its dead-letter stream.
-    stream: Stream,
-    dlq: Stream,
+    /// The queue's work-queue stream and its dead-letter stream (handles
+    /// only: the streams may not exist yet).
+    stream: Stream<()>,
+    dlq: Stream<()>,
     stream_name: String,
     subject: String,
     dlq_subject: String,
-    consumer: PullConsumer,
+    /// Whether this handle knows the streams and the consumer exist
+    /// (found at open, or created by the first push or pop); cleared by
+    /// `drop_queue`. Creation is one at a time (`creating`).
+    created: std::sync::atomic::AtomicBool,
+    creating: tokio::sync::Mutex<()>,
     /// Pull requests and the inbox their answers arrive on.
     puller: pull::PullPool,
-    /// The consumer's `ack_wait`: the lease every delivery gets.
-    lease: Duration,
+    /// The consumer's `ack_wait`: the lease every delivery gets (the
+    /// options' lease until the consumer is found or created).
+    lease: Mutex<Duration>,
+    /// Whether a lease other than the one asked for was warned about.
+    lease_warned: std::sync::atomic::AtomicBool,
     options: QueueOptions,
     /// The server's version, and whether it (and the stream) take message
     /// schedules, which delayed pushes need.
     server_version: String,
-    schedules: bool,
+    server_schedules: bool,
+    schedules: std::sync::atomic::AtomicBool,
     /// Largest payload a push may carry (the server's `max_payload`, less
     /// room for our headers).
     max_payload: usize,
@@ -73,7 +82,7 @@ impl fmt::Debug for NatsQueue {
             .field("server", &self.settings.shown)
             .field("server_version", &self.server_version)
             .field("stream", &self.stream_name)
-            .field("lease", &self.lease)
+            .field("lease", &self.lease())
             .finish()
     }
 }
@@ -92,12 +101,25 @@ impl NatsQueue {
     /// The lease every delivery of this queue gets: the consumer's
     /// `ack_wait`, fixed when the queue's consumer was created.
     pub fn lease(&self) -> Duration {
-        self.lease
+        *self.lease.lock().unwrap()
+    }
+
+    /// Whether delayed pushes work: the server takes message schedules, and
+    /// so does the queue's stream (or it does not exist yet).
+    fn schedules(&self) -> bool {
+        self.schedules.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The server's version, as it announced itself at connect.
     pub fn server_version(&self) -> &str {
         &self.server_version
+    }
+
+    /// Creates the queue's stream, dead-letter stream and consumer now, as
+    /// its first push or pop would (with this handle's lease): for a queue
+    /// that other NATS clients publish to before any handle pushed.
+    pub async fn create(&self) -> Result<()> {
+        self.ensure().await
     }
 
     /// Makes the client drop its connection and reconnect (for tests of
@@ -125,7 +147,7 @@ impl QueueProvider for NatsQueue {
         Capabilities {
             // A nacked message comes back after newer ones.
             fifo: false,
-            delay: self.schedules,
+            delay: self.schedules(),
             max_payload_bytes: Some(self.max_payload),
             max_batch: Some(self.settings.config.max_batch),
             // `+WPI` restarts the lease at the full `ack_wait`; a longer
@@ -196,6 +218,8 @@ impl QueueProvider for NatsQueue {
     }
 
     async fn drop_queue(&self) -> Result<()> {
+        let _one = self.creating.lock().await;
+        self.forget();
         drop_streams(&self.js, &self.settings.config, &self.name).await
     }
 

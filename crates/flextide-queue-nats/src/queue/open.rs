@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -96,6 +99,11 @@ async fn ensure_stream(
 }
 
 impl NatsQueue {
+    /// Opens a handle on the queue `name`. Creates nothing: it only looks
+    /// for the queue's stream, dead-letter stream and consumer, so that a
+    /// queue that exists is used as it is (its lease, whether its stream
+    /// takes schedules). What is missing is created by the first push or
+    /// pop ([`NatsQueue::ensure`]).
     pub(crate) async fn open(
         settings: Arc<Settings>,
         name: &str,
@@ -112,75 +120,25 @@ impl NatsQueue {
         let server_version = info.version.clone();
         let max_payload = info.max_payload.saturating_sub(HEADER_ROOM).max(1);
         let js = jetstream(&client, &settings.config);
-        let config = &settings.config;
         let stream_name = layout::stream(name);
-        let subject = layout::subject(name);
         let server_schedules = schedule::supported(&server_version);
-        let mut subjects = vec![subject.clone()];
-        if server_schedules {
-            subjects.push(layout::schedule_subjects(name));
-        }
-        let stream = ensure_stream(
-            &js,
-            name,
-            stream::Config {
-                name: stream_name.clone(),
-                subjects,
-                retention: RetentionPolicy::WorkQueue,
-                storage: storage(config),
-                num_replicas: config.replicas,
-                duplicate_window: config.duplicate_window,
-                allow_direct: true,
-                allow_message_schedules: server_schedules,
-                ..Default::default()
-            },
+        let stream = handle(&js, name, &stream_name).await?;
+        let dlq = handle(&js, name, &layout::dlq_stream(name)).await?;
+        let found = error::timed(
+            "open",
+            settings.config.operation_timeout,
+            existing(&js, name, &stream_name),
         )
         .await?;
-        // A stream created before the server was upgraded has no schedules.
-        let schedules = server_schedules && stream.cached_info().config.allow_message_schedules;
-        let dlq_subject = layout::dlq_subject(name);
-        let dlq = ensure_stream(
-            &js,
-            name,
-            stream::Config {
-                name: layout::dlq_stream(name),
-                subjects: vec![dlq_subject.clone()],
-                retention: RetentionPolicy::Limits,
-                storage: storage(config),
-                num_replicas: config.replicas,
-                duplicate_window: config.duplicate_window,
-                allow_direct: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer(
-                layout::CONSUMER,
-                pull::Config {
-                    durable_name: Some(layout::CONSUMER.to_owned()),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: options.lease,
-                    // The poison guard is ours: the server's limit would
-                    // leave the message in the work-queue stream forever.
-                    max_deliver: -1,
-                    // Leases are not capped by count, as on every backend.
-                    max_ack_pending: -1,
-                    filter_subject: subject.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| error::map("consumer create", name, e))?;
-        let lease = consumer.cached_info().config.ack_wait;
-        if lease != options.lease {
-            tracing::warn!(
-                queue = name,
-                lease = ?lease,
-                asked = ?options.lease,
-                "the queue's consumer exists with another lease (ack_wait); keeping the server's"
-            );
+        let mut lease = options.lease;
+        let mut schedules = server_schedules;
+        let mut created = false;
+        if let Some(found) = found {
+            schedules = server_schedules && found.schedules;
+            if let Some(ack_wait) = found.ack_wait {
+                lease = ack_wait;
+            }
+            created = found.complete;
         }
         let puller = super::pull::PullPool::new(client.clone(), &stream_name, layout::CONSUMER);
         Ok(NatsQueue {
@@ -191,19 +149,235 @@ impl NatsQueue {
             stream,
             dlq,
             stream_name,
-            subject,
-            dlq_subject,
-            consumer,
-            lease,
+            subject: layout::subject(name),
+            dlq_subject: layout::dlq_subject(name),
+            created: AtomicBool::new(created),
+            creating: tokio::sync::Mutex::new(()),
+            lease: Mutex::new(lease),
+            lease_warned: AtomicBool::new(false),
             options,
             server_version,
-            schedules,
+            server_schedules,
+            schedules: AtomicBool::new(schedules),
             max_payload,
             keepalive: Mutex::new(HashMap::new()),
             extended: std::sync::atomic::AtomicUsize::new(0),
             settings,
         })
     }
+
+    /// Creates the queue's stream, dead-letter stream and consumer where
+    /// they do not exist yet (once per handle, and again after
+    /// `drop_queue`): every push and pop calls it first.
+    pub(crate) async fn ensure(&self) -> Result<()> {
+        if self.created.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.creating.lock().await;
+        if self.created.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let made = create(
+            &self.js,
+            &self.settings.config,
+            &self.name,
+            self.server_schedules,
+            self.options.lease,
+        );
+        let made = error::timed("create", self.timeout(), made).await?;
+        self.schedules
+            .store(self.server_schedules && made.schedules, Ordering::Release);
+        if let Some(ack_wait) = made.ack_wait {
+            *self.lease.lock().unwrap() = ack_wait;
+        }
+        self.created.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// After a failed push or pull: when the queue's consumer is gone (the
+    /// queue was dropped by another handle), creates the queue again and
+    /// returns `true`; `false` when it is there (the failure was something
+    /// else).
+    pub(crate) async fn recreate_if_gone(&self) -> Result<bool> {
+        let look = async {
+            match self.stream.consumer_info(layout::CONSUMER).await {
+                Ok(_) => Ok(true),
+                Err(e) if error::class_of(&e) == Class::NotFound => Ok(false),
+                Err(e) => Err(error::map("consumer info", &self.name, e)),
+            }
+        };
+        if error::timed("consumer info", self.timeout(), look).await? {
+            return Ok(false);
+        }
+        {
+            let _one = self.creating.lock().await;
+            self.forget();
+        }
+        self.ensure().await?;
+        Ok(true)
+    }
+
+    /// Warns, once per handle, when the queue's consumer has another lease
+    /// than this handle asked for (at its first pop: a handle that only
+    /// looks at the queue or pushes to it does not care).
+    pub(crate) fn warn_lease_once(&self) {
+        let lease = self.lease();
+        if lease != self.options.lease && !self.lease_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                queue = %self.name,
+                lease = ?lease,
+                asked = ?self.options.lease,
+                "the queue's consumer exists with another lease (ack_wait); keeping the server's"
+            );
+        }
+    }
+
+    /// Forgets that the queue's streams exist (after `drop_queue`): the
+    /// next push or pop creates them again.
+    pub(crate) fn forget(&self) {
+        self.created.store(false, Ordering::Release);
+    }
+}
+
+/// A handle on the stream `name` (no request: it may not exist).
+async fn handle(js: &jetstream::Context, queue: &str, name: &str) -> Result<Stream<()>> {
+    js.get_stream_no_info(name)
+        .await
+        .map_err(|e| error::map("stream handle", queue, e))
+}
+
+/// What a queue has on the server.
+pub(crate) struct Found {
+    /// Whether its work-queue stream takes message schedules.
+    pub(crate) schedules: bool,
+    /// The consumer's `ack_wait`, when the consumer exists.
+    pub(crate) ack_wait: Option<Duration>,
+    /// Whether the stream, the dead-letter stream and the consumer all exist.
+    pub(crate) complete: bool,
+}
+
+/// Looks for a queue's streams and consumer without creating anything:
+/// `None` when its work-queue stream does not exist.
+pub(crate) async fn existing(
+    js: &jetstream::Context,
+    queue: &str,
+    stream_name: &str,
+) -> Result<Option<Found>> {
+    let stream = match js.get_stream(stream_name).await {
+        Ok(s) => s,
+        Err(e) if error::class_of(&e) == Class::NotFound => return Ok(None),
+        Err(e) => return Err(error::map("stream info", queue, e)),
+    };
+    let schedules = stream.cached_info().config.allow_message_schedules;
+    let ack_wait = match stream.consumer_info(layout::CONSUMER).await {
+        Ok(c) => Some(c.config.ack_wait),
+        Err(e) if error::class_of(&e) == Class::NotFound => None,
+        Err(e) => return Err(error::map("consumer info", queue, e)),
+    };
+    let dlq = match js.get_stream(layout::dlq_stream(queue)).await {
+        Ok(_) => true,
+        Err(e) if error::class_of(&e) == Class::NotFound => false,
+        Err(e) => return Err(error::map("stream info", queue, e)),
+    };
+    Ok(Some(Found {
+        schedules,
+        ack_wait,
+        complete: ack_wait.is_some() && dlq,
+    }))
+}
+
+/// Creates what is missing of a queue: its work-queue stream, its
+/// dead-letter stream and its durable pull consumer (with `lease` as
+/// `ack_wait`). What exists is left as it is. Returns what the queue then
+/// has.
+pub(crate) async fn create(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    name: &str,
+    server_schedules: bool,
+    lease: Duration,
+) -> Result<Found> {
+    let subject = layout::subject(name);
+    let mut subjects = vec![subject.clone()];
+    if server_schedules {
+        subjects.push(layout::schedule_subjects(name));
+    }
+    let stream = ensure_stream(
+        js,
+        name,
+        stream::Config {
+            name: layout::stream(name),
+            subjects,
+            retention: RetentionPolicy::WorkQueue,
+            storage: storage(config),
+            num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
+            allow_message_schedules: server_schedules,
+            ..Default::default()
+        },
+    )
+    .await?;
+    // A stream created before the server was upgraded has no schedules.
+    let schedules = stream.cached_info().config.allow_message_schedules;
+    ensure_stream(
+        js,
+        name,
+        stream::Config {
+            name: layout::dlq_stream(name),
+            subjects: vec![layout::dlq_subject(name)],
+            retention: RetentionPolicy::Limits,
+            storage: storage(config),
+            num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            allow_direct: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let consumer: PullConsumer = stream
+        .get_or_create_consumer(
+            layout::CONSUMER,
+            pull::Config {
+                durable_name: Some(layout::CONSUMER.to_owned()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: lease,
+                // The poison guard is ours: the server's limit would
+                // leave the message in the work-queue stream forever.
+                max_deliver: -1,
+                // Leases are not capped by count, as on every backend.
+                max_ack_pending: -1,
+                filter_subject: subject,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| error::map("consumer create", name, e))?;
+    Ok(Found {
+        schedules,
+        ack_wait: Some(consumer.cached_info().config.ack_wait),
+        complete: true,
+    })
+}
+
+/// The names of the queues on the server: its `FTQ_` streams, sorted
+/// (dead-letter streams are `FTDLQ_`, and left out).
+pub(crate) async fn queue_names(js: &jetstream::Context) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let names: Vec<String> = js
+        .stream_names()
+        .try_collect()
+        .await
+        .map_err(|e| error::map("stream names", "*", e))?;
+    let mut queues: Vec<String> = names
+        .iter()
+        .filter_map(|n| layout::queue_of_stream(n))
+        .map(str::to_owned)
+        .collect();
+    queues.sort();
+    queues.dedup();
+    Ok(queues)
 }
 
 /// Deletes a queue's stream (its consumer and delayed messages with it) and

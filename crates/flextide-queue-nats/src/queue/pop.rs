@@ -32,9 +32,46 @@ impl NatsQueue {
             return Ok(Vec::new());
         }
         let deadline = Instant::now() + wait;
+        self.ensure().await?;
+        self.warn_lease_once();
+        let mut recreated = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let pulled = self.puller.pull(max, left.min(MAX_PULL_WAIT)).await?;
+            let (pulled, unanswered) = match self.puller.pull(max, left.min(MAX_PULL_WAIT)).await {
+                Ok(pulled) => pulled,
+                // A refused pull (nats-server 2.14 answers one for a deleted
+                // consumer with 503 no responders): when the consumer is
+                // gone (another handle dropped the queue), the queue is
+                // created again, once per pop; otherwise the error stands.
+                Err(e) if !recreated => {
+                    recreated = true;
+                    match self.recreate_if_gone().await {
+                        Ok(true) => {
+                            tracing::info!(queue = %self.name, "the queue's consumer was gone; created it again");
+                            continue;
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            // No answer at all (nats-server 2.9 drops a pull for a deleted
+            // consumer silently): the same check, once per pop. A check
+            // that fails (the answer was lost in a reconnect, which is
+            // still under way) changes nothing: the pop goes on.
+            if unanswered && !recreated {
+                recreated = true;
+                match self.recreate_if_gone().await {
+                    Ok(true) => {
+                        tracing::info!(queue = %self.name, "the queue's consumer was gone; created it again");
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(queue = %self.name, error = %e, "an unanswered pull; the consumer check failed");
+                    }
+                }
+            }
             if !pulled.is_empty() {
                 let deliveries = self.sort(pulled).await?;
                 if !deliveries.is_empty() {
@@ -95,7 +132,7 @@ impl NatsQueue {
                     decoded.message,
                     Receipt::new(reply),
                     delivered,
-                    started + self.lease,
+                    started + self.lease(),
                 )));
             }
         }

@@ -84,7 +84,7 @@ impl PullPool {
     }
 
     /// See [`Puller::pull`].
-    pub(crate) async fn pull(&self, max: usize, wait: Duration) -> Result<Pulled> {
+    pub(crate) async fn pull(&self, max: usize, wait: Duration) -> Result<(Pulled, Unanswered)> {
         self.pick().pull(max, wait).await
     }
 
@@ -123,6 +123,12 @@ pub(crate) struct Puller {
 /// Deliveries with the time their request was sent (their leases run from then).
 pub(crate) type Pulled = Vec<(Message, Instant)>;
 
+/// Whether a pull request got no answer at all, not even the status that
+/// ends an expired request: the answer was lost in a reconnect, or nobody
+/// serves the consumer (it was deleted: the server drops requests for a
+/// consumer that does not exist, silently).
+pub(crate) type Unanswered = bool;
+
 impl Puller {
     pub(crate) fn new(client: Client, stream: &str, consumer: &str) -> Puller {
         Puller {
@@ -150,7 +156,7 @@ impl Puller {
 
     /// Takes up to `max` deliveries: those already waiting in the inbox,
     /// or else the answer of one request that waits up to `wait`.
-    pub(crate) async fn pull(&self, max: usize, wait: Duration) -> Result<Pulled> {
+    pub(crate) async fn pull(&self, max: usize, wait: Duration) -> Result<(Pulled, Unanswered)> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         let now = Instant::now();
@@ -180,7 +186,7 @@ impl Puller {
             self.take(state, m, &mut got, max, None);
         }
         if !got.is_empty() {
-            return Ok(got);
+            return Ok((got, false));
         }
         let token = state.next;
         state.next += 1;
@@ -221,9 +227,10 @@ impl Puller {
             // A request served in full ends without a status.
             state.open.remove(&token);
         }
+        let unanswered = got.is_empty() && state.open.contains_key(&token);
         match failure {
             Some(e) if got.is_empty() => Err(e),
-            _ => Ok(got),
+            _ => Ok((got, unanswered)),
         }
     }
 

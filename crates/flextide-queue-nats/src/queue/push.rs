@@ -37,7 +37,7 @@ impl NatsQueue {
                 "Nats-Msg-Id carries the message id",
             ));
         }
-        if message.delay.is_some_and(|d| !d.is_zero()) && !self.schedules {
+        if message.delay.is_some_and(|d| !d.is_zero()) && !self.schedules() {
             return Err(QueueError::unsupported_because(
                 BACKEND,
                 "delay",
@@ -94,21 +94,53 @@ impl NatsQueue {
 
     pub(super) async fn push_one(&self, message: Message) -> Result<MessageId> {
         self.check(&message)?;
-        let future = self.send(&message).await?;
-        self.acked(future).await?;
+        self.ensure().await?;
+        match self.send_acked(&message).await {
+            // No stream (another handle dropped the queue): create it again
+            // and push once more.
+            Err(QueueError::QueueNotFound { .. }) if self.recreate_if_gone().await? => {
+                self.send_acked(&message).await?;
+            }
+            other => other?,
+        }
         Ok(message.id)
     }
 
+    async fn send_acked(&self, message: &Message) -> Result<()> {
+        let future = self.send(message).await?;
+        self.acked(future).await
+    }
+
     pub(super) async fn push_many(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
+        match self.push_each(&messages).await {
+            // Nothing stored, for want of a stream (another handle dropped
+            // the queue): create it again and push the batch once more.
+            Err(QueueError::PartialBatch { failures, .. })
+                if failures.len() == messages.len()
+                    && failures
+                        .iter()
+                        .all(|f| matches!(f.error, QueueError::QueueNotFound { .. }))
+                    && self.recreate_if_gone().await? =>
+            {
+                self.push_each(&messages).await
+            }
+            other => other,
+        }
+    }
+
+    async fn push_each(&self, messages: &[Message]) -> Result<Vec<MessageId>> {
         let mut failures = Vec::new();
         let mut sent = Vec::with_capacity(messages.len());
-        for (index, message) in messages.into_iter().enumerate() {
-            let result = match self.check(&message) {
-                Ok(()) => self.send(&message).await,
+        for (index, message) in messages.iter().enumerate() {
+            let result = match self.check(message) {
+                Ok(()) => match self.ensure().await {
+                    Ok(()) => self.send(message).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match result {
-                Ok(future) => sent.push((index, message.id, future)),
+                Ok(future) => sent.push((index, message.id.clone(), future)),
                 Err(error) => failures.push(BatchFailure { index, error }),
             }
         }

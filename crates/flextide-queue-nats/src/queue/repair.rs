@@ -9,7 +9,7 @@
 //! would count them as delayed. Everything on the queue's subject at or
 //! below the ack floor was acknowledged by definition, so it is removed.
 
-use async_nats::jetstream::consumer::Info;
+use async_nats::jetstream::{consumer::Info, stream::Stream};
 
 use flextide_queue_core::Result;
 
@@ -21,6 +21,7 @@ impl NatsQueue {
     /// counts show there are some; returns how many went.
     pub(super) async fn remove_acknowledged_leftovers(
         &self,
+        stream: &Stream,
         consumer: &Info,
         stream_first: u64,
         unexplained: u64,
@@ -29,8 +30,7 @@ impl NatsQueue {
         if unexplained == 0 || floor == 0 || stream_first > floor {
             return Ok(0);
         }
-        let purged = self
-            .stream
+        let purged = stream
             .purge()
             .filter(self.subject.clone())
             .sequence(floor + 1)

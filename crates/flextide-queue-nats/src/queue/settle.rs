@@ -107,9 +107,9 @@ impl NatsQueue {
         self.stop_keepalive(info.subject);
         self.send_ack(info.subject, Bytes::from_static(b"+WPI"))
             .await?;
-        if by > self.lease {
+        if by > self.lease() {
             let (client, subject, lease) =
-                (self.client.clone(), info.subject.to_owned(), self.lease);
+                (self.client.clone(), info.subject.to_owned(), self.lease());
             let key = subject.clone();
             let task = tokio::spawn(async move {
                 let end = tokio::time::Instant::now() + by;
@@ -145,6 +145,9 @@ impl NatsQueue {
     pub(super) async fn terminate(&self, receipt: &Receipt, reason: &str) -> Result<()> {
         let info = receipt::parse(receipt, &self.stream_name)?;
         let message = self.stored(&info).await?;
+        // The dead-letter stream exists when the queue does (unless it was
+        // dropped in between: then it is made again).
+        self.ensure().await?;
         self.move_to_dead(&info, &message, reason, info.delivered)
             .await
     }

@@ -11,43 +11,57 @@ use std::time::SystemTime;
 use flextide_queue_core::{QueueStats, Result};
 
 use super::NatsQueue;
-use crate::{codec, error};
+use crate::{codec, error, layout};
 
 impl NatsQueue {
     pub(super) async fn counts(&self) -> Result<QueueStats> {
         let read = async {
-            let mut consumer = self.consumer.clone();
-            let c = consumer
-                .info()
-                .await
-                .map_err(|e| error::map("consumer info", &self.name, e))?
-                .clone();
-            let mut s = self
-                .stream
-                .get_info()
-                .await
-                .map_err(|e| error::map("stream info", &self.name, e))?;
-            let live = c.num_pending + c.num_ack_pending as u64;
-            // Messages the consumer does not account for: schedules (which
-            // the repair's subject filter leaves alone), or acknowledged
-            // messages a crash left behind (see repair.rs).
-            let unexplained = s.state.messages.saturating_sub(live);
-            if self
-                .remove_acknowledged_leftovers(&c, s.state.first_sequence, unexplained)
-                .await?
-                > 0
+            // Looked up each time, creating nothing: a queue never written
+            // to (or dropped) has no stream and counts as empty.
+            let stream = match self.js.get_stream(&self.stream_name).await {
+                Ok(s) => s,
+                Err(e) if error::class_of(&e) == error::Class::NotFound => {
+                    return Ok(QueueStats::default());
+                }
+                Err(e) => return Err(error::map("stream info", &self.name, e)),
+            };
+            let mut s = stream.cached_info().clone();
+            let (num_pending, num_ack_pending) = match stream.consumer_info(layout::CONSUMER).await
             {
-                s = self
-                    .stream
-                    .get_info()
-                    .await
-                    .map_err(|e| error::map("stream info", &self.name, e))?;
-            }
-            let d = self
-                .dlq
-                .get_info()
-                .await
-                .map_err(|e| error::map("stream info", &self.name, e))?;
+                Ok(c) => {
+                    // Messages the consumer does not account for: schedules
+                    // (which the repair's subject filter leaves alone), or
+                    // acknowledged messages a crash left behind (repair.rs).
+                    let live = c.num_pending + c.num_ack_pending as u64;
+                    let unexplained = s.state.messages.saturating_sub(live);
+                    if self
+                        .remove_acknowledged_leftovers(
+                            &stream,
+                            &c,
+                            s.state.first_sequence,
+                            unexplained,
+                        )
+                        .await?
+                        > 0
+                    {
+                        s = stream
+                            .get_info()
+                            .await
+                            .map_err(|e| error::map("stream info", &self.name, e))?;
+                    }
+                    (c.num_pending, c.num_ack_pending as u64)
+                }
+                // Only the stream exists (its creation was cut short):
+                // everything in it waits.
+                Err(e) if error::class_of(&e) == error::Class::NotFound => (s.state.messages, 0),
+                Err(e) => return Err(error::map("consumer info", &self.name, e)),
+            };
+            let dead = match self.js.get_stream(layout::dlq_stream(&self.name)).await {
+                Ok(d) => d.cached_info().state.messages,
+                Err(e) if error::class_of(&e) == error::Class::NotFound => 0,
+                Err(e) => return Err(error::map("stream info", &self.name, e)),
+            };
+            let live = num_pending + num_ack_pending;
             let delayed = s.state.messages.saturating_sub(live);
             let oldest_ns = if live == 0 {
                 None
@@ -56,8 +70,7 @@ impl NatsQueue {
             } else {
                 // The stream's first message may be a schedule: ask for the
                 // first message on the queue's own subject.
-                match self
-                    .stream
+                match stream
                     .get_first_raw_message_by_subject(self.subject.clone(), 1)
                     .await
                 {
@@ -72,10 +85,10 @@ impl NatsQueue {
                     .unwrap_or_default()
             });
             Ok(QueueStats::default()
-                .with_depth(c.num_pending)
-                .with_in_flight(c.num_ack_pending as u64)
+                .with_depth(num_pending)
+                .with_in_flight(num_ack_pending)
                 .with_delayed(delayed)
-                .with_dead_lettered(d.state.messages)
+                .with_dead_lettered(dead)
                 .with_oldest_age(oldest_age))
         };
         error::timed("stats", self.timeout(), read).await

@@ -8,11 +8,13 @@ use std::{
     time::Duration,
 };
 
+use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
 use flextide_queue_conformance::{
     Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_nats::{Nats, NatsQueue};
+use futures::TryStreamExt;
 
 /// How long `write_foreign` waits for the server.
 const FOREIGN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +87,18 @@ impl Harness for NatsHarness {
             }
             _ => return Ok(false),
         };
+        // Another client publishes to a queue that exists: create it as
+        // the handle's first push would (the harness keeps every handle).
+        let live: Option<Arc<NatsQueue>> = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(queue.queue_name())
+            .and_then(|l| l.iter().find_map(Weak::upgrade));
+        match live {
+            Some(q) => q.create().await?,
+            None => return Ok(false),
+        }
         let failed = |e: String| QueueError::connection("nats", e);
         let subject = format!("ftq.{}", queue.queue_name());
         let published = tokio::time::timeout(FOREIGN_TIMEOUT, async {
@@ -109,8 +123,64 @@ impl Harness for NatsHarness {
         Ok(true)
     }
 
+    /// The streams whose name holds the queue's (`FTQ_<name>`,
+    /// `FTDLQ_<name>`, and anything else a change might add), with their
+    /// message counts and consumers, listed with plain async-nats.
+    async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
+        let failed = |e: String| QueueError::connection("nats", format!("leftovers: {e}"));
+        let listed = tokio::time::timeout(FOREIGN_TIMEOUT, async {
+            let client = async_nats::connect(self.url.as_str())
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let js = async_nats::jetstream::new(client.clone());
+            let names: Vec<String> = js
+                .stream_names()
+                .try_collect()
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let mut out = Vec::new();
+            for stream in names.into_iter().filter(|n| n.contains(name)) {
+                let s = match js.get_stream(&stream).await {
+                    Ok(s) => s,
+                    // Deleted since it was listed.
+                    Err(e)
+                        if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(failed(e.to_string())),
+                };
+                out.push(format!(
+                    "stream {stream}: {} messages",
+                    s.cached_info().state.messages
+                ));
+                let consumers: Vec<String> = s
+                    .consumer_names()
+                    .try_collect()
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                out.extend(
+                    consumers
+                        .into_iter()
+                        .map(|c| format!("consumer {stream}/{c}")),
+                );
+            }
+            let _ = client.drain().await;
+            Ok::<_, QueueError>(out)
+        })
+        .await;
+        let out = listed.map_err(|_| QueueError::Timeout {
+            backend: "nats",
+            operation: "list streams (leftovers)",
+            after: FOREIGN_TIMEOUT,
+        })??;
+        Ok(Some(out))
+    }
+
     fn settings(&self) -> HarnessSettings {
         HarnessSettings {
+            lists_leftovers: true,
             can_disrupt: true,
             foreign_plain: true,
             foreign_undecodable: true,

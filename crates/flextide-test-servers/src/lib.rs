@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod kinds;
+pub mod load;
 mod process;
 
 use std::{

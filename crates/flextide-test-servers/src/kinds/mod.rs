@@ -65,7 +65,7 @@ pub(crate) fn program(kind: Kind) -> String {
         Kind::MariaDb => mariadb::program().into(),
         Kind::Redis { .. } => "redis-server".into(),
         Kind::RabbitMq => rabbitmq::SCRIPT.into(),
-        Kind::Nats => "nats-server".into(),
+        Kind::Nats => nats::program(),
     }
 }
 

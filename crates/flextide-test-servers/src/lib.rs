@@ -71,6 +71,25 @@ impl Server {
     /// Makes a fresh data directory and free ports, initialises the server
     /// there and starts it; returns once it answers.
     pub fn start(kind: Kind) -> Result<Server, String> {
+        // A port found free can be taken before the server binds it (tests
+        // and chaos runs start servers side by side, and so does the rest
+        // of a shared machine): a start that fails is tried again on fresh
+        // ports in a fresh directory (the failed one is removed on drop).
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::start_once(kind) {
+                Ok(server) => return Ok(server),
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(format!(
+            "{} did not start in 3 tries: {}",
+            kind.name(),
+            failures.join("; then: ")
+        ))
+    }
+
+    fn start_once(kind: Kind) -> Result<Server, String> {
         let dir = process::temp_dir(kind.name())?;
         let mut server = Server {
             kind,

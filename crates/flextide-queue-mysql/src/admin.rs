@@ -2,7 +2,7 @@
 //! anything, migrating, listing queues. Each opens a pool of its own.
 
 use flextide_queue_core::{QueueOptions, Result};
-use flextide_queue_sql::{LIST_QUEUES_SQL, applied_steps};
+use flextide_queue_sql::applied_steps;
 
 use crate::{MIGRATIONS, MySqlQueue, error::map_err, migrate::migrate_steps, queue::connect_pool};
 
@@ -23,11 +23,5 @@ pub(crate) async fn migrate(url: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) async fn list_queues(url: &str) -> Result<Vec<String>> {
-    let pool = connect_pool(url).await?;
-    let names = sqlx::query_scalar(LIST_QUEUES_SQL)
-        .fetch_all(&pool)
-        .await
-        .map_err(map_err);
-    pool.close().await;
-    names
+    flextide_queue_sql::list_queues(connect_pool(url).await?, map_err).await
 }

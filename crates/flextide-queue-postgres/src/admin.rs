@@ -2,7 +2,7 @@
 //! anything, migrating, listing queues. Each opens a pool of its own.
 
 use flextide_queue_core::{QueueOptions, Result};
-use flextide_queue_sql::{LIST_QUEUES_SQL, applied_steps};
+use flextide_queue_sql::applied_steps;
 
 use crate::{
     MIGRATIONS, PostgresBackend, PostgresConfig, PostgresQueue, error::map_err, migrate_with,
@@ -26,10 +26,5 @@ pub(crate) async fn migrate(url: &str) -> Result<Vec<String>> {
 
 pub(crate) async fn list_queues(url: &str) -> Result<Vec<String>> {
     let backend = PostgresBackend::connect(url, PostgresConfig::default()).await?;
-    let names = sqlx::query_scalar(LIST_QUEUES_SQL)
-        .fetch_all(backend.pool())
-        .await
-        .map_err(map_err);
-    backend.pool().close().await;
-    names
+    flextide_queue_sql::list_queues(backend.pool().clone(), map_err).await
 }

@@ -20,7 +20,7 @@ pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};
 pub use pool::{CONNECT_TIMEOUT, open_pool};
-pub use provider::{CAPABILITIES, LIST_QUEUES_SQL, applied_steps};
+pub use provider::{CAPABILITIES, LIST_QUEUES_SQL, applied_steps, list_queues};
 pub use release::release;
 pub use wake::waker;
 

@@ -11,6 +11,28 @@ use crate::{MAX_DELAY, Migration};
 pub const LIST_QUEUES_SQL: &str = "SELECT queue FROM flextide_queue_messages \
      UNION SELECT queue FROM flextide_queue_dead_letters ORDER BY queue";
 
+/// The queue names of the shared tables ([`LIST_QUEUES_SQL`]) through
+/// `pool`, which is closed afterwards: `Connector::list_queues` of every
+/// SQL backend, on a pool it opened for the call.
+pub async fn list_queues<DB>(
+    pool: sqlx::Pool<DB>,
+    map: fn(sqlx::Error) -> flextide_queue_core::QueueError,
+) -> flextide_queue_core::Result<Vec<String>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+{
+    let names = sqlx::query_scalar::<DB, String>(LIST_QUEUES_SQL)
+        .fetch_all(&pool)
+        .await
+        .map_err(map);
+    pool.close().await;
+    names
+}
+
 /// The steps of `migrations` whose versions were just applied, as
 /// `"VERSION NAME"` lines, for `Connector::migrate`.
 pub fn applied_steps(migrations: &[Migration], versions: &[i64]) -> Vec<String> {

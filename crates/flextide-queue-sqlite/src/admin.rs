@@ -2,7 +2,7 @@
 //! anything, migrating, listing queues. Each opens a pool of its own.
 
 use flextide_queue_core::{QueueError, QueueOptions, Result};
-use flextide_queue_sql::{LIST_QUEUES_SQL, applied_steps};
+use flextide_queue_sql::applied_steps;
 use sqlx::SqlitePool;
 
 use crate::{
@@ -43,11 +43,5 @@ pub(crate) async fn migrate(url: &str) -> Result<Vec<String>> {
 }
 
 pub(crate) async fn list_queues(url: &str) -> Result<Vec<String>> {
-    let pool = existing_pool(url).await?;
-    let names = sqlx::query_scalar(LIST_QUEUES_SQL)
-        .fetch_all(&pool)
-        .await
-        .map_err(error::map);
-    pool.close().await;
-    names
+    flextide_queue_sql::list_queues(existing_pool(url).await?, error::map).await
 }

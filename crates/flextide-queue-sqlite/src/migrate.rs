@@ -112,12 +112,10 @@ pub async fn drop_queue(pool: &SqlitePool, name: &str) -> Result<u64> {
 
 /// Names of every queue that holds messages or dead letters, sorted.
 pub async fn list_queues(pool: &SqlitePool) -> Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT queue FROM flextide_queue_messages UNION SELECT queue FROM flextide_queue_dead_letters ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(error::map)
+    sqlx::query_scalar(flextide_queue_sql::LIST_QUEUES_SQL)
+        .fetch_all(pool)
+        .await
+        .map_err(error::map)
 }
 
 #[cfg(test)]

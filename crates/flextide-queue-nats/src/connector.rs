@@ -50,18 +50,6 @@ impl Connector for NatsConnector {
         Ok(Arc::new(client.open(queue, options).await?))
     }
 
-    /// The same as [`Connector::open`]: opening a NATS queue creates
-    /// nothing, and a queue that does not exist reads as empty (contract
-    /// clause 15).
-    async fn open_existing(
-        &self,
-        url: &str,
-        queue: &str,
-        options: QueueOptions,
-    ) -> Result<Arc<dyn QueueProvider>> {
-        self.open(url, queue, options).await
-    }
-
     /// Creates the queue's stream, consumer and dead-letter stream;
     /// idempotent.
     async fn create_queue(&self, url: &str, queue: &str, options: QueueOptions) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod backends;
 mod chart;
+mod compression;
 mod driver;
 mod machine;
 mod many;

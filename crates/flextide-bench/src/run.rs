@@ -50,7 +50,13 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn new(id: String, label: String, library: Cell, raw: Cell, latency_row: bool) -> Self {
+    pub(crate) fn new(
+        id: String,
+        label: String,
+        library: Cell,
+        raw: Cell,
+        latency_row: bool,
+    ) -> Self {
         let pick = |c: &Cell| {
             c.figure().and_then(|f| {
                 if latency_row {
@@ -254,6 +260,8 @@ pub(crate) async fn workloads(b: &Arc<dyn Backend>, plan: &Plan) -> Vec<Row> {
     rows.push(pair(b, "w4", &label, w, b.raw_waits(), true).await);
     // The payload sweep.
     rows.extend(sweep(b, plan).await);
+    // JSON payloads with and without zstd.
+    rows.extend(crate::compression::rows(b, plan).await);
     rows
 }
 

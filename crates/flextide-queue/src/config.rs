@@ -14,6 +14,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://flextide.db?mode=rwc";
 /// The default `QUEUE_NAME`.
 pub const DEFAULT_QUEUE_NAME: &str = "flextide-tasks";
 
+/// The default `QUEUE_COMPRESSION_THRESHOLD`, in bytes.
+pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
+
 /// `QUEUE_PROVIDER` values that mean "the SQL database `DATABASE_URL` names".
 const DATABASE: &[&str] = &["database", "db", "sql"];
 
@@ -32,6 +35,11 @@ pub struct Config {
     pub queue_name: String,
     /// Lease and max attempts (`QUEUE_LEASE_SECONDS`, `QUEUE_MAX_ATTEMPTS`).
     pub options: QueueOptions,
+    /// Compress payloads of at least this many bytes with zstd
+    /// (`QUEUE_COMPRESSION=zstd`, threshold `QUEUE_COMPRESSION_THRESHOLD`,
+    /// 1024 by default); `None` sends payloads as they are. Needs this
+    /// crate's `zstd` feature to open.
+    pub compress_above: Option<usize>,
 }
 
 impl fmt::Debug for Config {
@@ -41,6 +49,7 @@ impl fmt::Debug for Config {
             .field("url", &redact_url(&self.url))
             .field("queue_name", &self.queue_name)
             .field("options", &self.options)
+            .field("compress_above", &self.compress_above)
             .finish()
     }
 }
@@ -184,11 +193,31 @@ impl Config {
                 })?),
             };
         }
+        let compress_above = match var("QUEUE_COMPRESSION").map(|v| v.to_ascii_lowercase()) {
+            None => None,
+            Some(v) if v == "none" || v == "off" => None,
+            Some(v) if v == "zstd" => Some(match var("QUEUE_COMPRESSION_THRESHOLD") {
+                None => DEFAULT_COMPRESSION_THRESHOLD,
+                Some(t) => t.parse().map_err(|_| {
+                    QueueError::configuration(
+                        BACKEND,
+                        format!("QUEUE_COMPRESSION_THRESHOLD={t:?} is not a whole number of bytes"),
+                    )
+                })?,
+            }),
+            Some(v) => {
+                return Err(QueueError::configuration(
+                    BACKEND,
+                    format!("QUEUE_COMPRESSION={v:?} is not known; use zstd or none"),
+                ));
+            }
+        };
         Ok(Config {
             backend: backend.to_owned(),
             url,
             queue_name,
             options,
+            compress_above,
         })
     }
 
@@ -276,6 +305,36 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::resolve(&registry(), |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn compression_from_the_environment() {
+        assert_eq!(cfg(&[]).unwrap().compress_above, None);
+        let c = cfg(&[("QUEUE_COMPRESSION", "zstd")]).unwrap();
+        assert_eq!(c.compress_above, Some(DEFAULT_COMPRESSION_THRESHOLD));
+        let c = cfg(&[
+            ("QUEUE_COMPRESSION", "ZSTD"),
+            ("QUEUE_COMPRESSION_THRESHOLD", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.compress_above, Some(0));
+        assert_eq!(
+            cfg(&[("QUEUE_COMPRESSION", "none")])
+                .unwrap()
+                .compress_above,
+            None
+        );
+        let e = cfg(&[("QUEUE_COMPRESSION", "gzip")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use zstd or none"), "{e}");
+        let e = cfg(&[
+            ("QUEUE_COMPRESSION", "zstd"),
+            ("QUEUE_COMPRESSION_THRESHOLD", "1k"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("QUEUE_COMPRESSION_THRESHOLD"), "{e}");
     }
 
     #[test]

@@ -5,11 +5,13 @@ mod config;
 mod open;
 mod registry;
 
-pub use config::{Config, DEFAULT_DATABASE_URL, DEFAULT_QUEUE_NAME};
+pub use config::{Config, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_DATABASE_URL, DEFAULT_QUEUE_NAME};
 pub use flextide_queue_core::*;
 pub use open::{connect, from_env};
 pub use registry::{IN_TREE, Registry, open, register, registry};
 
+#[cfg(feature = "zstd")]
+pub use flextide_queue_compression as compression;
 #[cfg(feature = "memory")]
 pub use flextide_queue_memory as memory;
 #[cfg(feature = "mysql")]

@@ -61,6 +61,10 @@ enum Command {
     /// Create a queue and its helpers, or delete one.
     #[command(subcommand)]
     Queue(commands::admin::QueueCommand),
+    /// Serve the web dashboard of the queues (QUEUE_NAMES, else every queue
+    /// the backend lists) on 127.0.0.1:9494 until Ctrl-C: counts, rates,
+    /// waiting messages, dead letters, replay and purge (feature `dashboard`).
+    Dashboard(commands::dashboard::DashboardArgs),
 }
 
 fn main() -> ExitCode {

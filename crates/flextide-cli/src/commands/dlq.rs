@@ -5,10 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use flextide_queue::{MessageId, QueueProvider, Replay};
 
-use super::{Error, message_json};
-
-/// How many dead letters `replay --id` looks through to find the ids.
-const MAX_LISTED: usize = 100_000;
+use super::Error;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
@@ -43,16 +40,7 @@ pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<Ex
         DlqCommand::List { limit } => {
             let dead = queue.dead_letters(limit).await?;
             for d in &dead {
-                let mut line = message_json(&d.message);
-                line["reason"] = d.reason.clone().into();
-                line["attempts"] = d.attempts.into();
-                line["dead_lettered_at_ms"] = d
-                    .dead_lettered_at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|t| t.as_millis() as u64)
-                    .unwrap_or_default()
-                    .into();
-                println!("{line}");
+                println!("{}", flextide_admin::dead_letter_json(d));
             }
             if dead.is_empty() {
                 eprintln!("no dead letters in {}", queue.queue_name());
@@ -69,28 +57,13 @@ pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<Ex
                     );
                 }
             };
-            // Say which asked-for ids are not dead letters, rather than
+            // Says which asked-for ids are not dead letters, rather than
             // quietly replaying fewer.
-            let missing: Vec<MessageId> = match &which {
-                Replay::Ids(ids) => {
-                    let dead = queue.dead_letters(MAX_LISTED).await?;
-                    ids.iter()
-                        .filter(|id| !dead.iter().any(|d| &d.message.id == *id))
-                        .cloned()
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            let which = match which {
-                Replay::Ids(ids) => {
-                    Replay::Ids(ids.into_iter().filter(|id| !missing.contains(id)).collect())
-                }
-                other => other,
-            };
-            let n = match &which {
-                Replay::Ids(ids) if ids.is_empty() => 0,
-                _ => queue.replay_dead_letters(which).await?,
-            };
+            let flextide_admin::ReplayOutcome {
+                replayed: n,
+                missing,
+                ..
+            } = flextide_admin::replay(queue, which).await?;
             println!("replayed {n} dead letters onto {}", queue.queue_name());
             if !missing.is_empty() {
                 let list: Vec<&str> = missing.iter().map(MessageId::as_str).collect();

@@ -32,14 +32,7 @@ pub(crate) struct PurgeArgs {
 }
 
 pub(crate) async fn peek(queue: &dyn QueueProvider, args: PeekArgs) -> Result<ExitCode, Error> {
-    if !queue.capabilities().peek {
-        return Err(format!(
-            "the {} backend cannot list waiting messages without leasing them; `flextide stats` shows the counts",
-            queue.backend_name()
-        )
-        .into());
-    }
-    let waiting = queue.peek(args.count).await?;
+    let waiting = flextide_admin::peek(queue, args.count).await?;
     for m in &waiting {
         println!("{}", message_json(m));
     }
@@ -76,16 +69,7 @@ pub(crate) async fn stats(queue: &dyn QueueProvider, args: StatsArgs) -> Result<
 }
 
 fn stats_json(queue: &dyn QueueProvider, s: &QueueStats) -> serde_json::Value {
-    serde_json::json!({
-        "queue": queue.queue_name(),
-        "backend": queue.backend_name(),
-        "exact": queue.capabilities().exact_stats,
-        "ready": s.depth,
-        "in_flight": s.in_flight,
-        "delayed": s.delayed,
-        "dead_letters": s.dead_lettered,
-        "oldest_seconds": s.oldest_age.map(|a| a.as_secs_f64()),
-    })
+    serde_json::json!(flextide_admin::StatsView::new(queue, s))
 }
 
 fn print_table(queue: &dyn QueueProvider, s: &QueueStats) {
@@ -111,15 +95,8 @@ fn print_table(queue: &dyn QueueProvider, s: &QueueStats) {
 
 pub(crate) async fn purge(queue: &dyn QueueProvider, args: PurgeArgs) -> Result<ExitCode, Error> {
     if !args.yes {
-        let waiting = queue.stats().await?;
-        return Err(format!(
-            "this deletes every message of {} for good ({} ready, {} in flight, {} delayed; dead letters are kept); add --yes to confirm",
-            queue.queue_name(),
-            waiting.depth,
-            waiting.in_flight,
-            waiting.delayed
-        )
-        .into());
+        let question = flextide_admin::purge_confirmation(queue).await?;
+        return Err(format!("{question}; add --yes to confirm").into());
     }
     let n = queue.purge().await?;
     println!("purged {n} messages from {}", queue.queue_name());

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod admin;
+pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod dlq;
 pub(crate) mod inspect;
@@ -8,11 +9,7 @@ pub(crate) mod pop;
 pub(crate) mod push;
 pub(crate) mod work;
 
-use std::{
-    process::ExitCode,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use flextide_queue::{Config, Message, QueueProvider};
 
@@ -34,6 +31,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             result
         }
         Command::Migrate => admin::migrate(queue).await,
+        Command::Dashboard(args) => dashboard::run(queue, args).await,
         Command::Queues(args) => admin::queues(queue, args).await,
         Command::Queue(cmd) => admin::queue(cmd).await,
         // Looking only: opened without creating anything.
@@ -65,6 +63,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 Command::Demo(_)
                 | Command::Work(_)
                 | Command::Migrate
+                | Command::Dashboard(_)
                 | Command::Queues(_)
                 | Command::Queue(_)
                 | Command::Peek(_)
@@ -153,21 +152,7 @@ pub(crate) async fn open_existing(queue: Option<String>) -> Result<Arc<dyn Queue
 }
 
 /// A message as one JSON object, for output: the payload as text when it
-/// is UTF-8, as hex otherwise.
+/// is UTF-8, as hex otherwise (the shape the dashboard's API serves too).
 pub(crate) fn message_json(message: &Message) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "id": message.id.as_str(),
-        "headers": message.headers,
-        "priority": message.priority,
-        "ordering_key": message.ordering_key,
-        "enqueued_at": message.enqueued_at.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64),
-    });
-    match std::str::from_utf8(&message.payload) {
-        Ok(text) => v["payload"] = text.into(),
-        Err(_) => {
-            let hex: String = message.payload.iter().map(|b| format!("{b:02x}")).collect();
-            v["payload_hex"] = hex.into();
-        }
-    }
-    v
+    flextide_admin::message_json(message)
 }

@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+mod ops;
+mod view;
+
+pub use ops::{MAX_LISTED, ReplayOutcome, peek, purge_confirmation, replay};
+pub use view::{StatsView, dead_letter_json, message_json, stats};
+
+/// Any failure of an operation; printed with its causes.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -73,7 +73,8 @@ fn serves_the_listed_queues_on_loopback() {
     let server = start(&s, &[], &[]);
     let (status, body) = get(&server.1, "/api/queues", "127.0.0.1", "");
     assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let v: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
     let queues = v["queues"].as_array().unwrap();
     let alpha = queues.iter().find(|q| q["name"] == "alpha").unwrap();
     assert_eq!(alpha["ready"], 2);
@@ -107,10 +108,16 @@ fn queue_names_token_and_refusals() {
     let auth = format!("Authorization: Bearer {token}\r\n");
     let (status, body) = get(&server.1, "/api/queues", "127.0.0.1", &auth);
     assert_eq!(status, 200);
-    assert!(body.contains("\"beta\"") && !body.contains("\"alpha\""), "{body}");
+    assert!(
+        body.contains("\"beta\"") && !body.contains("\"alpha\""),
+        "{body}"
+    );
     let (status, body) = get(&server.1, "/metrics", "127.0.0.1", &auth);
     assert_eq!(status, 200);
-    assert!(body.contains(r#"flextide_queue_ready{queue="beta",backend="sqlite"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"flextide_queue_ready{queue="beta",backend="sqlite"} 1"#),
+        "{body}"
+    );
     drop(server);
 
     let out = s.run(&["dashboard", "--listen", "0.0.0.0:0"]);

@@ -798,3 +798,80 @@ fn builder_refuses_bad_input_and_debug_hides_the_token() {
     assert!(!debug.contains(TOKEN), "{debug}");
     assert!(debug.contains("<redacted>"));
 }
+
+/// A queue that lacks every optional operation (as RabbitMQ and SQS lack
+/// peek): the pages say so, the API answers 501.
+#[derive(Debug)]
+struct Minimal(MemoryQueue);
+
+#[async_trait::async_trait]
+impl QueueProvider for Minimal {
+    fn queue_name(&self) -> &str {
+        self.0.queue_name()
+    }
+    fn capabilities(&self) -> flextide_queue_core::Capabilities {
+        flextide_queue_core::Capabilities::default()
+    }
+    async fn push(
+        &self,
+        m: Message,
+    ) -> flextide_queue_core::Result<flextide_queue_core::MessageId> {
+        self.0.push(m).await
+    }
+    async fn pop_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> flextide_queue_core::Result<Vec<flextide_queue_core::Delivery>> {
+        self.0.pop_batch(max, wait).await
+    }
+    async fn delete(&self, r: &flextide_queue_core::Receipt) -> flextide_queue_core::Result<()> {
+        self.0.delete(r).await
+    }
+    async fn nack(
+        &self,
+        r: &flextide_queue_core::Receipt,
+        d: Duration,
+    ) -> flextide_queue_core::Result<()> {
+        self.0.nack(r, d).await
+    }
+    async fn stats(&self) -> flextide_queue_core::Result<flextide_queue_core::QueueStats> {
+        self.0.stats().await
+    }
+    fn backend_name(&self) -> &'static str {
+        "minimal"
+    }
+}
+
+#[tokio::test]
+async fn a_backend_without_the_optional_operations_degrades() {
+    let q = MemoryQueue::new("bare", QueueOptions::default()).unwrap();
+    q.push(Message::new(Bytes::from_static(b"x")))
+        .await
+        .unwrap();
+    let dashboard = Dashboard::builder()
+        .queue("bare", Arc::new(Minimal(q)))
+        .build()
+        .unwrap();
+    let f = Fixture {
+        app: dashboard.router(),
+        orders: MemoryQueue::new("unused", QueueOptions::default()).unwrap(),
+        csrf: String::new(),
+    };
+    let (status, _, body) = f.send(get("/queues/bare")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("cannot list waiting messages"), "{body}");
+    assert!(
+        body.contains("does not support dead_letters") || body.contains("dead_letters"),
+        "{body}"
+    );
+    assert!(!body.contains("Purge waiting messages"), "{body}");
+    assert!(
+        body.contains(r#"data-field="ready">1<"#),
+        "the counts still show: {body}"
+    );
+    for uri in ["/api/queues/bare/messages", "/api/queues/bare/dead-letters"] {
+        let (status, _, body) = f.send(get(uri)).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{uri}: {body}");
+    }
+}

@@ -15,9 +15,13 @@ pub(crate) enum Home {
     /// A private three-node cluster (`--cluster`); one node at a time is
     /// crashed and restarted during the run.
     Cluster(Kind),
-    /// A server this run did not start and must not crash, at the URL in
-    /// this environment variable (workers only; skipped when it is unset).
-    External(&'static str),
+    /// A server this run did not start and must not crash (workers only):
+    /// opened with `url`, run only when the environment variable `var`
+    /// (which points the client at the server) is set.
+    External {
+        var: &'static str,
+        url: &'static str,
+    },
 }
 
 /// One backend of the run.
@@ -49,7 +53,7 @@ pub(crate) const BACKENDS: &[Backend] = &[
     },
     Backend { name: "rabbitmq", facade: "rabbitmq", home: Home::Server(Kind::RabbitMq), loss_allowed: None },
     Backend { name: "nats", facade: "nats", home: Home::Server(Kind::Nats), loss_allowed: None },
-    Backend { name: "sqs", facade: "sqs", home: Home::External("FLEXTIDE_TEST_SQS_URL"), loss_allowed: None },
+    Backend { name: "sqs", facade: "sqs", home: Home::External { var: "AWS_ENDPOINT_URL", url: "sqs:" }, loss_allowed: None },
 ];
 
 /// The cluster runs of `--cluster`, in table order.
@@ -84,7 +88,10 @@ impl Backend {
                 b.name.eq_ignore_ascii_case(name) || b.name.eq_ignore_ascii_case(&clustered)
             })
         } else {
-            BACKENDS.iter().chain(CLUSTERS).find(|b| b.name.eq_ignore_ascii_case(name))
+            BACKENDS
+                .iter()
+                .chain(CLUSTERS)
+                .find(|b| b.name.eq_ignore_ascii_case(name))
         };
         found.copied().ok_or_else(|| {
             let list = if cluster { CLUSTERS } else { BACKENDS };
@@ -100,11 +107,11 @@ impl Backend {
 
     /// Why this backend cannot run in this build, if it cannot.
     pub(crate) fn skip_reason(&self) -> Option<String> {
-        if let Home::External(var) = self.home
+        if let Home::External { var, .. } = self.home
             && std::env::var(var).map_or(true, |v| v.is_empty())
         {
             return Some(format!(
-                "{var} is not set: this backend runs against an emulator you start (see .ci/run)"
+                "{var} is not set: this row runs against an emulator you start (.ci/run starts moto and sets it for the chaos step)"
             ));
         }
         if flextide_queue::registry().by_name(self.facade).is_err() {
@@ -120,7 +127,7 @@ impl Backend {
     /// run's directory, or an external server's.
     pub(crate) fn file_url(&self, dir: &Path) -> String {
         match self.home {
-            Home::External(var) => std::env::var(var).unwrap_or_default(),
+            Home::External { url, .. } => url.to_owned(),
             _ => format!("sqlite://{}?mode=rwc", dir.join("queue.db").display()),
         }
     }

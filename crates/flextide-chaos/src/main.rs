@@ -133,7 +133,9 @@ async fn orchestrate(args: RunArgs) -> Result<(), String> {
     };
     let clusters = backends.iter().any(Backend::is_cluster);
     if clusters && (args.all_scenarios || args.scenarios.iter().any(|s| *s != Scenario::Standard)) {
-        return Err("cluster runs have the standard scenario only (one node down at a time)".into());
+        return Err(
+            "cluster runs have the standard scenario only (one node down at a time)".into(),
+        );
     }
     let scenarios = if args.all_scenarios {
         vec![

@@ -112,7 +112,9 @@ fn durability(backend: Backend) -> String {
     use flextide_test_servers::Kind;
     match backend.home {
         Home::File => "SQLite WAL file; no server (worker kills only)".into(),
-        Home::External(_) => "SQS emulator (moto), in memory; not crashed (worker kills only)".into(),
+        Home::External { .. } => {
+            "SQS emulator (moto), in memory; not crashed (worker kills only)".into()
+        }
         Home::Server(Kind::Postgres) => "PostgreSQL 15, fsync on, synchronous_commit on".into(),
         Home::Server(Kind::MariaDb) => "MariaDB InnoDB, innodb_flush_log_at_trx_commit=1".into(),
         Home::Server(Kind::Redis { aof: true }) => "Redis AOF, appendfsync everysec".into(),
@@ -135,7 +137,7 @@ fn durability(backend: Backend) -> String {
 /// The table, one line per row.
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<15} {:<12} {:<7} {:>7} {:>7} {:>11} {:>6} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6}  {}\n",
+        "{:<16} {:<12} {:<7} {:>7} {:>7} {:>11} {:>6} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6}  {}\n",
         "backend",
         "scenario",
         "result",
@@ -179,7 +181,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ),
         };
         out.push_str(&format!(
-            "{:<15} {:<12} {:<7} {counts} {:>5} {:>5} {:>6.0}  {}\n",
+            "{:<16} {:<12} {:<7} {counts} {:>5} {:>5} {:>6.0}  {}\n",
             r.backend, scenario, result, r.worker_kills, r.server_crashes, r.seconds, r.reason
         ));
     }

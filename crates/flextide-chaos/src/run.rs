@@ -104,7 +104,7 @@ async fn run_in(
         "--lease-ms".into(),
         plan.lease.as_millis().to_string(),
     ];
-    if matches!(backend.home, crate::backends::Home::External(_)) {
+    if matches!(backend.home, crate::backends::Home::External { .. }) {
         // SQS opens only queues that exist.
         create_queue(&url, &queue, plan).await?;
     }

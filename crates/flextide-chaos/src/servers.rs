@@ -30,7 +30,7 @@ impl Servers {
                 next: 0,
                 down: None,
             }),
-            Home::File | Home::External(_) => None,
+            Home::File | Home::External { .. } => None,
         })
     }
 

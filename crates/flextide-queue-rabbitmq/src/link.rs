@@ -253,7 +253,10 @@ impl CloseWithin for Channel {
 /// previous connection started with (connections spread over the nodes,
 /// and a reconnect after a node's death reaches a live one). Fails with
 /// the last node's error when none answers.
-pub(crate) async fn connect(settings: &Settings, props: ConnectionProperties) -> Result<Connection> {
+pub(crate) async fn connect(
+    settings: &Settings,
+    props: ConnectionProperties,
+) -> Result<Connection> {
     let t = settings.config.operation_timeout;
     let nodes = settings.uris.len();
     let first = settings.next_node.fetch_add(1, Ordering::Relaxed);

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    Pipeline, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
@@ -67,7 +67,7 @@ pub(crate) enum Clients {
     One(Client),
     /// The cluster client, and the first node's settings (credentials),
     /// for plain connections to single nodes.
-    Cluster(ClusterClient, ConnectionInfo),
+    Cluster(Box<ClusterClient>, Box<ConnectionInfo>),
 }
 
 impl Clients {
@@ -87,7 +87,7 @@ impl Clients {
         let first = nodes[0].into_connection_info()?;
         let client = ClusterClient::new(nodes)?;
         Ok((
-            Clients::Cluster(client, first),
+            Clients::Cluster(Box::new(client), Box::new(first)),
             format!("the cluster of {}", addrs.join(",")),
         ))
     }

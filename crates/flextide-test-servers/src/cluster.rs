@@ -61,7 +61,10 @@ impl Cluster {
             return Err("a cluster needs at least one node".into());
         }
         if matches!(kind, Kind::Redis { .. }) && (size < 6 || size % 2 == 1) {
-            return Err("a Redis cluster needs an even number of nodes, at least 6 (3 masters, 3 replicas)".into());
+            return Err(
+                "a Redis cluster needs an even number of nodes, at least 6 (3 masters, 3 replicas)"
+                    .into(),
+            );
         }
         // As for one server: a port found free may be taken before a node
         // binds it, so a failed start is tried again on fresh ports.

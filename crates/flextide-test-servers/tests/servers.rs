@@ -63,7 +63,10 @@ fn cluster_crash_and_restart(kind: Kind, size: usize) {
     assert!(answers(ports[0]), "the crashed node did not come back");
     drop(cluster);
     for port in &ports {
-        assert!(!answers(*port), "{kind:?} node still listens on {port} after drop");
+        assert!(
+            !answers(*port),
+            "{kind:?} node still listens on {port} after drop"
+        );
     }
     for dir in &dirs {
         assert!(!dir.exists(), "{} was not removed", dir.display());

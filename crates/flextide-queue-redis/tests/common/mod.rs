@@ -11,7 +11,7 @@ use flextide_queue_conformance::{Connect, ForeignEntry, Harness, HarnessSettings
 use flextide_queue_core::{QueueError, QueueOptions, QueueProvider};
 use flextide_queue_redis::{RedisBackend, RedisConfig};
 
-pub struct RedisHarness {
+pub(crate) struct RedisHarness {
     /// Keeps the server alive: a container, or a private cluster.
     _server: Box<dyn std::any::Any + Send + Sync>,
     url: String,
@@ -64,29 +64,29 @@ impl Harness for RedisHarness {
             // A reconnect forgets the name: set it again before looking.
             backend.name_connections().await?;
             for mut conn in self.nodes.clone() {
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut conn)
-                .await
-                .map_err(fail)?;
-            for line in list.lines() {
-                let field = |k: &str| {
-                    line.split(' ')
-                        .find_map(|kv| kv.strip_prefix(k))
-                        .map(str::to_owned)
-                };
-                if field("name=").as_deref() == Some(backend.client_name())
-                    && let Some(id) = field("id=")
-                {
-                    let _: redis::Value = redis::cmd("CLIENT")
-                        .arg("KILL")
-                        .arg("ID")
-                        .arg(id)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(fail)?;
+                let list: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(fail)?;
+                for line in list.lines() {
+                    let field = |k: &str| {
+                        line.split(' ')
+                            .find_map(|kv| kv.strip_prefix(k))
+                            .map(str::to_owned)
+                    };
+                    if field("name=").as_deref() == Some(backend.client_name())
+                        && let Some(id) = field("id=")
+                    {
+                        let _: redis::Value = redis::cmd("CLIENT")
+                            .arg("KILL")
+                            .arg("ID")
+                            .arg(id)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(fail)?;
+                    }
                 }
-            }
             }
         }
         Ok(true)
@@ -122,23 +122,23 @@ impl Harness for RedisHarness {
         let pattern = format!("{}:{{{name}}}:*", self.admin.prefix());
         let mut keys = Vec::new();
         for mut conn in self.nodes.clone() {
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| QueueError::connection("redis", e))?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| QueueError::connection("redis", e))?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
-        }
         }
         keys.sort();
         keys.dedup();
@@ -158,7 +158,10 @@ impl Harness for RedisHarness {
 
 /// Connects the harness to the server (or cluster) at `url`; `server`
 /// is kept alive with it.
-pub async fn connect(url: String, server: Box<dyn std::any::Any + Send + Sync>) -> Connect<RedisHarness> {
+pub(crate) async fn connect(
+    url: String,
+    server: Box<dyn std::any::Any + Send + Sync>,
+) -> Connect<RedisHarness> {
     let admin = match RedisBackend::connect(RedisConfig::new(url.clone())).await {
         Ok(a) => a,
         Err(e) => return Connect::Failed(e.to_string()),

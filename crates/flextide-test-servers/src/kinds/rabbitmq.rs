@@ -72,7 +72,10 @@ fn ctl(server: &Server, args: &[&str]) -> Result<(), String> {
     cmd.arg("-n")
         .arg(node_name(server))
         .args(args)
-        .env("RABBITMQ_CONF_ENV_FILE", server.dir().join("rabbitmq-env.conf"))
+        .env(
+            "RABBITMQ_CONF_ENV_FILE",
+            server.dir().join("rabbitmq-env.conf"),
+        )
         .env("ERL_EPMD_ADDRESS", "127.0.0.1");
     if is_root() {
         cmd.env("HOME", "/var/lib/rabbitmq");

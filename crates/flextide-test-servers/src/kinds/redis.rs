@@ -44,7 +44,10 @@ pub(super) fn create_cluster(nodes: &[Server]) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     for node in nodes {
         loop {
-            let (_, out) = probe("redis-cli", &["-p", &node.port().to_string(), "cluster", "info"]);
+            let (_, out) = probe(
+                "redis-cli",
+                &["-p", &node.port().to_string(), "cluster", "info"],
+            );
             if out.contains("cluster_state:ok") {
                 break;
             }

@@ -21,6 +21,7 @@ Commands:
                                      private servers crashed and restarted, workers killed;
                                      checks nothing acknowledged is lost (scenarios: standard
                                      start-down long-outage hang; see docs/reliability.md)
+                                     --cluster: on private RabbitMQ, NATS and Redis clusters
   ci                                 fmt check, clippy -D warnings, all tests (conformance included)
                                      with the table, rustdoc -D warnings, cargo package of every crate
   help                               this text

@@ -12,8 +12,16 @@ pub(crate) enum Home {
     File,
     /// A private server instance, crashed and restarted during the run.
     Server(Kind),
-    /// Not run, for the reason given (shown in the table, not a pass).
-    Skip(&'static str),
+    /// A private three-node cluster (`--cluster`); one node at a time is
+    /// crashed and restarted during the run.
+    Cluster(Kind),
+    /// A server this run did not start and must not crash (workers only):
+    /// opened with `url`, run only when the environment variable `var`
+    /// (which points the client at the server) is set.
+    External {
+        var: &'static str,
+        url: &'static str,
+    },
 }
 
 /// One backend of the run.
@@ -45,31 +53,66 @@ pub(crate) const BACKENDS: &[Backend] = &[
     },
     Backend { name: "rabbitmq", facade: "rabbitmq", home: Home::Server(Kind::RabbitMq), loss_allowed: None },
     Backend { name: "nats", facade: "nats", home: Home::Server(Kind::Nats), loss_allowed: None },
+    Backend { name: "sqs", facade: "sqs", home: Home::External { var: "AWS_ENDPOINT_URL", url: "sqs:" }, loss_allowed: None },
+];
+
+/// The cluster runs of `--cluster`, in table order.
+#[rustfmt::skip]
+pub(crate) const CLUSTERS: &[Backend] = &[
+    Backend { name: "rabbitmq-cluster", facade: "rabbitmq", home: Home::Cluster(Kind::RabbitMq), loss_allowed: None },
+    Backend { name: "nats-cluster", facade: "nats", home: Home::Cluster(Kind::Nats), loss_allowed: None },
     Backend {
-        name: "sqs",
-        facade: "sqs",
-        home: Home::Skip("the SQS emulator (moto) keeps queues in memory only, so there is no server crash to survive; worker kills alone are not run for it yet"),
-        loss_allowed: None,
+        name: "redis-cluster",
+        facade: "redis",
+        home: Home::Cluster(Kind::Redis { aof: true }),
+        loss_allowed: Some("Redis Cluster replicates asynchronously: what a master acknowledged but had not yet sent to its replica is gone when the replica takes over"),
     },
 ];
 
+/// Nodes of a cluster run: three (RabbitMQ, NATS), or for Redis three
+/// masters with a replica each.
+pub(crate) fn cluster_nodes(kind: Kind) -> usize {
+    match kind {
+        Kind::Redis { .. } => 6,
+        _ => 3,
+    }
+}
+
 impl Backend {
-    /// Finds a backend by name.
-    pub(crate) fn by_name(name: &str) -> Result<Backend, String> {
-        BACKENDS
-            .iter()
-            .find(|b| b.name.eq_ignore_ascii_case(name))
-            .copied()
-            .ok_or_else(|| {
-                let names: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
-                format!("unknown backend `{name}`; known: {}", names.join(" "))
+    /// Finds a backend by name; with `cluster`, `rabbitmq` also names
+    /// `rabbitmq-cluster`.
+    pub(crate) fn by_name(name: &str, cluster: bool) -> Result<Backend, String> {
+        let clustered = format!("{name}-cluster");
+        let found = if cluster {
+            CLUSTERS.iter().find(|b| {
+                b.name.eq_ignore_ascii_case(name) || b.name.eq_ignore_ascii_case(&clustered)
             })
+        } else {
+            BACKENDS
+                .iter()
+                .chain(CLUSTERS)
+                .find(|b| b.name.eq_ignore_ascii_case(name))
+        };
+        found.copied().ok_or_else(|| {
+            let list = if cluster { CLUSTERS } else { BACKENDS };
+            let names: Vec<_> = list.iter().map(|b| b.name).collect();
+            format!("unknown backend `{name}`; known: {}", names.join(" "))
+        })
+    }
+
+    /// Whether it runs on a cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.home, Home::Cluster(_))
     }
 
     /// Why this backend cannot run in this build, if it cannot.
     pub(crate) fn skip_reason(&self) -> Option<String> {
-        if let Home::Skip(reason) = self.home {
-            return Some(reason.to_owned());
+        if let Home::External { var, .. } = self.home
+            && std::env::var(var).map_or(true, |v| v.is_empty())
+        {
+            return Some(format!(
+                "{var} is not set: this row runs against an emulator you start (.ci/run starts moto and sets it for the chaos step)"
+            ));
         }
         if flextide_queue::registry().by_name(self.facade).is_err() {
             return Some(format!(
@@ -80,9 +123,13 @@ impl Backend {
         None
     }
 
-    /// The URL of a file-backed backend, inside the run's directory.
+    /// The URL of a backend without a private server: a file inside the
+    /// run's directory, or an external server's.
     pub(crate) fn file_url(&self, dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", dir.join("queue.db").display())
+        match self.home {
+            Home::External { url, .. } => url.to_owned(),
+            _ => format!("sqlite://{}?mode=rwc", dir.join("queue.db").display()),
+        }
     }
 }
 

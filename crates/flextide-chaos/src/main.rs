@@ -14,13 +14,14 @@ mod logs;
 mod plan;
 mod report;
 mod run;
+mod servers;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::{
-    backends::{BACKENDS, Backend},
+    backends::{BACKENDS, Backend, CLUSTERS},
     plan::{Plan, Scenario},
     report::Status,
 };
@@ -62,6 +63,11 @@ struct RunArgs {
     /// Every scenario: standard, start-down, long-outage, hang.
     #[arg(long)]
     all_scenarios: bool,
+    /// Run on private clusters instead (RabbitMQ and NATS of three nodes,
+    /// Redis of three masters and three replicas): one node at a time is
+    /// crashed; standard scenario only.
+    #[arg(long)]
+    cluster: bool,
     /// Keep each run's directory (agents' logs) under /tmp.
     #[arg(long)]
     keep: bool,
@@ -118,13 +124,19 @@ async fn interrupted() {
 
 async fn orchestrate(args: RunArgs) -> Result<(), String> {
     let backends: Vec<Backend> = if args.backends.is_empty() {
-        BACKENDS.to_vec()
+        if args.cluster { CLUSTERS } else { BACKENDS }.to_vec()
     } else {
         args.backends
             .iter()
-            .map(|b| Backend::by_name(b))
+            .map(|b| Backend::by_name(b, args.cluster))
             .collect::<Result<_, _>>()?
     };
+    let clusters = backends.iter().any(Backend::is_cluster);
+    if clusters && (args.all_scenarios || args.scenarios.iter().any(|s| *s != Scenario::Standard)) {
+        return Err(
+            "cluster runs have the standard scenario only (one node down at a time)".into(),
+        );
+    }
     let scenarios = if args.all_scenarios {
         vec![
             Scenario::Standard,
@@ -139,8 +151,8 @@ async fn orchestrate(args: RunArgs) -> Result<(), String> {
     };
     let mut rows = Vec::new();
     for scenario in &scenarios {
-        let plan = Plan::new(*scenario, args.messages, args.seconds);
         for backend in &backends {
+            let plan = Plan::new(*scenario, args.messages, args.seconds, backend.is_cluster());
             eprintln!(
                 "\n==> chaos: {} / {scenario:?}: {} messages",
                 backend.name, plan.messages
@@ -154,6 +166,7 @@ async fn orchestrate(args: RunArgs) -> Result<(), String> {
         "messages": args.messages,
         "seconds": args.seconds,
         "scenarios": scenarios,
+        "cluster": clusters,
     });
     let path = report::write_json(&rows, settings)?;
     println!("\n{}", report::table(&rows));

@@ -57,8 +57,9 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The schedule of `scenario` for `messages` over about `seconds`.
-    pub(crate) fn new(scenario: Scenario, messages: u64, seconds: u64) -> Plan {
+    /// The schedule of `scenario` for `messages` over about `seconds`;
+    /// on a `cluster`, each outage takes one node down.
+    pub(crate) fn new(scenario: Scenario, messages: u64, seconds: u64, cluster: bool) -> Plan {
         let secs = Duration::from_secs(seconds.max(6));
         let third = secs / 3;
         let mut plan = Plan {
@@ -85,6 +86,14 @@ impl Plan {
             handler_timeout: Duration::from_secs(3),
             drain_limit: secs + Duration::from_secs(120),
         };
+        if cluster {
+            // A node stays down long enough for its clients to notice and
+            // move to another node, and for the others to elect new
+            // leaders; the run goes on meanwhile.
+            for o in &mut plan.outages {
+                o.down = Duration::from_secs(8);
+            }
+        }
         match scenario {
             Scenario::Standard => {}
             Scenario::StartDown => {
@@ -133,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_standard_run_crashes_twice_within_the_pushing() {
-        let p = Plan::new(Scenario::Standard, 3000, 30);
+        let p = Plan::new(Scenario::Standard, 3000, 30, false);
         assert_eq!(p.outages.len(), 2);
         assert!(p.outages.iter().all(|o| o.at + o.down < p.push_for));
         assert_eq!(p.rate_per_producer(), 50.0);
@@ -143,8 +152,16 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_loses_a_node_for_longer_but_within_the_pushing() {
+        let p = Plan::new(Scenario::Standard, 3000, 30, true);
+        assert_eq!(p.outages.len(), 2);
+        assert!(p.outages.iter().all(|o| o.down == Duration::from_secs(8)));
+        assert!(p.outages.iter().all(|o| o.at + o.down <= p.push_for));
+    }
+
+    #[test]
     fn the_long_outage_lasts_a_minute_and_pushing_outlives_it() {
-        let p = Plan::new(Scenario::LongOutage, 3000, 30);
+        let p = Plan::new(Scenario::LongOutage, 3000, 30, false);
         assert_eq!(
             p.outages,
             vec![Outage {

@@ -112,7 +112,9 @@ fn durability(backend: Backend) -> String {
     use flextide_test_servers::Kind;
     match backend.home {
         Home::File => "SQLite WAL file; no server (worker kills only)".into(),
-        Home::Skip(_) => String::new(),
+        Home::External { .. } => {
+            "SQS emulator (moto), in memory; not crashed (worker kills only)".into()
+        }
         Home::Server(Kind::Postgres) => "PostgreSQL 15, fsync on, synchronous_commit on".into(),
         Home::Server(Kind::MariaDb) => "MariaDB InnoDB, innodb_flush_log_at_trx_commit=1".into(),
         Home::Server(Kind::Redis { aof: true }) => "Redis AOF, appendfsync everysec".into(),
@@ -121,13 +123,21 @@ fn durability(backend: Backend) -> String {
             "RabbitMQ quorum queue (the backend's default), publisher confirms".into()
         }
         Home::Server(Kind::Nats) => "NATS JetStream file store".into(),
+        Home::Cluster(Kind::RabbitMq) => {
+            "RabbitMQ, 3 nodes; quorum queue with a member on each, publisher confirms".into()
+        }
+        Home::Cluster(Kind::Nats) => "NATS JetStream, 3 servers; file store, 3 replicas".into(),
+        Home::Cluster(Kind::Redis { .. }) => {
+            "Redis Cluster, 3 masters + 3 replicas (asynchronous replication), AOF everysec".into()
+        }
+        Home::Cluster(_) => String::new(),
     }
 }
 
 /// The table, one line per row.
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<15} {:<12} {:<7} {:>7} {:>7} {:>11} {:>6} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6}  {}\n",
+        "{:<16} {:<12} {:<7} {:>7} {:>7} {:>11} {:>6} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6}  {}\n",
         "backend",
         "scenario",
         "result",
@@ -171,7 +181,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ),
         };
         out.push_str(&format!(
-            "{:<15} {:<12} {:<7} {counts} {:>5} {:>5} {:>6.0}  {}\n",
+            "{:<16} {:<12} {:<7} {counts} {:>5} {:>5} {:>6.0}  {}\n",
             r.backend, scenario, result, r.worker_kills, r.server_crashes, r.seconds, r.reason
         ));
     }

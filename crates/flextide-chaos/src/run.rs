@@ -10,16 +10,16 @@ use std::{
 };
 
 use flextide_queue::QueueProvider;
-use flextide_test_servers::Server;
 use tokio::time::Instant;
 
 use crate::{
     agents::Agents,
-    backends::{Backend, Home},
+    backends::Backend,
     check::{Evidence, Outcome, check},
     logs::{ids, read_lines},
     plan::Plan,
     report::Row,
+    servers::Servers,
 };
 
 /// What the run did besides the counts.
@@ -89,10 +89,7 @@ async fn run_in(
     dir: &Path,
     events: &mut Events,
 ) -> Result<Outcome, String> {
-    let mut server = match backend.home {
-        Home::Server(kind) => Some(blocking(|| Server::start(kind))?),
-        _ => None,
-    };
+    let mut server = blocking(|| Servers::start(backend.home))?;
     let url = match &server {
         Some(s) => s.url(),
         None => backend.file_url(dir),
@@ -107,6 +104,10 @@ async fn run_in(
         "--lease-ms".into(),
         plan.lease.as_millis().to_string(),
     ];
+    if matches!(backend.home, crate::backends::Home::External { .. }) {
+        // SQS opens only queues that exist.
+        create_queue(&url, &queue, plan).await?;
+    }
     // The orchestrator's own handle, for stats and dead letters; opening it
     // first also creates the queue (and the schema) before anyone races.
     let control = open(&url, &queue, plan).await?;
@@ -236,7 +237,17 @@ async fn run_in(
     };
     let _ = control.close().await;
     drop(server.take());
-    Ok(check(&evidence, backend.loss_allowed))
+    let mut outcome = check(&evidence, backend.loss_allowed);
+    // On a cluster, losing a node must not stop a worker: the others
+    // carry on, so the worker should reconnect without exiting.
+    if backend.is_cluster() && !events.worker_exits.is_empty() {
+        outcome.failures.push(format!(
+            "{} worker(s) exited on their own while a node was down: {}",
+            events.worker_exits.len(),
+            events.worker_exits.join(", ")
+        ));
+    }
+    Ok(outcome)
 }
 
 /// Waits until every acknowledged id is handled and the queue is empty;
@@ -286,6 +297,20 @@ async fn stats(queue: &dyn QueueProvider) -> Result<(u64, String), String> {
         Ok(Err(e)) => Err(format!("stats failed: {e}")),
         Err(_) => Err("stats timed out after 10 s".into()),
     }
+}
+
+async fn create_queue(url: &str, queue: &str, plan: &Plan) -> Result<(), String> {
+    let options = flextide_queue::QueueOptions::default()
+        .lease(plan.lease)
+        .max_attempts(None);
+    let connector = flextide_queue::registry()
+        .by_url(url)
+        .map_err(|e| e.to_string())?
+        .clone();
+    connector
+        .create_queue(url, queue, options)
+        .await
+        .map_err(|e| format!("could not create the queue: {e}"))
 }
 
 async fn open(url: &str, queue: &str, plan: &Plan) -> Result<Arc<dyn QueueProvider>, String> {

@@ -66,12 +66,23 @@ impl Nats {
     /// A client for the server at `url` (`nats://user:password@host:4222`,
     /// `tls://host:4222`), with the default configuration. Nothing is
     /// connected until a queue is opened.
+    ///
+    /// For a cluster, `url` may list several servers separated by commas
+    /// (`nats://h1:4222,nats://h2:4222`; the client also learns the others
+    /// from the server it reaches) and end with `?replicas=N`, the number of
+    /// servers each new stream is replicated on ([`NatsConfig::replicas`]).
     pub fn new(url: &str) -> Result<Self> {
         Self::with_config(url, NatsConfig::default())
     }
 
-    /// A client with the given configuration.
+    /// A client with the given configuration; a `?replicas=N` at the end of
+    /// the URL overrides [`NatsConfig::replicas`].
     pub fn with_config(url: &str, config: NatsConfig) -> Result<Self> {
+        let (url, replicas) = url_options(url)?;
+        let mut config = config;
+        if let Some(replicas) = replicas {
+            config.replicas = replicas;
+        }
         config.check()?;
         if url.trim().is_empty() {
             return Err(QueueError::configuration(
@@ -79,10 +90,12 @@ impl Nats {
                 "the NATS URL is empty; set NATS_URL=nats://host:4222",
             ));
         }
+        // Each server of a list is shown without its own credentials.
+        let shown: Vec<String> = url.split(',').map(redact_url).collect();
         Ok(Nats {
             settings: Arc::new(Settings {
                 url: url.to_owned(),
-                shown: redact_url(url),
+                shown: shown.join(","),
                 config,
             }),
         })
@@ -171,5 +184,70 @@ impl Nats {
         let result = queue::drop_streams(&js, &self.settings.config, name).await;
         let _ = client.drain().await;
         result
+    }
+}
+
+/// Splits the backend's own options off the end of the URL: `?replicas=N`
+/// (the only one). The text after the last `@` is searched, so a password
+/// holding `?` is left alone; the client library gets the URL without it.
+fn url_options(url: &str) -> Result<(&str, Option<usize>)> {
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(q) = url[after_credentials..].find('?') else {
+        return Ok((url, None));
+    };
+    let q = after_credentials + q;
+    let mut replicas = None;
+    for pair in url[q + 1..].split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("replicas", n)) => {
+                let n = n.parse().map_err(|_| {
+                    QueueError::configuration(
+                        BACKEND,
+                        format!("replicas={n} in the NATS URL is not a number; write replicas=3"),
+                    )
+                })?;
+                replicas = Some(n);
+            }
+            _ => {
+                let key = pair.split('=').next().unwrap_or_default();
+                return Err(QueueError::configuration(
+                    BACKEND,
+                    format!(
+                        "the NATS URL has an unknown option `{key}`; the only one is replicas=N"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((&url[..q], replicas))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn replicas_come_from_the_url_and_leave_it() {
+        let nats = Nats::new("nats://a:1,nats://u:p?w@b:2?replicas=3").unwrap();
+        assert_eq!(nats.config().replicas, 3);
+        assert_eq!(nats.settings.url, "nats://a:1,nats://u:p?w@b:2");
+        assert!(!nats.address().contains("p?w"), "{}", nats.address());
+        assert_eq!(Nats::new("nats://a:1").unwrap().config().replicas, 1);
+    }
+
+    #[test]
+    fn bad_options_say_what_to_write() {
+        let e = Nats::new("nats://a:1?replicas=x").unwrap_err().to_string();
+        assert!(e.contains("replicas=3"), "{e}");
+        let e = Nats::new("nats://a:1?foo=1").unwrap_err().to_string();
+        assert!(e.contains("unknown option `foo`"), "{e}");
+        let e = Nats::new("nats://a:1?replicas=9").unwrap_err().to_string();
+        assert!(e.contains("between 1 and 5"), "{e}");
+    }
+
+    #[test]
+    fn every_server_of_a_list_is_shown_without_its_password() {
+        let nats = Nats::new("nats://u:s3cret@a:1,nats://v:s3cret2@b:2").unwrap();
+        assert!(!format!("{nats:?}").contains("s3cret"), "{nats:?}");
     }
 }

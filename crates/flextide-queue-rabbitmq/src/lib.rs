@@ -9,7 +9,11 @@ mod error;
 mod link;
 mod queue;
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Arc, atomic::AtomicUsize},
+};
 
 use flextide_queue_core::{Result, validate_queue_name};
 use lapin::uri::AMQPUri;
@@ -36,8 +40,13 @@ pub const URL_ENV: &str = "AMQP_URL";
 /// password: never printed), a printable form without credentials, the
 /// configuration, and the client's live handles.
 pub(crate) struct Settings {
-    pub(crate) uri: AMQPUri,
-    /// `amqp://host:port/vhost`, safe to show.
+    /// The nodes of the broker (one, or several of a cluster, from a
+    /// comma-separated URL list), tried in turn when connecting.
+    pub(crate) uris: Vec<AMQPUri>,
+    /// The node the next connection tries first: connections spread over a
+    /// cluster's nodes, and a connection lost with its node moves on.
+    pub(crate) next_node: AtomicUsize,
+    /// `amqp://host:port/vhost` (comma-separated for a cluster), safe to show.
     pub(crate) shown: String,
     pub(crate) config: RabbitMqConfig,
     pub(crate) handles: queue::Handles,
@@ -68,29 +77,25 @@ impl fmt::Debug for RabbitMq {
 impl RabbitMq {
     /// A client for the broker at `url` (`amqp://user:password@host:5672/%2f`),
     /// with the default configuration. Nothing is connected until a queue is opened.
+    ///
+    /// For a cluster, `url` may list several nodes separated by commas
+    /// (`amqp://u:p@host1:5672/%2f,amqp://u:p@host2:5672/%2f`): each
+    /// connection tries them in turn, starting with the next node in the
+    /// list, so a handle whose node dies reconnects to another one.
     pub fn new(url: &str) -> Result<Self> {
         Self::with_config(url, RabbitMqConfig::default())
     }
 
     /// A client with the given configuration.
     pub fn with_config(url: &str, config: RabbitMqConfig) -> Result<Self> {
-        // The parser's message never echoes the URL, so it cannot leak the password.
-        let mut uri = AMQPUri::from_str(url)
-            .map_err(|e| QueueError::configuration(BACKEND, format!("invalid AMQP URL: {e}")))?;
-        // A dead peer is noticed after two missed heartbeats; the broker's
-        // default (60 s) leaves calls hanging too long.
-        uri.query.heartbeat.get_or_insert(15);
-        let shown = format!(
-            "{}://{}:{}/{}",
-            if url.starts_with("amqps") {
-                "amqps"
-            } else {
-                "amqp"
-            },
-            uri.authority.host,
-            uri.authority.port,
-            uri.vhost.replace('%', "%25").replace('/', "%2f")
-        );
+        let mut uris = Vec::new();
+        let mut shown = Vec::new();
+        for one in url.split(',').map(str::trim) {
+            let (uri, one_shown) = parse_uri(one)?;
+            uris.push(uri);
+            shown.push(one_shown);
+        }
+        let shown = shown.join(",");
         if config.max_batch == 0 || config.max_prefetch == 0 {
             return Err(QueueError::configuration(
                 BACKEND,
@@ -99,7 +104,8 @@ impl RabbitMq {
         }
         Ok(RabbitMq {
             settings: Arc::new(Settings {
-                uri,
+                uris,
+                next_node: AtomicUsize::new(0),
                 shown,
                 config,
                 handles: queue::Handles::default(),
@@ -162,5 +168,43 @@ impl RabbitMq {
     pub async fn drop_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         queue::delete_with_own_connection(&self.settings, name).await
+    }
+}
+
+/// Parses one node's URL; returns it with a printable form without
+/// credentials. The parser's message never echoes the URL, so it cannot
+/// leak the password.
+fn parse_uri(url: &str) -> Result<(AMQPUri, String)> {
+    let mut uri = AMQPUri::from_str(url)
+        .map_err(|e| QueueError::configuration(BACKEND, format!("invalid AMQP URL: {e}")))?;
+    // A dead peer is noticed after two missed heartbeats; the broker's
+    // default (60 s) leaves calls hanging too long.
+    uri.query.heartbeat.get_or_insert(15);
+    let shown = format!(
+        "{}://{}:{}/{}",
+        if url.starts_with("amqps") {
+            "amqps"
+        } else {
+            "amqp"
+        },
+        uri.authority.host,
+        uri.authority.port,
+        uri.vhost.replace('%', "%25").replace('/', "%2f")
+    );
+    Ok((uri, shown))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn a_url_list_names_every_node_without_passwords() {
+        let rabbit =
+            RabbitMq::new("amqp://u:s3cret@a:5672/%2f, amqp://u:s3cret@b:5673/%2f").unwrap();
+        assert_eq!(rabbit.settings.uris.len(), 2);
+        assert_eq!(rabbit.address(), "amqp://a:5672/%2f,amqp://b:5673/%2f");
+        assert!(!format!("{rabbit:?}").contains("s3cret"));
+        assert!(RabbitMq::new("amqp://a:5672/%2f,").is_err());
     }
 }

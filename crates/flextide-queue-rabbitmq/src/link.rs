@@ -63,12 +63,7 @@ impl Link {
         let t = settings.config.operation_timeout;
         let props =
             ConnectionProperties::default().with_connection_name(LongString::from(name.clone()));
-        let connection = timed(
-            "connect",
-            t,
-            Connection::connect_uri(settings.uri.clone(), props),
-        )
-        .await?;
+        let connection = connect(settings, props).await?;
         let opened = async {
             let publish = publishing_channel(&connection, t).await?;
             let consume = timed("channel.open", t, connection.create_channel()).await?;
@@ -251,6 +246,29 @@ impl CloseWithin for Channel {
     async fn close_within(&self, t: Duration) {
         let _ = tokio::time::timeout(t, self.close(200, ShortString::from("bye"))).await;
     }
+}
+
+/// Connects to the broker: to its one node, or to the first of a
+/// cluster's nodes that answers, starting with the node after the one the
+/// previous connection started with (connections spread over the nodes,
+/// and a reconnect after a node's death reaches a live one). Fails with
+/// the last node's error when none answers.
+pub(crate) async fn connect(
+    settings: &Settings,
+    props: ConnectionProperties,
+) -> Result<Connection> {
+    let t = settings.config.operation_timeout;
+    let nodes = settings.uris.len();
+    let first = settings.next_node.fetch_add(1, Ordering::Relaxed);
+    let mut failed = None;
+    for i in 0..nodes {
+        let uri = settings.uris[(first + i) % nodes].clone();
+        match timed("connect", t, Connection::connect_uri(uri, props.clone())).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed.unwrap_or_else(|| QueueError::configuration(BACKEND, "the AMQP URL names no node")))
 }
 
 /// A channel with publisher confirms on.

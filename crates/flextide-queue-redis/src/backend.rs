@@ -3,18 +3,20 @@
 use std::{
     fmt,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use flextide_queue_core::{
     QueueError, QueueOptions, Result, backend::new_token, validate_queue_name,
 };
-use redis::{
-    AsyncConnectionConfig, Client, RedisError,
-    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
-};
+use redis::RedisError;
 
-use crate::{BACKEND, RedisConfig, RedisQueue, error, keys::Keys, scripts};
+use crate::{
+    BACKEND, RedisConfig, RedisQueue,
+    conn::{Clients, Conn},
+    error,
+    keys::Keys,
+    scripts,
+};
 
 /// Idle blocking connections kept per backend.
 const BLOCKING_POOL: usize = 16;
@@ -33,14 +35,14 @@ pub struct RedisBackend {
 }
 
 struct Inner {
-    client: Client,
-    conn: ConnectionManager,
+    client: Clients,
+    conn: Conn,
     config: RedisConfig,
     /// `host:port` (or the socket path): named in connection errors; the
     /// URL's password never is.
     addr: String,
     client_name: String,
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    blocking: Mutex<Vec<Conn>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -59,16 +61,11 @@ impl RedisBackend {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         config.check()?;
         // The driver's URL errors name the problem, never the URL itself.
-        let client = Client::open(config.url()).map_err(|e| {
+        let (client, addr) = Clients::open(config.url()).map_err(|e| {
             QueueError::configuration(BACKEND, format!("the Redis URL is not usable: {e}"))
         })?;
-        let addr = client.get_connection_info().addr().to_string();
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response()))
-            .set_connection_timeout(Some(config.connect_timeout()))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+        let conn = client
+            .shared(&config)
             .await
             .map_err(|e| error::map("connect", config.connect_timeout(), &addr, e))?;
         let client_name = format!("flextide-{}", &new_token()[..12]);
@@ -179,7 +176,7 @@ impl RedisBackend {
         &self.inner.config
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.inner.conn.clone()
     }
 
@@ -187,17 +184,14 @@ impl RedisBackend {
         error::map(operation, self.inner.config.response(), &self.inner.addr, e)
     }
 
-    pub(crate) async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
+    pub(crate) async fn blocking_conn(&self) -> Result<Conn> {
         if let Some(c) = self.inner.blocking.lock().unwrap().pop() {
             return Ok(c);
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.inner.config.connect_timeout()))
-            .set_response_timeout(None);
         let mut conn = self
             .inner
             .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .blocking(&self.inner.config)
             .await
             .map_err(|e| self.err("connect", e))?;
         let _: () = redis::cmd("CLIENT")
@@ -209,9 +203,24 @@ impl RedisBackend {
         Ok(conn)
     }
 
+    /// Whether the URL named a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.client.is_cluster()
+    }
+
+    /// Connections for a `SCAN` of every key: one per master of a
+    /// cluster, else the shared one.
+    pub(crate) async fn scan_conns(&self) -> Result<Vec<Conn>> {
+        self.inner
+            .client
+            .each_master(&self.inner.config)
+            .await
+            .map_err(|e| self.err("list_queues", e))
+    }
+
     /// Takes back a blocking connection whose read finished (one dropped
     /// mid-read is never returned: its reply may still be on the way).
-    pub(crate) fn return_blocking(&self, conn: MultiplexedConnection) {
+    pub(crate) fn return_blocking(&self, conn: Conn) {
         let mut pool = self.inner.blocking.lock().unwrap();
         if pool.len() < BLOCKING_POOL {
             pool.push(conn);

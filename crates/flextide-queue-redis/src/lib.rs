@@ -4,6 +4,7 @@
 mod backend;
 mod codec;
 mod config;
+mod conn;
 mod connector;
 mod error;
 mod keys;

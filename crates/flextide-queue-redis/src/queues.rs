@@ -34,25 +34,28 @@ impl RedisBackend {
     pub async fn queue_names(&self) -> Result<Vec<String>> {
         let head = format!("{}:{{", self.prefix());
         let pattern = format!("{}*}}:[sx]", glob_escape(&head));
-        let mut conn = self.conn();
         let mut names = BTreeSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.err("list_queues", e))?;
-            names.extend(keys.iter().filter_map(|k| queue_of(&head, k)));
-            if next == 0 {
-                return Ok(names.into_iter().collect());
+        // A cluster spreads the keys over its masters: each is scanned.
+        for mut conn in self.scan_conns().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.err("list_queues", e))?;
+                names.extend(keys.iter().filter_map(|k| queue_of(&head, k)));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        Ok(names.into_iter().collect())
     }
 }
 

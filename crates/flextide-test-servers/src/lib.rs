@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod cluster;
 mod kinds;
 pub mod load;
 mod process;
@@ -11,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use cluster::Cluster;
 pub use process::free_port;
 
 /// Which server to run, and how it keeps its data.
@@ -54,6 +56,8 @@ pub struct Server {
     dir: PathBuf,
     ports: [u16; 2],
     child: Option<Child>,
+    /// Its place in a [`Cluster`], when it is a cluster's node.
+    member: Option<cluster::Member>,
 }
 
 impl fmt::Debug for Server {
@@ -63,6 +67,7 @@ impl fmt::Debug for Server {
             .field("dir", &self.dir)
             .field("ports", &self.ports)
             .field("pid", &self.child.as_ref().map(Child::id))
+            .field("member", &self.member)
             .finish()
     }
 }
@@ -96,6 +101,7 @@ impl Server {
             dir,
             ports: [free_port()?, free_port()?],
             child: None,
+            member: None,
         };
         kinds::init(&server)?;
         server.spawn()?;

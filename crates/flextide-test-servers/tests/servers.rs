@@ -5,7 +5,7 @@
 
 use std::{net::TcpStream, path::PathBuf, time::Duration};
 
-use flextide_test_servers::{Kind, Server};
+use flextide_test_servers::{Cluster, Kind, Server};
 
 fn answers(port: u16) -> bool {
     TcpStream::connect_timeout(
@@ -37,6 +37,42 @@ fn crash_and_restart(kind: Kind) {
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
 
+/// A cluster: every node listens on a port of its own, one node crashed
+/// leaves the others answering, it comes back on its port, and dropping
+/// the cluster stops every node and removes every directory.
+fn cluster_crash_and_restart(kind: Kind, size: usize) {
+    let mut cluster = Cluster::start(kind, size).unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = cluster.nodes().iter().map(Server::port).collect();
+    let dirs: Vec<PathBuf> = cluster.nodes().iter().map(|n| n.dir().to_owned()).collect();
+    assert_eq!(ports.len(), size);
+    for port in &ports {
+        assert!(answers(*port), "{kind:?} node does not listen on {port}");
+    }
+    let url = cluster.url();
+    assert!(
+        ports.iter().all(|p| url.contains(&format!(":{p}"))),
+        "{url} does not name every node"
+    );
+    cluster.crash(0).unwrap();
+    assert!(!answers(ports[0]), "the crashed node still listens");
+    assert!(
+        ports[1..].iter().all(|p| answers(*p)),
+        "the others went down too"
+    );
+    cluster.restart(0).unwrap_or_else(|e| panic!("{e}"));
+    assert!(answers(ports[0]), "the crashed node did not come back");
+    drop(cluster);
+    for port in &ports {
+        assert!(
+            !answers(*port),
+            "{kind:?} node still listens on {port} after drop"
+        );
+    }
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
+}
+
 /// Whether FLEXTIDE_TEST_REQUIRE names the backend this server is for.
 fn required(kind: Kind) -> bool {
     let backend = match kind {
@@ -62,6 +98,24 @@ fn main() -> std::process::ExitCode {
         Kind::RabbitMq,
         Kind::Nats,
     ];
+    // Redis: three masters with a replica each.
+    let clusters = [
+        (Kind::RabbitMq, 3),
+        (Kind::Nats, 3),
+        (Kind::Redis { aof: true }, 6),
+    ]
+    .map(|(kind, size)| {
+        Trial::ignorable_test(format!("{}-cluster", kind.name()), move || {
+            if let Err(missing) = flextide_test_servers::installed(kind) {
+                if required(kind) {
+                    return Err(missing.into());
+                }
+                return Ok(Completion::ignored_with(missing));
+            }
+            cluster_crash_and_restart(kind, size);
+            Ok(Completion::Completed)
+        })
+    });
     let trials = kinds
         .into_iter()
         .map(|kind| {
@@ -76,6 +130,7 @@ fn main() -> std::process::ExitCode {
                 Ok(Completion::Completed)
             })
         })
+        .chain(clusters)
         .collect();
     libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
 }

@@ -42,7 +42,9 @@ pub(crate) async fn connect(settings: &Settings, purpose: &str) -> Result<async_
             let shown = shown.clone();
             async move { tracing::info!(server = %shown, %event, "nats connection event") }
         });
-    let connected = tokio::time::timeout(t, options.connect(settings.url.as_str())).await;
+    // A cluster's servers, separated by commas: the client tries them all.
+    let servers: Vec<&str> = settings.url.split(',').map(str::trim).collect();
+    let connected = tokio::time::timeout(t, options.connect(servers)).await;
     match connected {
         Ok(Ok(client)) => Ok(client),
         // The error names what went wrong without the URL (it may hold a password).

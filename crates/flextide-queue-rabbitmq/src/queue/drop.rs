@@ -92,12 +92,7 @@ pub(crate) async fn delete_with_own_connection(settings: &Settings, name: &str) 
     let t = settings.config.operation_timeout;
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(format!("flextide-queue-rabbitmq/drop/{name}").into());
-    let connection = timed(
-        "connect",
-        t,
-        Connection::connect_uri(settings.uri.clone(), props),
-    )
-    .await?;
+    let connection = crate::link::connect(settings, props).await?;
     let result = delete_all(&connection, t, name).await;
     connection.close_within(t).await;
     result

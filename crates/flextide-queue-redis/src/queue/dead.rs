@@ -71,15 +71,17 @@ impl RedisQueue {
 
     pub(super) async fn purge_dead(&self) -> Result<u64> {
         let x = &self.keys.dead_letters;
-        let (len, _): (u64, i64) = redis::pipe()
+        let purged: redis::RedisResult<(u64, i64)> = redis::pipe()
             .atomic()
             .cmd("XLEN")
             .arg(x)
             .cmd("DEL")
             .arg(x)
             .query_async(&mut self.backend.conn())
-            .await
-            .map_err(|e| self.err("purge_dead_letters", e))?;
-        Ok(len)
+            .await;
+        match purged {
+            Ok((len, _)) => Ok(len),
+            Err(e) => Err(self.transaction_err("purge_dead_letters", e).await),
+        }
     }
 }

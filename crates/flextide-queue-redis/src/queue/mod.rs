@@ -104,6 +104,30 @@ impl RedisQueue {
         self.backend.err(operation, e)
     }
 
+    /// [`RedisQueue::err`] for a MULTI/EXEC. On a Redis Cluster whose
+    /// master of this queue's slot changed (a failover), the transaction
+    /// comes back aborted with MOVED inside it, which the cluster client
+    /// does not follow: it learns the new master only from a MOVED reply
+    /// to a plain command. One such command on the queue's slot (`EXISTS`
+    /// of its stream) makes it refresh, so the caller's retry goes to the
+    /// new master instead of failing the same way for good.
+    async fn transaction_err(&self, operation: &'static str, e: RedisError) -> QueueError {
+        use redis::{ErrorKind, ServerErrorKind};
+        let moved = matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::ExecAbort | ServerErrorKind::Moved | ServerErrorKind::Ask
+            )
+        );
+        if moved && self.backend.is_cluster() {
+            let _: redis::RedisResult<i64> = redis::cmd("EXISTS")
+                .arg(&self.keys.stream)
+                .query_async(&mut self.backend.conn())
+                .await;
+        }
+        self.err(operation, e)
+    }
+
     /// A call of `script` with the queue's nine keys.
     fn invocation<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();

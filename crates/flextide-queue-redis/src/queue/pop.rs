@@ -186,14 +186,17 @@ impl RedisQueue {
             .arg(max)
             .arg(lease)
             .arg(&*want);
-        let replies: Vec<Value> = pipe
-            .query_async(&mut self.backend.conn())
-            .await
-            .map_err(|e| self.err("pop", e))?;
+        let replies: Vec<Value> = match pipe.query_async(&mut self.backend.conn()).await {
+            Ok(replies) => replies,
+            Err(e) => return Err(self.transaction_err("pop", e).await),
+        };
         let [first, read, post]: [Value; 3] = replies.try_into().map_err(|_| bad_reply("pop"))?;
         // A failed first half makes post.lua give back everything read, so
         // its error is the one to report; a failed XREADGROUP read nothing.
-        let first = first.extract_error().map_err(|e| self.err("pop", e))?;
+        let first = match first.extract_error() {
+            Ok(first) => first,
+            Err(e) => return Err(self.transaction_err("pop", e).await),
+        };
         let post = array(post.extract_error().map_err(|e| self.err("pop", e))?)?;
         let (keep, gave_back) = match &post[..] {
             [keep, gave_back] => (int(keep)?, int(gave_back)?),

@@ -79,10 +79,10 @@ impl RedisQueue {
                 }
                 cmd.ignore();
             }
-            let _: () = pipe
-                .query_async(&mut self.backend.conn())
-                .await
-                .map_err(|e| self.err("push_batch", e))?;
+            let pushed: redis::RedisResult<()> = pipe.query_async(&mut self.backend.conn()).await;
+            if let Err(e) = pushed {
+                return Err(self.transaction_err("push_batch", e).await);
+            }
             return Ok(());
         }
         let mut inv = self.invocation(&scripts::PUSH);

@@ -50,6 +50,16 @@ pub(crate) fn after_first_start(server: &Server) -> Result<(), String> {
     }
 }
 
+/// Joins freshly started nodes into one cluster (node 0 is the seed).
+pub(crate) fn join(nodes: &[Server]) -> Result<(), String> {
+    match nodes.first().map(|n| n.kind) {
+        Some(Kind::RabbitMq) => rabbitmq::join(nodes),
+        Some(Kind::Redis { .. }) => redis::create_cluster(nodes),
+        // nats-servers find each other through their --routes.
+        _ => Ok(()),
+    }
+}
+
 /// Kind-specific part of a crash, before the process group is killed.
 pub(crate) fn crash(server: &Server) -> Result<(), String> {
     match server.kind {

@@ -19,5 +19,24 @@ pub(super) fn command(server: &Server) -> Command {
         .arg("-js")
         .arg("-sd")
         .arg(server.dir().join("store"));
+    if let Some(member) = &server.member {
+        // JetStream in a cluster needs a unique server name and a cluster
+        // name; routes go to every other node's cluster port.
+        let routes: Vec<String> = member
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != member.index)
+            .map(|(_, p)| format!("nats://127.0.0.1:{}", p[1]))
+            .collect();
+        cmd.arg("--name")
+            .arg(format!("{}-{}", member.name, member.index))
+            .arg("--cluster_name")
+            .arg(&member.name)
+            .arg("--cluster")
+            .arg(format!("nats://127.0.0.1:{}", server.ports[1]))
+            .arg("--routes")
+            .arg(routes.join(","));
+    }
     cmd
 }

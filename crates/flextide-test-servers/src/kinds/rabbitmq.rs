@@ -8,13 +8,15 @@ use std::process::Command;
 
 use crate::{
     Server,
-    process::{as_service_user, chown_tree, is_root, kill_pid, user_ids},
+    process::{as_service_user, chown_tree, is_root, kill_pid, run, user_ids},
 };
 
 const USER: &str = "rabbitmq";
 /// The server script itself, not the /usr/sbin wrapper (which switches
 /// user with `su`, leaving our process group).
 pub(super) const SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// The control script, for joining a cluster.
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
 
 fn node_name(server: &Server) -> String {
     format!("flextide-{}@localhost", server.port())
@@ -61,6 +63,40 @@ pub(super) fn command(server: &Server) -> Result<Command, String> {
     }
     as_service_user(&mut cmd, USER)?;
     Ok(cmd)
+}
+
+/// `rabbitmqctl -n <node> ...`, as the user (and with the Erlang cookie)
+/// the node runs with, away from the shared node's env file.
+fn ctl(server: &Server, args: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new(CTL);
+    cmd.arg("-n")
+        .arg(node_name(server))
+        .args(args)
+        .env(
+            "RABBITMQ_CONF_ENV_FILE",
+            server.dir().join("rabbitmq-env.conf"),
+        )
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1");
+    if is_root() {
+        cmd.env("HOME", "/var/lib/rabbitmq");
+    }
+    as_service_user(&mut cmd, USER)?;
+    run(&mut cmd, &format!("rabbitmqctl {}", args.join(" ")))
+}
+
+/// Joins nodes 1.. to node 0 (`stop_app`, `join_cluster`, `start_app`
+/// on each), so queues may have members on every node.
+pub(super) fn join(nodes: &[Server]) -> Result<(), String> {
+    let Some((seed, rest)) = nodes.split_first() else {
+        return Ok(());
+    };
+    let seed = node_name(seed);
+    for node in rest {
+        ctl(node, &["stop_app"])?;
+        ctl(node, &["join_cluster", &seed])?;
+        ctl(node, &["start_app"])?;
+    }
+    Ok(())
 }
 
 /// SIGKILLs this node's Erlang VM: the pid its pid file names, after

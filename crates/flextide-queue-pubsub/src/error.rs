@@ -57,6 +57,11 @@ pub(crate) fn map(operation: &'static str, status: Status) -> QueueError {
     if is_stale(&status) {
         return QueueError::StaleReceipt { backend: BACKEND };
     }
+    if status.code() == Code::InvalidArgument
+        && status.message().to_ascii_lowercase().contains("invalid ack id")
+    {
+        return QueueError::invalid_receipt(BACKEND, "Pub/Sub does not know this ack id");
+    }
     let what = || format!("{operation}: {:?}: {}", status.code(), status.message());
     match status.code() {
         Code::DeadlineExceeded => QueueError::Timeout {
@@ -102,5 +107,9 @@ mod tests {
         assert!(map("pull", Status::unavailable("down")).is_retryable());
         assert!(!map("pull", Status::invalid_argument("bad")).is_retryable());
         assert!(matches!(map("pull", Status::permission_denied("no")), QueueError::Configuration { .. }));
+        assert!(matches!(
+            map("ack", Status::invalid_argument("Invalid ack id (ack_id=0)")),
+            QueueError::InvalidReceipt { .. }
+        ));
     }
 }

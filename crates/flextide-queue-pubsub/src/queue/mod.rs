@@ -117,6 +117,8 @@ impl QueueProvider for PubSubQueue {
             fenced_receipts: self.exactly_once(),
             dead_letters: true,
             drop_queue: true,
+            // No count of a subscription's messages outside Cloud Monitoring.
+            blind_stats: true,
             ..Capabilities::default()
         }
     }

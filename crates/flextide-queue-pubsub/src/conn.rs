@@ -36,9 +36,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DOMAIN: &str = "pubsub.googleapis.com";
 const AUDIENCE: &str = "https://pubsub.googleapis.com/";
 
+/// The kinds of request a handle counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    Publish = 0,
+    Pull = 1,
+    Acknowledge = 2,
+    ModifyAckDeadline = 3,
+    /// Creating, reading, deleting, seeking, listing.
+    Admin = 4,
+}
+
+/// The names of [`Op`]s, in order.
+pub(crate) const OPS: [&str; 5] = ["publish", "pull", "acknowledge", "modify_ack_deadline", "admin"];
+
 /// One handle's connections.
 pub(crate) struct Conn {
     channels: ConnectionManager,
+    /// Requests sent (every try), by [`Op`].
+    counts: [std::sync::atomic::AtomicU64; 5],
     timeout: Duration,
     /// The project of the credentials, when the configuration names none.
     pub(crate) project: Option<String>,
@@ -78,6 +94,7 @@ impl Conn {
                 QueueError::connection(BACKEND, format!("cannot connect to Pub/Sub at {shown}: {e}"))
             })?;
         Ok(Conn {
+            counts: Default::default(),
             channels,
             timeout: config.operation_timeout,
             project,
@@ -96,9 +113,18 @@ impl Conn {
             .max_encoding_message_size(GRPC_LIMIT)
     }
 
+    /// Requests sent so far (every try), by kind, in [`OPS`] order.
+    pub(crate) fn counts(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.counts[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn count(&self, op: Op) {
+        self.counts[op as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Runs `call` with the operation deadline, retrying transient
     /// failures twice (after 100 ms, then 400 ms) when `retry` allows.
-    async fn run<T, F, Fut>(&self, retry: bool, mut call: F) -> Result<T, Status>
+    async fn run<T, F, Fut>(&self, op: Op, retry: bool, mut call: F) -> Result<T, Status>
     where
         F: FnMut(Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -107,6 +133,7 @@ impl Conn {
         let mut tries = 0;
         loop {
             tries += 1;
+            self.count(op);
             let outcome = match tokio::time::timeout(self.timeout + Duration::from_secs(1), call(self.timeout)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Status::deadline_exceeded("no answer within the operation timeout")),
@@ -125,7 +152,7 @@ impl Conn {
     /// Creates a topic; `false` when it existed.
     pub(crate) async fn create_topic(&self, name: &str) -> Result<bool, Status> {
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(format!("name={name}"), Topic { name: name.to_owned(), ..Default::default() });
                 req.set_timeout(t);
                 let mut c = self.publisher();
@@ -138,7 +165,7 @@ impl Conn {
     /// Creates a subscription; `false` when it existed.
     pub(crate) async fn create_subscription(&self, sub: Subscription) -> Result<bool, Status> {
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(format!("name={}", sub.name), sub.clone());
                 req.set_timeout(t);
                 let mut c = self.sub();
@@ -151,7 +178,7 @@ impl Conn {
     /// A subscription's settings; `None` when it does not exist.
     pub(crate) async fn get_subscription(&self, name: &str) -> Result<Option<Subscription>, Status> {
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("subscription={name}"),
                     GetSubscriptionRequest { subscription: name.to_owned() },
@@ -171,7 +198,7 @@ impl Conn {
     /// Deletes a subscription; one that does not exist is fine.
     pub(crate) async fn delete_subscription(&self, name: &str) -> Result<(), Status> {
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("subscription={name}"),
                     DeleteSubscriptionRequest { subscription: name.to_owned() },
@@ -187,7 +214,7 @@ impl Conn {
     /// Deletes a topic; one that does not exist is fine.
     pub(crate) async fn delete_topic(&self, name: &str) -> Result<(), Status> {
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("topic={name}"),
                     DeleteTopicRequest { topic: name.to_owned() },
@@ -205,7 +232,7 @@ impl Conn {
     /// messages twice (Pub/Sub is at-least-once on publish too; the copies
     /// carry the same Flextide id).
     pub(crate) async fn publish(&self, topic: &str, messages: Vec<PubsubMessage>) -> Result<Vec<String>, Status> {
-        self.run(true, |t| {
+        self.run(Op::Publish, true, |t| {
             let mut req = create_request(
                 format!("topic={topic}"),
                 PublishRequest { topic: topic.to_owned(), messages: messages.clone() },
@@ -233,6 +260,7 @@ impl Conn {
         let mut req = create_request(format!("subscription={subscription}"), request);
         req.set_timeout(deadline);
         let mut c = self.sub();
+        self.count(Op::Pull);
         let answer = tokio::time::timeout(deadline + Duration::from_secs(5), c.pull(req)).await;
         match answer {
             Ok(Ok(r)) => Ok(r.into_inner().received_messages),
@@ -244,7 +272,7 @@ impl Conn {
 
     /// Acknowledges `ack_ids` in one request.
     pub(crate) async fn ack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), Status> {
-        self.run(true, |t| {
+        self.run(Op::Acknowledge, true, |t| {
             let mut req = create_request(
                 format!("subscription={subscription}"),
                 AcknowledgeRequest { subscription: subscription.to_owned(), ack_ids: ack_ids.to_vec() },
@@ -259,7 +287,7 @@ impl Conn {
     /// Sets the ack deadline of `ack_ids` to `seconds` from now (0: give
     /// them back at once).
     pub(crate) async fn modack(&self, subscription: &str, ack_ids: &[String], seconds: i32) -> Result<(), Status> {
-        self.run(true, |t| {
+        self.run(Op::ModifyAckDeadline, true, |t| {
             let mut req = create_request(
                 format!("subscription={subscription}"),
                 ModifyAckDeadlineRequest {
@@ -286,7 +314,7 @@ impl Conn {
             nanos: now.subsec_nanos() as i32,
         };
         let out = self
-            .run(true, |t| {
+            .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("subscription={subscription}"),
                     SeekRequest {
@@ -309,7 +337,7 @@ impl Conn {
         let mut page = String::new();
         loop {
             let out = self
-                .run(true, |t| {
+                .run(Op::Admin, true, |t| {
                     let mut req = create_request(
                         format!("project={project}"),
                         ListSubscriptionsRequest { project: project.to_owned(), page_size: 1000, page_token: page.clone() },

@@ -94,6 +94,14 @@ impl PubSubQueue {
         &self.names.subscription
     }
 
+    /// Requests this handle has sent to Pub/Sub (every try counted), by
+    /// kind: `publish`, `pull`, `acknowledge`, `modify_ack_deadline`,
+    /// `admin` (creating, reading, deleting, seeking). For measuring the
+    /// request cost per message, which is what Pub/Sub bills.
+    pub fn request_counts(&self) -> Vec<(&'static str, u64)> {
+        crate::conn::OPS.into_iter().zip(self.conn.counts()).collect()
+    }
+
     /// Creates the queue's topics and subscriptions now, as its first push
     /// or pop would (with this handle's lease and max attempts), and reads
     /// the settings of those that existed.

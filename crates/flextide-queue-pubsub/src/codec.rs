@@ -107,7 +107,9 @@ pub(crate) fn decode(m: &PubsubMessage) -> Decoded {
         Some(json) => match serde_json::from_str(json) {
             Ok(h) => h,
             Err(e) => {
-                undecodable = Some(format!("attribute {A_HEADERS} is not a JSON object of strings: {e}"));
+                undecodable = Some(format!(
+                    "attribute {A_HEADERS} is not a JSON object of strings: {e}"
+                ));
                 Headers::new()
             }
         },
@@ -119,7 +121,10 @@ pub(crate) fn decode(m: &PubsubMessage) -> Decoded {
         .or_else(|| m.publish_time.as_ref().map(timestamp));
     let mut message = Message::from_parts(id, Bytes::from(m.data.clone())).with_headers(headers);
     message.enqueued_at = enqueued;
-    Decoded { message, undecodable }
+    Decoded {
+        message,
+        undecodable,
+    }
 }
 
 /// A protobuf timestamp as a `SystemTime`.
@@ -132,7 +137,12 @@ pub(crate) fn timestamp(t: &prost_types::Timestamp) -> SystemTime {
 /// were (so a replay puts back what was stored), with our id made explicit
 /// and the reason, attempts and time added. The reason is cut to what one
 /// attribute holds.
-pub(crate) fn dead_letter(original: &PubsubMessage, id: &MessageId, reason: &str, attempts: u32) -> PubsubMessage {
+pub(crate) fn dead_letter(
+    original: &PubsubMessage,
+    id: &MessageId,
+    reason: &str,
+    attempts: u32,
+) -> PubsubMessage {
     let mut attributes = original.attributes.clone();
     attributes.insert(A_ID.to_owned(), id.as_str().to_owned());
     if !attributes.contains_key(A_ENQUEUED)
@@ -157,7 +167,8 @@ pub(crate) fn replayed(dead: &PubsubMessage, id: &MessageId) -> PubsubMessage {
         .attributes
         .iter()
         .filter(|(k, _)| {
-            !matches!(k.as_str(), A_REASON | A_ATTEMPTS | A_DEAD_AT) && !k.starts_with(PUBSUB_DL_PREFIX)
+            !matches!(k.as_str(), A_REASON | A_ATTEMPTS | A_DEAD_AT)
+                && !k.starts_with(PUBSUB_DL_PREFIX)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -204,7 +215,11 @@ mod tests {
 
     #[test]
     fn foreign_and_undecodable() {
-        let p = PubsubMessage { data: b"raw".to_vec(), message_id: "77".into(), ..Default::default() };
+        let p = PubsubMessage {
+            data: b"raw".to_vec(),
+            message_id: "77".into(),
+            ..Default::default()
+        };
         let d = decode(&p);
         assert_eq!(d.message.id.as_str(), "pubsub-77");
         let mut p = p;
@@ -215,7 +230,10 @@ mod tests {
     #[test]
     fn large_headers_are_refused() {
         let m = Message::new("x").with_header("k", "v".repeat(2000));
-        assert!(matches!(encode(&m, None), Err(QueueError::InvalidMessage { .. })));
+        assert!(matches!(
+            encode(&m, None),
+            Err(QueueError::InvalidMessage { .. })
+        ));
     }
 
     #[test]

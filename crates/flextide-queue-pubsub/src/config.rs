@@ -111,7 +111,11 @@ impl PubSubConfig {
                     config.exactly_once = match value {
                         "" | "true" | "1" | "yes" => true,
                         "false" | "0" | "no" => false,
-                        _ => return Err(bad(format!("exactly_once={value:?} is not true or false"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "exactly_once={value:?} is not true or false"
+                            )));
+                        }
                     }
                 }
                 "prefix" => config.prefix = value.to_owned(),
@@ -139,14 +143,19 @@ impl PubSubConfig {
         if let Some(p) = &self.project {
             let ok = (6..=30).contains(&p.len())
                 && p.starts_with(|c: char| c.is_ascii_lowercase())
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             // The emulator takes any project name; Google Cloud's are 6 to
             // 30 lowercase letters, digits and hyphens.
-            let loose = p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let loose = p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !(ok || (self.emulator.is_some() && loose && !p.is_empty())) {
                 return Err(QueueError::configuration(
                     BACKEND,
-                    format!("{p:?} is not a Google Cloud project id (6 to 30 lowercase letters, digits and hyphens)"),
+                    format!(
+                        "{p:?} is not a Google Cloud project id (6 to 30 lowercase letters, digits and hyphens)"
+                    ),
                 ));
             }
         }

@@ -10,6 +10,7 @@
 
 use std::{future::Future, time::Duration};
 
+use flextide_queue_core::{QueueError, Result};
 use gcloud_gax::{
     conn::{Channel, ConnectionManager, ConnectionOptions, Environment},
     create_request,
@@ -17,11 +18,10 @@ use gcloud_gax::{
 };
 use gcloud_googleapis::pubsub::v1::{
     AcknowledgeRequest, DeleteSubscriptionRequest, DeleteTopicRequest, GetSubscriptionRequest,
-    ListSubscriptionsRequest, ModifyAckDeadlineRequest, PublishRequest, PubsubMessage,
-    PullRequest, ReceivedMessage, SeekRequest, Subscription, Topic, publisher_client,
-    seek_request, subscriber_client,
+    ListSubscriptionsRequest, ModifyAckDeadlineRequest, PublishRequest, PubsubMessage, PullRequest,
+    ReceivedMessage, SeekRequest, Subscription, Topic, publisher_client, seek_request,
+    subscriber_client,
 };
-use flextide_queue_core::{QueueError, Result};
 
 use crate::{BACKEND, config::PubSubConfig, error};
 
@@ -48,7 +48,13 @@ pub(crate) enum Op {
 }
 
 /// The names of [`Op`]s, in order.
-pub(crate) const OPS: [&str; 5] = ["publish", "pull", "acknowledge", "modify_ack_deadline", "admin"];
+pub(crate) const OPS: [&str; 5] = [
+    "publish",
+    "pull",
+    "acknowledge",
+    "modify_ack_deadline",
+    "admin",
+];
 
 /// One handle's connections.
 pub(crate) struct Conn {
@@ -62,7 +68,9 @@ pub(crate) struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("channels", &self.channels.num()).finish()
+        f.debug_struct("Conn")
+            .field("channels", &self.channels.num())
+            .finish()
     }
 }
 
@@ -91,7 +99,10 @@ impl Conn {
         let channels = ConnectionManager::new(pool, DOMAIN, AUDIENCE, &environment, &options)
             .await
             .map_err(|e| {
-                QueueError::connection(BACKEND, format!("cannot connect to Pub/Sub at {shown}: {e}"))
+                QueueError::connection(
+                    BACKEND,
+                    format!("cannot connect to Pub/Sub at {shown}: {e}"),
+                )
             })?;
         Ok(Conn {
             counts: Default::default(),
@@ -134,9 +145,16 @@ impl Conn {
         loop {
             tries += 1;
             self.count(op);
-            let outcome = match tokio::time::timeout(self.timeout + Duration::from_secs(1), call(self.timeout)).await {
+            let outcome = match tokio::time::timeout(
+                self.timeout + Duration::from_secs(1),
+                call(self.timeout),
+            )
+            .await
+            {
                 Ok(outcome) => outcome,
-                Err(_) => Err(Status::deadline_exceeded("no answer within the operation timeout")),
+                Err(_) => Err(Status::deadline_exceeded(
+                    "no answer within the operation timeout",
+                )),
             };
             match outcome {
                 Err(s) if retry && tries < 3 && error::transient(&s) => {
@@ -153,7 +171,13 @@ impl Conn {
     pub(crate) async fn create_topic(&self, name: &str) -> Result<bool, Status> {
         let out = self
             .run(Op::Admin, true, |t| {
-                let mut req = create_request(format!("name={name}"), Topic { name: name.to_owned(), ..Default::default() });
+                let mut req = create_request(
+                    format!("name={name}"),
+                    Topic {
+                        name: name.to_owned(),
+                        ..Default::default()
+                    },
+                );
                 req.set_timeout(t);
                 let mut c = self.publisher();
                 async move { c.create_topic(req).await }
@@ -176,12 +200,17 @@ impl Conn {
     }
 
     /// A subscription's settings; `None` when it does not exist.
-    pub(crate) async fn get_subscription(&self, name: &str) -> Result<Option<Subscription>, Status> {
+    pub(crate) async fn get_subscription(
+        &self,
+        name: &str,
+    ) -> Result<Option<Subscription>, Status> {
         let out = self
             .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("subscription={name}"),
-                    GetSubscriptionRequest { subscription: name.to_owned() },
+                    GetSubscriptionRequest {
+                        subscription: name.to_owned(),
+                    },
                 );
                 req.set_timeout(t);
                 let mut c = self.sub();
@@ -201,7 +230,9 @@ impl Conn {
             .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("subscription={name}"),
-                    DeleteSubscriptionRequest { subscription: name.to_owned() },
+                    DeleteSubscriptionRequest {
+                        subscription: name.to_owned(),
+                    },
                 );
                 req.set_timeout(t);
                 let mut c = self.sub();
@@ -217,7 +248,9 @@ impl Conn {
             .run(Op::Admin, true, |t| {
                 let mut req = create_request(
                     format!("topic={name}"),
-                    DeleteTopicRequest { topic: name.to_owned() },
+                    DeleteTopicRequest {
+                        topic: name.to_owned(),
+                    },
                 );
                 req.set_timeout(t);
                 let mut c = self.publisher();
@@ -231,11 +264,18 @@ impl Conn {
     /// publish whose answer was lost is sent again, which may store the
     /// messages twice (Pub/Sub is at-least-once on publish too; the copies
     /// carry the same Flextide id).
-    pub(crate) async fn publish(&self, topic: &str, messages: Vec<PubsubMessage>) -> Result<Vec<String>, Status> {
+    pub(crate) async fn publish(
+        &self,
+        topic: &str,
+        messages: Vec<PubsubMessage>,
+    ) -> Result<Vec<String>, Status> {
         self.run(Op::Publish, true, |t| {
             let mut req = create_request(
                 format!("topic={topic}"),
-                PublishRequest { topic: topic.to_owned(), messages: messages.clone() },
+                PublishRequest {
+                    topic: topic.to_owned(),
+                    messages: messages.clone(),
+                },
             );
             req.set_timeout(t);
             let mut c = self.publisher();
@@ -249,8 +289,16 @@ impl Conn {
     /// otherwise the pull's deadline is `wait`, and a pull that ends empty
     /// (or with `DEADLINE_EXCEEDED`) returns an empty vector. Never retried:
     /// a retried pull could lease messages a lost answer already carried.
-    pub(crate) async fn pull(&self, subscription: &str, max: usize, wait: Option<Duration>) -> Result<Vec<ReceivedMessage>, Status> {
-        #[allow(deprecated, reason = "return_immediately is what listing needs; the emulator honours it")]
+    pub(crate) async fn pull(
+        &self,
+        subscription: &str,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> Result<Vec<ReceivedMessage>, Status> {
+        #[allow(
+            deprecated,
+            reason = "return_immediately is what listing needs; the emulator honours it"
+        )]
         let request = PullRequest {
             subscription: subscription.to_owned(),
             return_immediately: wait.is_none(),
@@ -275,7 +323,10 @@ impl Conn {
         self.run(Op::Acknowledge, true, |t| {
             let mut req = create_request(
                 format!("subscription={subscription}"),
-                AcknowledgeRequest { subscription: subscription.to_owned(), ack_ids: ack_ids.to_vec() },
+                AcknowledgeRequest {
+                    subscription: subscription.to_owned(),
+                    ack_ids: ack_ids.to_vec(),
+                },
             );
             req.set_timeout(t);
             let mut c = self.sub();
@@ -286,7 +337,12 @@ impl Conn {
 
     /// Sets the ack deadline of `ack_ids` to `seconds` from now (0: give
     /// them back at once).
-    pub(crate) async fn modack(&self, subscription: &str, ack_ids: &[String], seconds: i32) -> Result<(), Status> {
+    pub(crate) async fn modack(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        seconds: i32,
+    ) -> Result<(), Status> {
         self.run(Op::ModifyAckDeadline, true, |t| {
             let mut req = create_request(
                 format!("subscription={subscription}"),
@@ -331,7 +387,11 @@ impl Conn {
     }
 
     /// The queue names of `project`'s subscriptions named `<prefix><queue>`.
-    pub(crate) async fn list_subscription_names(&self, config: &PubSubConfig, project: &str) -> Result<Vec<String>> {
+    pub(crate) async fn list_subscription_names(
+        &self,
+        config: &PubSubConfig,
+        project: &str,
+    ) -> Result<Vec<String>> {
         let lead = format!("{project}/subscriptions/{}", config.prefix);
         let mut names = Vec::new();
         let mut page = String::new();
@@ -340,7 +400,11 @@ impl Conn {
                 .run(Op::Admin, true, |t| {
                     let mut req = create_request(
                         format!("project={project}"),
-                        ListSubscriptionsRequest { project: project.to_owned(), page_size: 1000, page_token: page.clone() },
+                        ListSubscriptionsRequest {
+                            project: project.to_owned(),
+                            page_size: 1000,
+                            page_token: page.clone(),
+                        },
                     );
                     req.set_timeout(t);
                     let mut c = self.sub();
@@ -386,7 +450,9 @@ fn gone<T>(out: Result<T, Status>) -> Result<(), Status> {
 /// project of those credentials.
 #[cfg(feature = "google-cloud")]
 async fn google_cloud() -> Result<(Environment, Option<String>)> {
-    use gcloud_pubsub::client::google_cloud_auth::{project::Config, token::DefaultTokenSourceProvider};
+    use gcloud_pubsub::client::google_cloud_auth::{
+        project::Config, token::DefaultTokenSourceProvider,
+    };
     // tonic's TLS takes the process's rustls provider; install one if the
     // program has not (aws-lc-rs, which the JWT signing uses already).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

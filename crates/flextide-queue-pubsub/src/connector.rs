@@ -46,7 +46,12 @@ impl Connector for PubSubConnector {
         "pubsub://my-project?emulator=127.0.0.1:8085"
     }
 
-    async fn open(&self, url: &str, queue: &str, options: QueueOptions) -> Result<Arc<dyn QueueProvider>> {
+    async fn open(
+        &self,
+        url: &str,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>> {
         Ok(Arc::new(PubSub::new(url)?.open(queue, options).await?))
     }
 
@@ -79,7 +84,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_emulator_fails_at_open() {
         let opened = PubSubConnector
-            .open("pubsub://proj?emulator=127.0.0.1:1", "q", QueueOptions::default())
+            .open(
+                "pubsub://proj?emulator=127.0.0.1:1",
+                "q",
+                QueueOptions::default(),
+            )
             .await;
         let Err(err) = opened else {
             panic!("opened a queue on a closed port");

@@ -1,8 +1,8 @@
 //! gRPC statuses of Pub/Sub mapped into `QueueError`: a table of codes,
 //! plus the one detail exactly-once delivery adds.
 
-use gcloud_gax::grpc::{Code, Status};
 use flextide_queue_core::QueueError;
+use gcloud_gax::grpc::{Code, Status};
 
 use crate::BACKEND;
 
@@ -46,7 +46,11 @@ pub(crate) fn stale_ids<'a>(status: &Status, ack_ids: &'a [String]) -> Vec<&'a s
 /// Whether a call that failed this way may succeed when sent again.
 pub(crate) fn transient(status: &Status) -> bool {
     match status.code() {
-        Code::Unavailable | Code::Unknown | Code::Internal | Code::Aborted | Code::ResourceExhausted => true,
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Internal
+        | Code::Aborted
+        | Code::ResourceExhausted => true,
         Code::InvalidArgument => mentions(status, TRANSIENT_ACK),
         _ => false,
     }
@@ -58,7 +62,10 @@ pub(crate) fn map(operation: &'static str, status: Status) -> QueueError {
         return QueueError::StaleReceipt { backend: BACKEND };
     }
     if status.code() == Code::InvalidArgument
-        && status.message().to_ascii_lowercase().contains("invalid ack id")
+        && status
+            .message()
+            .to_ascii_lowercase()
+            .contains("invalid ack id")
     {
         return QueueError::invalid_receipt(BACKEND, "Pub/Sub does not know this ack id");
     }
@@ -76,9 +83,14 @@ pub(crate) fn map(operation: &'static str, status: Status) -> QueueError {
         },
         Code::Unauthenticated | Code::PermissionDenied => QueueError::configuration(
             BACKEND,
-            format!("{} (check the credentials and their Pub/Sub roles; the Pub/Sub service account also needs publisher on the dead-letter topic and subscriber on the subscription)", what()),
+            format!(
+                "{} (check the credentials and their Pub/Sub roles; the Pub/Sub service account also needs publisher on the dead-letter topic and subscriber on the subscription)",
+                what()
+            ),
         ),
-        Code::InvalidArgument if mentions(&status, TRANSIENT_ACK) => QueueError::backend_error(BACKEND, true, what()),
+        Code::InvalidArgument if mentions(&status, TRANSIENT_ACK) => {
+            QueueError::backend_error(BACKEND, true, what())
+        }
         code => QueueError::backend_error(
             BACKEND,
             matches!(code, Code::Unknown | Code::Internal | Code::Aborted),
@@ -96,17 +108,31 @@ mod tests {
         let stale = Status::with_details(
             Code::InvalidArgument,
             "",
-            bytes::Bytes::from_static(b"\x0a..projects/p/subscriptions/s:3\x12 PERMANENT_FAILURE_INVALID_ACK_ID"),
+            bytes::Bytes::from_static(
+                b"\x0a..projects/p/subscriptions/s:3\x12 PERMANENT_FAILURE_INVALID_ACK_ID",
+            ),
         );
         assert!(is_stale(&stale));
-        assert!(matches!(map("ack", stale.clone()), QueueError::StaleReceipt { .. }));
-        let ids = vec!["projects/p/subscriptions/s:3".to_owned(), "projects/p/subscriptions/s:4".to_owned()];
-        assert_eq!(stale_ids(&stale, &ids), vec!["projects/p/subscriptions/s:3"]);
+        assert!(matches!(
+            map("ack", stale.clone()),
+            QueueError::StaleReceipt { .. }
+        ));
+        let ids = vec![
+            "projects/p/subscriptions/s:3".to_owned(),
+            "projects/p/subscriptions/s:4".to_owned(),
+        ];
+        assert_eq!(
+            stale_ids(&stale, &ids),
+            vec!["projects/p/subscriptions/s:3"]
+        );
         assert!(!transient(&stale));
         assert!(transient(&Status::unavailable("down")));
         assert!(map("pull", Status::unavailable("down")).is_retryable());
         assert!(!map("pull", Status::invalid_argument("bad")).is_retryable());
-        assert!(matches!(map("pull", Status::permission_denied("no")), QueueError::Configuration { .. }));
+        assert!(matches!(
+            map("pull", Status::permission_denied("no")),
+            QueueError::Configuration { .. }
+        ));
         assert!(matches!(
             map("ack", Status::invalid_argument("Invalid ack id (ack_id=0)")),
             QueueError::InvalidReceipt { .. }

@@ -45,6 +45,9 @@ mod tests {
         assert_eq!(n.topic, "projects/p1/topics/ftq-emails");
         assert_eq!(n.subscription, "projects/p1/subscriptions/ftq-emails");
         assert_eq!(n.dl_topic, "projects/p1/topics/ftq-emails.dlq");
-        assert_eq!(n.dl_subscription, "projects/p1/subscriptions/ftq-emails.dlq");
+        assert_eq!(
+            n.dl_subscription,
+            "projects/p1/subscriptions/ftq-emails.dlq"
+        );
     }
 }

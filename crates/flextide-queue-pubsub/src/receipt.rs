@@ -22,7 +22,10 @@ pub(crate) fn decode(receipt: &Receipt) -> Result<Parsed> {
     if ack_id.is_empty() {
         return Err(bad());
     }
-    Ok(Parsed { attempt, ack_id: ack_id.to_owned() })
+    Ok(Parsed {
+        attempt,
+        ack_id: ack_id.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -32,7 +35,13 @@ mod tests {
     #[test]
     fn round_trip() {
         let r = encode(3, "projects/p/subscriptions/s:12");
-        assert_eq!(decode(&r).unwrap(), Parsed { attempt: 3, ack_id: "projects/p/subscriptions/s:12".into() });
+        assert_eq!(
+            decode(&r).unwrap(),
+            Parsed {
+                attempt: 3,
+                ack_id: "projects/p/subscriptions/s:12".into()
+            }
+        );
         assert!(decode(&Receipt::new("x")).is_err());
         assert!(decode(&Receipt::new("1:")).is_err());
     }

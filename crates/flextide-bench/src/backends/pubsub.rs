@@ -47,7 +47,9 @@ pub(crate) struct Ps {
 
 impl std::fmt::Debug for Ps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ps").field("emulator", &self.emulator).finish_non_exhaustive()
+        f.debug_struct("Ps")
+            .field("emulator", &self.emulator)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,7 +68,11 @@ impl Ps {
         })
         .await?;
         raw.get_topics(None).await?;
-        Ok(Ps { pubsub, raw, emulator })
+        Ok(Ps {
+            pubsub,
+            raw,
+            emulator,
+        })
     }
 
     async fn open(&self, queue: &str) -> Res<Arc<PubSubQueue>> {
@@ -92,7 +98,8 @@ impl Ps {
             ack_deadline_seconds: options().lease.as_secs() as i32,
             ..Default::default()
         };
-        sub.create(topic.fully_qualified_name(), config, None).await?;
+        sub.create(topic.fully_qualified_name(), config, None)
+            .await?;
         Ok(Arc::new(RawPs {
             topic,
             sub,
@@ -116,7 +123,10 @@ impl Backend for Ps {
                     self.emulator
                 ),
             ),
-            ("subscription".into(), "pull, dead-letter policy, no exactly-once".into()),
+            (
+                "subscription".into(),
+                "pull, dead-letter policy, no exactly-once".into(),
+            ),
         ]
     }
 
@@ -187,7 +197,11 @@ fn per_message(requests: f64, n: u64) -> Figure {
 }
 
 /// Requests per message by kind (and `total`) between two snapshots.
-fn per_kind(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, n: u64) -> BTreeMap<String, f64> {
+fn per_kind(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    n: u64,
+) -> BTreeMap<String, f64> {
     let n = n.max(1) as f64;
     let mut out = BTreeMap::new();
     let mut total = 0;
@@ -201,7 +215,10 @@ fn per_kind(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, n: u6
 }
 
 fn lib_counts(q: &PubSubQueue) -> BTreeMap<String, u64> {
-    q.request_counts().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    q.request_counts()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 impl Ps {
@@ -209,7 +226,10 @@ impl Ps {
     /// (one consumer, batches of up to 100), counting from after the queue
     /// was created: steady state.
     async fn lib_requests(&self, n: u64, plan: &Plan) -> Result<BTreeMap<String, f64>, String> {
-        let q = self.open(&queue_name("ps-lib")).await.map_err(|e| e.to_string())?;
+        let q = self
+            .open(&queue_name("ps-lib"))
+            .await
+            .map_err(|e| e.to_string())?;
         q.create().await.map_err(|e| e.to_string())?;
         let d = self.lib_driver(q.clone());
         let run = async {
@@ -226,7 +246,10 @@ impl Ps {
     }
 
     async fn raw_requests(&self, n: u64, plan: &Plan) -> Result<BTreeMap<String, f64>, String> {
-        let raw = self.raw_driver(&queue_name("ps-raw")).await.map_err(|e| e.to_string())?;
+        let raw = self
+            .raw_driver(&queue_name("ps-raw"))
+            .await
+            .map_err(|e| e.to_string())?;
         let d: Arc<dyn Driver> = raw.clone();
         let run = async {
             let before = raw.snapshot();
@@ -246,7 +269,8 @@ impl Ps {
         let run = async {
             workloads::prefill(q.clone(), n, plan.payload).await?;
             let before: u64 = lib_counts(&q).values().sum();
-            let f = workloads::worker_run(q.clone(), n, plan.worker_concurrency, plan.burn_cap).await?;
+            let f =
+                workloads::worker_run(q.clone(), n, plan.worker_concurrency, plan.burn_cap).await?;
             let after: u64 = lib_counts(&q).values().sum();
             Res::Ok((f, after - before))
         }
@@ -299,7 +323,12 @@ impl Driver for RawPs {
 
     async fn pop(&self, max: usize, wait: Duration) -> Res<Vec<Popped>> {
         self.count(1);
-        let pulled = match tokio::time::timeout(wait.max(Duration::from_secs(1)), self.sub.pull(max.clamp(1, 1000) as i32, None)).await {
+        let pulled = match tokio::time::timeout(
+            wait.max(Duration::from_secs(1)),
+            self.sub.pull(max.clamp(1, 1000) as i32, None),
+        )
+        .await
+        {
             Ok(pulled) => pulled?,
             Err(_) => Vec::new(),
         };
@@ -313,7 +342,13 @@ impl Driver for RawPs {
     }
 
     async fn delete(&self, handles: Vec<Handle>) -> Res<()> {
-        let ids = expect_handles(handles, |h| if let Handle::Text(t) = h { Some(t) } else { None })?;
+        let ids = expect_handles(handles, |h| {
+            if let Handle::Text(t) = h {
+                Some(t)
+            } else {
+                None
+            }
+        })?;
         for chunk in ids.chunks(1000) {
             self.count(2);
             self.sub.ack(chunk.to_vec()).await?;

@@ -37,7 +37,10 @@ pub(crate) fn cases() -> Vec<Case> {
         case!(
             "stats::blind_stats_count_only_dead_letters",
             blind_stats_count_only_dead_letters,
-            |c, _| need(c.blind_stats, "needs blind_stats (the backend counts its messages)")
+            |c, _| need(
+                c.blind_stats,
+                "needs blind_stats (the backend counts its messages)"
+            )
         ),
     ]
 }

@@ -21,8 +21,7 @@ use std::{
 };
 
 use flextide_queue_core::{
-    DeadLetter, MessageId, QueueError, Receipt, Replay, Result,
-    backend::max_attempts_reason,
+    DeadLetter, MessageId, QueueError, Receipt, Replay, Result, backend::max_attempts_reason,
 };
 use gcloud_gax::grpc::Code;
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
@@ -76,7 +75,8 @@ impl PubSubQueue {
         match self.held.get(&r.ack_id) {
             Some(Known::Live { original, id }) => {
                 self.check_live(&r.ack_id).await?;
-                self.bury(&r.ack_id, &original, &id, reason, r.attempt).await?;
+                self.bury(&r.ack_id, &original, &id, reason, r.attempt)
+                    .await?;
                 self.held.settled(&r.ack_id);
                 Ok(())
             }
@@ -101,7 +101,8 @@ impl PubSubQueue {
                 Ok(got) => got,
                 Err(s) if s.code() == Code::NotFound => break,
                 Err(s) => {
-                    self.give_back_dead(all.iter().map(|p: &Pulled| p.ack_id.clone()).collect()).await;
+                    self.give_back_dead(all.iter().map(|p: &Pulled| p.ack_id.clone()).collect())
+                        .await;
                     return Err(error::map("pull dead letters", s));
                 }
             };
@@ -111,7 +112,11 @@ impl PubSubQueue {
             for r in got {
                 if let Some(m) = r.message {
                     let letter = self.letter(&m);
-                    all.push(Pulled { ack_id: r.ack_id, original: m, letter });
+                    all.push(Pulled {
+                        ack_id: r.ack_id,
+                        original: m,
+                        letter,
+                    });
                 }
             }
             if all.len() >= LIST_CAP {
@@ -137,7 +142,9 @@ impl PubSubQueue {
     fn letter(&self, m: &PubsubMessage) -> DeadLetter {
         let a = &m.attributes;
         let decoded = codec::decode(m);
-        let forwarded = a.get(codec::A_PUBSUB_COUNT).and_then(|c| c.parse::<u32>().ok());
+        let forwarded = a
+            .get(codec::A_PUBSUB_COUNT)
+            .and_then(|c| c.parse::<u32>().ok());
         let attempts = a
             .get(codec::A_ATTEMPTS)
             .and_then(|c| c.parse().ok())
@@ -160,7 +167,11 @@ impl PubSubQueue {
     /// by the subscription's ack deadline.
     async fn give_back_dead(&self, ack_ids: Vec<String>) {
         for chunk in ack_ids.chunks(crate::PUBSUB_MAX_BATCH) {
-            if let Err(s) = self.conn.modack(&self.names.dl_subscription, chunk, 0).await {
+            if let Err(s) = self
+                .conn
+                .modack(&self.names.dl_subscription, chunk, 0)
+                .await
+            {
                 tracing::debug!(queue = %self.name, error = %error::map("modify ack deadline", s), "dead letters stay hidden until their ack deadline");
             }
         }
@@ -182,7 +193,8 @@ impl PubSubQueue {
         }
         let Listing { unique, copies } = self.pull_dead().await?;
         self.ack_dead(copies).await?;
-        self.give_back_dead(unique.iter().map(|p| p.ack_id.clone()).collect()).await;
+        self.give_back_dead(unique.iter().map(|p| p.ack_id.clone()).collect())
+            .await;
         Ok(unique.into_iter().take(limit).map(|p| p.letter).collect())
     }
 
@@ -190,7 +202,8 @@ impl PubSubQueue {
         let Listing { unique, copies } = self.pull_dead().await?;
         self.ack_dead(copies).await?;
         let n = unique.len() as u64;
-        self.give_back_dead(unique.into_iter().map(|p| p.ack_id).collect()).await;
+        self.give_back_dead(unique.into_iter().map(|p| p.ack_id).collect())
+            .await;
         Ok(n)
     }
 
@@ -201,12 +214,22 @@ impl PubSubQueue {
             Replay::Oldest(n) => (0..unique.len()).map(|i| i < *n).collect(),
             Replay::Ids(ids) => {
                 let ids: HashSet<&MessageId> = ids.iter().collect();
-                unique.iter().map(|p| ids.contains(&p.letter.message.id)).collect()
+                unique
+                    .iter()
+                    .map(|p| ids.contains(&p.letter.message.id))
+                    .collect()
             }
         };
-        let (take, keep): (Vec<(Pulled, bool)>, Vec<(Pulled, bool)>) =
-            unique.into_iter().zip(chosen).partition(|(_, c)| *c);
-        self.give_back_dead(keep.into_iter().map(|(p, _)| p.ack_id).collect()).await;
+        let mut take: Vec<Pulled> = Vec::new();
+        let mut keep: Vec<String> = Vec::new();
+        for (p, c) in unique.into_iter().zip(chosen) {
+            if c {
+                take.push(p);
+            } else {
+                keep.push(p.ack_id);
+            }
+        }
+        self.give_back_dead(keep).await;
         self.ack_dead(copies).await?;
         if take.is_empty() {
             return Ok(0);
@@ -214,13 +237,14 @@ impl PubSubQueue {
         self.ensure().await?;
         let mut republish = Vec::with_capacity(take.len());
         let mut by_id: HashMap<MessageId, String> = HashMap::new();
-        for (p, _) in &take {
+        for p in &take {
             republish.push(codec::replayed(&p.original, &p.letter.message.id));
             by_id.insert(p.letter.message.id.clone(), p.ack_id.clone());
         }
         for chunk in republish.chunks(self.config.max_batch) {
             if let Err(s) = self.conn.publish(&self.names.topic, chunk.to_vec()).await {
-                self.give_back_dead(take.iter().map(|(p, _)| p.ack_id.clone()).collect()).await;
+                self.give_back_dead(take.iter().map(|p| p.ack_id.clone()).collect())
+                    .await;
                 return Err(error::map("publish replayed messages", s));
             }
         }
@@ -243,4 +267,3 @@ impl PubSubQueue {
         Ok(n)
     }
 }
-

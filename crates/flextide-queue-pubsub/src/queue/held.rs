@@ -44,7 +44,13 @@ pub(super) struct Held {
 }
 
 impl Held {
-    pub(super) fn insert(&self, ack_id: &str, original: Arc<PubsubMessage>, id: MessageId, lease: Duration) {
+    pub(super) fn insert(
+        &self,
+        ack_id: &str,
+        original: Arc<PubsubMessage>,
+        id: MessageId,
+        lease: Duration,
+    ) {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap();
         if map.len() >= SWEEP_ABOVE {
@@ -60,7 +66,11 @@ impl Held {
     }
 
     pub(super) fn get(&self, ack_id: &str) -> Option<Known> {
-        self.map.lock().unwrap().get(ack_id).map(|e| e.known.clone())
+        self.map
+            .lock()
+            .unwrap()
+            .get(ack_id)
+            .map(|e| e.known.clone())
     }
 
     /// Marks a delivery settled through this handle.

@@ -99,7 +99,10 @@ impl PubSubQueue {
     /// `admin` (creating, reading, deleting, seeking). For measuring the
     /// request cost per message, which is what Pub/Sub bills.
     pub fn request_counts(&self) -> Vec<(&'static str, u64)> {
-        crate::conn::OPS.into_iter().zip(self.conn.counts()).collect()
+        crate::conn::OPS
+            .into_iter()
+            .zip(self.conn.counts())
+            .collect()
     }
 
     /// Creates the queue's topics and subscriptions now, as its first push
@@ -132,12 +135,17 @@ impl QueueProvider for PubSubQueue {
     }
 
     async fn push(&self, message: Message) -> Result<MessageId> {
-        let mut ids = self.publish(vec![message]).await.map_err(|mut e| match &mut e {
-            flextide_queue_core::QueueError::PartialBatch { failures, .. } if failures.len() == 1 => {
-                failures.pop().map(|f| f.error).unwrap_or(e)
-            }
-            _ => e,
-        })?;
+        let mut ids = self
+            .publish(vec![message])
+            .await
+            .map_err(|mut e| match &mut e {
+                flextide_queue_core::QueueError::PartialBatch { failures, .. }
+                    if failures.len() == 1 =>
+                {
+                    failures.pop().map(|f| f.error).unwrap_or(e)
+                }
+                _ => e,
+            })?;
         Ok(ids.remove(0))
     }
 

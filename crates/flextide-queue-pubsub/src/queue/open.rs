@@ -35,9 +35,16 @@ pub(crate) fn policy_attempts(max_attempts: Option<u32>) -> u32 {
 }
 
 impl PubSubQueue {
-    pub(crate) async fn open(config: Arc<PubSubConfig>, name: &str, options: QueueOptions) -> Result<Self> {
+    pub(crate) async fn open(
+        config: Arc<PubSubConfig>,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Self> {
         if options.max_attempts == Some(0) {
-            return Err(QueueError::configuration(BACKEND, "max_attempts must be at least 1 (or None)"));
+            return Err(QueueError::configuration(
+                BACKEND,
+                "max_attempts must be at least 1 (or None)",
+            ));
         }
         let conn = Conn::open(&config).await?;
         let project = match (&config.project, &conn.project) {
@@ -45,7 +52,9 @@ impl PubSubQueue {
             (None, None) => config.project()?.to_owned(),
         };
         let names = Names::new(&config, &project, name);
-        if options.lease.as_secs() < MIN_ACK_SECONDS as u64 || options.lease.as_secs() > MAX_ACK_SECONDS as u64 {
+        if options.lease.as_secs() < MIN_ACK_SECONDS as u64
+            || options.lease.as_secs() > MAX_ACK_SECONDS as u64
+        {
             tracing::debug!(queue = name, lease = ?options.lease, "Pub/Sub takes ack deadlines of 10 to 600 s; the lease is clamped");
         }
         Ok(PubSubQueue {
@@ -100,7 +109,11 @@ impl PubSubQueue {
             enable_exactly_once_delivery: self.config.exactly_once,
             ..Default::default()
         };
-        let made = self.conn.create_subscription(wanted.clone()).await.map_err(failed)?;
+        let made = self
+            .conn
+            .create_subscription(wanted.clone())
+            .await
+            .map_err(failed)?;
         let actual = if made {
             wanted
         } else {
@@ -118,9 +131,11 @@ impl PubSubQueue {
     /// Takes the subscription's settings as they are on the server.
     fn learn(&self, s: &Subscription) {
         if s.ack_deadline_seconds > 0 {
-            self.lease_secs.store(s.ack_deadline_seconds, Ordering::Release);
+            self.lease_secs
+                .store(s.ack_deadline_seconds, Ordering::Release);
         }
-        self.exactly_once.store(s.enable_exactly_once_delivery, Ordering::Release);
+        self.exactly_once
+            .store(s.enable_exactly_once_delivery, Ordering::Release);
         let policy = s
             .dead_letter_policy
             .as_ref()
@@ -146,8 +161,14 @@ impl PubSubQueue {
         self.held.clear();
         let n = &self.names;
         let failed = |s| error::map("drop the queue", s);
-        self.conn.delete_subscription(&n.subscription).await.map_err(failed)?;
-        self.conn.delete_subscription(&n.dl_subscription).await.map_err(failed)?;
+        self.conn
+            .delete_subscription(&n.subscription)
+            .await
+            .map_err(failed)?;
+        self.conn
+            .delete_subscription(&n.dl_subscription)
+            .await
+            .map_err(failed)?;
         self.conn.delete_topic(&n.topic).await.map_err(failed)?;
         self.conn.delete_topic(&n.dl_topic).await.map_err(failed)?;
         Ok(())

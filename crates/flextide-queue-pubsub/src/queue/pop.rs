@@ -107,7 +107,12 @@ impl PubSubQueue {
             } else if let Some(limit) = max_attempts.filter(|&n| attempt > n) {
                 exhausted.push((withheld(limit), max_attempts_reason(limit)));
             } else {
-                self.held.insert(&r.ack_id, original.clone(), decoded.message.id.clone(), lease);
+                self.held.insert(
+                    &r.ack_id,
+                    original.clone(),
+                    decoded.message.id.clone(),
+                    lease,
+                );
                 entries.push(Ok(Delivery::new(
                     decoded.message,
                     receipt::encode(attempt, &r.ack_id),
@@ -118,7 +123,10 @@ impl PubSubQueue {
         }
         let sorted: Decoded<Delivery, Withheld> = Decoded::sort(entries);
         for (w, reason) in sorted.undecodable.into_iter().chain(exhausted) {
-            if let Err(e) = self.bury(&w.ack_id, &w.original, &w.id, &reason, w.attempts).await {
+            if let Err(e) = self
+                .bury(&w.ack_id, &w.original, &w.id, &reason, w.attempts)
+                .await
+            {
                 tracing::warn!(queue = %self.name, error = %e, "could not move a message to the dead letters; it comes back after its lease");
             }
         }

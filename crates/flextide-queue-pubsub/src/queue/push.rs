@@ -63,7 +63,10 @@ impl PubSubQueue {
             if let Err(e) = outcome {
                 let shown = e.to_string();
                 let retryable = e.is_retryable();
-                failures.push(BatchFailure { index: first, error: e });
+                failures.push(BatchFailure {
+                    index: first,
+                    error: e,
+                });
                 for index in first + 1..first + len {
                     failures.push(BatchFailure {
                         index,
@@ -102,7 +105,11 @@ fn chunk(messages: Vec<PubsubMessage>, max: usize) -> Vec<(usize, Vec<PubsubMess
     let mut out: Vec<(usize, Vec<PubsubMessage>)> = Vec::new();
     let mut bytes = 0;
     for (i, m) in messages.into_iter().enumerate() {
-        let size = m.data.len() + m.attributes.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = m.data.len()
+            + m.attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         match out.last_mut() {
             Some((_, c)) if c.len() < max && bytes + size <= CHUNK_BYTES => {
                 bytes += size;
@@ -122,26 +129,44 @@ mod tests {
     use super::*;
 
     fn msg(len: usize) -> PubsubMessage {
-        PubsubMessage { data: vec![0; len], ..Default::default() }
+        PubsubMessage {
+            data: vec![0; len],
+            ..Default::default()
+        }
     }
 
     #[test]
     fn chunks_by_count_and_bytes() {
         let c = chunk((0..5).map(|_| msg(1)).collect(), 2);
-        assert_eq!(c.iter().map(|(i, c)| (*i, c.len())).collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 1)]);
+        assert_eq!(
+            c.iter().map(|(i, c)| (*i, c.len())).collect::<Vec<_>>(),
+            [(0, 2), (2, 2), (4, 1)]
+        );
         let c = chunk(vec![msg(5_000_000), msg(5_000_000), msg(10)], 1000);
-        assert_eq!(c.iter().map(|(i, c)| (*i, c.len())).collect::<Vec<_>>(), [(0, 1), (1, 2)]);
+        assert_eq!(
+            c.iter().map(|(i, c)| (*i, c.len())).collect::<Vec<_>>(),
+            [(0, 1), (1, 2)]
+        );
     }
 
     #[test]
     fn refuses_what_pubsub_lacks() {
-        assert!(matches!(check(&Message::new("x").with_priority(1)), Err(QueueError::Unsupported { .. })));
+        assert!(matches!(
+            check(&Message::new("x").with_priority(1)),
+            Err(QueueError::Unsupported { .. })
+        ));
         assert!(matches!(
             check(&Message::new("x").with_delay(std::time::Duration::from_secs(1))),
             Err(QueueError::Unsupported { .. })
         ));
-        assert!(matches!(check(&Message::new("x").with_ordering_key("k")), Err(QueueError::Unsupported { .. })));
-        assert!(matches!(check(&Message::new("x").with_dedup_id("d")), Err(QueueError::Unsupported { .. })));
+        assert!(matches!(
+            check(&Message::new("x").with_ordering_key("k")),
+            Err(QueueError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            check(&Message::new("x").with_dedup_id("d")),
+            Err(QueueError::Unsupported { .. })
+        ));
         assert!(check(&Message::new("x")).is_ok());
     }
 }

@@ -58,7 +58,11 @@ impl PubSubQueue {
                     } else if error::is_stale(&s) {
                         // Which ones is not said: one by one.
                         for (index, a) in chunk {
-                            match self.conn.ack(&self.names.subscription, std::slice::from_ref(a)).await {
+                            match self
+                                .conn
+                                .ack(&self.names.subscription, std::slice::from_ref(a))
+                                .await
+                            {
                                 Ok(()) => self.held.settled(a),
                                 Err(s) => failures.push(BatchFailure {
                                     index: *index,
@@ -101,12 +105,17 @@ impl PubSubQueue {
             && let Some(Known::Live { original, id }) = self.held.get(&r.ack_id)
         {
             self.check_live(&r.ack_id).await?;
-            self.bury(&r.ack_id, &original, &id, &max_attempts_reason(n), n).await?;
+            self.bury(&r.ack_id, &original, &id, &max_attempts_reason(n), n)
+                .await?;
             self.held.settled(&r.ack_id);
             return Ok(());
         }
         self.conn
-            .modack(&self.names.subscription, std::slice::from_ref(&r.ack_id), seconds(delay))
+            .modack(
+                &self.names.subscription,
+                std::slice::from_ref(&r.ack_id),
+                seconds(delay),
+            )
             .await
             .map_err(|s| error::map("modify ack deadline", s))?;
         self.held.forget(&r.ack_id);
@@ -127,7 +136,11 @@ impl PubSubQueue {
             return Err(QueueError::StaleReceipt { backend: BACKEND });
         }
         self.conn
-            .modack(&self.names.subscription, std::slice::from_ref(&r.ack_id), seconds(by).max(1))
+            .modack(
+                &self.names.subscription,
+                std::slice::from_ref(&r.ack_id),
+                seconds(by).max(1),
+            )
             .await
             .map_err(|s| error::map("modify ack deadline", s))?;
         self.held.extend(&r.ack_id, by, self.lease());

@@ -47,7 +47,11 @@ impl PubSubHarness {
 
 #[async_trait]
 impl Harness for PubSubHarness {
-    async fn open(&self, name: &str, options: QueueOptions) -> Result<Arc<dyn QueueProvider>, QueueError> {
+    async fn open(
+        &self,
+        name: &str,
+        options: QueueOptions,
+    ) -> Result<Arc<dyn QueueProvider>, QueueError> {
         let queue = Arc::new(self.client.open(name, options).await?);
         let mut handles = self.handles.lock().unwrap();
         let list = handles.entry(name.to_owned()).or_default();
@@ -61,7 +65,11 @@ impl Harness for PubSubHarness {
         self.client.drop_queue(name).await
     }
 
-    async fn write_foreign(&self, queue: &Arc<dyn QueueProvider>, entry: ForeignEntry) -> Result<bool, QueueError> {
+    async fn write_foreign(
+        &self,
+        queue: &Arc<dyn QueueProvider>,
+        entry: ForeignEntry,
+    ) -> Result<bool, QueueError> {
         let mut message = PubsubMessage::default();
         match entry {
             // What any Pub/Sub client sends: data, no attributes.
@@ -69,7 +77,9 @@ impl Harness for PubSubHarness {
             // Our own headers attribute, written by someone else.
             ForeignEntry::Undecodable => {
                 message.data = b"garbled".to_vec();
-                message.attributes.insert("ft-h".into(), "not a JSON object".into());
+                message
+                    .attributes
+                    .insert("ft-h".into(), "not a JSON object".into());
             }
             _ => return Ok(false),
         }
@@ -81,7 +91,11 @@ impl Harness for PubSubHarness {
         q.create().await?;
         let topic_id = q.topic().rsplit('/').next().unwrap_or_default().to_owned();
         let publisher = self.raw.topic(&topic_id).new_publisher(None);
-        let published = tokio::time::timeout(Duration::from_secs(30), publisher.publish_immediately(vec![message], None)).await;
+        let published = tokio::time::timeout(
+            Duration::from_secs(30),
+            publisher.publish_immediately(vec![message], None),
+        )
+        .await;
         match published {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) => Err(failed("publish (write_foreign)", e)),
@@ -93,14 +107,22 @@ impl Harness for PubSubHarness {
     /// with the client's own calls.
     async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
         let mut out = Vec::new();
-        let topics = self.raw.get_topics(None).await.map_err(|e| failed("list topics", e))?;
+        let topics = self
+            .raw
+            .get_topics(None)
+            .await
+            .map_err(|e| failed("list topics", e))?;
         out.extend(
             topics
                 .into_iter()
                 .filter(|t| t.rsplit('/').next().is_some_and(|id| id.contains(name)))
                 .map(|t| format!("topic {t}")),
         );
-        let subs = self.raw.get_subscriptions(None).await.map_err(|e| failed("list subscriptions", e))?;
+        let subs = self
+            .raw
+            .get_subscriptions(None)
+            .await
+            .map_err(|e| failed("list subscriptions", e))?;
         out.extend(
             subs.into_iter()
                 .filter(|s| s.id().contains(name))
@@ -139,7 +161,9 @@ pub(crate) async fn connect(exactly_once: bool) -> Connect<PubSubHarness> {
     };
     config.exactly_once = exactly_once;
     let Some(emulator) = config.emulator.clone() else {
-        return Connect::Failed(format!("{URL_VAR} must name an emulator (emulator=HOST:PORT): the suite creates and deletes topics"));
+        return Connect::Failed(format!(
+            "{URL_VAR} must name an emulator (emulator=HOST:PORT): the suite creates and deletes topics"
+        ));
     };
     let project = config.project.clone();
     let client = match PubSub::with_config(config) {
@@ -163,9 +187,14 @@ pub(crate) async fn connect(exactly_once: bool) -> Connect<PubSubHarness> {
             if let Err(e) = q.create().await {
                 return Connect::Failed(format!("{emulator}: {e}"));
             }
-            eprintln!("flextide-conformance: pubsub emulator at {emulator} (exactly once: {})", q.exactly_once());
+            eprintln!(
+                "flextide-conformance: pubsub emulator at {emulator} (exactly once: {})",
+                q.exactly_once()
+            );
             if q.exactly_once() != exactly_once {
-                return Connect::Failed("the subscription's exactly-once setting is not the one asked for".into());
+                return Connect::Failed(
+                    "the subscription's exactly-once setting is not the one asked for".into(),
+                );
             }
             let _ = client.drop_queue(&probe).await;
         }

@@ -46,6 +46,12 @@ pub(crate) const BACKENDS: &[Backend] = &[
     Backend { name: "rabbitmq", facade: "rabbitmq", home: Home::Server(Kind::RabbitMq), loss_allowed: None },
     Backend { name: "nats", facade: "nats", home: Home::Server(Kind::Nats), loss_allowed: None },
     Backend {
+        name: "pubsub",
+        facade: "pubsub",
+        home: Home::Server(Kind::PubSub),
+        loss_allowed: Some("the Pub/Sub emulator keeps nothing on disk; a crash forgets every topic, subscription and message (by design, like Redis without persistence)"),
+    },
+    Backend {
         name: "sqs",
         facade: "sqs",
         home: Home::Skip("the SQS emulator (moto) keeps queues in memory only, so there is no server crash to survive; worker kills alone are not run for it yet"),

@@ -121,6 +121,7 @@ fn durability(backend: Backend) -> String {
             "RabbitMQ quorum queue (the backend's default), publisher confirms".into()
         }
         Home::Server(Kind::Nats) => "NATS JetStream file store".into(),
+        Home::Server(Kind::PubSub) => "Pub/Sub emulator, in memory only".into(),
     }
 }
 

@@ -54,6 +54,12 @@ pub(crate) const BACKENDS: &[Backend] = &[
     Backend { name: "rabbitmq", facade: "rabbitmq", home: Home::Server(Kind::RabbitMq), loss_allowed: None },
     Backend { name: "nats", facade: "nats", home: Home::Server(Kind::Nats), loss_allowed: None },
     Backend { name: "sqs", facade: "sqs", home: Home::External { var: "AWS_ENDPOINT_URL", url: "sqs:" }, loss_allowed: None },
+    Backend {
+        name: "pubsub",
+        facade: "pubsub",
+        home: Home::Server(Kind::PubSub),
+        loss_allowed: Some("the Pub/Sub emulator keeps nothing on disk; a crash forgets every topic, subscription and message (by design, like Redis without persistence)"),
+    },
 ];
 
 /// The cluster runs of `--cluster`, in table order.

@@ -131,6 +131,7 @@ fn durability(backend: Backend) -> String {
             "Redis Cluster, 3 masters + 3 replicas (asynchronous replication), AOF everysec".into()
         }
         Home::Cluster(_) => String::new(),
+        Home::Server(Kind::PubSub) => "Pub/Sub emulator, in memory only".into(),
     }
 }
 

@@ -46,4 +46,10 @@ pub struct Capabilities {
     pub release: bool,
     /// `drop_queue` removes the queue and everything it created.
     pub drop_queue: bool,
+    /// `stats()` cannot count the queue's ready, leased or delayed
+    /// messages: the broker has no such count (Google Cloud Pub/Sub keeps
+    /// it in Cloud Monitoring only). `depth`, `in_flight` and `delayed` are
+    /// then always 0 and `oldest_age` is `None`; `dead_lettered` is still
+    /// counted where `dead_letters` holds. Implies `exact_stats: false`.
+    pub blind_stats: bool,
 }

@@ -192,6 +192,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     purge: true,
     release: true,
     drop_queue: true,
+    blind_stats: false,
 };
 
 #[async_trait]

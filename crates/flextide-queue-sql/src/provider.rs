@@ -67,6 +67,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     purge: true,
     release: true,
     drop_queue: true,
+    blind_stats: false,
 };
 
 /// Implements `QueueProvider` for a SQL queue handle by handing each

@@ -174,6 +174,7 @@ impl QueueProvider for SqsQueue {
             // ApproximateReceiveCount, which the redrive policy counts, only grows.
             release: false,
             drop_queue: true,
+            blind_stats: false,
         }
     }
 

@@ -32,6 +32,9 @@ pub enum Kind {
     RabbitMq,
     /// nats-server with JetStream and its own store directory.
     Nats,
+    /// The Google Cloud Pub/Sub emulator: nothing persisted (a crash
+    /// forgets every topic, subscription and message).
+    PubSub,
 }
 
 impl Kind {
@@ -44,6 +47,7 @@ impl Kind {
             Kind::Redis { aof: false } => "redis-volatile",
             Kind::RabbitMq => "rabbitmq",
             Kind::Nats => "nats",
+            Kind::PubSub => "pubsub",
         }
     }
 }

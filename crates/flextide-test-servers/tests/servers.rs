@@ -81,6 +81,7 @@ fn required(kind: Kind) -> bool {
         Kind::Redis { .. } => "redis",
         Kind::RabbitMq => "rabbitmq",
         Kind::Nats => "nats",
+        Kind::PubSub => "pubsub",
     };
     std::env::var("FLEXTIDE_TEST_REQUIRE")
         .unwrap_or_default()
@@ -97,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Kind::Redis { aof: false },
         Kind::RabbitMq,
         Kind::Nats,
+        Kind::PubSub,
     ];
     // Redis: three masters with a replica each.
     let clusters = [

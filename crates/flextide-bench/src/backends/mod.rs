@@ -15,6 +15,8 @@ pub(crate) mod mysql;
 pub(crate) mod nats;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "pubsub")]
+pub(crate) mod pubsub;
 #[cfg(feature = "rabbitmq")]
 pub(crate) mod rabbitmq;
 #[cfg(feature = "redis")]
@@ -140,6 +142,10 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "nats")]
             "nats" => nats::Nt::connect()
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+            #[cfg(feature = "pubsub")]
+            "pubsub" => pubsub::Ps::connect()
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "sqs")]

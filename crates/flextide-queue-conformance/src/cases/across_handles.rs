@@ -43,7 +43,8 @@ pub(crate) fn cases() -> Vec<Case> {
         ),
         case!(
             "across_handles::stats_agree_between_handles",
-            stats_agree_between_handles
+            stats_agree_between_handles,
+            crate::cases::stats::counting
         ),
     ]
 }

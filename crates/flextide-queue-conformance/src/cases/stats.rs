@@ -7,10 +7,12 @@ use std::time::Duration;
 use flextide_queue_core::{Message, QueueStats};
 use tokio::time::Instant;
 
+use flextide_queue_core::Capabilities;
+
 use crate::{
-    Case, CaseError, CaseResult, Ctx,
+    Case, CaseError, CaseResult, Ctx, HarnessSettings,
     cases::{
-        case,
+        case, lacking, need,
         support::{Queue, delete_all, eventually, fail, patience, pop_some},
     },
     ensure,
@@ -24,10 +26,31 @@ pub(crate) fn cases() -> Vec<Case> {
         ),
         case!(
             "stats::counts_after_known_sequence",
-            counts_after_known_sequence
+            counts_after_known_sequence,
+            counting
         ),
-        case!("stats::counts_return_to_zero", counts_return_to_zero),
+        case!(
+            "stats::counts_return_to_zero",
+            counts_return_to_zero,
+            counting
+        ),
+        case!(
+            "stats::blind_stats_count_only_dead_letters",
+            blind_stats_count_only_dead_letters,
+            |c, _| need(
+                c.blind_stats,
+                "needs blind_stats (the backend counts its messages)"
+            )
+        ),
     ]
+}
+
+/// Gate: the case needs counts of ready and leased messages.
+pub(crate) fn counting(c: &Capabilities, _: &HarnessSettings) -> Option<&'static str> {
+    lacking(
+        c.blind_stats,
+        "the backend cannot count ready or leased messages (blind_stats)",
+    )
 }
 
 /// The counts a case expects: depth, in flight, delayed, dead-lettered.
@@ -147,5 +170,32 @@ pub async fn counts_return_to_zero(ctx: &Ctx) -> CaseResult {
         "an emptied queue reports oldest_age {:?}",
         s.oldest_age
     );
+    Ok(())
+}
+
+/// Clause 9 on a backend with `blind_stats`: `depth`, `in_flight` and
+/// `delayed` are 0 whatever the queue holds, `oldest_age` is `None`, and the
+/// dead letters are counted (where the backend has them); `exact_stats` is
+/// not claimed.
+pub async fn blind_stats_count_only_dead_letters(ctx: &Ctx) -> CaseResult {
+    let caps = *ctx.capabilities();
+    ensure!(!caps.exact_stats, "blind_stats with exact_stats claimed");
+    let q = ctx.queue().await?;
+    q.push_batch((0..3).map(|i| Message::new(format!("m{i}"))).collect())
+        .await?;
+    let leased = pop_some(&q, patience(ctx), "the message to lease").await?;
+    let mut dead = 0;
+    if caps.dead_letters {
+        let d = pop_some(&q, patience(ctx), "the message to dead-letter").await?;
+        q.dead_letter(&d.receipt, "stats").await?;
+        dead = 1;
+    }
+    let s = expect_counts(ctx, &q, (0, 0, 0, dead), 4).await?;
+    ensure!(
+        s.oldest_age.is_none(),
+        "blind stats report oldest_age {:?}",
+        s.oldest_age
+    );
+    q.delete(&leased.receipt).await?;
     Ok(())
 }

@@ -362,6 +362,7 @@ impl Inner {
             purge: true,
             release: true,
             drop_queue: true,
+            blind_stats: false,
         }
     }
 

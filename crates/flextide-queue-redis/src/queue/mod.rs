@@ -190,6 +190,7 @@ impl QueueProvider for RedisQueue {
             purge: true,
             release: true,
             drop_queue: true,
+            blind_stats: false,
         }
     }
 

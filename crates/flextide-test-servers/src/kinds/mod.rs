@@ -4,6 +4,7 @@
 mod mariadb;
 mod nats;
 mod postgres;
+mod pubsub;
 mod rabbitmq;
 mod redis;
 
@@ -17,7 +18,7 @@ pub(crate) fn init(server: &Server) -> Result<(), String> {
         Kind::Postgres => postgres::init(server),
         Kind::MariaDb => mariadb::init(server),
         Kind::RabbitMq => rabbitmq::init(server),
-        Kind::Redis { .. } | Kind::Nats => Ok(()),
+        Kind::Redis { .. } | Kind::Nats | Kind::PubSub => Ok(()),
     }
 }
 
@@ -29,6 +30,7 @@ pub(crate) fn command(server: &Server) -> Result<Command, String> {
         Kind::Redis { aof } => Ok(redis::command(server, aof)),
         Kind::RabbitMq => rabbitmq::command(server),
         Kind::Nats => Ok(nats::command(server)),
+        Kind::PubSub => Ok(pubsub::command(server)),
     }
 }
 
@@ -38,7 +40,7 @@ pub(crate) fn ready(server: &Server) -> bool {
         Kind::Postgres => postgres::ready(server),
         Kind::MariaDb => mariadb::ready(server),
         Kind::Redis { .. } => redis::ready(server),
-        Kind::RabbitMq | Kind::Nats => crate::process::port_open(server.port()),
+        Kind::RabbitMq | Kind::Nats | Kind::PubSub => crate::process::port_open(server.port()),
     }
 }
 
@@ -76,6 +78,7 @@ pub(crate) fn program(kind: Kind) -> String {
         Kind::Redis { .. } => "redis-server".into(),
         Kind::RabbitMq => rabbitmq::SCRIPT.into(),
         Kind::Nats => nats::program(),
+        Kind::PubSub => pubsub::program(),
     }
 }
 
@@ -88,6 +91,7 @@ pub(crate) fn url(server: &Server) -> String {
         Kind::Redis { .. } => format!("redis://127.0.0.1:{port}/"),
         Kind::RabbitMq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
         Kind::Nats => format!("nats://127.0.0.1:{port}"),
+        Kind::PubSub => format!("pubsub://flextide-chaos?emulator=127.0.0.1:{port}"),
     }
 }
 

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Behaves like the official postgres image's entrypoint as far as
+# testcontainers-modules relies on it: POSTGRES_USER / POSTGRES_PASSWORD /
+# POSTGRES_DB / POSTGRES_HOST_AUTH_METHOD, extra arguments passed to
+# postgres (`-c fsync=off`), and "database system is ready to accept
+# connections" logged once, when the real server is up: the database is
+# created in single-user mode, so no temporary server logs it first.
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+user="${POSTGRES_USER:-postgres}"
+db="${POSTGRES_DB:-$user}"
+auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$auth" != trust ]; then
+  echo "error: POSTGRES_PASSWORD is not set (or set POSTGRES_HOST_AUTH_METHOD=trust)" >&2
+  exit 1
+fi
+mkdir -p "$PGDATA" /run/postgresql
+chown -R postgres:postgres "$PGDATA" /run/postgresql
+chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  pwfile=$(mktemp)
+  printf '%s\n' "${POSTGRES_PASSWORD:-}" >"$pwfile"
+  chown postgres "$pwfile"
+  runuser -u postgres -- "$bin/initdb" --username="$user" --pwfile="$pwfile" \
+    --auth-local=trust --auth-host="$auth" -D "$PGDATA" >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all $auth" >>"$PGDATA/pg_hba.conf"
+  if [ "$db" != postgres ]; then
+    echo "CREATE DATABASE \"$db\";" |
+      runuser -u postgres -- "$bin/postgres" --single -D "$PGDATA" -j postgres >/dev/null
+  fi
+  echo "PostgreSQL init process complete; ready for start up."
+fi
+exec runuser -u postgres -- "$bin/postgres" -D "$PGDATA" \
+  -c listen_addresses='*' -c unix_socket_directories=/run/postgresql "$@"

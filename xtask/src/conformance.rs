@@ -61,14 +61,19 @@ pub(crate) struct Counts {
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut wanted = Vec::new();
+    let mut containers = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--backend" | "-b" => wanted.push(it.next().ok_or("--backend needs a name")?.clone()),
+            "--containers" => containers = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let all = backends();
+    let mut all = backends();
+    if containers {
+        all = with_containers(all);
+    }
     if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|b| &b.name == *w)) {
         let names: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
         return Err(format!(
@@ -90,11 +95,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     {
         let mut cmd = cargo();
         cmd.args(["test", "-p", &package]);
+        if containers {
+            container_run(&mut cmd, &name);
+        }
         for t in &tests {
             cmd.args(["--test", t]);
         }
         cmd.args(["--", "--color", "never"]);
-        let (success, text) = run_tee(cmd, &format!("conformance: {name}"))?;
+        let what = if containers {
+            format!("conformance: {name}, server in a container (testcontainers)")
+        } else {
+            format!("conformance: {name}")
+        };
+        let (success, text) = run_tee(cmd, &what)?;
         ok &= success;
         output.push_str(&text);
     }
@@ -105,6 +118,44 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         Err("conformance failed".into())
     }
+}
+
+/// The backends whose suite can start its server in a container (their
+/// crate has a `testcontainers` feature), each with only its main
+/// `conformance` target: the others need servers a container does not give
+/// (NATS with message schedules) or none at all.
+fn with_containers(all: Vec<Backend>) -> Vec<Backend> {
+    let crates = crate::util::project_root().join("crates");
+    all.into_iter()
+        .filter(|b| {
+            std::fs::read_to_string(crates.join(&b.package).join("Cargo.toml"))
+                .is_ok_and(|manifest| has_testcontainers_feature(&manifest))
+        })
+        .map(|b| Backend {
+            tests: vec!["conformance".to_owned()],
+            ..b
+        })
+        .collect()
+}
+
+fn has_testcontainers_feature(manifest: &str) -> bool {
+    manifest
+        .lines()
+        .any(|line| line.trim_start().starts_with("testcontainers = ["))
+}
+
+/// Sets up one suite run through the container path: the crate's
+/// `testcontainers` feature on, no server URL in the environment (so
+/// `locate` starts a container), and the backend required, so a container
+/// that cannot start fails the run instead of skipping it.
+fn container_run(cmd: &mut std::process::Command, backend: &str) {
+    cmd.args(["--features", "testcontainers"]);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("FLEXTIDE_TEST_") && var.ends_with("_URL") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env("FLEXTIDE_TEST_REQUIRE", backend);
 }
 
 /// Reads trial lines (`test [backend] group::case ... ok`) and skip notices
@@ -174,6 +225,27 @@ mod tests {
         assert_eq!(t["sqs"].ignored, 1);
         assert_eq!(t["redis"].skipped, 1);
         assert_eq!(t["postgres"].failed, 1);
+    }
+
+    #[test]
+    fn container_backends_are_those_with_the_feature() {
+        let names: Vec<String> = with_containers(backends())
+            .into_iter()
+            .map(|b| {
+                assert_eq!(b.tests, ["conformance"], "{}", b.name);
+                b.name
+            })
+            .collect();
+        for name in ["postgres", "mysql", "redis", "rabbitmq", "nats"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        for name in ["memory", "sqlite", "sqs"] {
+            assert!(!names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(has_testcontainers_feature(
+            "[features]\ntestcontainers = [\"x/testcontainers\"]\n"
+        ));
+        assert!(!has_testcontainers_feature("[dependencies]\ntestcontainers = \"0.27\"\n"));
     }
 
     #[test]

@@ -99,6 +99,10 @@ async fn start(var: &str, server: Server) -> Result<Located, String> {
                 .map_err(fail)?;
             let host = c.get_host().await.map_err(fail)?;
             let port = host_port(&c, $port).await.map_err(fail)?;
+            eprintln!(
+                "flextide-conformance: {var} is unset: started a {server:?} container ({}), port {port}",
+                &c.id()[..12]
+            );
             Located {
                 url: format!($fmt, host, port),
                 started_container: true,

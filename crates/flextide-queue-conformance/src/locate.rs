@@ -164,3 +164,41 @@ async fn host_port<I: testcontainers::Image>(
         .find_map(|binding| binding.host_port?.parse().ok())
         .ok_or(not_found)
 }
+
+#[cfg(all(test, feature = "testcontainers"))]
+mod tests {
+    use testcontainers::Image;
+    use testcontainers_modules::{
+        mariadb::Mariadb, nats::Nats, postgres::Postgres, rabbitmq::RabbitMq, redis::Redis,
+    };
+
+    /// CI builds its images locally under the names in
+    /// `.ci/containers/images`; a module that asks for another tag (after
+    /// an upgrade) would make testcontainers try a pull, which fails there.
+    #[test]
+    fn ci_images_match_the_modules() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/containers/images");
+        let listed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let listed: Vec<(&str, &str)> = listed
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once(char::is_whitespace))
+            .map(|(dir, image)| (dir, image.trim()))
+            .collect();
+        let image = |name: &str, tag: &str| format!("docker.io/library/{name}:{tag}");
+        let wanted = [
+            ("postgres", image(Postgres::default().name(), Postgres::default().tag())),
+            ("redis", image(Redis::default().name(), Redis::default().tag())),
+            ("mariadb", image(Mariadb::default().name(), Mariadb::default().tag())),
+            ("rabbitmq", image(RabbitMq::default().name(), RabbitMq::default().tag())),
+            ("nats", image(Nats::default().name(), Nats::default().tag())),
+        ];
+        for (dir, image) in &wanted {
+            assert!(
+                listed.contains(&(*dir, image.as_str())),
+                "{path} must list `{dir} {image}` (what testcontainers-modules asks for); it has {listed:?}"
+            );
+        }
+        assert_eq!(listed.len(), wanted.len(), "{listed:?}");
+    }
+}

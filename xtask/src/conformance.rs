@@ -87,29 +87,27 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .collect();
     let mut output = String::new();
     let mut ok = true;
-    for Backend {
-        name,
-        package,
-        tests,
-    } in selected
-    {
-        let mut cmd = cargo();
-        cmd.args(["test", "-p", &package]);
-        if containers {
-            container_run(&mut cmd, &name);
-        }
-        for t in &tests {
-            cmd.args(["--test", t]);
-        }
-        cmd.args(["--", "--color", "never"]);
-        let what = if containers {
-            format!("conformance: {name}, server in a container (testcontainers)")
-        } else {
-            format!("conformance: {name}")
-        };
-        let (success, text) = run_tee(cmd, &what)?;
+    if containers {
+        let (success, text) = run_tee(container_run(&selected), &container_what(&selected))?;
         ok &= success;
         output.push_str(&text);
+    } else {
+        for Backend {
+            name,
+            package,
+            tests,
+        } in selected
+        {
+            let mut cmd = cargo();
+            cmd.args(["test", "-p", &package]);
+            for t in &tests {
+                cmd.args(["--test", t]);
+            }
+            cmd.args(["--", "--color", "never"]);
+            let (success, text) = run_tee(cmd, &format!("conformance: {name}"))?;
+            ok &= success;
+            output.push_str(&text);
+        }
     }
     let table = parse(&output);
     print_table(&table);
@@ -144,18 +142,38 @@ fn has_testcontainers_feature(manifest: &str) -> bool {
         .any(|line| line.trim_start().starts_with("testcontainers = ["))
 }
 
-/// Sets up one suite run through the container path: the crate's
-/// `testcontainers` feature on, no server URL in the environment (so
-/// `locate` starts a container), and the backend required, so a container
-/// that cannot start fails the run instead of skipping it.
-fn container_run(cmd: &mut std::process::Command, backend: &str) {
-    cmd.args(["--features", "testcontainers"]);
+/// One `cargo test` over every selected backend's `conformance` target
+/// through the container path: each crate's `testcontainers` feature on (in
+/// one build, so the Docker client is compiled once, not once per
+/// backend's feature set), no server URL in the environment (so `locate`
+/// starts a container), and the backends required, so a container that
+/// cannot start fails the run instead of skipping it.
+fn container_run(selected: &[Backend]) -> std::process::Command {
+    let mut cmd = cargo();
+    cmd.arg("test");
+    let mut features = Vec::new();
+    for b in selected {
+        cmd.args(["-p", &b.package]);
+        features.push(format!("{}/testcontainers", b.package));
+    }
+    cmd.args(["--features", &features.join(",")]);
+    cmd.args(["--test", "conformance", "--no-fail-fast", "--", "--color", "never"]);
     for (var, _) in std::env::vars() {
         if var.starts_with("FLEXTIDE_TEST_") && var.ends_with("_URL") {
             cmd.env_remove(var);
         }
     }
-    cmd.env("FLEXTIDE_TEST_REQUIRE", backend);
+    let names: Vec<&str> = selected.iter().map(|b| b.name.as_str()).collect();
+    cmd.env("FLEXTIDE_TEST_REQUIRE", names.join(","));
+    cmd
+}
+
+fn container_what(selected: &[Backend]) -> String {
+    let names: Vec<&str> = selected.iter().map(|b| b.name.as_str()).collect();
+    format!(
+        "conformance: {}, each server in a container (testcontainers)",
+        names.join(", ")
+    )
 }
 
 /// Reads trial lines (`test [backend] group::case ... ok`) and skip notices

@@ -157,7 +157,14 @@ fn container_run(selected: &[Backend]) -> std::process::Command {
         features.push(format!("{}/testcontainers", b.package));
     }
     cmd.args(["--features", &features.join(",")]);
-    cmd.args(["--test", "conformance", "--no-fail-fast", "--", "--color", "never"]);
+    cmd.args([
+        "--test",
+        "conformance",
+        "--no-fail-fast",
+        "--",
+        "--color",
+        "never",
+    ]);
     for (var, _) in std::env::vars() {
         if var.starts_with("FLEXTIDE_TEST_") && var.ends_with("_URL") {
             cmd.env_remove(var);
@@ -263,7 +270,9 @@ mod tests {
         assert!(has_testcontainers_feature(
             "[features]\ntestcontainers = [\"x/testcontainers\"]\n"
         ));
-        assert!(!has_testcontainers_feature("[dependencies]\ntestcontainers = \"0.27\"\n"));
+        assert!(!has_testcontainers_feature(
+            "[dependencies]\ntestcontainers = \"0.27\"\n"
+        ));
     }
 
     #[test]

@@ -187,10 +187,22 @@ mod tests {
             .collect();
         let image = |name: &str, tag: &str| format!("docker.io/library/{name}:{tag}");
         let wanted = [
-            ("postgres", image(Postgres::default().name(), Postgres::default().tag())),
-            ("redis", image(Redis::default().name(), Redis::default().tag())),
-            ("mariadb", image(Mariadb::default().name(), Mariadb::default().tag())),
-            ("rabbitmq", image(RabbitMq::default().name(), RabbitMq::default().tag())),
+            (
+                "postgres",
+                image(Postgres::default().name(), Postgres::default().tag()),
+            ),
+            (
+                "redis",
+                image(Redis::default().name(), Redis::default().tag()),
+            ),
+            (
+                "mariadb",
+                image(Mariadb::default().name(), Mariadb::default().tag()),
+            ),
+            (
+                "rabbitmq",
+                image(RabbitMq::default().name(), RabbitMq::default().tag()),
+            ),
             ("nats", image(Nats::default().name(), Nats::default().tag())),
         ];
         for (dir, image) in &wanted {

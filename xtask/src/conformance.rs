@@ -61,14 +61,19 @@ pub(crate) struct Counts {
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut wanted = Vec::new();
+    let mut containers = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--backend" | "-b" => wanted.push(it.next().ok_or("--backend needs a name")?.clone()),
+            "--containers" => containers = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let all = backends();
+    let mut all = backends();
+    if containers {
+        all = with_containers(all);
+    }
     if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|b| &b.name == *w)) {
         let names: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
         return Err(format!(
@@ -82,21 +87,27 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .collect();
     let mut output = String::new();
     let mut ok = true;
-    for Backend {
-        name,
-        package,
-        tests,
-    } in selected
-    {
-        let mut cmd = cargo();
-        cmd.args(["test", "-p", &package]);
-        for t in &tests {
-            cmd.args(["--test", t]);
-        }
-        cmd.args(["--", "--color", "never"]);
-        let (success, text) = run_tee(cmd, &format!("conformance: {name}"))?;
+    if containers {
+        let (success, text) = run_tee(container_run(&selected), &container_what(&selected))?;
         ok &= success;
         output.push_str(&text);
+    } else {
+        for Backend {
+            name,
+            package,
+            tests,
+        } in selected
+        {
+            let mut cmd = cargo();
+            cmd.args(["test", "-p", &package]);
+            for t in &tests {
+                cmd.args(["--test", t]);
+            }
+            cmd.args(["--", "--color", "never"]);
+            let (success, text) = run_tee(cmd, &format!("conformance: {name}"))?;
+            ok &= success;
+            output.push_str(&text);
+        }
     }
     let table = parse(&output);
     print_table(&table);
@@ -105,6 +116,71 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         Err("conformance failed".into())
     }
+}
+
+/// The backends whose suite can start its server in a container (their
+/// crate has a `testcontainers` feature), each with only its main
+/// `conformance` target: the others need servers a container does not give
+/// (NATS with message schedules) or none at all.
+fn with_containers(all: Vec<Backend>) -> Vec<Backend> {
+    let crates = crate::util::project_root().join("crates");
+    all.into_iter()
+        .filter(|b| {
+            std::fs::read_to_string(crates.join(&b.package).join("Cargo.toml"))
+                .is_ok_and(|manifest| has_testcontainers_feature(&manifest))
+        })
+        .map(|b| Backend {
+            tests: vec!["conformance".to_owned()],
+            ..b
+        })
+        .collect()
+}
+
+fn has_testcontainers_feature(manifest: &str) -> bool {
+    manifest
+        .lines()
+        .any(|line| line.trim_start().starts_with("testcontainers = ["))
+}
+
+/// One `cargo test` over every selected backend's `conformance` target
+/// through the container path: each crate's `testcontainers` feature on (in
+/// one build, so the Docker client is compiled once, not once per
+/// backend's feature set), no server URL in the environment (so `locate`
+/// starts a container), and the backends required, so a container that
+/// cannot start fails the run instead of skipping it.
+fn container_run(selected: &[Backend]) -> std::process::Command {
+    let mut cmd = cargo();
+    cmd.arg("test");
+    let mut features = Vec::new();
+    for b in selected {
+        cmd.args(["-p", &b.package]);
+        features.push(format!("{}/testcontainers", b.package));
+    }
+    cmd.args(["--features", &features.join(",")]);
+    cmd.args([
+        "--test",
+        "conformance",
+        "--no-fail-fast",
+        "--",
+        "--color",
+        "never",
+    ]);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("FLEXTIDE_TEST_") && var.ends_with("_URL") {
+            cmd.env_remove(var);
+        }
+    }
+    let names: Vec<&str> = selected.iter().map(|b| b.name.as_str()).collect();
+    cmd.env("FLEXTIDE_TEST_REQUIRE", names.join(","));
+    cmd
+}
+
+fn container_what(selected: &[Backend]) -> String {
+    let names: Vec<&str> = selected.iter().map(|b| b.name.as_str()).collect();
+    format!(
+        "conformance: {}, each server in a container (testcontainers)",
+        names.join(", ")
+    )
 }
 
 /// Reads trial lines (`test [backend] group::case ... ok`) and skip notices
@@ -174,6 +250,29 @@ mod tests {
         assert_eq!(t["sqs"].ignored, 1);
         assert_eq!(t["redis"].skipped, 1);
         assert_eq!(t["postgres"].failed, 1);
+    }
+
+    #[test]
+    fn container_backends_are_those_with_the_feature() {
+        let names: Vec<String> = with_containers(backends())
+            .into_iter()
+            .map(|b| {
+                assert_eq!(b.tests, ["conformance"], "{}", b.name);
+                b.name
+            })
+            .collect();
+        for name in ["postgres", "mysql", "redis", "rabbitmq", "nats"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        for name in ["memory", "sqlite", "sqs"] {
+            assert!(!names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(has_testcontainers_feature(
+            "[features]\ntestcontainers = [\"x/testcontainers\"]\n"
+        ));
+        assert!(!has_testcontainers_feature(
+            "[dependencies]\ntestcontainers = \"0.27\"\n"
+        ));
     }
 
     #[test]

@@ -14,6 +14,9 @@ cargo xtask <command>
 Commands:
   conformance [--backend NAME ...]   run the conformance suite per backend and print a table
                                      (backends: memory sqlite postgres mysql redis rabbitmq sqs nats pubsub)
+  conformance --containers [--backend NAME ...]
+                                     the same through testcontainers: every server started in a
+                                     container (DOCKER_HOST names the engine; URL variables ignored)
   bench [--quick] [--backend NAME ...]
                                      benchmark every backend beside its raw client (release
                                      build); writes bench-results/ (see docs/benchmarks.md)

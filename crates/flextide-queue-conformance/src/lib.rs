@@ -16,7 +16,7 @@ pub use context::Ctx;
 pub use env::{is_required, required_backends, server_url, unique_queue_name};
 pub use harness::{Connect, ForeignEntry, Harness, HarnessSettings};
 pub use integration::{IntegrationTest, TestFuture, run_integration};
-pub use locate::{Located, Server, locate};
+pub use locate::{CONTAINER_LABEL, Located, Server, locate};
 pub use runner::{Case, Needs, all_cases, run, run_cases};
 
 // Re-exported so a backend's test needs no other dependency.

@@ -33,6 +33,10 @@ pub fn all_cases() -> Vec<Case> {
     crate::cases::all()
 }
 
+/// Longest connecting may take, starting a container included (a cold
+/// RabbitMQ container on a loaded machine needs minutes, not seconds).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Longest a case may run before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -80,9 +84,12 @@ where
         .expect("tokio runtime");
 
     let connected = runtime.block_on(async {
-        match tokio::time::timeout(Duration::from_secs(120), connect()).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect()).await {
             Ok(c) => c,
-            Err(_) => Connect::Failed("connecting took longer than 120 s".into()),
+            Err(_) => Connect::Failed(format!(
+                "connecting took longer than {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )),
         }
     });
     let harness: Arc<dyn Harness> = match connected {
@@ -93,7 +100,10 @@ where
     };
     let capabilities = match runtime.block_on(probe(&harness)) {
         Ok(c) => c,
-        Err(why) => return unavailable(backend, &args, cases, why),
+        Err(why) => {
+            runtime.block_on(async move { drop(harness) });
+            return unavailable(backend, &args, cases, why);
+        }
     };
     eprintln!("flextide-conformance: backend {backend}: {capabilities:?}");
 
@@ -128,6 +138,10 @@ where
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     let code = conclusion.exit_code();
+    // The harness may hold a container (`locate`), whose drop removes it
+    // with the runtime it finds: drop it inside ours, before it shuts down,
+    // or the container is left running and the drop panics.
+    runtime.block_on(async move { drop(harness) });
     runtime.shutdown_timeout(Duration::from_secs(5));
     code
 }

@@ -14,7 +14,7 @@ const URL_VAR: &str = "FLEXTIDE_TEST_NATS_SCHEDULES_URL";
 
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run("nats", || async {
-        match common::connect(URL_VAR).await {
+        match common::connect(URL_VAR, false).await {
             Connect::Ready(h) if !h.schedules() => Connect::Failed(format!(
                 "{URL_VAR} must name a server with message schedules (nats-server 2.12+); this one has none"
             )),

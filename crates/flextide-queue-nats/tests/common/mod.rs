@@ -21,6 +21,8 @@ const FOREIGN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub(crate) struct NatsHarness {
+    /// A container started for this run (`locate`), kept alive here.
+    _server: Option<flextide_queue_conformance::Located>,
     client: Nats,
     /// For `write_foreign`: publishes with async-nats as another client would.
     url: String,
@@ -189,11 +191,22 @@ impl Harness for NatsHarness {
     }
 }
 
-/// Connects the harness to the server named by `var`.
-pub(crate) async fn connect(var: &str) -> Connect<NatsHarness> {
-    let url = match std::env::var(var) {
-        Ok(url) if !url.is_empty() => url,
-        _ => return Connect::NotConfigured(format!("set {var}=nats://127.0.0.1:4222")),
+/// Connects the harness to the server named by `var`; with `start`, to a
+/// NATS container started for the run when `var` is unset (the
+/// `testcontainers` feature; see `flextide_queue_conformance::locate`).
+pub(crate) async fn connect(var: &str, start: bool) -> Connect<NatsHarness> {
+    let (url, server) = if start {
+        match flextide_queue_conformance::locate(var, flextide_queue_conformance::Server::Nats)
+            .await
+        {
+            Ok(located) => (located.url.clone(), Some(located)),
+            Err(why) => return Connect::NotConfigured(why),
+        }
+    } else {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => return Connect::NotConfigured(format!("set {var}=nats://127.0.0.1:4222")),
+        }
     };
     let client = match Nats::new(&url) {
         Ok(c) => c,
@@ -214,6 +227,7 @@ pub(crate) async fn connect(var: &str) -> Connect<NatsHarness> {
         Err(e) => return Connect::Failed(format!("{}: {e}", client.address())),
     };
     Connect::Ready(NatsHarness {
+        _server: server,
         client,
         url,
         handles: Mutex::new(HashMap::new()),

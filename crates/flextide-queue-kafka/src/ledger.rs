@@ -81,7 +81,15 @@ pub(crate) struct Counts {
 pub(crate) struct Ledger {
     entries: BTreeMap<(i32, i64), Entry>,
     offsets: HashMap<i32, PartitionOffsets>,
+    /// Attempts spent on records this ledger forgot while they were
+    /// delivered (a rebalance, a consumer restart): when the same record is
+    /// fetched again, its next delivery counts them (bounded; see
+    /// [`MEMORY`]).
+    memory: HashMap<(i32, i64), u32>,
 }
+
+/// How many forgotten records' attempts are remembered at most.
+const MEMORY: usize = 100_000;
 
 impl Ledger {
     /// Adds a fetched record (ignored if that offset is already held: a
@@ -92,7 +100,8 @@ impl Ledger {
             return;
         }
         self.offsets.entry(raw.partition).or_default().fetched(raw.offset);
-        let spent = decoded.as_ref().map(|d| d.spent).unwrap_or(0);
+        let own = decoded.as_ref().map(|d| d.spent).unwrap_or(0);
+        let spent = self.memory.remove(&key).map_or(own, |m| m.max(own));
         self.entries.insert(
             key,
             Entry {
@@ -105,6 +114,7 @@ impl Ledger {
     }
 
     /// How many records are held (ready, leased, delayed or dying).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -273,7 +283,17 @@ impl Ledger {
     /// Forgets the partitions a rebalance took away: their records go to
     /// whichever consumer owns them now, and their receipts here are stale.
     pub(crate) fn revoke(&mut self, partitions: &[i32]) {
-        self.entries.retain(|(p, _), _| !partitions.contains(p));
+        let forgotten: Vec<(i32, i64)> = self
+            .entries
+            .keys()
+            .filter(|(p, _)| partitions.contains(p))
+            .copied()
+            .collect();
+        for key in forgotten {
+            if let Some(e) = self.entries.remove(&key) {
+                self.remember(key, &e);
+            }
+        }
         for p in partitions {
             self.offsets.remove(p);
         }
@@ -281,8 +301,53 @@ impl Ledger {
 
     /// Forgets everything (the consumer closed or lost its group).
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
+        for (key, e) in std::mem::take(&mut self.entries) {
+            self.remember(key, &e);
+        }
         self.offsets.clear();
+    }
+
+    /// Keeps the attempts of a record forgotten while it was delivered:
+    /// that delivery counts as spent.
+    fn remember(&mut self, key: (i32, i64), e: &Entry) {
+        let spent = match e.slot {
+            Slot::Leased { .. } => e.spent + 1,
+            _ => e.spent,
+        };
+        let own = e.decoded.as_ref().map(|d| d.spent).unwrap_or(0);
+        if spent > own {
+            if self.memory.len() >= MEMORY {
+                self.memory.clear();
+            }
+            self.memory.insert(key, spent);
+        }
+    }
+
+    /// Records ready now (not leased, delayed or dying): what the consumer
+    /// has fetched ahead of the pops.
+    pub(crate) fn ready_len(&self, now_ms: i64) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.slot == Slot::Ready && !e.not_before().is_some_and(|at| at > now_ms))
+            .count()
+    }
+
+    /// Per partition held: the offset after the last record fetched and how
+    /// many of its records are ready now.
+    pub(crate) fn partitions(&self, now_ms: i64) -> Vec<(i32, Option<i64>, u64)> {
+        self.offsets
+            .iter()
+            .map(|(p, o)| {
+                let ready = self
+                    .entries
+                    .range((*p, i64::MIN)..=(*p, i64::MAX))
+                    .filter(|(_, e)| {
+                        e.slot == Slot::Ready && !e.not_before().is_some_and(|at| at > now_ms)
+                    })
+                    .count() as u64;
+                (*p, o.next_fetch(), ready)
+            })
+            .collect()
     }
 
     /// Where each partition's commit may stand now.
@@ -452,5 +517,10 @@ mod tests {
         assert_eq!(l.settle(0, 0, &c[0].token), Err(Stale));
         assert_eq!(l.settle(1, 0, &c[1].token), Ok(Some(1)));
         assert_eq!(l.len(), 0);
+        // Fetched again (this consumer got the partition back): the lost
+        // delivery counts.
+        record(&mut l, 0, 0, None);
+        let (c, _, _) = l.claim(10, Instant::now(), 0, LEASE, None, tokens());
+        assert_eq!(c[0].attempt, 2);
     }
 }

@@ -50,6 +50,33 @@ pub(crate) struct Client {
     /// One consumer engine per queue name, shared by the handles this
     /// client opened on it (so leases hold across them).
     engines: Mutex<HashMap<String, Weak<queue::Engine>>>,
+    /// Consumers of dropped handles still leaving their group, by queue:
+    /// waited for before the queue's topics are deleted (a consumer that
+    /// fetches from a deleted topic can crash librdkafka on tansu; see
+    /// the README).
+    pub(crate) closing: Mutex<Vec<(String, std::thread::JoinHandle<()>)>>,
+}
+
+impl Client {
+    /// Waits until the consumers of `queue` that dropped handles left
+    /// behind have closed.
+    pub(crate) async fn wait_closed(&self, queue: &str) {
+        let mine: Vec<std::thread::JoinHandle<()>> = {
+            let mut closing = self.closing.lock().expect("closing lock");
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                closing.drain(..).partition(|(q, _)| q == queue);
+            *closing = rest;
+            mine.into_iter().map(|(_, h)| h).collect()
+        };
+        if !mine.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for h in mine {
+                    let _ = h.join();
+                }
+            })
+            .await;
+        }
+    }
 }
 
 impl Client {
@@ -124,6 +151,7 @@ impl Kafka {
                 producer: OnceLock::new(),
                 admin: OnceLock::new(),
                 engines: Mutex::new(HashMap::new()),
+                closing: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -206,6 +234,7 @@ impl Kafka {
         if let Some(e) = engine {
             e.stop().await;
         }
+        self.client.wait_closed(name).await;
         queue::admin::drop_all(&self.client, name).await
     }
 }

@@ -56,6 +56,11 @@ impl PartitionOffsets {
         self.open.first().copied().or(self.next_fetch)
     }
 
+    /// The offset after the last record fetched.
+    pub(crate) fn next_fetch(&self) -> Option<i64> {
+        self.next_fetch
+    }
+
     /// How many fetched records are not done.
     #[cfg(test)]
     pub(crate) fn open_count(&self) -> usize {

@@ -252,6 +252,11 @@ pub(crate) fn consumer_config(client: &Client, queue: &str) -> ClientConfig {
         .set("allow.auto.create.topics", "false")
         .set("session.timeout.ms", session.to_string())
         .set("heartbeat.interval.ms", heartbeat.to_string())
+        // The rebalance timeout: how long a rebalance waits for members
+        // that were in the group to join again (one that left mid-join is
+        // waited for this long). The consumer task polls continuously, so
+        // three session timeouts is plenty.
+        .set("max.poll.interval.ms", (session * 3).max(3000).to_string())
         .set("fetch.wait.max.ms", "100")
         .set("enable.partition.eof", "false");
     c

@@ -10,6 +10,7 @@ use std::sync::{
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use flextide_queue_core::Result;
 use rdkafka::{
     ClientContext, Message as _, Offset, TopicPartitionList,
@@ -26,6 +27,8 @@ pub(crate) struct Context {
     ledger: Arc<Mutex<Ledger>>,
     topic: String,
     wake: Arc<Notify>,
+    /// The first assignment arrived (the join completed).
+    joined: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {}
@@ -62,6 +65,7 @@ impl ConsumerContext for Context {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            self.joined.store(true, Ordering::Release);
             tracing::debug!(topic = %self.topic, count = tpl.count(), "kafka: partitions assigned");
         }
     }
@@ -72,6 +76,7 @@ type Member = StreamConsumer<Context>;
 /// A running consumer and the task that polls it.
 struct Running {
     consumer: Arc<Member>,
+    joined: Arc<AtomicBool>,
     stop: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -124,10 +129,12 @@ impl Engine {
             return Ok(());
         }
         self.ensure_topics().await?;
+        let joined = Arc::new(AtomicBool::new(false));
         let context = Context {
             ledger: self.ledger.clone(),
             topic: self.topic.clone(),
             wake: self.wake.clone(),
+            joined: joined.clone(),
         };
         let consumer: Member = super::admin::consumer_config(&self.client, &self.queue)
             .create_with_context(context)
@@ -146,6 +153,7 @@ impl Engine {
         ));
         *running = Some(Running {
             consumer,
+            joined,
             stop,
             task,
         });
@@ -175,6 +183,14 @@ impl Engine {
         let Some(r) = self.running.lock().await.take() else {
             return;
         };
+        // A member that leaves in the middle of its first join can leave
+        // tansu's group stuck, so that no later member is ever assigned
+        // (Apache Kafka drops such a member after its session timeout):
+        // let the join finish first, for a while.
+        let until = tokio::time::Instant::now() + self.client.config.session_timeout * 2;
+        while !r.joined.load(Ordering::Acquire) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         r.stop.notify_one();
         let _ = r.task.await;
         let positions = self.ledger.lock().expect("ledger lock").positions();
@@ -200,29 +216,46 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if let Some(r) = self.running.get_mut().take() {
-            r.stop.notify_one();
-            let consumer = r.consumer;
-            let positions = self.ledger.lock().map(|l| l.positions()).unwrap_or_default();
-            let topic = self.topic.clone();
-            // Leaving the group blocks: not on an async thread.
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = r.task.await;
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let mut tpl = TopicPartitionList::new();
-                        for (p, pos) in positions {
-                            let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
-                        }
-                        if tpl.count() > 0 {
-                            let _ = consumer.commit(&tpl, CommitMode::Sync);
-                        }
-                        drop(consumer);
-                    })
-                    .await;
-                });
+        let Some(r) = self.running.get_mut().take() else {
+            return;
+        };
+        r.stop.notify_one();
+        let consumer = r.consumer;
+        let positions = self
+            .ledger
+            .lock()
+            .map(|l| l.positions())
+            .unwrap_or_default();
+        let topic = self.topic.clone();
+        let joined = r.joined;
+        let join_wait = self.client.config.session_timeout * 2;
+        // Leaving the group blocks: on a thread of its own, once the poll
+        // task let go of the consumer and the first join finished (see
+        // `stop`); `drop_queue` waits for it.
+        let closing = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + join_wait;
+            while !joined.load(Ordering::Acquire) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
             }
-        }
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&consumer) > 1 && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (p, pos) in positions {
+                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
+            }
+            if tpl.count() > 0 {
+                let _ = consumer.commit(&tpl, CommitMode::Sync);
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        self.client
+            .closing
+            .lock()
+            .expect("closing lock")
+            .push((self.queue.clone(), closing));
     }
 }
 
@@ -237,7 +270,10 @@ async fn poll_loop(
 ) {
     let mut paused = false;
     loop {
-        let held = ledger.lock().expect("ledger lock").len();
+        let held = ledger
+            .lock()
+            .expect("ledger lock")
+            .ready_len(flextide_queue_core::backend::now_millis());
         if !paused && held >= max_buffered {
             if let Ok(a) = consumer.assignment() {
                 paused = consumer.pause(&a).is_ok();
@@ -251,7 +287,38 @@ async fn poll_loop(
             _ = stop.notified() => return,
             got = consumer.recv() => match got {
                 Ok(m) => {
-                    let raw = codec::Raw {
+                    let mut batch = vec![raw_of(&m)];
+                    drop(m);
+                    // Take what else is already fetched before waking the
+                    // pops, so a batch pop sees the whole fetch.
+                    while batch.len() < 500 {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(raw_of(&m)),
+                            _ => break,
+                        }
+                    }
+                    let mut l = ledger.lock().expect("ledger lock");
+                    for raw in batch {
+                        let decoded = codec::decode(&raw);
+                        l.fetched(raw, decoded);
+                    }
+                    drop(l);
+                    wake.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "kafka: consumer");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            // Re-check the pause while nothing arrives.
+            _ = tokio::time::sleep(Duration::from_millis(200)), if paused => {}
+        }
+    }
+}
+
+/// A consumed record, owned.
+fn raw_of(m: &rdkafka::message::BorrowedMessage<'_>) -> codec::Raw {
+                    codec::Raw {
                         partition: m.partition(),
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
@@ -265,18 +332,5 @@ async fn poll_loop(
                             })
                             .unwrap_or_default(),
                         timestamp: m.timestamp().to_millis(),
-                    };
-                    let decoded = codec::decode(&raw);
-                    ledger.lock().expect("ledger lock").fetched(raw, decoded);
-                    wake.notify_waiters();
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "kafka: consumer");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            // Re-check the pause while nothing arrives.
-            _ = tokio::time::sleep(Duration::from_millis(200)), if paused => {}
-        }
-    }
+                    }
 }

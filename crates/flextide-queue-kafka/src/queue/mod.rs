@@ -71,6 +71,12 @@ impl KafkaQueue {
         self.engine.ensure_consumer().await
     }
 
+    /// Creates the queue's topics now, if this process has not yet (the
+    /// first push or pop does it anyway).
+    pub async fn create(&self) -> Result<()> {
+        self.engine.ensure_topics().await
+    }
+
     /// The topic the queue's records are on.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -149,6 +155,7 @@ impl QueueProvider for KafkaQueue {
 
     async fn drop_queue(&self) -> Result<()> {
         self.engine.stop().await;
+        self.client.wait_closed(&self.name).await;
         admin::drop_all(&self.client, &self.name).await?;
         self.engine
             .topics_ready

@@ -17,23 +17,33 @@ pub(crate) async fn stats(q: &KafkaQueue) -> Result<QueueStats> {
     };
     let marks = admin::watermarks(&q.client, &q.topic, &partitions).await?;
     let committed = admin::committed(&q.client, &q.name, &partitions).await?;
-    let (counts, positions) = {
+    let now_ms = now_millis();
+    let (counts, held) = {
         let ledger = q.engine.ledger.lock().expect("ledger lock");
-        (ledger.counts(Instant::now(), now_millis()), ledger.positions())
+        (ledger.counts(Instant::now(), now_ms), ledger.partitions(now_ms))
     };
-    let mut lag: u64 = 0;
+    let mut depth: u64 = 0;
     for (p, lo, hi) in marks {
-        // This process's own position is newer than the commit it sent.
-        let from = positions
-            .iter()
-            .find(|(q, _)| *q == p)
-            .map(|(_, pos)| *pos)
-            .or_else(|| committed.iter().find(|(q, _)| *q == p).and_then(|(_, c)| *c))
-            .unwrap_or(lo)
-            .max(lo);
-        lag += (hi - from).max(0) as u64;
+        match held.iter().find(|(q, _, _)| *q == p) {
+            // A partition this process consumes: what it holds ready, and
+            // what it has not fetched yet.
+            Some((_, next_fetch, ready)) => {
+                let fetched_to = next_fetch.unwrap_or(lo).max(lo);
+                depth += ready + (hi - fetched_to).max(0) as u64;
+            }
+            // Another member's (or nobody's): everything after the commit,
+            // leased or not.
+            None => {
+                let from = committed
+                    .iter()
+                    .find(|(q, _)| *q == p)
+                    .and_then(|(_, c)| *c)
+                    .unwrap_or(lo)
+                    .max(lo);
+                depth += (hi - from).max(0) as u64;
+            }
+        }
     }
-    let depth = lag.saturating_sub(counts.leased + counts.delayed);
     let oldest_age = counts.oldest.map(|at| {
         Duration::from_millis((now_millis() - at).max(0) as u64)
     });

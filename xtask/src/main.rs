@@ -13,7 +13,7 @@ cargo xtask <command>
 
 Commands:
   conformance [--backend NAME ...]   run the conformance suite per backend and print a table
-                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs nats)
+                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs nats kafka)
   bench [--quick] [--backend NAME ...]
                                      benchmark every backend beside its raw client (release
                                      build); writes bench-results/ (see docs/benchmarks.md)

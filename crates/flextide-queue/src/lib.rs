@@ -10,6 +10,8 @@ pub use flextide_queue_core::*;
 pub use open::{connect, from_env};
 pub use registry::{IN_TREE, Registry, open, register, registry};
 
+#[cfg(feature = "kafka")]
+pub use flextide_queue_kafka as kafka;
 #[cfg(feature = "memory")]
 pub use flextide_queue_memory as memory;
 #[cfg(feature = "mysql")]

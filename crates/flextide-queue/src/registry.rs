@@ -33,6 +33,7 @@ pub const IN_TREE: &[(&str, &[&str])] = &[
     ("rabbitmq", &["amqp", "amqps"]),
     ("sqs", &["sqs"]),
     ("nats", &["nats", "tls"]),
+    ("kafka", &["kafka", "kafkas"]),
 ];
 
 /// The connectors compiled into this build: one line per backend feature.
@@ -59,6 +60,8 @@ fn built_in() -> Vec<Arc<dyn Connector>> {
     list.push(Arc::new(flextide_queue_sqs::SqsConnector));
     #[cfg(feature = "nats")]
     list.push(Arc::new(flextide_queue_nats::NatsConnector));
+    #[cfg(feature = "kafka")]
+    list.push(Arc::new(flextide_queue_kafka::KafkaConnector));
     list
 }
 

@@ -30,7 +30,7 @@ pub(crate) fn test_config() -> KafkaConfig {
             std::env::var("FLEXTIDE_TEST_KAFKA_SESSION_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(3000),
+                .unwrap_or(1500),
         ))
         .partitions(2)
 }

@@ -107,10 +107,7 @@ pub(crate) fn encode(message: &Message, spent: u32, not_before: Option<i64>) -> 
         .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
     headers.push((ID.to_owned(), message.id.as_str().as_bytes().to_vec()));
-    let enqueued = message
-        .enqueued_at
-        .map(millis)
-        .unwrap_or_else(now_millis);
+    let enqueued = message.enqueued_at.map(millis).unwrap_or_else(now_millis);
     headers.push((ENQUEUED.to_owned(), enqueued.to_string().into_bytes()));
     if spent > 0 {
         headers.push((SPENT.to_owned(), spent.to_string().into_bytes()));

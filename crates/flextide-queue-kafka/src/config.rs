@@ -69,9 +69,16 @@ impl fmt::Debug for KafkaConfig {
 /// `ssl.key.password`, `sasl.oauthbearer.client.secret`, …).
 pub(crate) fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "jaas", "ssl.key.pem", "credential"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "jaas",
+        "ssl.key.pem",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 impl KafkaConfig {
@@ -269,7 +276,13 @@ mod tests {
         assert_eq!(e.properties["security.protocol"], "SASL_SSL");
         assert_eq!(e.properties["sasl.mechanism"], "SCRAM-SHA-512");
         assert!(!format!("{e:?}").contains("p@ss"));
-        for bad in ["", "redis://h:1", "kafka://", "kafka://h:1,,h2:2", "kafka://h:1?x"] {
+        for bad in [
+            "",
+            "redis://h:1",
+            "kafka://",
+            "kafka://h:1,,h2:2",
+            "kafka://h:1?x",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
@@ -279,7 +292,12 @@ mod tests {
         let c = KafkaConfig::default().property("sasl.password", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(c.check().is_ok());
-        assert!(KafkaConfig::default().property("group.id", "x").check().is_err());
+        assert!(
+            KafkaConfig::default()
+                .property("group.id", "x")
+                .check()
+                .is_err()
+        );
         assert!(KafkaConfig::default().partitions(0).check().is_err());
     }
 }

@@ -14,12 +14,9 @@ pub(crate) fn map(what: &str, error: KafkaError) -> QueueError {
         Some(C::MessageSizeTooLarge) | Some(C::InvalidMessageSize) => {
             QueueError::invalid_message(BACKEND, text)
         }
-        Some(
-            C::BrokerTransportFailure
-            | C::AllBrokersDown
-            | C::Resolve
-            | C::NetworkException,
-        ) => QueueError::connection(BACKEND, text),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve | C::NetworkException) => {
+            QueueError::connection(BACKEND, text)
+        }
         Some(
             C::SaslAuthenticationFailed
             | C::Authentication
@@ -79,9 +76,15 @@ mod tests {
     fn table() {
         let e = map("send", KafkaError::MessageProduction(C::AllBrokersDown));
         assert!(e.is_retryable(), "{e}");
-        let e = map("send", KafkaError::MessageProduction(C::MessageSizeTooLarge));
+        let e = map(
+            "send",
+            KafkaError::MessageProduction(C::MessageSizeTooLarge),
+        );
         assert!(matches!(e, QueueError::InvalidMessage { .. }), "{e}");
-        let e = map("send", KafkaError::MessageProduction(C::SaslAuthenticationFailed));
+        let e = map(
+            "send",
+            KafkaError::MessageProduction(C::SaslAuthenticationFailed),
+        );
         assert!(!e.is_retryable(), "{e}");
     }
 }

@@ -99,7 +99,10 @@ impl Ledger {
         if self.entries.contains_key(&key) {
             return;
         }
-        self.offsets.entry(raw.partition).or_default().fetched(raw.offset);
+        self.offsets
+            .entry(raw.partition)
+            .or_default()
+            .fetched(raw.offset);
         let own = decoded.as_ref().map(|d| d.spent).unwrap_or(0);
         let spent = self.memory.remove(&key).map_or(own, |m| m.max(own));
         self.entries.insert(
@@ -272,7 +275,12 @@ impl Ledger {
     }
 
     /// Gives a leased record back without spending its attempt.
-    pub(crate) fn release(&mut self, partition: i32, offset: i64, token: &str) -> Result<(), Stale> {
+    pub(crate) fn release(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        token: &str,
+    ) -> Result<(), Stale> {
         self.leased(partition, offset, token)?;
         if let Some(e) = self.entries.get_mut(&(partition, offset)) {
             e.slot = Slot::Ready;

@@ -63,8 +63,7 @@ impl Client {
     pub(crate) async fn wait_closed(&self, queue: &str) {
         let mine: Vec<std::thread::JoinHandle<()>> = {
             let mut closing = self.closing.lock().expect("closing lock");
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                closing.drain(..).partition(|(q, _)| q == queue);
+            let (mine, rest): (Vec<_>, Vec<_>) = closing.drain(..).partition(|(q, _)| q == queue);
             *closing = rest;
             mine.into_iter().map(|(_, h)| h).collect()
         };
@@ -85,7 +84,12 @@ impl Client {
     pub(crate) fn base_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.endpoint.brokers);
-        for (k, v) in self.endpoint.properties.iter().chain(&self.config.properties) {
+        for (k, v) in self
+            .endpoint
+            .properties
+            .iter()
+            .chain(&self.config.properties)
+        {
             c.set(k, v);
         }
         c

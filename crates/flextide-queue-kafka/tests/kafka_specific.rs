@@ -78,7 +78,11 @@ async fn rebalances_lose_nothing(url: &str) {
         .max_attempts(None);
     let a = a_client.open(&name, options.clone()).await.unwrap();
     let pushed: HashSet<String> = a
-        .push_batch((0..MESSAGES).map(|i| Message::new(format!("m{i}"))).collect())
+        .push_batch(
+            (0..MESSAGES)
+                .map(|i| Message::new(format!("m{i}")))
+                .collect(),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -92,7 +96,10 @@ async fn rebalances_lose_nothing(url: &str) {
     while tally.deleted.len() < MESSAGES / 4 && Instant::now() < deadline {
         tally.drain(&a, 10).await;
     }
-    assert!(tally.deleted.len() >= MESSAGES / 4, "A consumed too little alone");
+    assert!(
+        tally.deleted.len() >= MESSAGES / 4,
+        "A consumed too little alone"
+    );
     let held = a.pop_batch(10, Duration::from_secs(5)).await.unwrap();
     for d in &held {
         *tally

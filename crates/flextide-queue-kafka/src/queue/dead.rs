@@ -57,7 +57,10 @@ impl Stored {
             Ok(d) => DeadLetter::new(d.message, reason, d.spent, at),
             // Kept as it came: its body as the payload.
             Err(_) => DeadLetter::new(
-                Message::from_parts(foreign_id(BACKEND, format_args!("dlq-{}", self.raw.offset)), self.raw.value.clone()),
+                Message::from_parts(
+                    foreign_id(BACKEND, format_args!("dlq-{}", self.raw.offset)),
+                    self.raw.value.clone(),
+                ),
                 reason,
                 0,
                 at,

@@ -10,8 +10,8 @@ use std::sync::{
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
 use flextide_queue_core::Result;
+use futures::FutureExt;
 use rdkafka::{
     ClientContext, Message as _, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -95,7 +95,9 @@ pub(crate) struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("topic", &self.topic).finish()
+        f.debug_struct("Engine")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
@@ -318,19 +320,19 @@ async fn poll_loop(
 
 /// A consumed record, owned.
 fn raw_of(m: &rdkafka::message::BorrowedMessage<'_>) -> codec::Raw {
-                    codec::Raw {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-                        headers: m
-                            .headers()
-                            .map(|h| {
-                                h.iter()
-                                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        timestamp: m.timestamp().to_millis(),
-                    }
+    codec::Raw {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp: m.timestamp().to_millis(),
+    }
 }

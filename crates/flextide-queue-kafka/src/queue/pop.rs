@@ -95,9 +95,7 @@ pub(crate) async fn sweep(q: &KafkaQueue) -> Result<()> {
 async fn bury(q: &KafkaQueue, dying: Vec<Dying>) {
     for d in dying {
         let record = match &d.entry.decoded {
-            Ok(decoded) => {
-                crate::codec::dead_letter(&decoded.message, d.entry.spent, &d.reason)
-            }
+            Ok(decoded) => crate::codec::dead_letter(&decoded.message, d.entry.spent, &d.reason),
             Err(_) => {
                 let mut r = d.entry.raw.to_record();
                 crate::codec::mark_dead(&mut r, &d.reason);

@@ -17,7 +17,11 @@ use crate::{BACKEND, Client, codec, error};
 
 /// Produces `record` to `topic` and waits for the acknowledgement; returns
 /// the partition and offset it landed at.
-pub(crate) async fn send(client: &Client, topic: &str, record: &codec::Record) -> Result<(i32, i64)> {
+pub(crate) async fn send(
+    client: &Client,
+    topic: &str,
+    record: &codec::Record,
+) -> Result<(i32, i64)> {
     let producer = client.producer()?;
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
     for (k, v) in &record.headers {

@@ -6,10 +6,7 @@
 
 use std::time::Duration;
 
-use flextide_queue_core::{
-    QueueError, Receipt, Result,
-    backend::max_attempts_reason,
-};
+use flextide_queue_core::{QueueError, Receipt, Result, backend::max_attempts_reason};
 use tokio::time::Instant;
 
 use super::{KafkaQueue, dead, push};

@@ -20,7 +20,10 @@ pub(crate) async fn stats(q: &KafkaQueue) -> Result<QueueStats> {
     let now_ms = now_millis();
     let (counts, held) = {
         let ledger = q.engine.ledger.lock().expect("ledger lock");
-        (ledger.counts(Instant::now(), now_ms), ledger.partitions(now_ms))
+        (
+            ledger.counts(Instant::now(), now_ms),
+            ledger.partitions(now_ms),
+        )
     };
     let mut depth: u64 = 0;
     for (p, lo, hi) in marks {
@@ -44,9 +47,9 @@ pub(crate) async fn stats(q: &KafkaQueue) -> Result<QueueStats> {
             }
         }
     }
-    let oldest_age = counts.oldest.map(|at| {
-        Duration::from_millis((now_millis() - at).max(0) as u64)
-    });
+    let oldest_age = counts
+        .oldest
+        .map(|at| Duration::from_millis((now_millis() - at).max(0) as u64));
     Ok(QueueStats::default()
         .with_depth(depth)
         .with_in_flight(counts.leased)

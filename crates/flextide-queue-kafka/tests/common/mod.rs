@@ -1,4 +1,5 @@
 //! The conformance harness against a Kafka-compatible broker.
+#![allow(dead_code, reason = "each test binary uses part of the harness")]
 
 use std::{
     collections::HashMap,
@@ -188,7 +189,12 @@ pub(crate) async fn connect(var: &str) -> Connect<KafkaHarness> {
     match tokio::time::timeout(RAW_TIMEOUT, client.queue_names()).await {
         Ok(Ok(_)) => eprintln!("flextide-conformance: kafka at {}", client.brokers()),
         Ok(Err(e)) => return Connect::Failed(format!("{}: {e}", client.brokers())),
-        Err(_) => return Connect::Failed(format!("{}: no answer in {RAW_TIMEOUT:?}", client.brokers())),
+        Err(_) => {
+            return Connect::Failed(format!(
+                "{}: no answer in {RAW_TIMEOUT:?}",
+                client.brokers()
+            ));
+        }
     }
     Connect::Ready(KafkaHarness {
         client,

@@ -140,11 +140,11 @@ impl Ledger {
         let mut dying = Vec::new();
         let mut next_due: Option<i64> = None;
         for (&(partition, offset), entry) in self.entries.iter_mut() {
-            if let Slot::Leased { deadline, .. } = entry.slot {
-                if deadline <= now {
-                    entry.spent += 1;
-                    entry.slot = Slot::Ready;
-                }
+            if let Slot::Leased { deadline, .. } = entry.slot
+                && deadline <= now
+            {
+                entry.spent += 1;
+                entry.slot = Slot::Ready;
             }
             if entry.slot != Slot::Ready {
                 continue;
@@ -166,11 +166,11 @@ impl Ledger {
                 });
                 continue;
             }
-            if let Some(at) = entry.not_before() {
-                if at > now_ms {
-                    next_due = Some(next_due.map_or(at, |n| n.min(at)));
-                    continue;
-                }
+            if let Some(at) = entry.not_before()
+                && at > now_ms
+            {
+                next_due = Some(next_due.map_or(at, |n| n.min(at)));
+                continue;
             }
             if claimed.len() >= max {
                 continue;
@@ -247,10 +247,10 @@ impl Ledger {
     /// A dying record whose move failed: ready again, to be tried by the
     /// next claim.
     pub(crate) fn revive(&mut self, partition: i32, offset: i64) {
-        if let Some(e) = self.entries.get_mut(&(partition, offset)) {
-            if e.slot == Slot::Dying {
-                e.slot = Slot::Ready;
-            }
+        if let Some(e) = self.entries.get_mut(&(partition, offset))
+            && e.slot == Slot::Dying
+        {
+            e.slot = Slot::Ready;
         }
     }
 
@@ -336,7 +336,7 @@ impl Ledger {
     pub(crate) fn ready_len(&self, now_ms: i64) -> usize {
         self.entries
             .values()
-            .filter(|e| e.slot == Slot::Ready && !e.not_before().is_some_and(|at| at > now_ms))
+            .filter(|e| e.slot == Slot::Ready && e.not_before().is_none_or(|at| at <= now_ms))
             .count()
     }
 
@@ -350,7 +350,7 @@ impl Ledger {
                     .entries
                     .range((*p, i64::MIN)..=(*p, i64::MAX))
                     .filter(|(_, e)| {
-                        e.slot == Slot::Ready && !e.not_before().is_some_and(|at| at > now_ms)
+                        e.slot == Slot::Ready && e.not_before().is_none_or(|at| at <= now_ms)
                     })
                     .count() as u64;
                 (*p, o.next_fetch(), ready)

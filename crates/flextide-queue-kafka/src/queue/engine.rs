@@ -53,10 +53,10 @@ impl ConsumerContext for Context {
                 let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(pos));
             }
         }
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(error = %e, topic = %self.topic, "kafka: commit on revoke");
-            }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, topic = %self.topic, "kafka: commit on revoke");
         }
         ledger.revoke(&partitions);
         tracing::debug!(topic = %self.topic, ?partitions, "kafka: partitions revoked");
@@ -280,10 +280,11 @@ async fn poll_loop(
             if let Ok(a) = consumer.assignment() {
                 paused = consumer.pause(&a).is_ok();
             }
-        } else if paused && held < max_buffered / 2 + 1 {
-            if let Ok(a) = consumer.assignment() {
-                paused = consumer.resume(&a).is_err();
-            }
+        } else if paused
+            && held < max_buffered / 2 + 1
+            && let Ok(a) = consumer.assignment()
+        {
+            paused = consumer.resume(&a).is_err();
         }
         tokio::select! {
             _ = stop.notified() => return,

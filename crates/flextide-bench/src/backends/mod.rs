@@ -8,6 +8,8 @@ use flextide_queue_core::{QueueOptions, QueueProvider};
 
 use crate::driver::{Driver, LibDriver, Res};
 
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 pub(crate) mod memory;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
@@ -140,6 +142,10 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "nats")]
             "nats" => nats::Nt::connect()
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+            #[cfg(feature = "kafka")]
+            "kafka" => kafka::Kf::connect()
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "sqs")]

@@ -13,7 +13,7 @@ cargo xtask <command>
 
 Commands:
   conformance [--backend NAME ...]   run the conformance suite per backend and print a table
-                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs nats pubsub)
+                                     (backends: memory sqlite postgres mysql redis rabbitmq sqs nats pubsub kafka)
   conformance --containers [--backend NAME ...]
                                      the same through testcontainers: every server started in a
                                      container (DOCKER_HOST names the engine; URL variables ignored)

@@ -235,6 +235,34 @@ pub(crate) fn check_targets(r: &Report) -> Vec<Target> {
             ms,
         ));
     }
+    if measured("kafka") {
+        for (id, what) in [
+            (
+                "w1-b1-p1",
+                "single push ÷ raw rdkafka (W1, batch 1, 1 producer)",
+            ),
+            (
+                "w1-b100-p1",
+                "batch push ÷ raw rdkafka (W1, batch 100, 1 producer)",
+            ),
+            ("w2", "burn-down ÷ raw rdkafka (W2)"),
+        ] {
+            t.push(at_least(
+                "kafka",
+                what,
+                0.9,
+                row(r, "kafka", id).and_then(|x| x.ratio),
+                |v| format!("{v:.2}"),
+            ));
+        }
+        t.push(at_most(
+            "kafka",
+            "idle push-to-pop p50 (W4)",
+            1_000.0,
+            idle_p50("kafka"),
+            ms,
+        ));
+    }
     if measured("sqs") {
         let per = row(r, "sqs", "sqs-requests-total")
             .and_then(|x| x.library.figure())

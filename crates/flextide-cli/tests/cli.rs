@@ -115,7 +115,7 @@ fn bad_input_is_refused_clearly_without_secrets() {
     let s = Scratch::new("bad");
     let out = s
         .flextide(&["stats"])
-        .env("QUEUE_PROVIDER", "kafka")
+        .env("QUEUE_PROVIDER", "pulsar")
         .output()
         .unwrap();
     assert!(!out.status.success());

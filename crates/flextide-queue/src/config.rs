@@ -380,7 +380,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_and_hide_secrets() {
-        let e = cfg(&[("QUEUE_PROVIDER", "kafka")]).unwrap_err().to_string();
+        let e = cfg(&[("QUEUE_PROVIDER", "pulsar")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("QUEUE_PROVIDER"), "{e}");
         // A backend of this repository that is not compiled in: say the feature.
         let e = cfg(&[("QUEUE_PROVIDER", "mysql")]).unwrap_err().to_string();

@@ -12,6 +12,8 @@ pub use registry::{IN_TREE, Registry, open, register, registry};
 
 #[cfg(feature = "zstd")]
 pub use flextide_queue_compression as compression;
+#[cfg(feature = "kafka")]
+pub use flextide_queue_kafka as kafka;
 #[cfg(feature = "memory")]
 pub use flextide_queue_memory as memory;
 #[cfg(feature = "mysql")]

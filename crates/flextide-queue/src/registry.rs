@@ -34,6 +34,7 @@ pub const IN_TREE: &[(&str, &[&str])] = &[
     ("sqs", &["sqs"]),
     ("nats", &["nats", "tls"]),
     ("pubsub", &["pubsub"]),
+    ("kafka", &["kafka", "kafkas"]),
 ];
 
 /// The connectors compiled into this build: one line per backend feature.
@@ -62,6 +63,8 @@ fn built_in() -> Vec<Arc<dyn Connector>> {
     list.push(Arc::new(flextide_queue_nats::NatsConnector));
     #[cfg(feature = "pubsub")]
     list.push(Arc::new(flextide_queue_pubsub::PubSubConnector));
+    #[cfg(feature = "kafka")]
+    list.push(Arc::new(flextide_queue_kafka::KafkaConnector));
     list
 }
 

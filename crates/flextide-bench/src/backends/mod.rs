@@ -8,6 +8,8 @@ use flextide_queue_core::{QueueOptions, QueueProvider};
 
 use crate::driver::{Driver, LibDriver, Res};
 
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 pub(crate) mod memory;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
@@ -146,6 +148,10 @@ pub(crate) async fn connect(name: &str) -> Result<Arc<dyn Backend>, Unavailable>
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "pubsub")]
             "pubsub" => pubsub::Ps::connect()
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Backend>),
+            #[cfg(feature = "kafka")]
+            "kafka" => kafka::Kf::connect()
                 .await
                 .map(|b| Arc::new(b) as Arc<dyn Backend>),
             #[cfg(feature = "sqs")]

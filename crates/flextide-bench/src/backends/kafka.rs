@@ -1,0 +1,198 @@
+//! Kafka beside raw rdkafka on a topic of its own: produces with
+//! `acks=all` and idempotence, all of a batch in flight at once; a consumer
+//! group member that takes what is fetched and commits the highest offset
+//! deleted per partition (asynchronously), as a plain rdkafka consumer does.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use flextide_queue_core::QueueProvider;
+use flextide_queue_kafka::{Kafka, KafkaConfig};
+use futures::{FutureExt, future::try_join_all};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use super::{Backend, env_or, options};
+use crate::driver::{Driver, Handle, Popped, Res, expect_handles};
+
+const URL_VAR: &str = "FLEXTIDE_TEST_KAFKA_URL";
+const DEFAULT_URL: &str = "127.0.0.1:9092";
+/// Partitions of both the library's and the raw topic.
+const PARTITIONS: i32 = 4;
+
+/// The library's client and the brokers for the raw one.
+#[derive(Debug)]
+pub(crate) struct Kf {
+    kafka: Kafka,
+    brokers: String,
+}
+
+fn config() -> KafkaConfig {
+    KafkaConfig::default()
+        .partitions(PARTITIONS)
+        .session_timeout(Duration::from_secs(3))
+}
+
+impl Kf {
+    pub(crate) async fn connect() -> Res<Self> {
+        let brokers = env_or(URL_VAR, DEFAULT_URL);
+        let kafka = Kafka::with_config(&brokers, config())?;
+        kafka.queue_names().await?;
+        Ok(Kf {
+            brokers: kafka.brokers().to_owned(),
+            kafka,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Kf {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn info(&self) -> Vec<(String, String)> {
+        vec![
+            ("brokers".into(), self.brokers.clone()),
+            ("partitions".into(), PARTITIONS.to_string()),
+            ("acks".into(), "all, idempotent producer".into()),
+        ]
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        Some(flextide_queue_kafka::MAX_PAYLOAD_BYTES)
+    }
+
+    async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {
+        Ok(Arc::new(self.kafka.open(queue, options()).await?))
+    }
+
+    async fn drop_library(&self, queue: &str) -> Res<()> {
+        self.kafka.drop_queue(queue).await?;
+        Ok(())
+    }
+
+    async fn raw(&self, queue: &str) -> Res<Option<Arc<dyn Driver>>> {
+        let topic = format!("benchraw.{queue}");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()?;
+        admin
+            .create_topics(
+                &[NewTopic::new(
+                    &topic,
+                    PARTITIONS,
+                    TopicReplication::Fixed(1),
+                )],
+                &AdminOptions::new(),
+            )
+            .await?;
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .create()?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &topic)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "3000")
+            .set("heartbeat.interval.ms", "750")
+            .set("fetch.wait.max.ms", "100")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        Ok(Some(Arc::new(RawKafka {
+            admin,
+            producer,
+            consumer,
+            topic,
+        })))
+    }
+}
+
+struct RawKafka {
+    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer,
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+#[async_trait]
+impl Driver for RawKafka {
+    async fn push(&self, batch: Vec<Bytes>) -> Res<()> {
+        try_join_all(batch.iter().map(|payload| {
+            // A key as the library sends (its message id).
+            let key = uuid::Uuid::now_v7().to_string();
+            async move {
+                let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic)
+                    .payload(payload.as_ref())
+                    .key(&key);
+                self.producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn pop(&self, max: usize, wait: Duration) -> Res<Vec<Popped>> {
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Ok(m) => m?,
+            Err(_) => return Ok(out),
+        };
+        let popped = |m: &rdkafka::message::BorrowedMessage<'_>| Popped {
+            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            handle: Handle::Row(i64::from(m.partition()), m.offset().to_string().into()),
+        };
+        out.push(popped(&first));
+        drop(first);
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => out.push(popped(&m)),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, handles: Vec<Handle>) -> Res<()> {
+        let rows = expect_handles(handles, |h| {
+            if let Handle::Row(p, o) = h {
+                Some((p, o))
+            } else {
+                None
+            }
+        })?;
+        let mut highest: HashMap<i32, i64> = HashMap::new();
+        for (p, o) in rows {
+            let o: i64 = o.parse()?;
+            let e = highest.entry(p as i32).or_insert(o);
+            *e = (*e).max(o);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in highest {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o + 1))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Async)?;
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Res<()> {
+        self.consumer.unsubscribe();
+        self.admin
+            .delete_topics(&[&self.topic], &AdminOptions::new())
+            .await?;
+        Ok(())
+    }
+}

@@ -153,7 +153,10 @@ async fn prefetched_deliveries_are_given_back_before_their_lease_ends() {
         "a message ran twice: {starts:?}"
     );
     let log = q.log();
-    assert_eq!(log.releases as u64, report.given_back_late, "released, not nacked");
+    assert_eq!(
+        log.releases as u64, report.given_back_late,
+        "released, not nacked"
+    );
     assert!(log.nacks.is_empty(), "{:?}", log.nacks);
     assert_eq!(q.stats().await.unwrap(), Default::default());
 }

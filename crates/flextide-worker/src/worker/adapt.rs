@@ -32,7 +32,12 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    pub(crate) fn new(concurrency: usize, prefetch: usize, fetch_batch: usize, adapt: bool) -> Self {
+    pub(crate) fn new(
+        concurrency: usize,
+        prefetch: usize,
+        fetch_batch: usize,
+        adapt: bool,
+    ) -> Self {
         let base_held = (concurrency + prefetch).max(1);
         let fetch_batch = fetch_batch.max(1);
         let base = base_held.min(fetch_batch);
@@ -58,11 +63,7 @@ impl Policy {
     /// once), half a batch when it is deep (so claims stay large rather than
     /// refilling the few slots a small ack freed).
     pub(crate) fn min_room(&self, batch: usize) -> usize {
-        if batch <= self.base {
-            1
-        } else {
-            batch / 2
-        }
+        if batch <= self.base { 1 } else { batch / 2 }
     }
 }
 

@@ -49,6 +49,10 @@ mod tests {
         assert_eq!(give_back_at(at + lease, at), None);
         assert!(!started_late(at, at + lease, at + Duration::from_secs(3)));
         assert!(started_late(at, at + lease, at + Duration::from_secs(4)));
-        assert!(!started_late(at, at + Duration::from_millis(50), at + lease));
+        assert!(!started_late(
+            at,
+            at + Duration::from_millis(50),
+            at + lease
+        ));
     }
 }

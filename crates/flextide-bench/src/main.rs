@@ -4,6 +4,7 @@
 mod backends;
 mod chart;
 mod compression;
+mod defaults;
 mod driver;
 mod machine;
 mod many;
@@ -58,6 +59,10 @@ struct Args {
     /// the broker's footprint after each phase and its health after.
     #[arg(long, value_name = "N")]
     many_queues: Option<usize>,
+    /// Run only the worker-at-defaults burn-down (with commits per 1,000
+    /// jobs where the server counts them), not W1–W4 and the rest.
+    #[arg(long)]
+    worker_defaults_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -143,8 +148,11 @@ async fn bench(args: Args) -> Result<(), String> {
         for (k, v) in &server {
             eprintln!("  {k}: {v}");
         }
-        let rows = match b.special(&plan).await {
+        let special = b.special(&plan).await;
+        let measured = special.is_none();
+        let mut rows = match special {
             Some(rows) => rows,
+            None if args.worker_defaults_only => vec![],
             None => run::workloads(&b, &plan).await,
         };
         let w2 = rows
@@ -152,7 +160,24 @@ async fn bench(args: Args) -> Result<(), String> {
             .find(|r| r.id == "w2")
             .and_then(|r| r.library.figure())
             .map(|f| f.rate);
+        if measured {
+            rows.extend(defaults::rows(&b, &plan).await);
+            let cell = rows
+                .iter()
+                .find(|r| r.id == defaults::RATE_ROW)
+                .map(|r| r.library.clone());
+            if let Some(cell) = cell {
+                let rate = cell.figure().map(|f| f.rate);
+                worker.push(WorkerRow {
+                    backend: format!("{name}{}", defaults::WORKER_ROW_SUFFIX),
+                    worker: cell,
+                    reference: w2,
+                    ratio: stats::ratio(rate, w2),
+                });
+            }
+        }
         let worker_total = match name {
+            _ if args.worker_defaults_only => None,
             "memory" => Some(plan.worker_memory_backlog),
             "postgres" => Some(plan.backlog),
             _ => None,

@@ -30,6 +30,10 @@ pub(crate) struct Plan {
     pub(crate) worker_memory_backlog: u64,
     /// Handlers of the worker runs.
     pub(crate) worker_concurrency: usize,
+    /// Jobs of the worker-at-defaults burn-down (issues #19, #24).
+    pub(crate) worker_defaults_backlog: u64,
+    /// Its concurrency (everything else at the worker's defaults).
+    pub(crate) worker_defaults_concurrency: usize,
     /// Messages of the SQS request-count run.
     pub(crate) sqs_messages: u64,
     /// Longest a burn-down may take before it is cut (and marked so).
@@ -53,6 +57,8 @@ impl Plan {
                 sweep_bytes: 4 << 20,
                 worker_memory_backlog: 100_000,
                 worker_concurrency: 64,
+                worker_defaults_backlog: 5_000,
+                worker_defaults_concurrency: 16,
                 sqs_messages: 200,
                 burn_cap: Duration::from_secs(30),
             }
@@ -70,6 +76,8 @@ impl Plan {
                 sweep_bytes: 32 << 20,
                 worker_memory_backlog: 1_000_000,
                 worker_concurrency: 64,
+                worker_defaults_backlog: 20_000,
+                worker_defaults_concurrency: 16,
                 sqs_messages: 1_000,
                 burn_cap: Duration::from_secs(120),
             }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
+    defaults,
     machine::Machine,
     plan::Plan,
     run::{Cell, Row},
@@ -277,6 +278,47 @@ pub(crate) fn check_targets(r: &Report) -> Vec<Target> {
     }
     for w in &r.worker {
         let rate = w.worker.figure().map(|f| f.rate);
+        if let Some(b) = w.backend.strip_suffix(defaults::WORKER_ROW_SUFFIX) {
+            t.push(at_least(
+                &format!("worker/{b}"),
+                "worker at defaults ÷ its W2 burn-down (#19)",
+                0.9,
+                w.ratio,
+                |v| format!("{v:.2}"),
+            ));
+            if b == "postgres" {
+                t.push(at_least(
+                    "worker/postgres",
+                    "worker at defaults, no-op burn-down (#24)",
+                    40_000.0,
+                    rate,
+                    fmt_rate,
+                ));
+                let commits = row(r, b, defaults::COMMITS_ROW)
+                    .and_then(|x| x.library.figure())
+                    .map(|f| f.rate);
+                t.push(at_most(
+                    "worker/postgres",
+                    "commits per 1,000 jobs in that burn-down (#24)",
+                    20.0,
+                    commits,
+                    |v| format!("{v:.1}"),
+                ));
+                let idle = w
+                    .worker
+                    .figure()
+                    .and_then(|f| f.latency)
+                    .map(|l| l.p50_us as f64);
+                t.push(at_most(
+                    "worker/postgres",
+                    "idle push→start p50 after that burn-down (#24)",
+                    5_000.0,
+                    idle,
+                    ms,
+                ));
+            }
+            continue;
+        }
         match w.backend.as_str() {
             "memory" => t.push(at_least(
                 "worker/memory",

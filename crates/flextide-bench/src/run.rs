@@ -78,6 +78,11 @@ impl Row {
         }
     }
 
+    /// A throughput row (messages per second).
+    pub(crate) fn throughput(id: String, label: String, library: Cell, raw: Cell) -> Self {
+        Self::new(id, label, library, raw, false)
+    }
+
     /// A latency row (W4-like).
     pub(crate) fn latency(id: String, label: String, library: Cell, raw: Cell) -> Self {
         Self::new(id, label, library, raw, true)

@@ -41,7 +41,7 @@ pub(crate) struct Figure {
 }
 
 impl Figure {
-    fn new(messages: u64, secs: f64) -> Self {
+    pub(crate) fn new(messages: u64, secs: f64) -> Self {
         Figure {
             messages,
             secs,
@@ -62,7 +62,7 @@ pub(crate) fn stamped(size: usize) -> Bytes {
 }
 
 /// Microseconds since the payload's stamp.
-fn age_us(payload: &[u8]) -> Option<u64> {
+pub(crate) fn age_us(payload: &[u8]) -> Option<u64> {
     let stamp = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
     let now = EPOCH.elapsed().as_nanos() as u64;
     Some(now.saturating_sub(stamp) / 1_000)

@@ -13,7 +13,10 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub(crate) struct Gate {
     used: AtomicUsize,
-    limit: usize,
+    /// Changed only by the taker (the adaptive prefetch), read by anyone.
+    limit: AtomicUsize,
+    /// Free units the taker waits for (1 unless it asked for more).
+    min_wanted: AtomicUsize,
     notify: Notify,
 }
 
@@ -21,24 +24,38 @@ impl Gate {
     pub(crate) fn new(limit: usize) -> Self {
         Gate {
             used: AtomicUsize::new(0),
-            limit: limit.max(1),
+            limit: AtomicUsize::new(limit.max(1)),
+            min_wanted: AtomicUsize::new(1),
             notify: Notify::new(),
         }
     }
 
     pub(crate) fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Moves the limit. Lowering it below what is used takes nothing back:
+    /// the gate stays full until enough is released.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        let before = self.limit.swap(limit.max(1), Ordering::AcqRel);
+        if limit > before {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Free units now.
+    pub(crate) fn free(&self) -> usize {
+        self.limit().saturating_sub(self.used())
     }
 
     pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.used.load(Ordering::SeqCst)
     }
 
     /// Takes up to `max` units without waiting; 0 when the gate is full.
     /// Only one task may take from a gate.
     pub(crate) fn try_take(&self, max: usize) -> usize {
-        let free = self.limit.saturating_sub(self.used());
-        let n = free.min(max);
+        let n = self.free().min(max);
         if n > 0 {
             self.used.fetch_add(n, Ordering::AcqRel);
         }
@@ -47,12 +64,22 @@ impl Gate {
 
     /// Waits until at least one unit is free, then takes up to `max`.
     pub(crate) async fn take(&self, max: usize) -> usize {
+        self.take_at_least(1, max).await
+    }
+
+    /// Waits until at least `min` units (at least one, at most `max`) are
+    /// free, then takes up to `max`.
+    pub(crate) async fn take_at_least(&self, min: usize, max: usize) -> usize {
+        let min = min.clamp(1, max.max(1));
+        self.min_wanted.store(min, Ordering::SeqCst);
         loop {
             let mut notified = pin!(self.notify.notified());
             notified.as_mut().enable();
-            let n = self.try_take(max);
-            if n > 0 || max == 0 {
-                return n;
+            if max == 0 {
+                return 0;
+            }
+            if self.free() >= min {
+                return self.try_take(max);
             }
             notified.await;
         }
@@ -68,9 +95,13 @@ impl Gate {
         if n == 0 {
             return;
         }
-        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        // SeqCst with the taker's store of `min_wanted` and load of `used`:
+        // either it sees this release, or this sees what it waits for.
+        let before = self.used.fetch_sub(n, Ordering::SeqCst);
         debug_assert!(before >= n, "gate released more than taken");
-        if before >= self.limit {
+        // The taker waits either for the gate to be not full or for a
+        // number of free units: wake it whenever it may be waiting.
+        if before + self.min_wanted.load(Ordering::SeqCst) > self.limit() {
             self.notify.notify_one();
         }
     }

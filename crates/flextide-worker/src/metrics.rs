@@ -13,6 +13,7 @@
 //! | `flextide.worker.dead_lettered` | counter | moved to the dead letters |
 //! | `flextide.worker.panicked` | counter | handler panics |
 //! | `flextide.worker.lease_lost` | counter | leases lost while handling |
+//! | `flextide.worker.given_back_late` | counter | prefetched deliveries given back unstarted at half their lease |
 //! | `flextide.worker.in_flight` | gauge | handlers running |
 //! | `flextide.worker.utilization` | gauge, 0 to 1 | busy share of the concurrency slots |
 //! | `flextide.worker.workers` | gauge | workers in a pool |
@@ -35,6 +36,7 @@ pub(crate) struct Metrics {
     pub(crate) dead_lettered: Counter,
     pub(crate) panicked: Counter,
     pub(crate) lease_lost: Counter,
+    pub(crate) given_back_late: Counter,
     pub(crate) in_flight: Gauge,
     pub(crate) utilization: Gauge,
     pub(crate) workers: Gauge,
@@ -59,6 +61,7 @@ impl Metrics {
             dead_lettered: metrics::counter!("flextide.worker.dead_lettered", labels.iter()),
             panicked: metrics::counter!("flextide.worker.panicked", labels.iter()),
             lease_lost: metrics::counter!("flextide.worker.lease_lost", labels.iter()),
+            given_back_late: metrics::counter!("flextide.worker.given_back_late", labels.iter()),
             in_flight: metrics::gauge!("flextide.worker.in_flight", labels.iter()),
             utilization: metrics::gauge!("flextide.worker.utilization", labels.iter()),
             workers: metrics::gauge!("flextide.worker.workers", labels.iter()),
@@ -109,6 +112,11 @@ fn describe() {
         "flextide.worker.lease_lost",
         Unit::Count,
         "Leases lost while a handler ran."
+    );
+    metrics::describe_counter!(
+        "flextide.worker.given_back_late",
+        Unit::Count,
+        "Prefetched deliveries given back unstarted, half their lease gone without a free slot."
     );
     metrics::describe_gauge!(
         "flextide.worker.in_flight",

@@ -51,6 +51,7 @@ pub(crate) struct Counters {
     pub(crate) panicked: AtomicU64,
     pub(crate) lease_lost: AtomicU64,
     pub(crate) nacked_at_shutdown: AtomicU64,
+    pub(crate) given_back_late: AtomicU64,
     pub(crate) settle_errors: AtomicU64,
     /// Sum of handler run times, for the utilisation average.
     pub(crate) busy_nanos: AtomicU64,
@@ -125,6 +126,7 @@ impl Progress {
             panicked: c.panicked.load(Ordering::Relaxed),
             lease_lost: c.lease_lost.load(Ordering::Relaxed),
             nacked_at_shutdown: c.nacked_at_shutdown.load(Ordering::Relaxed),
+            given_back_late: c.given_back_late.load(Ordering::Relaxed),
             settle_errors: c.settle_errors.load(Ordering::Relaxed),
             in_flight,
             held,
@@ -159,6 +161,11 @@ pub struct ProgressSnapshot {
     /// `release`, so their attempt is not spent; else nacked), or still
     /// running at the shutdown deadline (nacked).
     pub nacked_at_shutdown: u64,
+    /// Prefetched deliveries given back unstarted because they waited half
+    /// their lease without a free slot (released where the backend can, so
+    /// the attempt is not spent; else nacked), rather than left to lose
+    /// their lease.
+    pub given_back_late: u64,
     /// Acks, nacks or dead-letter moves that failed (stale receipts
     /// included); the message is delivered again after its lease.
     pub settle_errors: u64,
@@ -195,6 +202,9 @@ pub struct WorkerReport {
     /// Deliveries given back by the shutdown, so they are redelivered at
     /// once: released when never started (if the backend can), else nacked.
     pub nacked_at_shutdown: u64,
+    /// Prefetched deliveries given back unstarted, half their lease gone
+    /// without a free slot.
+    pub given_back_late: u64,
     /// Settle operations that failed.
     pub settle_errors: u64,
     /// Handlers that had not finished, even after cancellation, when the run
@@ -222,6 +232,7 @@ impl WorkerReport {
             panicked: s.panicked,
             lease_lost: s.lease_lost,
             nacked_at_shutdown: s.nacked_at_shutdown,
+            given_back_late: s.given_back_late,
             settle_errors: s.settle_errors,
             still_running,
             elapsed,

@@ -79,6 +79,23 @@ pub(crate) trait Backend: Send + Sync {
     async fn footprint(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The same backend on fresh connections, for a run whose commits are
+    /// counted (PostgreSQL: on a database of the bench's own, so only this
+    /// run moves its counter). `None` where the server counts no commits.
+    async fn commit_db(&self) -> Option<Res<Arc<dyn Backend>>> {
+        None
+    }
+    /// What [`Backend::commits`] reads, for the report.
+    fn commit_counter_name(&self) -> String {
+        String::new()
+    }
+    /// The server's commit counter for runs on [`Backend::commit_db`].
+    async fn commits(&self) -> Res<u64> {
+        Err("this backend counts no commits".into())
+    }
+    /// Closes this handle's connections (so the server has counted all
+    /// they did). Default: nothing to do.
+    async fn close(&self) {}
     /// Backends measured differently (SQS: request counts, not speed)
     /// return their rows here instead of running the common workloads.
     async fn special(&self, _plan: &crate::plan::Plan) -> Option<Vec<crate::run::Row>> {

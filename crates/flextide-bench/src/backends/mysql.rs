@@ -47,6 +47,20 @@ impl My {
             .await?;
         Ok(My { pool, raw_pool })
     }
+
+    /// Fresh pools, nothing run on them yet (the tables exist).
+    async fn fresh() -> Res<Self> {
+        let url = env_or(URL_VAR, DEFAULT_URL);
+        let pool = MySqlPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await?;
+        let raw_pool = MySqlPoolOptions::new()
+            .max_connections(POOL)
+            .connect(&url)
+            .await?;
+        Ok(My { pool, raw_pool })
+    }
 }
 
 async fn begin(pool: &MySqlPool) -> Res<Transaction<'static, MySql>> {
@@ -67,6 +81,34 @@ async fn detach<T: Send + 'static>(
 impl Backend for My {
     fn name(&self) -> &'static str {
         "mysql"
+    }
+
+    async fn commit_db(&self) -> Option<Res<Arc<dyn Backend>>> {
+        Some(Self::fresh().await.map(|b| Arc::new(b) as Arc<dyn Backend>))
+    }
+
+    fn commit_counter_name(&self) -> String {
+        "Com_commit, server-wide: other clients of this server add to it".into()
+    }
+
+    async fn commits(&self) -> Res<u64> {
+        let row: (String, String) = sqlx::query_as("SHOW GLOBAL STATUS LIKE 'Com_commit'")
+            .fetch_one(&self.raw_pool)
+            .await?;
+        Ok(row.1.parse()?)
+    }
+
+    async fn close(&self) {
+        let close = async {
+            self.pool.close().await;
+            self.raw_pool.close().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(10), close)
+            .await
+            .is_err()
+        {
+            eprintln!("  warning: closing the pools took over 10 s");
+        }
     }
 
     async fn footprint(&self) -> Vec<(String, String)> {

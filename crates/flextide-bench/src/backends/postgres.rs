@@ -26,12 +26,17 @@ const URL_VAR: &str = "FLEXTIDE_TEST_POSTGRES_URL";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const CHANNEL: &str = "flextide_queue";
 const POOL: u32 = 10;
+/// The database whose commit counter only the bench's counted runs move:
+/// other tests on this server use `test`.
+const COMMIT_DB: &str = "flextide_bench_commits";
 
 /// The library's backend and a pool of the same size for the raw baseline.
 #[derive(Debug)]
 pub(crate) struct Pg {
     backend: PostgresBackend,
     raw_pool: PgPool,
+    /// Whether the commit database exists and is migrated (by this process).
+    commit_db_ready: tokio::sync::OnceCell<()>,
 }
 
 impl Pg {
@@ -44,7 +49,77 @@ impl Pg {
             .max_connections(POOL)
             .connect(&url)
             .await?;
-        Ok(Pg { backend, raw_pool })
+        Ok(Pg {
+            backend,
+            raw_pool,
+            commit_db_ready: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// Creates and migrates the commit database once.
+    async fn ensure_commit_db(&self) -> Res<()> {
+        self.commit_db_ready
+            .get_or_try_init(|| async {
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                        .bind(COMMIT_DB)
+                        .fetch_optional(&self.raw_pool)
+                        .await?;
+                if exists.is_none() {
+                    let created =
+                        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {COMMIT_DB}")))
+                            .execute(&self.raw_pool)
+                            .await;
+                    // Another run may have created it meanwhile.
+                    if let Err(e) = created
+                        && !e.to_string().contains("already exists")
+                    {
+                        return Err(Box::new(e) as crate::driver::BoxError);
+                    }
+                }
+                let db = Self::on_commit_db().await?;
+                db.backend.migrate().await?;
+                db.close_pools().await;
+                Ok::<(), crate::driver::BoxError>(())
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Fresh pools on the commit database (nothing run on them yet).
+    async fn on_commit_db() -> Res<Self> {
+        let url = env_or(URL_VAR, DEFAULT_URL);
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let options = options.database(COMMIT_DB);
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL)
+            .connect_with(options.clone())
+            .await?;
+        let backend =
+            PostgresBackend::from_pool(pool, PostgresConfig::default().max_connections(POOL))?;
+        let raw_pool = PgPoolOptions::new()
+            .max_connections(POOL)
+            .connect_with(options)
+            .await?;
+        Ok(Pg {
+            backend,
+            raw_pool,
+            commit_db_ready: tokio::sync::OnceCell::new_with(Some(())),
+        })
+    }
+
+    async fn close_pools(&self) {
+        // Bounded: a connection still checked out would hold the close.
+        let close = async {
+            self.backend.pool().close().await;
+            self.raw_pool.close().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(10), close)
+            .await
+            .is_err()
+        {
+            eprintln!("  warning: closing the commit database's pools took over 10 s");
+        }
     }
 }
 
@@ -52,6 +127,36 @@ impl Pg {
 impl Backend for Pg {
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn commit_db(&self) -> Option<Res<Arc<dyn Backend>>> {
+        let db = async {
+            self.ensure_commit_db().await?;
+            Ok::<_, crate::driver::BoxError>(
+                Arc::new(Self::on_commit_db().await?) as Arc<dyn Backend>
+            )
+        };
+        Some(db.await)
+    }
+
+    fn commit_counter_name(&self) -> String {
+        format!("pg_stat_database.xact_commit of the bench's own database {COMMIT_DB}")
+    }
+
+    async fn commits(&self) -> Res<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+                .bind(COMMIT_DB)
+                .fetch_one(&self.raw_pool)
+                .await?;
+        Ok(n as u64)
+    }
+
+    async fn close(&self) {
+        self.close_pools().await;
+        // A server process reports its counts when it exits, which follows
+        // the disconnect by a moment.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 
     async fn footprint(&self) -> Vec<(String, String)> {

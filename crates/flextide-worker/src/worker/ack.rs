@@ -8,6 +8,8 @@
 //! Flushing merely because the worker is out of room would cut batches
 //! short: with fast handlers the worker is always out of room, and small
 //! deletes then free room for small pops, round trip after round trip.
+//! While the backlog is deep the batch grows with the pop size (see
+//! `adapt.rs`), so acks of many handlers share one delete.
 
 use std::{
     pin::pin,
@@ -28,6 +30,7 @@ use tracing::warn;
 
 use super::{
     Shared,
+    adapt::Sizing,
     settle::{settle_failed, settle_failed_many},
 };
 use crate::gate::Gates;
@@ -48,13 +51,14 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 pub(crate) async fn run(
     shared: Arc<Shared>,
     gates: Arc<Gates>,
+    sizing: Arc<Sizing>,
     mut rx: mpsc::UnboundedReceiver<Ack>,
     close: CancellationToken,
 ) {
-    let batch = shared.config.ack_batch;
+    let configured = shared.config.ack_batch;
     let flushes = Arc::new(Semaphore::new(shared.config.ack_concurrency.max(1)));
     let tracker = TaskTracker::new();
-    let mut buf: Vec<Ack> = Vec::with_capacity(batch);
+    let mut buf: Vec<Ack> = Vec::with_capacity(configured);
     // Receipts handed to a flush and not yet released from the held gate.
     let deleting = Arc::new(AtomicUsize::new(0));
     // Held deliveries that may still send a receipt: running, waiting to
@@ -66,6 +70,9 @@ pub(crate) async fn run(
     };
     let mut open = true;
     while open {
+        // As large as a pop while the backlog is deep: one statement (one
+        // commit on SQL backends) settles what one claim leased.
+        let batch = sizing.ack_batch(configured, shared.caps.max_batch);
         // The first receipt of a batch.
         let got = tokio::select! {
             biased;

@@ -9,7 +9,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::{Shared, run::Batch, settle};
+use super::{Shared, adapt::Sizing, run::Batch, settle};
 use crate::{breaker::Admit, gate::Gates};
 
 const FIRST_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -18,6 +18,7 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) async fn run(
     shared: Arc<Shared>,
     gates: Arc<Gates>,
+    sizing: Arc<Sizing>,
     tx: mpsc::Sender<Batch>,
     stop: CancellationToken,
 ) {
@@ -28,12 +29,20 @@ pub(crate) async fn run(
             return;
         }
         // Room first, then the breaker: a breaker that opened while we
-        // waited for room is seen before popping.
-        let room = match gates.held.try_take(config.fetch_batch) {
+        // waited for room is seen before popping. While the backlog is
+        // deep, wait for room for half a batch: claims stay large.
+        let batch = sizing.batch();
+        let min_room = sizing.policy().min_room(batch);
+        let room = if gates.held.free() >= min_room {
+            gates.held.try_take(batch)
+        } else {
+            0
+        };
+        let room = match room {
             0 => tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                room = gates.held.take(config.fetch_batch) => room,
+                room = gates.held.take_at_least(min_room, batch) => room,
             },
             room => room,
         };
@@ -75,6 +84,10 @@ pub(crate) async fn run(
         // for a moment the ack loop may undercount deliveries (and send a
         // batch early), never count unused room as deliveries.
         let got = popped.as_ref().map_or(0, Vec::len);
+        if popped.is_ok() && !probe {
+            sizing.after_pop(room, got);
+            gates.held.set_limit(sizing.held_limit());
+        }
         if got < room {
             gates.held.release(room - got);
         } else if got > room {

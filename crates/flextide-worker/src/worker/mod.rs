@@ -8,7 +8,9 @@
 //! (`settle.rs`), and the ack loop (`ack.rs`) batches acknowledgements.
 
 mod ack;
+mod adapt;
 mod fetch;
+mod guard;
 mod process;
 pub(crate) mod run;
 mod settle;
@@ -31,6 +33,9 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     pub(crate) prefetch: usize,
     pub(crate) fetch_batch: usize,
+    /// Whether pop and ack batches adapt to the backlog (off once
+    /// `prefetch` is set).
+    pub(crate) adaptive: bool,
     pub(crate) poll_wait: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) shutdown_timeout: Duration,
@@ -49,7 +54,8 @@ impl Default for Config {
         Config {
             concurrency: 16,
             prefetch: 16,
-            fetch_batch: 128,
+            fetch_batch: 512,
+            adaptive: true,
             poll_wait: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             shutdown_timeout: Duration::from_secs(30),
@@ -77,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) breaker: Option<Breaker>,
     pub(crate) stale_log: settle::StaleLog,
+    /// Rate-limits the warning about deliveries given back late.
+    pub(crate) late_log: settle::StaleLog,
 }
 
 /// Builds a [`Worker`] (or a [`WorkerPool`]); start with [`Worker::builder`].
@@ -104,16 +112,30 @@ impl WorkerBuilder {
         self
     }
 
-    /// Deliveries fetched ahead of free slots, so a handler finishing finds
-    /// the next message waiting. At most `concurrency + prefetch` deliveries
-    /// are held (leased) at once. Default 16; 0 fetches only for free slots.
+    /// Fixes the prefetch: deliveries fetched ahead of free slots, so a
+    /// handler finishing finds the next message waiting. At most
+    /// `concurrency + prefetch` deliveries are held (leased) at once, and
+    /// pop and ack batches no longer adapt to the backlog. 0 fetches only
+    /// for free slots.
+    ///
+    /// Unset (the default), the prefetch is 16 while the queue is shallow
+    /// and grows with the backlog: when pops come back full, the pop size
+    /// doubles up to [`fetch_batch`](Self::fetch_batch), the worker may hold
+    /// about three pops' worth, and acks are sent in batches as large as a
+    /// pop; a pop less than half full halves it again. A delivery that
+    /// waited an eighth of its lease before it started halves it too, and
+    /// one that waits half its lease without a free slot is given back
+    /// (released) rather than left to lose its lease. See
+    /// `docs/benchmarks.md` for what it buys.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.config.prefetch = n;
+        self.config.adaptive = false;
         self
     }
 
     /// Largest `pop_batch` asked for (also capped by the backend's
-    /// `max_batch`). Default 128.
+    /// `max_batch`): how far the adaptive prefetch grows pops on a deep
+    /// backlog. Default 512.
     pub fn fetch_batch(mut self, n: usize) -> Self {
         self.config.fetch_batch = n.max(1);
         self
@@ -195,6 +217,7 @@ impl WorkerBuilder {
             counters: Arc::new(Counters::default()),
             breaker: self.breaker.map(Breaker::new),
             stale_log: settle::StaleLog::new(Duration::from_secs(10)),
+            late_log: settle::StaleLog::new(Duration::from_secs(10)),
             queue: self.queue,
         })
     }

@@ -15,10 +15,14 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::Service;
-use tracing::{Instrument, error, field, info_span};
+use tracing::{Instrument, error, field, info_span, warn};
 
 use super::ack::Ack;
-use super::{Shared, ack, fetch, process, settle};
+use super::{
+    Shared, ack,
+    adapt::{Policy, Sizing},
+    fetch, guard, process, settle,
+};
 use crate::{BoxError, Task, error::error_chain, gate::Gates};
 
 /// Deliveries of one pop.
@@ -39,6 +43,7 @@ pub(crate) struct Ctx {
     pub(crate) acks: mpsc::UnboundedSender<Ack>,
     /// Cancelled when the shutdown deadline passes.
     pub(crate) hard_stop: CancellationToken,
+    pub(crate) sizing: Arc<Sizing>,
 }
 
 pub(crate) async fn drive<S>(
@@ -53,6 +58,12 @@ where
 {
     let config = &shared.config;
     let gates = Arc::new(Gates::new(config.concurrency, config.prefetch));
+    let sizing = Arc::new(Sizing::new(Policy::new(
+        config.concurrency,
+        config.prefetch,
+        config.fetch_batch,
+        config.adaptive,
+    )));
     shared.counters.register(&gates);
     // Stops fetching and dispatching: the caller's shutdown, or a failed service.
     let stop = shutdown.child_token();
@@ -64,14 +75,16 @@ where
     let acker = tokio::spawn(ack::run(
         shared.clone(),
         gates.clone(),
+        sizing.clone(),
         ack_rx,
         ack_close.clone(),
     ));
     // Never full: every batch holds at least one unit of the held gate.
-    let (batch_tx, mut batch_rx) = mpsc::channel(gates.held.limit());
+    let (batch_tx, mut batch_rx) = mpsc::channel(sizing.policy().max_held());
     let fetcher = tokio::spawn(fetch::run(
         shared.clone(),
         gates.clone(),
+        sizing.clone(),
         batch_tx,
         stop.clone(),
     ));
@@ -81,6 +94,7 @@ where
         gates: gates.clone(),
         acks: ack_tx,
         hard_stop: hard_stop.clone(),
+        sizing,
     });
     let mut leftovers = Vec::new();
     let error = dispatch(
@@ -155,6 +169,12 @@ where
         let (popped_at, probe) = (batch.popped_at, batch.probe);
         let mut deliveries = batch.deliveries.into_iter();
         while let Some(delivery) = deliveries.next() {
+            // Given back rather than started with half its lease gone.
+            let give_back_at = guard::give_back_at(popped_at, delivery.lease_deadline);
+            if give_back_at.is_some_and(|at| Instant::now() >= at) {
+                give_back_late(ctx, tracker, delivery);
+                continue;
+            }
             if gates.running.try_take(1) == 0 {
                 tokio::select! {
                     biased;
@@ -164,6 +184,10 @@ where
                         return None;
                     }
                     _ = gates.running.take(1) => {}
+                    _ = guard::sleep_until_opt(give_back_at) => {
+                        give_back_late(ctx, tracker, delivery);
+                        continue;
+                    }
                 }
             }
             // One poll first: a ready service (the usual case) costs no select.
@@ -177,10 +201,20 @@ where
                     biased;
                     _ = stop.cancelled() => None,
                     ready = std::future::poll_fn(&mut poll_ready) => Some(ready),
+                    _ = guard::sleep_until_opt(give_back_at) => {
+                        gates.running.release(1);
+                        give_back_late(ctx, tracker, delivery);
+                        continue;
+                    }
                 },
             };
             match ready {
-                Some(Ok(())) => start(ctx, service, delivery, popped_at, probe, tracker),
+                Some(Ok(())) => {
+                    if guard::started_late(popped_at, delivery.lease_deadline, Instant::now()) {
+                        ctx.sizing.report_late();
+                    }
+                    start(ctx, service, delivery, popped_at, probe, tracker)
+                }
                 Some(Err(e)) => {
                     gates.running.release(1);
                     leftovers.push(delivery);
@@ -198,6 +232,26 @@ where
             }
         }
     }
+}
+
+/// Gives back a prefetched delivery that waited half its lease without a
+/// free slot (released: the attempt is not spent), and tells the sizing
+/// the worker holds too many.
+fn give_back_late(ctx: &Arc<Ctx>, tracker: &TaskTracker, delivery: Delivery) {
+    ctx.sizing.report_late();
+    let shared = &ctx.shared;
+    if let Some(earlier) = shared.late_log.admit(1) {
+        warn!(
+            queue = %shared.queue_name,
+            earlier_unreported = earlier,
+            "a prefetched delivery waited half its lease without a free slot; giving it back before its lease ends (the worker now holds fewer)"
+        );
+    }
+    shared.metrics.given_back_late.increment(1);
+    let ctx = ctx.clone();
+    tracker.spawn(async move {
+        settle::give_back_late(&ctx.shared, &ctx.gates, delivery).await;
+    });
 }
 
 /// Calls the service on one delivery and spawns the task that supervises

@@ -124,6 +124,16 @@ async fn give_back_unstarted(shared: &Shared, receipt: &Receipt) {
     }
 }
 
+/// Gives back a prefetched delivery that waited too long for a slot (see
+/// `guard.rs`), and frees its place in the held gate.
+pub(crate) async fn give_back_late(shared: &Shared, gates: &Gates, delivery: Delivery) {
+    match flextide_queue_core::give_back_unstarted(&*shared.queue, &delivery.receipt).await {
+        Ok(_) => bump(&shared.counters.given_back_late),
+        Err(e) => settle_failed(shared, "release", &e),
+    }
+    gates.held.release(1);
+}
+
 /// Gives back deliveries that never started, all at once.
 pub(crate) async fn give_back(shared: &Shared, gates: &Gates, deliveries: Vec<Delivery>) {
     if deliveries.is_empty() {

@@ -38,6 +38,9 @@ pub struct Log {
     /// When each delete call returned, with how many receipts it settled.
     pub delete_calls: Vec<(Instant, usize)>,
     pub pops: usize,
+    /// Each pop's (asked, got).
+    pub pop_sizes: Vec<(usize, usize)>,
+    pub releases: usize,
     pub outstanding: i64,
     pub max_outstanding: i64,
 }
@@ -114,6 +117,7 @@ impl QueueProvider for Recorder {
         let got = self.inner.pop_batch(max, wait).await?;
         let mut log = self.log.lock().unwrap();
         log.pops += 1;
+        log.pop_sizes.push((max, got.len()));
         log.outstanding += got.len() as i64;
         log.max_outstanding = log.max_outstanding.max(log.outstanding);
         Ok(got)
@@ -144,6 +148,15 @@ impl QueueProvider for Recorder {
         }
         self.inner.nack(receipt, delay).await?;
         self.log.lock().unwrap().nacks.push(delay);
+        self.settled(1);
+        Ok(())
+    }
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        if !self.caps.release {
+            return Err(QueueError::unsupported("recorder", "release"));
+        }
+        self.inner.release(receipt).await?;
+        self.log.lock().unwrap().releases += 1;
         self.settled(1);
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod check;
 mod context;
 mod env;
+mod handles;
 mod harness;
 mod integration;
 mod locate;
@@ -14,6 +15,7 @@ pub mod cases;
 pub use check::{CaseError, CaseResult};
 pub use context::Ctx;
 pub use env::{is_required, required_backends, server_url, unique_queue_name};
+pub use handles::HandleRegistry;
 pub use harness::{Connect, ForeignEntry, Harness, HarnessSettings};
 pub use integration::{IntegrationTest, TestFuture, run_integration};
 pub use locate::{CONTAINER_LABEL, Located, Server, locate};

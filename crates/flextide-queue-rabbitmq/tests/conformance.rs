@@ -7,15 +7,10 @@
 //! names another binary, `off` disables it), else by closing the handle's
 //! connection from our side.
 
-use std::{
-    collections::HashMap,
-    process::Command,
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
-};
+use std::{process::Command, sync::Arc, time::Duration};
 
 use flextide_queue_conformance::{
-    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, HandleRegistry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_rabbitmq::{QueueType, RabbitMq, RabbitMqConfig, RabbitMqQueue};
@@ -35,7 +30,7 @@ struct Rabbit {
     client: RabbitMq,
     /// For `write_foreign`: publishes with lapin as another client would.
     url: String,
-    handles: Mutex<HashMap<String, Vec<Weak<RabbitMqQueue>>>>,
+    handles: HandleRegistry<RabbitMqQueue>,
     rabbitmqctl: Option<String>,
 }
 
@@ -77,26 +72,17 @@ impl Harness for Rabbit {
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>, QueueError> {
         let queue = Arc::new(self.client.open(name, options).await?);
-        let mut handles = self.handles.lock().unwrap();
-        let list = handles.entry(name.to_owned()).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&queue));
+        self.handles.add(name, &queue);
         Ok(queue)
     }
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
-        self.handles.lock().unwrap().remove(name);
+        self.handles.forget(name);
         self.client.drop_queue(name).await
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
-        let live: Vec<Arc<RabbitMqQueue>> = self
-            .handles
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default();
+        let live: Vec<Arc<RabbitMqQueue>> = self.handles.live(queue.queue_name());
         let names: Vec<String> = live.iter().filter_map(|q| q.connection_name()).collect();
         let server_side = match &self.rabbitmqctl {
             Some(ctl) if !names.is_empty() => {
@@ -140,12 +126,7 @@ impl Harness for Rabbit {
         };
         // Another producer writes to a queue that exists: a handle declares
         // it on its first write or pop, which has not happened here yet.
-        let live = self
-            .handles
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .and_then(|l| l.iter().find_map(Weak::upgrade));
+        let live = self.handles.any(queue.queue_name());
         if let Some(handle) = live {
             handle.declare().await?;
         }
@@ -301,7 +282,7 @@ fn main() -> std::process::ExitCode {
             _server: located,
             client,
             url,
-            handles: Mutex::new(HashMap::new()),
+            handles: HandleRegistry::default(),
             rabbitmqctl,
         })
     })

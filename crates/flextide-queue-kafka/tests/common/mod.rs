@@ -1,14 +1,10 @@
 //! The conformance harness against a Kafka-compatible broker.
 #![allow(dead_code, reason = "each test binary uses part of the harness")]
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use flextide_queue_conformance::{
-    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, HandleRegistry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_kafka::{Kafka, KafkaConfig, KafkaQueue};
@@ -53,17 +49,12 @@ fn failed(what: &str, e: impl std::fmt::Display) -> QueueError {
 pub(crate) struct KafkaHarness {
     client: Kafka,
     brokers: String,
-    handles: Mutex<HashMap<String, Vec<Weak<KafkaQueue>>>>,
+    handles: HandleRegistry<KafkaQueue>,
 }
 
 impl KafkaHarness {
     fn live(&self, name: &str) -> Vec<Arc<KafkaQueue>> {
-        self.handles
-            .lock()
-            .unwrap()
-            .get(name)
-            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default()
+        self.handles.live(name)
     }
 }
 
@@ -75,15 +66,12 @@ impl Harness for KafkaHarness {
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>, QueueError> {
         let queue = Arc::new(self.client.open(name, options).await?);
-        let mut handles = self.handles.lock().unwrap();
-        let list = handles.entry(name.to_owned()).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&queue));
+        self.handles.add(name, &queue);
         Ok(queue)
     }
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
-        self.handles.lock().unwrap().remove(name);
+        self.handles.forget(name);
         self.client.drop_queue(name).await
     }
 
@@ -199,6 +187,6 @@ pub(crate) async fn connect(var: &str) -> Connect<KafkaHarness> {
     Connect::Ready(KafkaHarness {
         client,
         brokers,
-        handles: Mutex::new(HashMap::new()),
+        handles: HandleRegistry::default(),
     })
 }

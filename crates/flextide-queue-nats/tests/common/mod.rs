@@ -2,15 +2,11 @@
 //! (`conformance.rs`) and against a server with message schedules
 //! (`conformance_schedules.rs`).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
 use flextide_queue_conformance::{
-    Connect, ForeignEntry, Harness, HarnessSettings, async_trait,
+    Connect, ForeignEntry, HandleRegistry, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
 use flextide_queue_nats::{Nats, NatsQueue};
@@ -26,7 +22,7 @@ pub(crate) struct NatsHarness {
     client: Nats,
     /// For `write_foreign`: publishes with async-nats as another client would.
     url: String,
-    handles: Mutex<HashMap<String, Vec<Weak<NatsQueue>>>>,
+    handles: HandleRegistry<NatsQueue>,
     /// Whether the server takes message schedules (delayed pushes).
     schedules: bool,
 }
@@ -47,26 +43,17 @@ impl Harness for NatsHarness {
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>, QueueError> {
         let queue = Arc::new(self.client.open(name, options).await?);
-        let mut handles = self.handles.lock().unwrap();
-        let list = handles.entry(name.to_owned()).or_default();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&queue));
+        self.handles.add(name, &queue);
         Ok(queue)
     }
 
     async fn cleanup(&self, name: &str) -> Result<(), QueueError> {
-        self.handles.lock().unwrap().remove(name);
+        self.handles.forget(name);
         self.client.drop_queue(name).await
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {
-        let live: Vec<Arc<NatsQueue>> = self
-            .handles
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .map(|l| l.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default();
+        let live: Vec<Arc<NatsQueue>> = self.handles.live(queue.queue_name());
         for q in &live {
             q.reconnect().await?;
         }
@@ -91,12 +78,7 @@ impl Harness for NatsHarness {
         };
         // Another client publishes to a queue that exists: create it as
         // the handle's first push would (the harness keeps every handle).
-        let live: Option<Arc<NatsQueue>> = self
-            .handles
-            .lock()
-            .unwrap()
-            .get(queue.queue_name())
-            .and_then(|l| l.iter().find_map(Weak::upgrade));
+        let live: Option<Arc<NatsQueue>> = self.handles.any(queue.queue_name());
         match live {
             Some(q) => q.create().await?,
             None => return Ok(false),
@@ -230,7 +212,7 @@ pub(crate) async fn connect(var: &str, start: bool) -> Connect<NatsHarness> {
         _server: server,
         client,
         url,
-        handles: Mutex::new(HashMap::new()),
+        handles: HandleRegistry::default(),
         schedules,
     })
 }

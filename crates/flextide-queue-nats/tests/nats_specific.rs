@@ -111,14 +111,18 @@ async fn extend_past_ack_wait_keeps_the_lease(url: String) {
         .await
         .unwrap()
         .expect("redelivered after the extension");
-    // 2 — but nats-server 2.9 sometimes counts a delivery twice when a lease
-    // renewed with +WPI runs out (seen as attempt 3 with consumer sequence
-    // 2; 2.14 does not), so only "counted" is asserted.
+    // The attempt is the server's delivery count, and after a lease renewed
+    // with +WPI runs out nats-server 2.9 reports it unreliably both ways:
+    // seen as 3 (consumer sequence 2) and, in a CI run under load, as 1
+    // for this very redelivery (2.14 reports 2). So only the redelivery and
+    // its timing are asserted here; crates/flextide-queue-nats/README.md
+    // says what this means for max_attempts on 2.9.
     assert!(
-        again.attempt >= 2,
-        "redelivery after {:?} not counted: first {d:?}, again {again:?}",
+        again.attempt >= 1,
+        "redelivery after {:?}: first {d:?}, again {again:?}",
         t0.elapsed()
     );
+    assert_eq!(again.message.id, d.message.id);
     assert!(
         t0.elapsed() >= Duration::from_secs(8),
         "came back before `by`"

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueProvider, QueueStats,
-    Receipt, Replay, Result, backend::undecodable_reason,
+    Capabilities, DeadLetter, Delivery, Message, MessageId, Pushed, QueueError, QueueProvider,
+    QueueStats, Receipt, Replay, Result, backend::undecodable_reason,
 };
 use tokio::time::Instant;
 
@@ -92,6 +92,10 @@ impl QueueProvider for Compressed {
         self.inner.push(self.encode(message)?).await
     }
 
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
+        self.inner.push_unique(self.encode(message)?).await
+    }
+
     async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
         let encoded = messages
             .into_iter()
@@ -163,6 +167,10 @@ impl QueueProvider for Compressed {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.inner.replay_dead_letters(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.inner.delete_dead_letters(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

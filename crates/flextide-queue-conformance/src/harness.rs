@@ -105,6 +105,11 @@ pub struct HarnessSettings {
     /// still check that every message was delivered and deleted. Default
     /// `false`: a duplicate while a lease holds fails.
     pub rare_duplicates: bool,
+    /// Whether [`QueueOptions::dedup_window`](flextide_queue_core::QueueOptions::dedup_window)
+    /// sets the window of a new queue, so the case that waits the window
+    /// out runs with a short one. `false` where the broker fixes it (SQS
+    /// FIFO: 5 minutes). Default `true`.
+    pub dedup_window_settable: bool,
 }
 
 impl Default for HarnessSettings {
@@ -120,6 +125,7 @@ impl Default for HarnessSettings {
             volume: 200,
             unlimited_payload_probe: 1024 * 1024,
             rare_duplicates: false,
+            dedup_window_settable: true,
         }
     }
 }

@@ -34,8 +34,18 @@ pub struct Capabilities {
     pub fenced_receipts: bool,
     /// `dead_letter`, listing, replay and purge of dead letters are supported.
     pub dead_letters: bool,
-    /// Messages are deduplicated by [`Message::dedup_id`](crate::Message::dedup_id).
+    /// Messages are deduplicated by [`Message::dedup_id`](crate::Message::dedup_id):
+    /// a push whose dedup id was pushed within `dedup_window` is not
+    /// enqueued, atomically (concurrent pushes of one id from any number of
+    /// handles enqueue exactly one), and
+    /// [`QueueProvider::push_unique`](crate::QueueProvider::push_unique)
+    /// says so. Without it a push carrying a dedup id fails with
+    /// `Unsupported` rather than ignoring the id.
     pub dedup: bool,
+    /// How long a dedup id is remembered, where `dedup` holds.
+    pub dedup_window: Option<Duration>,
+    /// `delete_dead_letters` removes chosen dead letters by id.
+    pub delete_dead_letters: bool,
     /// `stats()` counts are exact, not approximations.
     pub exact_stats: bool,
     /// `peek` lists waiting messages without leasing them.

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The default [`QueueOptions::dedup_window`]: one hour.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Settings of one queue, given when a backend opens it.
 ///
 /// ```
@@ -20,6 +23,15 @@ pub struct QueueOptions {
     /// being delivered again, with the reason "max attempts exceeded".
     /// `None` never dead-letters on its own. Default `Some(10)`.
     pub max_attempts: Option<u32>,
+    /// How long a [`Message::dedup_id`](crate::Message::dedup_id) is
+    /// remembered after its push: another push with the same id within this
+    /// window is not enqueued. Backends whose broker fixes the window (SQS
+    /// FIFO: 5 minutes) or keeps it per stream (NATS: the stream's
+    /// duplicate window, set from this when the library makes the stream)
+    /// report the window in effect in
+    /// [`Capabilities::dedup_window`](crate::Capabilities::dedup_window).
+    /// Default 1 hour.
+    pub dedup_window: Duration,
 }
 
 impl Default for QueueOptions {
@@ -27,6 +39,7 @@ impl Default for QueueOptions {
         QueueOptions {
             lease: Duration::from_secs(30),
             max_attempts: Some(10),
+            dedup_window: DEFAULT_DEDUP_WINDOW,
         }
     }
 }
@@ -41,6 +54,12 @@ impl QueueOptions {
     /// Sets [`QueueOptions::max_attempts`].
     pub fn max_attempts(mut self, max_attempts: Option<u32>) -> Self {
         self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Sets [`QueueOptions::dedup_window`].
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
         self
     }
 }

@@ -58,6 +58,39 @@ pub enum Replay {
     All,
 }
 
+/// What [`QueueProvider::push_unique`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// The message was enqueued under this id.
+    Enqueued(MessageId),
+    /// A message with the same [`Message::dedup_id`] was pushed within the
+    /// queue's dedup window; this one was not enqueued. The id is the first
+    /// message's.
+    Duplicate(MessageId),
+}
+
+impl Pushed {
+    /// The id of the message that holds the place: the new one, or the
+    /// first push of its dedup id.
+    pub fn id(&self) -> &MessageId {
+        match self {
+            Pushed::Enqueued(id) | Pushed::Duplicate(id) => id,
+        }
+    }
+
+    /// Whether the push was dropped as a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Pushed::Duplicate(_))
+    }
+
+    /// The id, consuming the outcome.
+    pub fn into_id(self) -> MessageId {
+        match self {
+            Pushed::Enqueued(id) | Pushed::Duplicate(id) => id,
+        }
+    }
+}
+
 /// A snapshot of a queue's counts. Approximate unless
 /// [`Capabilities::exact_stats`] says otherwise.
 ///
@@ -127,7 +160,22 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
 
     /// Enqueues one message and returns its id once the broker holds it
     /// durably (as durable as the broker is configured to be).
+    ///
+    /// A message with a [`Message::dedup_id`] pushed within the queue's
+    /// dedup window after another with the same id is not enqueued, and the
+    /// first message's id is returned; [`QueueProvider::push_unique`] tells
+    /// the two cases apart. Without the `dedup` capability such a push fails
+    /// with `Unsupported`.
     async fn push(&self, message: Message) -> Result<MessageId>;
+
+    /// Pushes like [`QueueProvider::push`] and says whether the message was
+    /// enqueued or dropped as a duplicate of an earlier push with the same
+    /// [`Message::dedup_id`] (with that push's id). Backends with the
+    /// `dedup` capability implement it and their `push` calls it; the
+    /// default, for backends without, pushes and reports `Enqueued`.
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
+        self.push(message).await.map(Pushed::Enqueued)
+    }
 
     /// Enqueues several messages, in one round trip where the backend can.
     /// On a partial failure the error is [`QueueError::PartialBatch`], whose
@@ -213,6 +261,16 @@ pub trait QueueProvider: Send + Sync + fmt::Debug {
         Err(QueueError::unsupported(
             self.backend_name(),
             "replay_dead_letters",
+        ))
+    }
+
+    /// Deletes the dead letters with these ids (ids not found are ignored)
+    /// and returns how many were deleted. Capability `delete_dead_letters`.
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        let _ = ids;
+        Err(QueueError::unsupported(
+            self.backend_name(),
+            "delete_dead_letters",
         ))
     }
 

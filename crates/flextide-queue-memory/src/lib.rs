@@ -13,7 +13,7 @@ use std::{
 
 use async_trait::async_trait;
 use flextide_queue_core::{
-    MessageId, Result,
+    MessageId, Pushed, Result,
     backend::{self, PollBackoff},
     validate_queue_name,
 };
@@ -167,12 +167,6 @@ impl MemoryQueue {
         Ok(())
     }
 
-    fn check(&self, message: &Message) -> Result<()> {
-        if message.dedup_id.is_some() {
-            return Err(QueueError::unsupported(BACKEND, "push with dedup_id"));
-        }
-        Ok(())
-    }
 }
 
 const CAPABILITIES: Capabilities = Capabilities {
@@ -186,7 +180,9 @@ const CAPABILITIES: Capabilities = Capabilities {
     extend_lease: true,
     fenced_receipts: true,
     dead_letters: true,
-    dedup: false,
+    dedup: true,
+    dedup_window: None,
+    delete_dead_letters: true,
     exact_stats: true,
     peek: true,
     purge: true,
@@ -202,7 +198,10 @@ impl QueueProvider for MemoryQueue {
     }
 
     fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
+        Capabilities {
+            dedup_window: Some(self.options.dedup_window),
+            ..CAPABILITIES
+        }
     }
 
     fn backend_name(&self) -> &'static str {
@@ -210,30 +209,32 @@ impl QueueProvider for MemoryQueue {
     }
 
     async fn push(&self, message: Message) -> Result<MessageId> {
-        self.check(&message)?;
-        let id = message.id.clone();
-        self.shared
+        self.push_unique(message).await.map(Pushed::into_id)
+    }
+
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
+        let pushed = self
+            .shared
             .state
             .lock()
             .unwrap()
-            .push(message, Instant::now());
-        self.shared.available.notify_waiters();
-        Ok(id)
+            .push_unique(message, Instant::now());
+        if !pushed.is_duplicate() {
+            self.shared.available.notify_waiters();
+        }
+        Ok(pushed)
     }
 
     async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {
-        // All or nothing: check every message before enqueuing any.
-        for m in &messages {
-            self.check(m)?;
-        }
-        let ids = messages.iter().map(|m| m.id.clone()).collect();
-        {
+        // A duplicate's place holds the first push's id.
+        let ids = {
             let now = Instant::now();
             let mut state = self.shared.state.lock().unwrap();
-            for m in messages {
-                state.push(m, now);
-            }
-        }
+            messages
+                .into_iter()
+                .map(|m| state.push_unique(m, now).into_id())
+                .collect()
+        };
         self.shared.available.notify_waiters();
         Ok(ids)
     }
@@ -311,6 +312,10 @@ impl QueueProvider for MemoryQueue {
             self.shared.available.notify_waiters();
         }
         Ok(n)
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        Ok(self.shared.state.lock().unwrap().delete_dead_letters(ids))
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

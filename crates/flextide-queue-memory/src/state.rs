@@ -8,7 +8,8 @@ use std::{
 };
 
 use flextide_queue_core::{
-    DeadLetter, Message, QueueError, QueueOptions, QueueStats, Replay, Result, backend,
+    DeadLetter, Message, MessageId, Pushed, QueueError, QueueOptions, QueueStats, Replay, Result,
+    backend,
 };
 use tokio::time::Instant;
 
@@ -64,6 +65,11 @@ pub(crate) struct QueueState {
     /// Per ordering key, the sequence numbers of its messages in push order.
     keys: HashMap<String, VecDeque<u64>>,
     dead: VecDeque<DeadLetter>,
+    /// Dedup ids pushed within the window: the first message's id and when
+    /// it was pushed.
+    dedup: HashMap<String, (MessageId, Instant)>,
+    /// The same ids in push order, so expired ones are dropped cheaply.
+    dedup_order: VecDeque<(Instant, String)>,
 }
 
 impl QueueState {
@@ -77,7 +83,33 @@ impl QueueState {
             timers: BTreeSet::new(),
             keys: HashMap::new(),
             dead: VecDeque::new(),
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
         }
+    }
+
+    /// Pushes `message` unless its dedup id was pushed within the window.
+    pub(crate) fn push_unique(&mut self, message: Message, now: Instant) -> Pushed {
+        let window = self.options.dedup_window;
+        while let Some((at, _)) = self.dedup_order.front() {
+            if now.saturating_duration_since(*at) < window {
+                break;
+            }
+            let (at, key) = self.dedup_order.pop_front().expect("front exists");
+            if self.dedup.get(&key).is_some_and(|(_, first)| *first == at) {
+                self.dedup.remove(&key);
+            }
+        }
+        let id = message.id.clone();
+        if let Some(key) = &message.dedup_id {
+            if let Some((first, _)) = self.dedup.get(key) {
+                return Pushed::Duplicate(first.clone());
+            }
+            self.dedup.insert(key.clone(), (id.clone(), now));
+            self.dedup_order.push_back((now, key.clone()));
+        }
+        self.push(message, now);
+        Pushed::Enqueued(id)
     }
 
     pub(crate) fn push(&mut self, mut message: Message, now: Instant) {
@@ -334,6 +366,13 @@ impl QueueState {
             self.push(dead.message, now);
         }
         n
+    }
+
+    pub(crate) fn delete_dead_letters(&mut self, ids: &[MessageId]) -> u64 {
+        let ids: HashSet<&MessageId> = ids.iter().collect();
+        let before = self.dead.len();
+        self.dead.retain(|d| !ids.contains(&d.message.id));
+        (before - self.dead.len()) as u64
     }
 
     pub(crate) fn purge_dead_letters(&mut self) -> u64 {

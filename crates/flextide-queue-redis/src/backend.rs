@@ -23,9 +23,10 @@ const BLOCKING_POOL: usize = 16;
 
 /// A connection to one Redis server, shared by every queue opened from it.
 ///
-/// Commands go over one multiplexed [`ConnectionManager`] connection, which
-/// reconnects by itself after a disconnect or a server restart. Blocking
-/// reads (`pop` waiting for a message) use separate pooled connections so they
+/// Commands go over one multiplexed connection (a
+/// [`ConnectionManager`](redis::aio::ConnectionManager), or a cluster
+/// connection for a Redis Cluster), which reconnects by itself after a
+/// disconnect or a server restart. Blocking reads (`pop` waiting for a message) use separate pooled connections so they
 /// never stall the shared one. Every connection is named with
 /// [`RedisBackend::client_name`] (`CLIENT SETNAME`), so operators can find
 /// them in `CLIENT LIST`. Cloning is cheap.

@@ -62,6 +62,8 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     fenced_receipts: true,
     dead_letters: true,
     dedup: false,
+    dedup_window: None,
+    delete_dead_letters: false,
     exact_stats: true,
     peek: true,
     purge: true,

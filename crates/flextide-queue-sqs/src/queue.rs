@@ -168,6 +168,9 @@ impl QueueProvider for SqsQueue {
             fenced_receipts: false,
             dead_letters: self.dlq.is_some(),
             dedup: fifo,
+            // SQS remembers a deduplication id for 5 minutes.
+            dedup_window: fifo.then_some(Duration::from_secs(300)),
+            delete_dead_letters: false,
             exact_stats: false,
             peek: false,
             purge: true,

@@ -48,6 +48,11 @@ pub(crate) fn cases() -> Vec<Case> {
             dl
         ),
         case!(
+            "dead_letter::delete_chosen_dead_letters",
+            delete_chosen_dead_letters,
+            |c, _| need(c.delete_dead_letters, "needs delete_dead_letters")
+        ),
+        case!(
             "dead_letter::settled_receipt_cannot_dead_letter",
             settled_receipt_cannot_dead_letter,
             |c, _| need(
@@ -329,4 +334,45 @@ pub async fn settled_receipt_cannot_dead_letter(ctx: &Ctx) -> CaseResult {
         "a deleted message must not reach the dead letters"
     );
     Ok(())
+}
+
+/// `delete_dead_letters(ids)` removes exactly the dead letters named (an
+/// unknown id is ignored), returns how many, and leaves the others listed
+/// and replayable.
+pub async fn delete_chosen_dead_letters(ctx: &Ctx) -> CaseResult {
+    let q = ctx.queue().await?;
+    let ids = dead_letter_n(ctx, &q, 3).await?;
+    let deleted = q
+        .delete_dead_letters(&[ids[1].clone(), MessageId::new("no-such-message")])
+        .await?;
+    ensure_eq!(deleted, 1, "deleted count (the unknown id is ignored)");
+    let left: Vec<MessageId> = q
+        .dead_letters(10)
+        .await?
+        .into_iter()
+        .map(|d| d.message.id)
+        .collect();
+    ensure_eq!(
+        left,
+        vec![ids[0].clone(), ids[2].clone()],
+        "the dead letters left, oldest first"
+    );
+    ensure_eq!(
+        q.delete_dead_letters(&[ids[1].clone()]).await?,
+        0,
+        "deleting the same id again"
+    );
+    ensure_eq!(q.stats().await?.dead_lettered, 2, "dead_lettered after delete");
+    ensure_eq!(
+        q.replay_dead_letters(Replay::All).await?,
+        2,
+        "replay of the rest"
+    );
+    let back = collect(ctx, &q, 2).await?;
+    ensure!(
+        !id_set(&back).contains(&ids[1]),
+        "a deleted dead letter came back"
+    );
+    pop_none(&q, brief(ctx), "nothing else after the replay").await?;
+    delete_all(&q, &back).await
 }

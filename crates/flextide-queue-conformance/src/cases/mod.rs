@@ -12,6 +12,7 @@ pub mod batch;
 pub mod concurrency;
 pub mod cut_short;
 pub mod dead_letter;
+pub mod dedup;
 pub mod delay;
 pub mod fencing;
 pub mod foreign;
@@ -71,6 +72,7 @@ pub(crate) fn all() -> Vec<Case> {
     cases.extend(lifecycle::cases());
     cases.extend(unsupported::cases());
     cases.extend(optional::cases());
+    cases.extend(dedup::cases());
     cases
 }
 

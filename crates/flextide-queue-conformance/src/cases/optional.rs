@@ -1,5 +1,6 @@
-//! The optional operations where the backend claims them: `peek`, `purge`
-//! and deduplication (clause 9 and the trait's documentation).
+//! The optional operations where the backend claims them: `peek` and
+//! `purge` (clause 9 and the trait's documentation); deduplication has its
+//! own group, `dedup`.
 
 use std::time::Duration;
 
@@ -33,11 +34,6 @@ pub(crate) fn cases() -> Vec<Case> {
             "optional::purge_removes_leased_redeliveries",
             purge_removes_leased_redeliveries,
             |c, _| need(c.purge, "needs purge")
-        ),
-        case!(
-            "optional::dedup_delivers_once",
-            dedup_delivers_once,
-            |c, _| need(c.dedup, "needs dedup")
         ),
     ]
 }
@@ -133,34 +129,4 @@ pub async fn purge_removes_leased_redeliveries(ctx: &Ctx) -> CaseResult {
         Err(e) => return Err(fail(format!("delete after purge failed oddly: {e}"))),
     }
     pop_none(&q, Duration::from_millis(100), "nothing after the purge").await
-}
-
-/// A message pushed twice with the same dedup id is delivered once; another
-/// dedup id is a different message.
-pub async fn dedup_delivers_once(ctx: &Ctx) -> CaseResult {
-    let q = ctx.queue().await?;
-    let key = format!("dedup-{}", uuid::Uuid::new_v4().simple());
-    let first = Message::new("first").with_dedup_id(key.as_str());
-    q.push(first.clone()).await?;
-    q.push(Message::new("second").with_dedup_id(key.as_str()))
-        .await?;
-    let other = q
-        .push(Message::new("other").with_dedup_id(format!("{key}-2")))
-        .await?;
-    let got = collect(ctx, &q, 2).await?;
-    pop_none(&q, brief(ctx), "the duplicate must not be delivered").await?;
-    ensure!(
-        got.iter().any(|d| d.message.id == other),
-        "the message with another dedup id was not delivered"
-    );
-    let dup = got
-        .iter()
-        .find(|d| d.message.id != other)
-        .ok_or_else(|| fail("the deduplicated message is missing"))?;
-    ensure_eq!(
-        dup.message.payload,
-        first.payload,
-        "the first push of a dedup id wins"
-    );
-    delete_all(&q, &got).await
 }

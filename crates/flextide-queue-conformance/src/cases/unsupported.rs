@@ -32,6 +32,11 @@ pub(crate) fn cases() -> Vec<Case> {
             purge_dead_letters,
             no_dead_letters
         ),
+        case!(
+            "unsupported::delete_dead_letters",
+            delete_dead_letters,
+            |c, _| lacking(c.delete_dead_letters, "the backend has delete_dead_letters")
+        ),
         case!("unsupported::release", release, |c, _| lacking(
             c.release,
             "the backend has release"
@@ -158,6 +163,17 @@ pub async fn replay_dead_letters(ctx: &Ctx) -> CaseResult {
 pub async fn purge_dead_letters(ctx: &Ctx) -> CaseResult {
     let q = ctx.queue().await?;
     ensure_unsupported(q.purge_dead_letters().await, "purge_dead_letters")
+}
+
+/// Without `delete_dead_letters`, deleting chosen dead letters fails with
+/// `Unsupported`.
+pub async fn delete_dead_letters(ctx: &Ctx) -> CaseResult {
+    let q = ctx.queue().await?;
+    ensure_unsupported(
+        q.delete_dead_letters(&[flextide_queue_core::MessageId::new("x")])
+            .await,
+        "delete_dead_letters",
+    )
 }
 
 /// Without `peek`, `peek` fails with `Unsupported`.

@@ -357,6 +357,8 @@ impl Inner {
             fenced_receipts: true,
             dead_letters: true,
             dedup: false,
+            dedup_window: None,
+            delete_dead_letters: false,
             exact_stats: false,
             peek: false,
             purge: true,

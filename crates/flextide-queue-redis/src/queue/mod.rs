@@ -185,6 +185,8 @@ impl QueueProvider for RedisQueue {
             fenced_receipts: true,
             dead_letters: true,
             dedup: false,
+            dedup_window: None,
+            delete_dead_letters: false,
             exact_stats: true,
             peek: true,
             purge: true,

@@ -118,20 +118,32 @@ impl NatsQueue {
 
     /// Records `id` as the first message of `dedup` for the window.
     async fn remember(&self, dedup: &str, id: &MessageId) -> Result<()> {
-        self.ensure_dedup_stream().await?;
-        let stored = async {
-            self.js
-                .publish(
-                    layout::dedup_subject(&self.name, dedup),
-                    Bytes::copy_from_slice(id.as_str().as_bytes()),
-                )
-                .await
-                .map_err(|e| error::map("dedup record", &self.name, e))?
-                .await
-                .map_err(|e| error::map("dedup record ack", &self.name, e))
-        };
-        error::timed("dedup record", self.timeout(), stored).await?;
-        Ok(())
+        let subject = layout::dedup_subject(&self.name, dedup);
+        let mut again = true;
+        loop {
+            self.ensure_dedup_stream().await?;
+            let stored = async {
+                self.js
+                    .publish(
+                        subject.clone(),
+                        Bytes::copy_from_slice(id.as_str().as_bytes()),
+                    )
+                    .await
+                    .map_err(|e| error::map("dedup record", &self.name, e))?
+                    .await
+                    .map_err(|e| error::map("dedup record ack", &self.name, e))
+            };
+            match error::timed("dedup record", self.timeout(), stored).await {
+                // Another handle dropped the queue since this one made the
+                // stream: make it again, once.
+                Err(QueueError::QueueNotFound { .. }) if again => {
+                    again = false;
+                    self.dedup_made
+                        .store(false, std::sync::atomic::Ordering::Release);
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// The id of the message stored at stream sequence `seq` as the first

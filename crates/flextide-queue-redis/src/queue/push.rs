@@ -47,7 +47,7 @@ impl RedisQueue {
     pub(super) async fn push_one(&self, message: Message) -> Result<Pushed> {
         let p = Pending::new(0, &message, self.backend.config().max_payload())?;
         if p.delay > 0 || p.dedup.is_some() {
-            let mut first = self.push_chunk(&[p]).await?;
+            let mut first = self.push_chunk("push", &[p]).await?;
             return Ok(match first.pop().flatten() {
                 Some(first) => Pushed::Duplicate(first),
                 None => Pushed::Enqueued(message.id),
@@ -77,7 +77,7 @@ impl RedisQueue {
         }
         let mut ids: Vec<MessageId> = messages.into_iter().map(|m| m.id).collect();
         for chunk in ready.chunks(MAX_BATCH) {
-            match self.push_chunk(chunk).await {
+            match self.push_chunk("push_batch", chunk).await {
                 Ok(firsts) => {
                     // A duplicate's place holds the first push's id.
                     for (p, first) in chunk.iter().zip(firsts) {
@@ -104,7 +104,11 @@ impl RedisQueue {
 
     /// Enqueues a chunk; per message, the first message's id when it was
     /// dropped as a duplicate.
-    async fn push_chunk(&self, chunk: &[Pending]) -> Result<Vec<Option<MessageId>>> {
+    async fn push_chunk(
+        &self,
+        operation: &'static str,
+        chunk: &[Pending],
+    ) -> Result<Vec<Option<MessageId>>> {
         if chunk.iter().all(|p| p.delay == 0 && p.dedup.is_none()) {
             // Plain XADDs in one MULTI/EXEC: no script overhead per message.
             let mut pipe = redis::pipe();
@@ -118,7 +122,7 @@ impl RedisQueue {
             }
             let pushed: redis::RedisResult<()> = pipe.query_async(&mut self.backend.conn()).await;
             if let Err(e) = pushed {
-                return Err(self.transaction_err("push_batch", e).await);
+                return Err(self.transaction_err(operation, e).await);
             }
             return Ok(vec![None; chunk.len()]);
         }
@@ -144,7 +148,7 @@ impl RedisQueue {
                 inv.arg(*k).arg(&v[..]);
             }
         }
-        let reply = self.run("push_batch", &inv).await?;
+        let reply = self.run(operation, &inv).await?;
         let outcomes = array(reply)?;
         if outcomes.len() != chunk.len() {
             return Err(bad_reply("one outcome per pushed message"));

@@ -129,11 +129,11 @@ impl ScheduleLock for MemoryScheduleLock {
 
     async fn release(&self, key: &str, holder: &str) -> Result<(), BoxError> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get_mut(key) {
-            if entry.holder == holder {
-                entry.until = tokio::time::Instant::now();
-                entry.holder.clear();
-            }
+        if let Some(entry) = entries.get_mut(key)
+            && entry.holder == holder
+        {
+            entry.until = tokio::time::Instant::now();
+            entry.holder.clear();
         }
         Ok(())
     }

@@ -380,13 +380,13 @@ impl Scheduler {
         }
         if let Some(lock) = &self.lock {
             for entry in &self.entries {
-                if entry.lease.is_some() {
-                    if let Err(e) = lock.release(&entry.key, &self.holder).await {
-                        warn!(
-                            schedule = entry.schedule.name(),
-                            "releasing the schedule lock failed: {e}"
-                        );
-                    }
+                if entry.lease.is_some()
+                    && let Err(e) = lock.release(&entry.key, &self.holder).await
+                {
+                    warn!(
+                        schedule = entry.schedule.name(),
+                        "releasing the schedule lock failed: {e}"
+                    );
                 }
             }
         }

@@ -59,7 +59,7 @@ where
     moments.push(HOUR);
     for t in moments {
         // Instance 1 is down from minute 20 to minute 30.
-        if t >= 1200 && t < 1800 {
+        if (1200..1800).contains(&t) {
             instances[1] = None;
         } else if instances[1].is_none() {
             instances[1] = Some(scheduler(

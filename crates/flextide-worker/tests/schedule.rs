@@ -419,3 +419,91 @@ async fn the_simulated_hour_of_the_server_tests_holds_on_memory() {
     })
     .await;
 }
+
+/// A memory queue whose first `fail` pushes fail as a broker outage would.
+#[derive(Debug)]
+struct Flaky {
+    inner: MemoryQueue,
+    fail: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl QueueProvider for Flaky {
+    fn queue_name(&self) -> &str {
+        self.inner.queue_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn push(&self, message: Message) -> Result<MessageId> {
+        self.push_unique(message).await.map(|p| p.into_id())
+    }
+    async fn push_unique(&self, message: Message) -> Result<flextide_queue_core::Pushed> {
+        use std::sync::atomic::Ordering;
+        if self
+            .fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(flextide_queue_core::QueueError::connection(
+                "flaky",
+                std::io::Error::other("connection refused"),
+            ));
+        }
+        self.inner.push_unique(message).await
+    }
+    async fn pop_batch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        self.inner.pop_batch(max, wait).await
+    }
+    async fn delete(&self, receipt: &Receipt) -> Result<()> {
+        self.inner.delete(receipt).await
+    }
+    async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
+        self.inner.nack(receipt, delay).await
+    }
+    async fn stats(&self) -> Result<QueueStats> {
+        self.inner.stats().await
+    }
+    fn backend_name(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_push_is_retried_and_the_slot_still_pushed_once() {
+    let flaky = Arc::new(Flaky {
+        inner: MemoryQueue::new("sched_flaky", QueueOptions::default()).unwrap(),
+        fail: 0.into(),
+    });
+    let queue: Arc<dyn QueueProvider> = flaky.clone();
+    let clock = Arc::new(TokioClock::starting_at(at("2026-01-01T00:00:55Z")));
+    let schedule = Schedule::new("minutely", "0 * * * * *")
+        .unwrap()
+        .grace(Duration::from_secs(30));
+    let mut scheduler = Scheduler::builder()
+        .schedule(schedule, queue.clone())
+        .clock(clock)
+        .build()
+        .unwrap();
+    // One tick by hand: nothing due yet (00:00:00 is past the 30 s grace).
+    assert_eq!(scheduler.tick().await.unwrap(), SchedulerReport::default());
+    // The broker is down at 00:01:00 for three tries (1 s, 2 s, 4 s apart).
+    let stop = CancellationToken::new();
+    let run = spawn(scheduler, &stop);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    flaky.fail.store(3, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    stop.cancel();
+    let report = run.await.unwrap();
+    assert_eq!(report.errors, 3, "{report:?}");
+    assert_eq!(report.enqueued, 3, "{report:?}");
+    let slots: Vec<String> = drain(&*queue).await.into_keys().collect();
+    assert_eq!(
+        slots,
+        [
+            "2026-01-01T00:01:00Z",
+            "2026-01-01T00:02:00Z",
+            "2026-01-01T00:03:00Z"
+        ]
+    );
+}

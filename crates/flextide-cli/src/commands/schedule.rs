@@ -150,7 +150,9 @@ pub(crate) async fn run(
 
 fn list(path: &Path, default_queue: Option<String>, next: usize) -> Result<ExitCode, Error> {
     let now = SystemTime::now();
-    let default_queue = default_queue.unwrap_or_else(|| "(QUEUE_NAME)".into());
+    // --queue wins over QUEUE_NAME (clap reads both into default_queue).
+    let default_queue =
+        default_queue.unwrap_or_else(|| flextide_queue::DEFAULT_QUEUE_NAME.to_owned());
     for (i, (s, queue)) in load(path)?.iter().enumerate() {
         if i > 0 {
             println!();

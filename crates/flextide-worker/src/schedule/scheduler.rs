@@ -220,8 +220,19 @@ impl Scheduler {
     /// (and tests). On an error the other schedules are still ticked, and
     /// the failed slots are tried again at the next tick.
     pub async fn tick_at(&mut self, now: SystemTime) -> Result<SchedulerReport, ScheduleError> {
-        let now = Timestamp::try_from(now).map_err(|_| ScheduleError::Clock)?;
+        match self.tick_all(now).await {
+            (report, None) => Ok(report),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Ticks every schedule; the counts of all, and the first error.
+    async fn tick_all(&mut self, now: SystemTime) -> (SchedulerReport, Option<ScheduleError>) {
         let mut report = SchedulerReport::default();
+        let Ok(now) = Timestamp::try_from(now) else {
+            report.errors += 1;
+            return (report, Some(ScheduleError::Clock));
+        };
         let mut first_error = None;
         for i in 0..self.entries.len() {
             match self.tick_entry(i, now).await {
@@ -232,10 +243,7 @@ impl Scheduler {
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        (report, first_error)
     }
 
     async fn tick_entry(
@@ -351,13 +359,11 @@ impl Scheduler {
         while !shutdown.is_cancelled() {
             let now = self.clock.now();
             let mut retry = None;
-            match self.tick_at(now).await {
-                Ok(r) => {
-                    total.add(r);
-                    pause = Duration::from_secs(1);
-                }
-                Err(e) => {
-                    total.errors += 1;
+            let (report, error) = self.tick_all(now).await;
+            total.add(report);
+            match error {
+                None => pause = Duration::from_secs(1),
+                Some(e) => {
                     warn!("schedule tick failed, trying again in {pause:?}: {e}");
                     retry = Some(pause);
                     pause = (pause * 2).min(Duration::from_secs(30));

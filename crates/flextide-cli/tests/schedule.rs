@@ -130,3 +130,124 @@ fn run_refuses_a_backend_without_dedup_or_stops_on_sigterm() {
         );
     }
 }
+
+/// Two `flextide schedule run` processes share a Redis `--lock` over a
+/// queue without dedup (the default SQLite, until SQL dedup lands; with it
+/// the lock still gates): every one-second slot is pushed once. Needs
+/// `FLEXTIDE_TEST_REDIS_URL` (skipped without it unless
+/// `FLEXTIDE_TEST_REQUIRE` names redis or all).
+#[cfg(feature = "schedule-lock")]
+#[test]
+fn two_processes_behind_one_lock_push_each_slot_once() {
+    use std::collections::BTreeSet;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(url) = std::env::var("FLEXTIDE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        let required = std::env::var("FLEXTIDE_TEST_REQUIRE").unwrap_or_default();
+        assert!(
+            !required
+                .split(',')
+                .any(|r| r.trim() == "all" || r.trim() == "redis"),
+            "FLEXTIDE_TEST_REQUIRE names redis but FLEXTIDE_TEST_REDIS_URL is unset"
+        );
+        eprintln!("skipped: set FLEXTIDE_TEST_REDIS_URL to run it");
+        return;
+    };
+    let s = Scratch::new("schedule-lock");
+    s.ok(&["migrate"]);
+    // A name of this run: the lock's key is `<queue>/<name>`.
+    let name = format!("tick-{}-{}", std::process::id(), rand_suffix());
+    std::fs::write(
+        s.dir.join("schedules.toml"),
+        format!("[[schedule]]\nname = \"{name}\"\ncron = \"* * * * * *\"\npayload = \"x\"\n"),
+    )
+    .unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut child = s
+                .flextide(&[
+                    "schedule",
+                    "run",
+                    "--file",
+                    "schedules.toml",
+                    "--lock",
+                    &url,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut err = BufReader::new(child.stderr.take().unwrap());
+            let mut first = String::new();
+            err.read_line(&mut first).unwrap();
+            assert!(first.contains("pushing the slots"), "{first}");
+            (child, err)
+        })
+        .collect();
+    // The first tick pushes the slots of the last minute (the grace); wait
+    // for a few more, generously.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = s.ok(&["stats"]);
+        if common::field(&stats, "ready") >= 64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slots pushed: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut enqueued = 0;
+    for (child, mut err) in children.drain(..) {
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        err.read_to_string(&mut rest).unwrap();
+        assert!(out.status.success(), "{rest}");
+        let summary = String::from_utf8(out.stdout).unwrap();
+        let n: u64 = summary
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {summary:?}"));
+        enqueued += n;
+    }
+    let peek = s.ok(&["peek", "-n", "100000"]);
+    let slots: Vec<String> = peek
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["headers"]["flextide-schedule-slot"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique: BTreeSet<&String> = slots.iter().collect();
+    assert_eq!(unique.len(), slots.len(), "a slot pushed twice");
+    assert_eq!(slots.len() as u64, enqueued);
+    // Leave no lock state behind (best effort).
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "DEL"])
+        .arg(format!("flextide-schedule:{{flextide-tasks/{name}}}:lock"))
+        .arg(format!("flextide-schedule:{{flextide-tasks/{name}}}:state"))
+        .output();
+}
+
+#[cfg(feature = "schedule-lock")]
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}

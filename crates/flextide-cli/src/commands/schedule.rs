@@ -24,7 +24,9 @@ use std::{
 
 use clap::{Args, Subcommand};
 use flextide_queue::QueueProvider;
-use flextide_worker::{CancellationToken, MissedSlots, Schedule, ScheduleError, Scheduler};
+use flextide_worker::{
+    CancellationToken, MissedSlots, Schedule, ScheduleError, ScheduleLock, Scheduler,
+};
 use serde::Deserialize;
 
 use super::Error;
@@ -41,11 +43,21 @@ pub(crate) enum ScheduleCommand {
     },
     /// Push each schedule's slots to its queue until Ctrl-C or SIGTERM. Run
     /// it on as many hosts as you like: on a backend with dedup each slot
-    /// becomes one task; a backend without dedup is refused (it would need
-    /// a leader lock, which only the library offers).
+    /// becomes one task; on one without, give every host the same --lock
+    /// (otherwise it refuses to start).
     Run {
         #[command(flatten)]
         file: FileArg,
+        /// A leader lock shared by every host: `postgres://…` (a lease row)
+        /// or `redis://…` (`SET NX PX` with fencing); only its holder
+        /// pushes. Needed for queues without dedup (feature `schedule-lock`).
+        #[arg(
+            long,
+            env = "FLEXTIDE_SCHEDULE_LOCK",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        lock: Option<String>,
     },
 }
 
@@ -144,7 +156,9 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, Error> {
     match cmd {
         ScheduleCommand::List { file, next } => list(&file.file, default_queue, next),
-        ScheduleCommand::Run { file } => run_schedules(&file.file, default_queue).await,
+        ScheduleCommand::Run { file, lock } => {
+            run_schedules(&file.file, default_queue, lock.as_deref()).await
+        }
     }
 }
 
@@ -206,10 +220,47 @@ fn policy_text(p: MissedSlots) -> String {
     }
 }
 
-async fn run_schedules(path: &Path, default_queue: Option<String>) -> Result<ExitCode, Error> {
+/// The lock named by `--lock`, by its URL's scheme.
+#[cfg(feature = "schedule-lock")]
+async fn open_lock(url: &str) -> Result<Arc<dyn ScheduleLock>, Error> {
+    use flextide_schedule_lock::{PostgresScheduleLock, RedisScheduleLock};
+    let scheme = url.split("://").next().unwrap_or_default();
+    // The URL may hold a password: errors name the kind of lock only.
+    Ok(match scheme {
+        "postgres" | "postgresql" => Arc::new(
+            PostgresScheduleLock::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the PostgreSQL schedule lock (--lock): {e}"))?,
+        ),
+        "redis" | "rediss" => Arc::new(
+            RedisScheduleLock::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the Redis schedule lock (--lock): {e}"))?,
+        ),
+        _ => {
+            return Err(
+                format!("--lock takes a postgres:// or redis:// URL, not {scheme:?}").into(),
+            );
+        }
+    })
+}
+
+#[cfg(not(feature = "schedule-lock"))]
+async fn open_lock(_url: &str) -> Result<Arc<dyn ScheduleLock>, Error> {
+    Err("this flextide was built without the `schedule-lock` feature: --lock needs it (cargo install flextide-cli --features schedule-lock)".into())
+}
+
+async fn run_schedules(
+    path: &Path,
+    default_queue: Option<String>,
+    lock: Option<&str>,
+) -> Result<ExitCode, Error> {
     let schedules = load(path)?;
     let mut queues: BTreeMap<Option<String>, Arc<dyn QueueProvider>> = BTreeMap::new();
     let mut builder = Scheduler::builder();
+    if let Some(url) = lock {
+        builder = builder.lock(open_lock(url).await?);
+    }
     for (schedule, queue) in schedules {
         let name = queue.or_else(|| default_queue.clone());
         let q = match queues.get(&name) {
@@ -224,7 +275,7 @@ async fn run_schedules(path: &Path, default_queue: Option<String>) -> Result<Exi
     }
     let scheduler = builder.build().map_err(|e| match e {
         ScheduleError::NeedsLock { queue, backend, .. } => format!(
-            "queue {queue:?} ({backend}) does not deduplicate pushes, and `flextide schedule run` has no leader lock to fall back on: every host running it would push every slot. Use a backend whose queues deduplicate (docs/schedules.md lists them), or run the schedules from your own program with a ScheduleLock"
+            "queue {queue:?} ({backend}) does not deduplicate pushes: every host running `flextide schedule run` would push every slot. Give every host the same --lock postgres://… or redis://… (FLEXTIDE_SCHEDULE_LOCK) so only its holder pushes, or use a backend whose queues deduplicate (docs/schedules.md)"
         )
         .into(),
         e => Error::from(e),

@@ -47,8 +47,31 @@ impl SchedulerReport {
     }
 }
 
+/// Counters of one schedule, registered once.
+#[derive(Debug)]
+struct Counters {
+    enqueued: metrics::Counter,
+    duplicates: metrics::Counter,
+    skipped: metrics::Counter,
+}
+
+impl Counters {
+    fn new(schedule: &str, queue: &str) -> Self {
+        let labels = [
+            ("flextide.schedule", schedule.to_owned()),
+            ("messaging.destination.name", queue.to_owned()),
+        ];
+        Counters {
+            enqueued: metrics::counter!("flextide.schedule.enqueued", &labels),
+            duplicates: metrics::counter!("flextide.schedule.duplicates", &labels),
+            skipped: metrics::counter!("flextide.schedule.skipped", &labels),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
+    counters: Counters,
     schedule: Schedule,
     queue: Arc<dyn QueueProvider>,
     dedup: bool,
@@ -188,6 +211,7 @@ impl SchedulerBuilder {
                     .unwrap_or(LOOK_BACK_WITHOUT_WINDOW);
             }
             entries.push(Entry {
+                counters: Counters::new(schedule.name(), queue.queue_name()),
                 reach: plan::reach(&schedule, look_back),
                 key: format!("{}/{}", queue.queue_name(), schedule.name()),
                 dedup: caps.dedup,
@@ -286,6 +310,7 @@ impl Scheduler {
             skipped: plan.skipped.len() as u64,
             ..SchedulerReport::default()
         };
+        entry.counters.skipped.increment(report.skipped);
         if let (Some(first), Some(last)) = (plan.skipped.first(), plan.skipped.last()) {
             warn!(
                 schedule = %name,
@@ -311,11 +336,13 @@ impl Scheduler {
             match pushed {
                 Ok(Pushed::Enqueued(id)) => {
                     report.enqueued += 1;
+                    entry.counters.enqueued.increment(1);
                     done = Some(at);
                     debug!(schedule = %name, slot = %Slot::utc_text(at), %id, "pushed a slot");
                 }
                 Ok(Pushed::Duplicate(id)) => {
                     report.duplicates += 1;
+                    entry.counters.duplicates.increment(1);
                     done = Some(at);
                     debug!(schedule = %name, slot = %Slot::utc_text(at), %id, "slot already pushed");
                 }

@@ -347,10 +347,11 @@ impl Scheduler {
                     debug!(schedule = %name, slot = %Slot::utc_text(at), %id, "slot already pushed");
                 }
                 Err(source) => {
-                    // The slots before this one are done; this one and
-                    // the rest are tried again at the next tick.
-                    if let Some(done) = done {
-                        entry.handled = Some(done);
+                    // The slots before this one (pushed or skipped) are
+                    // done; this one and the rest are tried again at the
+                    // next tick.
+                    if let Some(h) = done.or(plan.skipped.last().copied()) {
+                        entry.handled = Some(h);
                     }
                     return Err(ScheduleError::Push {
                         name,

@@ -46,6 +46,7 @@ async fn three_instances_behind_the_lease_row(url: String) {
     };
     common::three_instances_with_a_lock(lock, [open().unwrap(), open().unwrap(), open().unwrap()])
         .await;
+    forget(&url, &format!("{name}/every-10s")).await;
 }
 
 fn main() -> std::process::ExitCode {

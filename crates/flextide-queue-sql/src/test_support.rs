@@ -37,24 +37,28 @@ pub fn harness_settings(can_disrupt: bool) -> HarnessSettings {
     }
 }
 
-/// Counts the rows a queue holds in the two shared tables, for
-/// `Harness::leftovers`; binds the queue name twice, `?` placeholders
+/// Counts the rows a queue holds in the three shared tables, for
+/// `Harness::leftovers`; binds the queue name three times, `?` placeholders
 /// (MySQL, SQLite). PostgreSQL: [`LEFTOVERS_SQL_PG`].
 pub const LEFTOVERS_SQL: &str = "SELECT \
      (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = ?), \
-     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = ?)";
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = ?), \
+     (SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ?)";
 
 /// [`LEFTOVERS_SQL`] with PostgreSQL's placeholders (binds the name once).
 pub const LEFTOVERS_SQL_PG: &str = "SELECT \
      (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = $1), \
-     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = $1)";
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = $1), \
+     (SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = $1)";
 
 /// What `Harness::leftovers` reports for the row counts [`LEFTOVERS_SQL`]
-/// read: one line per table that still holds rows of the queue.
-pub fn leftover_rows(messages: i64, dead_letters: i64) -> Vec<String> {
+/// read (messages, dead letters, dedup ids): one line per table that still
+/// holds rows of the queue.
+pub fn leftover_rows((messages, dead_letters, dedup): (i64, i64, i64)) -> Vec<String> {
     [
         ("flextide_queue_messages", messages),
         ("flextide_queue_dead_letters", dead_letters),
+        ("flextide_queue_dedup", dedup),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)

@@ -189,7 +189,7 @@ impl PostgresQueue {
             }
             return Ok((pushed, failures));
         }
-        let mut batch = UniqueBatch::new(BACKEND, valid.iter().map(|(i, _)| &messages[*i]));
+        let mut batch = UniqueBatch::new(BACKEND, valid.iter().map(|(_, e)| e.dedup_id));
         let mut c = Columns::default();
         for (n, (_, e)) in valid.into_iter().enumerate() {
             if !batch.is_repeat(n) {
@@ -213,7 +213,7 @@ impl PostgresQueue {
         let refused: Vec<usize> = failures.iter().map(|f| f.index).collect();
         let valid_indexes = (0..messages.len()).filter(|i| !refused.contains(i));
         for (n, index) in valid_indexes.enumerate() {
-            pushed[index] = batch.outcome(n, &messages[index])?;
+            pushed[index] = batch.outcome(n, &messages[index].id)?;
         }
         Ok((pushed, failures))
     }

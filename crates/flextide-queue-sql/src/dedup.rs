@@ -86,6 +86,8 @@ pub fn claim_outcome(message_id: String, duplicates: i64) -> Pushed {
 #[derive(Debug)]
 pub struct UniqueBatch {
     backend: &'static str,
+    /// Each message's dedup id.
+    keys: Vec<Option<String>>,
     /// For each message: the index of the earlier message of the batch
     /// with the same dedup id, if any.
     repeat_of: Vec<Option<usize>>,
@@ -96,14 +98,15 @@ pub struct UniqueBatch {
 }
 
 impl UniqueBatch {
-    /// Sorts `messages` out by dedup id.
-    pub fn new<'m>(backend: &'static str, messages: impl IntoIterator<Item = &'m Message>) -> Self {
+    /// Sorts the messages of a batch out by their dedup ids, in batch order.
+    pub fn new<'k>(backend: &'static str, keys: impl IntoIterator<Item = Option<&'k str>>) -> Self {
+        let keys: Vec<Option<String>> = keys.into_iter().map(|k| k.map(str::to_owned)).collect();
         let mut firsts = HashMap::new();
-        let repeat_of = messages
-            .into_iter()
+        let repeat_of = keys
+            .iter()
             .enumerate()
-            .map(|(i, m)| {
-                let key = m.dedup_id.as_ref()?;
+            .map(|(i, key)| {
+                let key = key.as_ref()?;
                 match firsts.get(key) {
                     Some(&first) => Some(first),
                     None => {
@@ -115,6 +118,7 @@ impl UniqueBatch {
             .collect();
         UniqueBatch {
             backend,
+            keys,
             repeat_of,
             firsts,
             outcomes: HashMap::new(),
@@ -146,24 +150,25 @@ impl UniqueBatch {
         self.outcomes.insert(dedup_id.to_owned(), outcome);
     }
 
-    /// Whether `message` (at `index`) is to be inserted: it has no dedup id,
-    /// or it is the first of its dedup id and the claim was won.
-    pub fn inserts(&self, index: usize, message: &Message) -> bool {
+    /// Whether message `index` is to be inserted: it has no dedup id, or it
+    /// is the first of its dedup id and the claim was won.
+    pub fn inserts(&self, index: usize) -> bool {
         if self.is_repeat(index) {
             return false;
         }
-        match &message.dedup_id {
+        match &self.keys[index] {
             None => true,
             Some(key) => matches!(self.outcomes.get(key), Some(Pushed::Enqueued(_))),
         }
     }
 
-    /// What the push of `message` (at `index`) did: enqueued under its own
-    /// id, or a duplicate of the message holding its dedup id (which may be
-    /// an earlier message of this batch). Every claim must be recorded.
-    pub fn outcome(&self, index: usize, message: &Message) -> Result<Pushed> {
-        let Some(key) = &message.dedup_id else {
-            return Ok(Pushed::Enqueued(message.id.clone()));
+    /// What the push of message `index` (whose id is `own`) did: enqueued
+    /// under its own id, or a duplicate of the message holding its dedup id
+    /// (which may be an earlier message of this batch). Every claim must be
+    /// recorded.
+    pub fn outcome(&self, index: usize, own: &MessageId) -> Result<Pushed> {
+        let Some(key) = &self.keys[index] else {
+            return Ok(Pushed::Enqueued(own.clone()));
         };
         let claimed = self.outcomes.get(key).ok_or_else(|| {
             QueueError::backend_error(
@@ -227,7 +232,7 @@ mod tests {
             Message::new("d"),
         );
         let messages = [a.clone(), b.clone(), c.clone(), d.clone()];
-        let mut batch = UniqueBatch::new("t", &messages);
+        let mut batch = UniqueBatch::new("t", messages.iter().map(|m| m.dedup_id.as_deref()));
         assert!(batch.has_keys());
         assert_eq!(batch.claims(), [("k0", 2), ("k1", 0)]);
         assert!(batch.is_repeat(1) && !batch.is_repeat(0));
@@ -237,13 +242,13 @@ mod tests {
         let inserted: Vec<bool> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| batch.inserts(i, m))
+            .map(|(i, _)| batch.inserts(i))
             .collect();
         assert_eq!(inserted, [true, false, false, true]);
         let outcomes: Vec<Pushed> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| batch.outcome(i, m).unwrap())
+            .map(|(i, m)| batch.outcome(i, &m.id).unwrap())
             .collect();
         assert_eq!(
             outcomes,

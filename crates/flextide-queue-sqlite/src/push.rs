@@ -130,7 +130,7 @@ impl SqliteQueue {
         messages: &[Message],
         now: i64,
     ) -> Result<Vec<Pushed>> {
-        let mut batch = UniqueBatch::new(BACKEND, messages);
+        let mut batch = UniqueBatch::new(BACKEND, messages.iter().map(|m| m.dedup_id.as_deref()));
         let window = dedup_window_ms(&self.inner.options);
         let claims: Vec<(String, usize)> = batch
             .claims()
@@ -152,7 +152,7 @@ impl SqliteQueue {
         let inserted: Vec<&Message> = messages
             .iter()
             .enumerate()
-            .filter(|(i, m)| batch.inserts(*i, m))
+            .filter(|(i, _)| batch.inserts(*i))
             .map(|(_, m)| m)
             .collect();
         for chunk in inserted.chunks(PUSH_CHUNK) {
@@ -161,7 +161,7 @@ impl SqliteQueue {
         messages
             .iter()
             .enumerate()
-            .map(|(i, m)| batch.outcome(i, m))
+            .map(|(i, m)| batch.outcome(i, &m.id))
             .collect()
     }
 

@@ -458,6 +458,35 @@ async fn push_in_tx_commits_or_rolls_back_with_the_transaction() {
     assert_eq!(d.message.dedup_id.as_deref(), Some("d"));
     q.delete(&d.receipt).await.unwrap();
     assert!(q.pop(Duration::from_millis(50)).await.unwrap().is_none());
+
+    // A fresh handle's first unique push sweeps expired rows; purge keeps
+    // the dedup ids, drop_queue removes them.
+    sqlx::query(
+        "INSERT INTO flextide_queue_dedup (queue, dedup_id, message_id, expires_at) VALUES (?, 'old', 'x', 0)",
+    )
+    .bind(q.queue_name())
+    .execute(q.pool())
+    .await
+    .unwrap();
+    let fresh =
+        SqliteQueue::from_pool(q.pool().clone(), q.queue_name(), QueueOptions::default()).unwrap();
+    fresh
+        .push(Message::new("s").with_dedup_id("s"))
+        .await
+        .unwrap();
+    let count = |key: &'static str| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ? AND dedup_id LIKE ?",
+        )
+        .bind(q.queue_name().to_owned())
+        .bind(key)
+        .fetch_one(q.pool())
+    };
+    assert_eq!(count("old").await.unwrap(), 0, "the expired row was swept");
+    q.purge().await.unwrap();
+    assert_eq!(count("%").await.unwrap(), 2, "purge keeps the dedup ids");
+    q.drop_queue().await.unwrap();
+    assert_eq!(count("%").await.unwrap(), 0, "drop_queue removes them");
 }
 
 #[tokio::test]

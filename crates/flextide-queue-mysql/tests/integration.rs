@@ -22,7 +22,8 @@ use flextide_queue_mysql::{
     drop_queue, migrate, sqlx,
 };
 use flextide_queue_sql::test_support::{
-    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
+    check_crashed_consumer, check_next_is, check_nothing_ready, check_unique_pushes_race,
+    cut_pops_short_then_push_40,
 };
 
 /// A pool that records the server-side ids of its connections.
@@ -225,6 +226,21 @@ async fn unique_pushes_follow_transactions_across_pools(url: String) {
         .await
         .unwrap();
     assert_eq!(left, 0, "drop_queue removes the queue's dedup ids");
+}
+
+/// Unique pushes of ten ids from four pools, singles racing batches (with
+/// InnoDB's deadlocks retried), enqueue one message per id.
+async fn unique_pushes_race_over_four_pools(url: String) {
+    let name = unique("dedup_race");
+    let mut handles: Vec<Arc<dyn QueueProvider>> = Vec::new();
+    for _ in 0..4 {
+        let pool = setup(&url).await;
+        handles.push(Arc::new(
+            MySqlQueue::from_pool(pool, &name, QueueOptions::default()).unwrap(),
+        ));
+    }
+    check_unique_pushes_race(&handles).await;
+    drop_queue(&setup(&url).await, &name).await.unwrap();
 }
 
 async fn killed_connections_mid_run_lose_nothing(url: String) {
@@ -537,6 +553,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(a_crashed_consumers_lease_expiring_brings_the_message_back),
             integration_test!(push_in_tx_follows_the_transaction),
             integration_test!(unique_pushes_follow_transactions_across_pools),
+            integration_test!(unique_pushes_race_over_four_pools).threads(4),
             integration_test!(killed_connections_mid_run_lose_nothing).threads(2),
             integration_test!(the_call_after_a_kill_works),
             integration_test!(ordering_key_head_locked_by_another_claimer_blocks_the_key),

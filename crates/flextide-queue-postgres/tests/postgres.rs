@@ -13,7 +13,8 @@ use flextide_queue_conformance::{integration_test, unique_queue_name};
 use flextide_queue_core::{Message, Pushed, QueueError, QueueOptions, QueueProvider};
 use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, migrate, sqlx};
 use flextide_queue_sql::test_support::{
-    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
+    check_crashed_consumer, check_next_is, check_nothing_ready, check_unique_pushes_race,
+    cut_pops_short_then_push_40,
 };
 
 fn app_name() -> String {
@@ -220,6 +221,19 @@ async fn unique_pushes_follow_transactions_across_pools(url: String) {
     .unwrap();
     assert_eq!(old, 0, "the expired row was swept");
     check_next_is(&q, &id).await;
+}
+
+/// Unique pushes of ten ids from four backends (four pools), singles racing
+/// batches, enqueue one message per id.
+async fn unique_pushes_race_over_four_pools(url: String) {
+    let mut handles: Vec<Arc<dyn QueueProvider>> = Vec::new();
+    let name = unique_queue_name("pg_dedup_race");
+    let _c = Cleanup(url.clone(), name.clone());
+    for _ in 0..4 {
+        let b = backend(&url, PostgresConfig::default()).await;
+        handles.push(Arc::new(b.queue(&name, QueueOptions::default()).unwrap()));
+    }
+    check_unique_pushes_race(&handles).await;
 }
 
 async fn migrate_twice_and_concurrently_is_harmless(url: String) {
@@ -565,6 +579,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(crashed_consumer_lease_expires_and_message_returns),
             integration_test!(push_in_tx_follows_the_transaction),
             integration_test!(unique_pushes_follow_transactions_across_pools),
+            integration_test!(unique_pushes_race_over_four_pools).threads(4),
             integration_test!(migrate_twice_and_concurrently_is_harmless).threads(2),
             integration_test!(killed_connections_lose_nothing).threads(4),
             integration_test!(notify_wakes_a_waiting_pop_quickly).threads(2),

@@ -80,7 +80,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
 /// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
 /// handle first, and `drop_queue` to the handle's inherent `drop_queue`
-/// (every row of the queue in both tables). The backends keep one layout so that this list is the same
+/// (every row of the queue: messages, dead letters, dedup ids). The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
 ///
 /// ```ignore

@@ -15,7 +15,7 @@ use crate::{BACKEND, CAPABILITIES, PoolSettings, SqliteQueueBuilder, builder::So
 
 /// A queue stored in a SQLite database, file or in-memory.
 ///
-/// Every queue of a database shares two tables, told apart by a `queue`
+/// Every queue of a database shares the same tables, told apart by a `queue`
 /// column, so any number of queues can share one pool and one file, and
 /// several processes can work on one file at once: claiming is one atomic
 /// `UPDATE … RETURNING` statement and every delivery gets a fresh fencing

@@ -190,6 +190,7 @@ impl PostgresQueue {
             return Ok((pushed, failures));
         }
         let mut batch = UniqueBatch::new(BACKEND, valid.iter().map(|(_, e)| e.dedup_id));
+        let indexes: Vec<usize> = valid.iter().map(|(index, _)| *index).collect();
         let mut c = Columns::default();
         for (n, (_, e)) in valid.into_iter().enumerate() {
             if !batch.is_repeat(n) {
@@ -210,9 +211,7 @@ impl PostgresQueue {
             let duplicates: i64 = row.try_get("duplicates").map_err(map_err)?;
             batch.claimed(&key, claim_outcome(id, duplicates));
         }
-        let refused: Vec<usize> = failures.iter().map(|f| f.index).collect();
-        let valid_indexes = (0..messages.len()).filter(|i| !refused.contains(i));
-        for (n, index) in valid_indexes.enumerate() {
+        for (n, index) in indexes.into_iter().enumerate() {
             pushed[index] = batch.outcome(n, &messages[index].id)?;
         }
         Ok((pushed, failures))

@@ -29,6 +29,9 @@ use crate::BACKEND;
 
 /// The application property carrying attempts made before this copy.
 pub(crate) const ATTEMPTS: &str = "flextide-attempts";
+/// When the message was sent (Unix milliseconds), for brokers that do not
+/// say when they enqueued it.
+pub(crate) const SENT_AT: &str = "flextide-sent-at";
 /// When a scheduled message becomes visible (Service Bus annotation).
 pub(crate) const SCHEDULED: &str = "x-opt-scheduled-enqueue-time";
 const LOCK_TOKEN: &str = "x-opt-lock-token";
@@ -53,6 +56,11 @@ pub(crate) fn encode(
     if earlier_attempts > 0 {
         props = props.insert(ATTEMPTS, SimpleValue::Uint(earlier_attempts));
     }
+    // Brokers other than Service Bus add no enqueued time. Not the
+    // `creation-time` property: RabbitMQ's AMQP 1.0 plugin (3.10) stops
+    // answering a link's sends after one carrying it.
+    let sent_at = timestamp(SystemTime::now()).milliseconds();
+    props = props.insert(SENT_AT, SimpleValue::Long(sent_at));
     let mut builder = AmqpMessage::builder()
         .header(Header {
             durable: true,
@@ -127,7 +135,14 @@ pub(crate) fn decode(message: AmqpMessage<Body<Value>>, tag: &[u8]) -> Received 
     };
     let enqueued_at = match annotation(ENQUEUED) {
         Some(Value::Timestamp(t)) => Some(system_time(t)),
-        _ => None,
+        _ => match message
+            .application_properties
+            .as_ref()
+            .and_then(|p| p.0.get(SENT_AT))
+        {
+            Some(SimpleValue::Long(ms)) => Some(system_time(Timestamp::from_milliseconds(*ms))),
+            _ => None,
+        },
     };
     let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
     let mut earlier_attempts = 0;
@@ -138,7 +153,7 @@ pub(crate) fn decode(message: AmqpMessage<Body<Value>>, tag: &[u8]) -> Received 
             match (k.as_str(), v) {
                 (ATTEMPTS, SimpleValue::Uint(n)) => earlier_attempts = *n,
                 (DLQ_REASON, SimpleValue::String(s)) => dead_letter_reason = Some(s.clone()),
-                (DLQ_DESCRIPTION, _) => {}
+                (DLQ_DESCRIPTION | SENT_AT, _) => {}
                 (_, SimpleValue::String(s)) => headers.push((k.clone(), s.clone())),
                 _ => {}
             }

@@ -74,6 +74,9 @@ pub struct ServiceBusConfig {
     /// Whether this is Service Bus (claims-based security, `$management`,
     /// lock tokens) rather than a plain AMQP 1.0 broker.
     pub service_bus: bool,
+    /// Put before a queue's name to make its address: empty for Service
+    /// Bus; `/queue/` for RabbitMQ's AMQP 1.0 plugin (`?address_prefix=`).
+    pub address_prefix: String,
 }
 
 impl ServiceBusConfig {
@@ -152,6 +155,7 @@ impl ServiceBusConfig {
             auth,
             entity_path: entity.filter(|e| !e.is_empty()),
             service_bus: true,
+            address_prefix: String::new(),
         })
     }
 
@@ -159,6 +163,15 @@ impl ServiceBusConfig {
         let (scheme, rest) = text.split_once("://").unwrap_or(("amqp", text));
         let tls = scheme.eq_ignore_ascii_case("amqps");
         let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let address_prefix = rest
+            .split_once('?')
+            .map(|(_, q)| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "address_prefix")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
@@ -191,6 +204,7 @@ impl ServiceBusConfig {
             auth,
             entity_path: None,
             service_bus: false,
+            address_prefix,
         })
     }
 
@@ -275,6 +289,8 @@ mod tests {
                 password: "p@ss".into()
             }
         );
+        let c = ServiceBusConfig::parse("amqp://h:1/?address_prefix=%2Fqueue%2F").unwrap();
+        assert_eq!(c.address_prefix, "/queue/");
         let c = ServiceBusConfig::parse("amqps://broker.example").unwrap();
         assert_eq!((c.port, c.tls, c.auth), (5671, true, Auth::Anonymous));
     }

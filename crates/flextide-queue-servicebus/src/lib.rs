@@ -3,16 +3,25 @@
 
 mod codec;
 mod config;
+mod connector;
 mod error;
 mod lock;
 mod mgmt;
+mod queue;
 mod sas;
 pub mod transport;
 
 pub use config::{Auth, CONNECTION_STRING_ENV, ServiceBusConfig};
+pub use connector::ServiceBusConnector;
+pub use queue::{MAX_PAYLOAD_BYTES, ServiceBusQueue};
+pub use sas::shared_access_signature;
 
 /// The backend's short name, used in errors and logs.
 pub const BACKEND: &str = "servicebus";
+
+/// URL schemes: none; a connection string is recognised by its
+/// `Endpoint=sb://` (see [`ServiceBusConnector`]).
+pub const SCHEMES: &[&str] = &[];
 
 pub use flextide_queue_core::{
     Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,

@@ -91,6 +91,7 @@ impl<D: Clone> Locks<D> {
         self.held.retain(|_, h| h.link >= link);
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.held.len()
     }

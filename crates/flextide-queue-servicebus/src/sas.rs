@@ -63,6 +63,19 @@ pub(crate) fn sas_token(
     }
 }
 
+/// A SAS token for `audience` (`sb://NAMESPACE.servicebus.windows.net/QUEUE`,
+/// or `https://…` for the REST management API) valid for `valid_for`:
+/// `SharedAccessSignature sr=…&sig=…&se=…&skn=…`. The returned text is a
+/// secret: do not log it.
+pub fn shared_access_signature(
+    audience: &str,
+    key_name: &str,
+    key: &str,
+    valid_for: Duration,
+) -> String {
+    sas_token(audience, key_name, key, SystemTime::now() + valid_for).value
+}
+
 /// When to put a fresh token: at four fifths of its life, so a slow
 /// round trip on a loaded machine still lands before it expires.
 pub(crate) fn renew_after(issued: SystemTime, expires_at: SystemTime) -> Duration {

@@ -21,7 +21,7 @@
 use std::{sync::Arc, time::Duration};
 
 use flextide_queue_servicebus::{
-    Message, QueueError, ServiceBusConfig,
+    Message, ServiceBusConfig,
     transport::{Connection, Receiver},
 };
 use flextide_test_servers::{Kind, Server, installed};

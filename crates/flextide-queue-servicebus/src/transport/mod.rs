@@ -1,6 +1,7 @@
 //! The AMQP 1.0 transport: a connection with one session, send links,
 //! peek-lock receive links with manual credit, settlement on the link
-//! that received a delivery, and `$management` request links.
+//! that received a delivery (`receiver.rs`), and `$management` request
+//! links; the engine's errors mapped in `errors.rs`.
 //!
 //! Public so its tests can drive it against any AMQP 1.0 broker (they run
 //! against RabbitMQ's `rabbitmq_amqp1_0` plugin); the queue is built on it.
@@ -18,26 +19,31 @@ use std::{
 use fe2o3_amqp::{
     Receiver as AmqpReceiver, Sender as AmqpSender, Session,
     connection::ConnectionHandle,
-    link::{DetachError, RecvError, SendError, delivery::DeliveryInfo, receiver::CreditMode},
+    link::receiver::CreditMode,
     sasl_profile::SaslProfile,
     session::SessionHandle,
-    types::{
-        definitions::{self, ErrorCondition, ReceiverSettleMode},
-        messaging::{Modified, Outcome},
-        primitives::{OrderedMap, Symbol, Value},
-    },
+    types::{definitions::ReceiverSettleMode, messaging::Outcome},
 };
 use fe2o3_amqp_cbs::{client::CbsClient, token::CbsToken};
-use fe2o3_amqp_management::{client::MgmtClient, error::Error as MgmtError};
-use fe2o3_amqp_types::messaging::{Body, Data, Message as AmqpMessage};
+use fe2o3_amqp_management::client::MgmtClient;
+use fe2o3_amqp_types::messaging::{Data, Message as AmqpMessage};
 use flextide_queue_core::{Message, QueueError, Result};
 use uuid::Uuid;
 
+mod errors;
+mod receiver;
+
+pub(crate) use errors::needs_reconnect;
+use errors::{
+    attach_error, described, mgmt_error, open_error, remote_of_receiver, remote_of_sender,
+    send_error, server_name, tls_connector,
+};
+pub use receiver::{Incoming, Receiver};
+
 use crate::{
     BACKEND,
-    codec::{self, DLQ_DESCRIPTION, DLQ_REASON, Received},
+    codec::{self},
     config::{Auth, ServiceBusConfig},
-    error::{condition_kind, status_kind, to_queue_error},
     mgmt::RenewLock,
     sas::{TOKEN_LIFETIME, renew_after, sas_token},
 };
@@ -222,6 +228,7 @@ impl Connection {
             name,
             entity: entity.to_owned(),
             credit: 0,
+            service_bus: self.config.service_bus,
         })
     }
 
@@ -310,184 +317,6 @@ impl Sender {
     }
 }
 
-/// One received, unsettled delivery.
-pub struct Incoming {
-    pub(crate) delivery: DeliveryInfo,
-    pub(crate) received: Received,
-}
-
-impl fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("received", &self.received)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Incoming {
-    /// The message, or why its body cannot be read.
-    pub fn message(&self) -> std::result::Result<&Message, &str> {
-        self.received.message.as_ref().map_err(String::as_str)
-    }
-    /// Deliveries before this one (the header's `delivery-count`).
-    pub fn delivery_count(&self) -> u32 {
-        self.received.delivery_count
-    }
-    /// The attempt this is, counting copies' carried attempts.
-    pub fn attempt(&self) -> u32 {
-        self.received.attempt()
-    }
-    /// Service Bus's lock token, if the broker sent one.
-    pub fn lock_token(&self) -> Option<Uuid> {
-        self.received.lock_token
-    }
-}
-
-/// A peek-lock receive link.
-pub struct Receiver {
-    link: AmqpReceiver,
-    name: String,
-    entity: String,
-    credit: u32,
-}
-
-impl fmt::Debug for Receiver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver")
-            .field("name", &self.name)
-            .field("entity", &self.entity)
-            .finish()
-    }
-}
-
-impl Receiver {
-    /// The link's name (for `associated-link-name`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Up to `max` deliveries, waiting at most `wait` for the first.
-    pub async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Incoming>> {
-        let max = u32::try_from(max.max(1)).unwrap_or(u32::MAX);
-        if self.credit < max {
-            timed("flow", async {
-                self.link
-                    .set_credit(max)
-                    .await
-                    .map_err(|e| QueueError::connection(BACKEND, format!("flow: {e}")))
-            })
-            .await?;
-            self.credit = max;
-        }
-        let mut out = Vec::new();
-        let mut budget = wait;
-        while out.len() < max as usize {
-            match tokio::time::timeout(budget, self.link.recv::<Body<Value>>()).await {
-                Err(_) => break,
-                Ok(Err(e)) => {
-                    if out.is_empty() {
-                        return Err(recv_error(&self.entity, e));
-                    }
-                    break;
-                }
-                Ok(Ok(delivery)) => {
-                    self.credit = self.credit.saturating_sub(1);
-                    let tag = delivery.delivery_tag().to_vec();
-                    let (info, message) = delivery.into_parts();
-                    out.push(Incoming {
-                        delivery: info,
-                        received: codec::decode(message, &tag),
-                    });
-                    budget = BATCH_GRACE;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Settles: done (Service Bus: complete).
-    pub async fn accept(&self, incoming: &Incoming) -> Result<()> {
-        self.accept_info(&incoming.delivery).await
-    }
-    pub(crate) async fn accept_info(&self, info: &DeliveryInfo) -> Result<()> {
-        timed("accept", async {
-            self.link
-                .accept(info.clone())
-                .await
-                .map_err(|e| QueueError::connection(BACKEND, format!("accept: {e}")))
-        })
-        .await
-    }
-
-    /// Gives it back for redelivery (AMQP released).
-    pub async fn release(&self, incoming: &Incoming) -> Result<()> {
-        timed("release", async {
-            self.link
-                .release(incoming.delivery.clone())
-                .await
-                .map_err(|e| QueueError::connection(BACKEND, format!("release: {e}")))
-        })
-        .await
-    }
-
-    /// Gives it back counting a failed delivery (Service Bus: abandon,
-    /// the delivery count goes up).
-    pub(crate) async fn abandon_info(&self, info: &DeliveryInfo) -> Result<()> {
-        let modified = Modified {
-            delivery_failed: Some(true),
-            undeliverable_here: None,
-            message_annotations: None,
-        };
-        timed("abandon", async {
-            self.link
-                .modify(info.clone(), modified)
-                .await
-                .map_err(|e| QueueError::connection(BACKEND, format!("abandon: {e}")))
-        })
-        .await
-    }
-
-    /// Rejects it; with `reason`, as Service Bus's dead-letter (condition
-    /// `com.microsoft:dead-letter`, `DeadLetterReason` in the info).
-    pub async fn reject(&self, incoming: &Incoming, reason: Option<&str>) -> Result<()> {
-        self.reject_info(&incoming.delivery, reason).await
-    }
-    pub(crate) async fn reject_info(
-        &self,
-        info: &DeliveryInfo,
-        reason: Option<&str>,
-    ) -> Result<()> {
-        let error = reason.map(dead_letter_error);
-        timed("reject", async {
-            self.link
-                .reject(info.clone(), error)
-                .await
-                .map_err(|e| QueueError::connection(BACKEND, format!("reject: {e}")))
-        })
-        .await
-    }
-
-    /// Detaches the link; unsettled deliveries go back to the broker.
-    pub async fn close(self) {
-        quietly(self.link.close()).await;
-    }
-}
-
-/// The rejected outcome's error that dead-letters with `reason`.
-pub(crate) fn dead_letter_error(reason: &str) -> definitions::Error {
-    let mut info = OrderedMap::new();
-    info.insert(Symbol::from(DLQ_REASON), Value::String(reason.to_owned()));
-    info.insert(
-        Symbol::from(DLQ_DESCRIPTION),
-        Value::String(reason.to_owned()),
-    );
-    definitions::Error::new(
-        ErrorCondition::Custom(Symbol::from(DEAD_LETTER)),
-        Some(reason.to_owned()),
-        Some(info.into()),
-    )
-}
-
 /// A `$management` request link of one entity.
 pub struct Management {
     client: MgmtClient,
@@ -542,173 +371,4 @@ async fn timed<T>(operation: &'static str, fut: impl Future<Output = Result<T>>)
 /// Closes something, giving up after [`CLOSE_TIMEOUT`].
 async fn quietly(fut: impl Future) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, fut).await;
-}
-
-// ---- errors: the engine's types into the table of `error.rs` ----
-
-/// The name of an AMQP error condition (`amqp:not-found`).
-pub(crate) fn condition_name(condition: &ErrorCondition) -> String {
-    let symbol = match condition {
-        ErrorCondition::AmqpError(e) => Symbol::from(e),
-        ErrorCondition::ConnectionError(e) => Symbol::from(e),
-        ErrorCondition::SessionError(e) => Symbol::from(e),
-        ErrorCondition::LinkError(e) => Symbol::from(e),
-        ErrorCondition::Custom(s) => s.clone(),
-    };
-    symbol.0
-}
-
-fn described(operation: &'static str, entity: &str, error: &definitions::Error) -> QueueError {
-    let condition = condition_name(&error.condition);
-    let detail = match &error.description {
-        Some(d) => format!("{condition}: {d}"),
-        None => condition.clone(),
-    };
-    to_queue_error(condition_kind(&condition), operation, entity, detail)
-}
-
-fn open_error(endpoint: &str, e: fe2o3_amqp::connection::OpenError) -> QueueError {
-    use fe2o3_amqp::connection::OpenError;
-    match e {
-        OpenError::RemoteClosedWithError(err) => described("open", endpoint, &err),
-        OpenError::SaslError { code, .. } => QueueError::configuration(
-            BACKEND,
-            format!(
-                "SASL authentication with {endpoint} failed ({code:?}); check the user and password"
-            ),
-        ),
-        other => QueueError::connection(BACKEND, format!("opening {endpoint}: {other}")),
-    }
-}
-
-fn remote_of_sender(e: &fe2o3_amqp::link::SenderAttachError) -> Option<&definitions::Error> {
-    match e {
-        fe2o3_amqp::link::SenderAttachError::RemoteClosedWithError(err) => Some(err),
-        _ => None,
-    }
-}
-
-fn remote_of_receiver(e: &fe2o3_amqp::link::ReceiverAttachError) -> Option<&definitions::Error> {
-    match e {
-        fe2o3_amqp::link::ReceiverAttachError::RemoteClosedWithError(err) => Some(err),
-        _ => None,
-    }
-}
-
-fn attach_error(
-    operation: &'static str,
-    entity: &str,
-    text: &str,
-    remote: Option<&definitions::Error>,
-) -> QueueError {
-    match remote {
-        Some(err) => described(operation, entity, err),
-        None => QueueError::connection(BACKEND, format!("{operation} on {entity:?}: {text}")),
-    }
-}
-
-fn detach_error(operation: &'static str, entity: &str, e: &DetachError) -> QueueError {
-    match e {
-        DetachError::RemoteDetachedWithError(err) | DetachError::RemoteClosedWithError(err) => {
-            described(operation, entity, err)
-        }
-        other => QueueError::connection(BACKEND, format!("{operation}: {other}")),
-    }
-}
-
-fn send_error(entity: &str, e: SendError) -> QueueError {
-    match e {
-        SendError::Detached(d) => detach_error("send", entity, &d),
-        SendError::MessageEncodeError => {
-            QueueError::invalid_message(BACKEND, "the message could not be encoded")
-        }
-        other => QueueError::connection(BACKEND, format!("send: {other}")),
-    }
-}
-
-fn recv_error(entity: &str, e: RecvError) -> QueueError {
-    match e {
-        RecvError::LinkStateError(fe2o3_amqp::link::LinkStateError::RemoteDetachedWithError(
-            err,
-        ))
-        | RecvError::LinkStateError(fe2o3_amqp::link::LinkStateError::RemoteClosedWithError(err)) => {
-            described("receive", entity, &err)
-        }
-        other => QueueError::connection(BACKEND, format!("receive: {other}")),
-    }
-}
-
-fn mgmt_error(operation: &'static str, entity: &str, e: MgmtError) -> QueueError {
-    match e {
-        MgmtError::Status(s) => {
-            let code = s.code.0.get();
-            let detail = format!("status {code}: {}", s.description.unwrap_or_default());
-            to_queue_error(status_kind(code), operation, entity, detail)
-        }
-        other => QueueError::connection(BACKEND, format!("{operation}: {other}")),
-    }
-}
-
-/// Whether an error means the connection must be opened again.
-pub(crate) fn needs_reconnect(e: &QueueError) -> bool {
-    matches!(e, QueueError::Connection { .. })
-}
-
-/// Kind of an error, for the queue's decisions.
-pub(crate) fn is_stale(e: &QueueError) -> bool {
-    matches!(e, QueueError::StaleReceipt { .. })
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the provider supports TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>> {
-    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
-        QueueError::configuration(BACKEND, format!("{host:?} is not a valid TLS server name"))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use fe2o3_amqp::types::definitions::AmqpError;
-
-    use super::*;
-
-    #[test]
-    fn dead_letter_outcome_carries_the_reason() {
-        let e = dead_letter_error("max attempts (5) reached");
-        assert_eq!(condition_name(&e.condition), DEAD_LETTER);
-        let info = e.info.unwrap();
-        assert_eq!(
-            info.get(&Symbol::from(DLQ_REASON)),
-            Some(&Value::String("max attempts (5) reached".into()))
-        );
-    }
-
-    #[test]
-    fn described_errors_follow_the_table() {
-        let lost = definitions::Error::new(
-            ErrorCondition::Custom(Symbol::from("com.microsoft:message-lock-lost")),
-            Some("The lock supplied is invalid".into()),
-            None,
-        );
-        assert!(is_stale(&described("complete", "q", &lost)));
-        let missing = definitions::Error::new(AmqpError::NotFound, None, None);
-        assert_eq!(condition_name(&missing.condition), "amqp:not-found");
-        assert!(matches!(
-            described("attach", "q", &missing),
-            QueueError::QueueNotFound { .. }
-        ));
-    }
 }

@@ -61,10 +61,7 @@ pub(crate) fn cases() -> Vec<Case> {
         case!(
             "dedup::replay_is_not_a_push",
             replay_is_not_a_push,
-            |c, _| need(
-                c.dedup && c.dead_letters,
-                "needs dedup and dead_letters"
-            )
+            |c, _| need(c.dedup && c.dead_letters, "needs dedup and dead_letters")
         ),
     ]
 }
@@ -219,9 +216,7 @@ pub async fn batch_drops_duplicates(ctx: &Ctx) -> CaseResult {
     let b = Message::new("b").with_dedup_id(k1.as_str());
     let c = Message::new("c").with_dedup_id(k2.as_str());
     let d = Message::new("d");
-    let ids = q
-        .push_batch(vec![a.clone(), b, c, d.clone()])
-        .await?;
+    let ids = q.push_batch(vec![a.clone(), b, c, d.clone()]).await?;
     ensure_eq!(
         ids,
         vec![a.id.clone(), a.id.clone(), before.clone(), d.id.clone()],

@@ -145,8 +145,17 @@ pub fn url_scheme(url: &str) -> Option<&str> {
 /// looks like a secret) replaced by `***`, for logs and errors, whatever
 /// the scheme: `postgres://u:***@h/db`. A password may hold `/`, `?` or `@`;
 /// everything between the first `:` of the userinfo and the last `@` before
-/// the host is hidden.
+/// the host is hidden. A `NAME=VALUE;…` connection string (Azure's
+/// `Endpoint=sb://…;SharedAccessKey=…`) keeps only the values of parts
+/// whose name does not look like a secret.
 pub fn redact_url(url: &str) -> String {
+    if url
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("endpoint=")
+    {
+        return redact_connection_string(url);
+    }
     let (head, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
@@ -194,9 +203,53 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+fn looks_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "signature",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+        && !name.ends_with("keyname")
+}
+
+fn redact_connection_string(text: &str) -> String {
+    text.split(';')
+        .map(|part| match part.split_once('=') {
+            Some((k, _)) if looks_secret(k) => format!("{k}=***"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_strings_lose_their_keys() {
+        let shown = redact_url(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=S3CRET+/=",
+        );
+        assert_eq!(
+            shown,
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=***"
+        );
+        assert!(
+            !redact_url(
+                "Endpoint=sb://h/;SharedAccessSignature=SharedAccessSignature sr=a&sig=S3CRET"
+            )
+            .contains("S3CRET")
+        );
+    }
 
     #[test]
     fn redaction() {

@@ -35,6 +35,8 @@ pub const IN_TREE: &[(&str, &[&str])] = &[
     ("nats", &["nats", "tls"]),
     ("pubsub", &["pubsub"]),
     ("kafka", &["kafka", "kafkas"]),
+    // A connection string, no scheme (`Endpoint=sb://…`).
+    ("servicebus", &[]),
 ];
 
 /// The connectors compiled into this build: one line per backend feature.
@@ -65,6 +67,8 @@ fn built_in() -> Vec<Arc<dyn Connector>> {
     list.push(Arc::new(flextide_queue_pubsub::PubSubConnector));
     #[cfg(feature = "kafka")]
     list.push(Arc::new(flextide_queue_kafka::KafkaConnector));
+    #[cfg(feature = "servicebus")]
+    list.push(Arc::new(flextide_queue_servicebus::ServiceBusConnector));
     list
 }
 

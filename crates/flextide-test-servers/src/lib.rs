@@ -30,6 +30,10 @@ pub enum Kind {
     },
     /// A RabbitMQ node of its own (node name `flextide-<port>@localhost`).
     RabbitMq,
+    /// A RabbitMQ node of its own with the bundled `rabbitmq_amqp1_0`
+    /// plugin: AMQP 1.0 on the same port (SASL PLAIN `guest:guest`, or
+    /// ANONYMOUS as guest), for AMQP 1.0 clients' transport tests.
+    RabbitMqAmqp10,
     /// nats-server with JetStream and its own store directory.
     Nats,
     /// The Google Cloud Pub/Sub emulator: nothing persisted (a crash
@@ -46,6 +50,7 @@ impl Kind {
             Kind::Redis { aof: true } => "redis-aof",
             Kind::Redis { aof: false } => "redis-volatile",
             Kind::RabbitMq => "rabbitmq",
+            Kind::RabbitMqAmqp10 => "rabbitmq-amqp10",
             Kind::Nats => "nats",
             Kind::PubSub => "pubsub",
         }

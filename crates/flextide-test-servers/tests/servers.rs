@@ -79,7 +79,7 @@ fn required(kind: Kind) -> bool {
         Kind::Postgres => "postgres",
         Kind::MariaDb => "mysql",
         Kind::Redis { .. } => "redis",
-        Kind::RabbitMq => "rabbitmq",
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 => "rabbitmq",
         Kind::Nats => "nats",
         Kind::PubSub => "pubsub",
     };

@@ -17,7 +17,8 @@ pub(crate) fn init(server: &Server) -> Result<(), String> {
     match server.kind {
         Kind::Postgres => postgres::init(server),
         Kind::MariaDb => mariadb::init(server),
-        Kind::RabbitMq => rabbitmq::init(server),
+        Kind::RabbitMq => rabbitmq::init(server, false),
+        Kind::RabbitMqAmqp10 => rabbitmq::init(server, true),
         Kind::Redis { .. } | Kind::Nats | Kind::PubSub => Ok(()),
     }
 }
@@ -28,7 +29,7 @@ pub(crate) fn command(server: &Server) -> Result<Command, String> {
         Kind::Postgres => postgres::command(server),
         Kind::MariaDb => Ok(mariadb::command(server)),
         Kind::Redis { aof } => Ok(redis::command(server, aof)),
-        Kind::RabbitMq => rabbitmq::command(server),
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 => rabbitmq::command(server),
         Kind::Nats => Ok(nats::command(server)),
         Kind::PubSub => Ok(pubsub::command(server)),
     }
@@ -40,7 +41,9 @@ pub(crate) fn ready(server: &Server) -> bool {
         Kind::Postgres => postgres::ready(server),
         Kind::MariaDb => mariadb::ready(server),
         Kind::Redis { .. } => redis::ready(server),
-        Kind::RabbitMq | Kind::Nats | Kind::PubSub => crate::process::port_open(server.port()),
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 | Kind::Nats | Kind::PubSub => {
+            crate::process::port_open(server.port())
+        }
     }
 }
 
@@ -55,7 +58,7 @@ pub(crate) fn after_first_start(server: &Server) -> Result<(), String> {
 /// Joins freshly started nodes into one cluster (node 0 is the seed).
 pub(crate) fn join(nodes: &[Server]) -> Result<(), String> {
     match nodes.first().map(|n| n.kind) {
-        Some(Kind::RabbitMq) => rabbitmq::join(nodes),
+        Some(Kind::RabbitMq | Kind::RabbitMqAmqp10) => rabbitmq::join(nodes),
         Some(Kind::Redis { .. }) => redis::create_cluster(nodes),
         // nats-servers find each other through their --routes.
         _ => Ok(()),
@@ -65,7 +68,7 @@ pub(crate) fn join(nodes: &[Server]) -> Result<(), String> {
 /// Kind-specific part of a crash, before the process group is killed.
 pub(crate) fn crash(server: &Server) -> Result<(), String> {
     match server.kind {
-        Kind::RabbitMq => rabbitmq::kill_node(server),
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 => rabbitmq::kill_node(server),
         _ => Ok(()),
     }
 }
@@ -76,7 +79,7 @@ pub(crate) fn program(kind: Kind) -> String {
         Kind::Postgres => postgres::bin("postgres").display().to_string(),
         Kind::MariaDb => mariadb::program().into(),
         Kind::Redis { .. } => "redis-server".into(),
-        Kind::RabbitMq => rabbitmq::SCRIPT.into(),
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 => rabbitmq::SCRIPT.into(),
         Kind::Nats => nats::program(),
         Kind::PubSub => pubsub::program(),
     }
@@ -90,6 +93,7 @@ pub(crate) fn url(server: &Server) -> String {
         Kind::MariaDb => format!("mysql://root@127.0.0.1:{port}/{}", mariadb::DATABASE),
         Kind::Redis { .. } => format!("redis://127.0.0.1:{port}/"),
         Kind::RabbitMq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        Kind::RabbitMqAmqp10 => format!("amqp://guest:guest@127.0.0.1:{port}"),
         Kind::Nats => format!("nats://127.0.0.1:{port}"),
         Kind::PubSub => format!("pubsub://flextide-chaos?emulator=127.0.0.1:{port}"),
     }
@@ -99,7 +103,7 @@ pub(crate) fn url(server: &Server) -> String {
 /// included, on a loaded machine).
 pub(crate) fn start_limit(kind: Kind) -> Duration {
     match kind {
-        Kind::RabbitMq => Duration::from_secs(180),
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 => Duration::from_secs(180),
         _ => Duration::from_secs(90),
     }
 }

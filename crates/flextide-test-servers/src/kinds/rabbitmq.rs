@@ -22,7 +22,9 @@ fn node_name(server: &Server) -> String {
     format!("flextide-{}@localhost", server.port())
 }
 
-pub(super) fn init(server: &Server) -> Result<(), String> {
+/// `amqp10`: enable the bundled `rabbitmq_amqp1_0` plugin (AMQP 1.0 on
+/// the node's AMQP port); otherwise no plugins.
+pub(super) fn init(server: &Server, amqp10: bool) -> Result<(), String> {
     let dir = server.dir();
     let write = |name: &str, text: String| {
         std::fs::write(dir.join(name), text).map_err(|e| format!("write {name}: {e}"))
@@ -31,8 +33,14 @@ pub(super) fn init(server: &Server) -> Result<(), String> {
         "rabbitmq.conf",
         format!("listeners.tcp.local = 127.0.0.1:{}\n", server.port()),
     )?;
-    // No plugins: the shared node's management listener port stays its own.
-    write("enabled_plugins", "[].\n".into())?;
+    // No management plugin: the shared node's management listener port
+    // stays its own. The AMQP 1.0 plugin listens on the node's own port.
+    let plugins = if amqp10 {
+        "[rabbitmq_amqp1_0].\n"
+    } else {
+        "[].\n"
+    };
+    write("enabled_plugins", plugins.into())?;
     // Our own (empty) env file instead of /etc/rabbitmq/rabbitmq-env.conf,
     // which names the shared node.
     write("rabbitmq-env.conf", String::new())?;

@@ -1,49 +1,87 @@
-//! Messages a crash left behind: acknowledged, yet still in the stream.
+//! Messages a crash left where the consumer will not deliver them.
 //!
-//! A work-queue stream deletes a message when its consumer acknowledges it.
-//! The consumer's state and the stream's store are written separately,
-//! though, and a server killed between the two (`cargo xtask chaos` does
-//! it) can come back with the consumer's ack floor past messages the stream
-//! still holds. The consumer never delivers them again — they were handled
-//! and acknowledged — but they stay in the stream for good, and `stats`
-//! would count them as delayed. Everything on the queue's subject at or
-//! below the ack floor was acknowledged by definition, so it is removed.
+//! A work-queue stream deletes a message when its consumer acknowledges it,
+//! so a message on the queue's subject at or below the consumer's ack floor
+//! should not exist. After the server was killed (`cargo xtask chaos` does
+//! it) some do, for two reasons that look the same from outside: the
+//! consumer's state and the stream's store are written separately, so the
+//! stream can keep messages that were handled and acknowledged; or the
+//! stream comes back with fewer messages than it had acknowledged to
+//! publishers (nats-server syncs its files every two minutes by default)
+//! and its sequence numbers go back below the consumer's floor, so new
+//! messages are published at sequences the consumer has already passed.
+//! The consumer delivers neither kind again.
+//!
+//! Deleting them would lose the second kind: acknowledged pushes (a
+//! 100,000-message chaos run lost 15 that way when this purged them). So
+//! the consumer is made again, which delivers everything still in the
+//! stream: the first kind comes back once more (a duplicate, allowed by at
+//! least once), the second is delivered for the first time. Deliveries
+//! leased at that moment are delivered again too, with the attempt count
+//! starting over. It is checked twice, a second apart, so an ack on its
+//! way (the stream removes an acknowledged message just after the consumer
+//! counts it) is not taken for a leftover.
 
-use async_nats::jetstream::{consumer::Info, stream::Stream};
+use std::time::Duration;
+
+use async_nats::jetstream::stream::Stream;
 
 use flextide_queue_core::Result;
 
 use super::NatsQueue;
-use crate::error;
+use crate::{error, error::Class, layout};
+
+/// How long a message below the ack floor must stay before it counts as
+/// left behind.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
 impl NatsQueue {
-    /// Removes acknowledged messages left in the stream by a crash, when the
-    /// counts show there are some; returns how many went.
-    pub(super) async fn remove_acknowledged_leftovers(
-        &self,
-        stream: &Stream,
-        consumer: &Info,
-        stream_first: u64,
-        unexplained: u64,
-    ) -> Result<u64> {
-        let floor = consumer.ack_floor.stream_sequence;
-        if unexplained == 0 || floor == 0 || stream_first > floor {
-            return Ok(0);
+    /// When the queue's first message lies at or below the consumer's ack
+    /// floor and is still there a second later, makes the consumer again
+    /// so it is delivered; returns whether it did.
+    pub(super) async fn redeliver_crash_leftovers(&self, stream: &Stream) -> Result<bool> {
+        let Some(first) = self.first_below_floor(stream).await? else {
+            return Ok(false);
+        };
+        tokio::time::sleep(CONFIRM_AFTER).await;
+        if self.first_below_floor(stream).await? != Some(first) {
+            return Ok(false);
         }
-        let purged = stream
-            .purge()
-            .filter(self.subject.clone())
-            .sequence(floor + 1)
+        match stream.delete_consumer(layout::CONSUMER).await {
+            Ok(_) => {}
+            Err(e) if error::class_of(&e) == Class::NotFound => {}
+            Err(e) => return Err(error::map("consumer delete", &self.name, e)),
+        }
+        {
+            let _one = self.creating.lock().await;
+            self.forget();
+        }
+        self.ensure().await?;
+        tracing::warn!(
+            queue = %self.name,
+            first_left = first,
+            "messages a server crash left below the consumer's ack floor: made the consumer \
+             again, so everything still in the stream is delivered (some possibly a second time)"
+        );
+        Ok(true)
+    }
+
+    /// The sequence of the queue's first message, when it lies at or below
+    /// the consumer's ack floor.
+    async fn first_below_floor(&self, stream: &Stream) -> Result<Option<u64>> {
+        let first = match stream
+            .get_first_raw_message_by_subject(self.subject.clone(), 1)
             .await
-            .map_err(|e| error::map("purge", &self.name, e))?;
-        if purged.purged > 0 {
-            tracing::warn!(
-                queue = %self.name,
-                removed = purged.purged,
-                ack_floor = floor,
-                "removed acknowledged messages a server crash left in the stream"
-            );
-        }
-        Ok(purged.purged)
+        {
+            Ok(m) => m.sequence,
+            Err(e) if error::class_of(&e) == Class::NotFound => return Ok(None),
+            Err(e) => return Err(error::map("message get", &self.name, e)),
+        };
+        let floor = match stream.consumer_info(layout::CONSUMER).await {
+            Ok(c) => c.ack_floor.stream_sequence,
+            Err(e) if error::class_of(&e) == Class::NotFound => return Ok(None),
+            Err(e) => return Err(error::map("consumer info", &self.name, e)),
+        };
+        Ok((floor > 0 && first <= floor).then_some(first))
     }
 }

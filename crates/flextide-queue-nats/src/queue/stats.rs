@@ -34,22 +34,19 @@ impl NatsQueue {
                     // acknowledged messages a crash left behind (repair.rs).
                     let live = c.num_pending + c.num_ack_pending as u64;
                     let unexplained = s.state.messages.saturating_sub(live);
-                    if self
-                        .remove_acknowledged_leftovers(
-                            &stream,
-                            &c,
-                            s.state.first_sequence,
-                            unexplained,
-                        )
-                        .await?
-                        > 0
-                    {
+                    if unexplained > 0 && self.redeliver_crash_leftovers(&stream).await? {
                         s = stream
                             .get_info()
                             .await
                             .map_err(|e| error::map("stream info", &self.name, e))?;
+                        let c = stream
+                            .consumer_info(layout::CONSUMER)
+                            .await
+                            .map_err(|e| error::map("consumer info", &self.name, e))?;
+                        (c.num_pending, c.num_ack_pending as u64)
+                    } else {
+                        (c.num_pending, c.num_ack_pending as u64)
                     }
-                    (c.num_pending, c.num_ack_pending as u64)
                 }
                 // Only the stream exists (its creation was cut short):
                 // everything in it waits.

@@ -3,6 +3,7 @@
 
 mod batch;
 mod codec;
+mod dead;
 pub mod decode;
 mod detach;
 mod error;
@@ -15,6 +16,7 @@ pub mod test_support;
 mod wake;
 
 pub use batch::{DeleteBatch, Wanted, copy_error};
+pub use dead::{DELETE_DEAD_LETTERS_CHUNK, delete_dead_letters};
 pub use codec::{MAX_DELAY, check_delay, decode_receipt, headers_text, millis, stale};
 pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};

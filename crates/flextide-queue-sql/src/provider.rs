@@ -46,8 +46,8 @@ pub fn applied_steps(migrations: &[Migration], versions: &[i64]) -> Vec<String> 
 }
 
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
-/// keys, priorities, delays, leases with fencing tokens, dead letters, exact
-/// counts, peek and purge, release; no deduplication. Delays up to [`MAX_DELAY`]
+/// keys, priorities, delays, leases with fencing tokens, dead letters (and
+/// deleting chosen ones), exact counts, peek and purge, release; no deduplication. Delays up to [`MAX_DELAY`]
 /// (100 years), which every engine refuses past. No other limits: an engine
 /// that has them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -63,7 +63,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     dead_letters: true,
     dedup: false,
     dedup_window: None,
-    delete_dead_letters: false,
+    delete_dead_letters: true,
     exact_stats: true,
     peek: true,
     purge: true,
@@ -76,7 +76,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// operation to the backend's file of its job: `push::{push, push_batch}`,
 /// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
 /// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
-/// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
+/// delete_dead_letters, purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
 /// handle first, and `drop_queue` to the handle's inherent `drop_queue`
 /// (every row of the queue in both tables). The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
@@ -195,6 +195,13 @@ macro_rules! queue_provider {
                 which: $crate::__private::Replay,
             ) -> $crate::__private::Result<u64> {
                 $jobs::dead::replay_dead_letters(self, which).await
+            }
+
+            async fn delete_dead_letters(
+                &self,
+                ids: &[$crate::__private::MessageId],
+            ) -> $crate::__private::Result<u64> {
+                $jobs::dead::delete_dead_letters(self, ids).await
             }
 
             async fn purge_dead_letters(&self) -> $crate::__private::Result<u64> {

@@ -156,6 +156,7 @@ impl QueueProvider for NatsQueue {
             // JetStream accepts an ack on an old delivery's subject.
             fenced_receipts: false,
             dead_letters: true,
+            delete_dead_letters: true,
             // Nacked messages waiting for redelivery count as in flight.
             exact_stats: false,
             purge: true,
@@ -207,6 +208,10 @@ impl QueueProvider for NatsQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.replay(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.delete_dead(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

@@ -318,9 +318,8 @@ impl SqsQueue {
         }
         let wanted: HashSet<&MessageId> = ids.iter().collect();
         let scanned = self.scan(dlq, MAX_SCAN).await?;
-        let (chosen, rest): (Vec<&Received>, Vec<&Received>) = scanned
-            .iter()
-            .partition(|r| wanted.contains(&r.message.id));
+        let (chosen, rest): (Vec<&Received>, Vec<&Received>) =
+            scanned.iter().partition(|r| wanted.contains(&r.message.id));
         let release: Vec<&str> = rest.iter().map(|r| r.receipt.as_str()).collect();
         let receipts: Vec<&str> = chosen.iter().map(|r| r.receipt.as_str()).collect();
         let results = self.delete_receipts(&dlq.url, &receipts).await;

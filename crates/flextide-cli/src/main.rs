@@ -61,6 +61,11 @@ enum Command {
     /// Create a queue and its helpers, or delete one.
     #[command(subcommand)]
     Queue(commands::admin::QueueCommand),
+    /// Periodic schedules from a TOML file (--file or FLEXTIDE_SCHEDULES):
+    /// list them with their next runs, or run them (one task per slot, on
+    /// any number of hosts, where the backend deduplicates).
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
     /// Serve the web dashboard of the queues (QUEUE_NAMES, else every queue
     /// the backend lists) on 127.0.0.1:9494 until Ctrl-C: counts, rates,
     /// waiting messages, dead letters, replay and purge (feature `dashboard`).

@@ -110,6 +110,20 @@ pub struct HarnessSettings {
     /// out runs with a short one. `false` where the broker fixes it (SQS
     /// FIFO: 5 minutes). Default `true`.
     pub dedup_window_settable: bool,
+    /// Whether the broker drops a duplicate push without saying so, so the
+    /// backend cannot report it (SQS FIFO answers a duplicate send as it
+    /// answers a new one). The dedup cases then also accept `Enqueued` with
+    /// the push's own id where `Duplicate` with the first id is due, and
+    /// check what is delivered: still exactly one message per dedup id.
+    /// Default `false`.
+    pub dedup_silent: bool,
+    /// Whether the server remembers a dedup id for its whole window even
+    /// after the message was handled and deleted, as clause 16 asks.
+    /// `false` only for an emulator that does not (moto's SQS FIFO queues
+    /// look for a duplicate among the messages still in the queue; AWS
+    /// keeps the id): the case that checks it is then ignored with that
+    /// reason. Default `true`.
+    pub dedup_outlives_message: bool,
 }
 
 impl Default for HarnessSettings {
@@ -126,6 +140,8 @@ impl Default for HarnessSettings {
             unlimited_payload_probe: 1024 * 1024,
             rare_duplicates: false,
             dedup_window_settable: true,
+            dedup_silent: false,
+            dedup_outlives_message: true,
         }
     }
 }

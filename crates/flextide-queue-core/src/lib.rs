@@ -17,8 +17,6 @@ pub use error::{BatchFailure, QueueError, Result};
 pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};
 pub use name::{MAX_QUEUE_NAME_LEN, validate_queue_name};
 pub use options::{DEFAULT_DEDUP_WINDOW, QueueOptions};
-pub use provider::{
-    DeadLetter, Pushed, QueueProvider, QueueStats, Replay, give_back_unstarted,
-};
+pub use provider::{DeadLetter, Pushed, QueueProvider, QueueStats, Replay, give_back_unstarted};
 
 pub mod backend;

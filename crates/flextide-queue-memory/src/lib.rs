@@ -166,7 +166,6 @@ impl MemoryQueue {
         }
         Ok(())
     }
-
 }
 
 const CAPABILITIES: Capabilities = Capabilities {

@@ -187,8 +187,8 @@ impl MySqlQueue {
         let insert = format!(
             concat!(
                 "INSERT INTO flextide_queue_messages
-                    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-                 SELECT queue, id, payload, headers, priority, ordering_key, ",
+                    (queue, id, payload, headers, priority, ordering_key, dedup_id, enqueued_at, visible_at)
+                 SELECT queue, id, payload, headers, priority, ordering_key, dedup_id, ",
                 now_ms!(),
                 ", ",
                 now_ms!(),
@@ -225,8 +225,8 @@ pub(crate) async fn move_to_dead_letters(
     let insert = format!(
         concat!(
             "INSERT INTO flextide_queue_dead_letters
-                (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_at)
-             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, ?, ",
+                (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_at)
+             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, ?, ",
             now_ms!(),
             " FROM flextide_queue_messages WHERE seq IN ({}) ORDER BY seq"
         ),

@@ -12,7 +12,7 @@ macro_rules! now_ms {
 /// Columns that rebuild a `Message`, in this order, from either table.
 macro_rules! message_columns {
     () => {
-        "id, payload, headers, priority, ordering_key, enqueued_at"
+        "id, payload, headers, priority, ordering_key, enqueued_at, dedup_id"
     };
 }
 

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "derive pri_inv from priority",
         sql: include_str!("../migrations/0002_derived_pri_inv.sql"),
     },
+    Migration {
+        version: 3,
+        name: "unique pushes",
+        sql: include_str!("../migrations/0003_dedup.sql"),
+    },
 ];
 
 /// The table recording which [`MIGRATIONS`] were applied (not sqlx's

@@ -33,6 +33,8 @@ pub struct MySqlQueue {
     pub(crate) lease_ms: i64,
     pub(crate) max_payload: usize,
     pub(crate) notify: Arc<Notify>,
+    /// When this handle's unique pushes sweep expired dedup rows.
+    pub(crate) dedup_sweep: Arc<flextide_queue_sql::dedup::ExpiredSweep>,
 }
 
 impl fmt::Debug for MySqlQueue {
@@ -72,6 +74,7 @@ impl MySqlQueue {
             lease_ms,
             max_payload: DEFAULT_MAX_PAYLOAD_BYTES,
             notify: flextide_queue_sql::waker(name),
+            dedup_sweep: Default::default(),
         })
     }
 
@@ -107,6 +110,7 @@ flextide_queue_sql::queue_provider! {
         capabilities: |q| Capabilities {
             max_payload_bytes: Some(q.max_payload),
             max_batch: Some(MAX_BATCH),
+            dedup_window: Some(flextide_queue_sql::dedup::dedup_window(&q.options)),
             ..flextide_queue_sql::CAPABILITIES
         },
     }
@@ -154,8 +158,9 @@ mod tests {
                 Err(QueueError::PayloadTooLarge { .. })
             ));
             assert!(matches!(
-                q.push(Message::new("x").with_dedup_id("d")).await,
-                Err(QueueError::Unsupported { .. })
+                q.push(Message::new("x").with_dedup_id("d".repeat(256)))
+                    .await,
+                Err(QueueError::InvalidMessage { .. })
             ));
         });
     }

@@ -134,8 +134,8 @@ impl MySqlQueue {
         let mut tx = begin(&self.pool).await?;
         let copied = sqlx::query(concat!(
             "INSERT INTO flextide_queue_dead_letters
-                (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_at)
-             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, ?, ",
+                (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_at)
+             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, ?, ",
             now_ms!(),
             " FROM flextide_queue_messages WHERE seq = ? AND queue = ? AND token = ?"
         ))

@@ -10,7 +10,7 @@ pub const CLAIM_SQL: &str = concat!(
     "SELECT m.seq, m.attempts, ",
     now_ms!(),
     " AS now, m.",
-    "id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at",
+    "id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id",
     " FROM flextide_queue_messages m FORCE INDEX (flextide_queue_messages_claim)
     WHERE m.queue = ? AND m.visible_at <= ",
     now_ms!(),
@@ -24,11 +24,64 @@ pub const CLAIM_SQL: &str = concat!(
 
 /// The start of a push: the rows follow, one [`INSERT_ROW`] each.
 pub const INSERT_PREFIX: &str = "INSERT INTO flextide_queue_messages \
-    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) VALUES ";
+    (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, dedup_id) VALUES ";
 
 /// One row of a push. Binds: queue, id, payload, headers, priority,
-/// ordering key, delay ms.
-pub const INSERT_ROW: &str = concat!("(?, ?, ?, ?, ?, ?, ", now_ms!(), ", ", now_ms!(), " + ?)");
+/// ordering key, delay ms, dedup id.
+pub const INSERT_ROW: &str = concat!(
+    "(?, ?, ?, ?, ?, ?, ",
+    now_ms!(),
+    ", ",
+    now_ms!(),
+    " + ?, ?)"
+);
+
+/// The start of the claim of dedup ids (see `flextide_queue_sql::dedup`):
+/// the rows follow, one [`DEDUP_CLAIM_ROW`] each, then
+/// [`DEDUP_CLAIM_SUFFIX`]. A row still in its window counts a duplicate, an
+/// expired one is taken over. MySQL assigns left to right, so `expires_at`
+/// comes last and every condition reads its old value (as it would with
+/// MariaDB's SIMULTANEOUS_ASSIGNMENT too).
+pub(crate) const DEDUP_CLAIM_PREFIX: &str = "INSERT INTO flextide_queue_dedup \
+    (queue, dedup_id, message_id, expires_at, duplicates) VALUES ";
+
+/// One dedup id claimed. Binds: queue, dedup id, message id, window ms.
+pub(crate) const DEDUP_CLAIM_ROW: &str = concat!("(?, ?, ?, ", now_ms!(), " + ?, 0)");
+
+/// See [`DEDUP_CLAIM_PREFIX`].
+pub(crate) const DEDUP_CLAIM_SUFFIX: &str = concat!(
+    " ON DUPLICATE KEY UPDATE message_id = IF(expires_at <= ",
+    now_ms!(),
+    ", VALUES(message_id), message_id), duplicates = IF(expires_at <= ",
+    now_ms!(),
+    ", 0, duplicates + 1), expires_at = IF(expires_at <= ",
+    now_ms!(),
+    ", VALUES(expires_at), expires_at)"
+);
+
+/// Reads back what the claim of `n` dedup ids left, with a locking read
+/// (the latest rows whatever the transaction's snapshot; this transaction
+/// holds them already). Binds: queue, then the `n` dedup ids.
+pub(crate) fn dedup_claimed_sql(n: usize) -> String {
+    format!(
+        "SELECT dedup_id, message_id, duplicates FROM flextide_queue_dedup \
+         WHERE queue = ? AND dedup_id IN ({}) FOR UPDATE",
+        placeholders(n)
+    )
+}
+
+/// Locks up to ? expired dedup rows of any queue that nobody else holds.
+pub(crate) const DEDUP_EXPIRED_SQL: &str = concat!(
+    "SELECT queue, dedup_id FROM flextide_queue_dedup WHERE expires_at <= ",
+    now_ms!(),
+    " ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED"
+);
+
+/// Deletes `n` dedup rows by key. Binds: queue and dedup id of each.
+pub(crate) fn dedup_delete_sql(n: usize) -> String {
+    let rows = vec!["(?, ?)"; n].join(", ");
+    format!("DELETE FROM flextide_queue_dedup WHERE (queue, dedup_id) IN ({rows})")
+}
 
 /// `?, ?, ?` with `n` placeholders (`n` ≥ 1).
 pub fn placeholders(n: usize) -> String {

@@ -81,7 +81,8 @@ pub(crate) async fn stats(q: &MySqlQueue) -> Result<QueueStats> {
 }
 
 /// Removes every message and dead letter of the queue `name` from the shared
-/// tables (tests, the CLI). Returns how many rows were deleted.
+/// tables, and the dedup ids it remembers (tests, the CLI). Returns how many
+/// messages and dead letters were deleted.
 pub async fn drop_queue(pool: &MySqlPool, name: &str) -> Result<u64> {
     validate_queue_name(name)?;
     let messages = delete_in_chunks(
@@ -93,6 +94,12 @@ pub async fn drop_queue(pool: &MySqlPool, name: &str) -> Result<u64> {
     let dead = delete_in_chunks(
         pool,
         "DELETE FROM flextide_queue_dead_letters WHERE queue = ? LIMIT 5000",
+        name,
+    )
+    .await?;
+    delete_in_chunks(
+        pool,
+        "DELETE FROM flextide_queue_dedup WHERE queue = ? LIMIT 5000",
         name,
     )
     .await?;

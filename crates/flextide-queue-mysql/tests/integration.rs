@@ -18,11 +18,12 @@ use common::{setup, unique};
 use flextide_queue_conformance::integration_test;
 use flextide_queue_mysql::{
     MySqlPool, MySqlPoolOptions, MySqlQueue,
-    core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay},
+    core::{Message, MessageId, Pushed, QueueError, QueueOptions, QueueProvider, Replay},
     drop_queue, migrate, sqlx,
 };
 use flextide_queue_sql::test_support::{
-    check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
+    check_crashed_consumer, check_next_is, check_nothing_ready, check_unique_pushes_race,
+    cut_pops_short_then_push_40,
 };
 
 /// A pool that records the server-side ids of its connections.
@@ -145,6 +146,101 @@ async fn push_in_tx_follows_the_transaction(url: String) {
     q.notify_pushed();
     check_next_is(&q, &id).await;
     drop_queue(&pool, &name).await.unwrap();
+}
+
+/// A dedup id claimed in a transaction holds off a push of it from another
+/// pool until the transaction ends: a rollback lets that push win, a commit
+/// makes it a duplicate. A retried push of the very same message is a
+/// duplicate too, and ids differing only in trailing spaces are two ids.
+async fn unique_pushes_follow_transactions_across_pools(url: String) {
+    let pool = setup(&url).await;
+    let other = setup(&url).await;
+    let name = unique("dedup");
+    let q = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let q2 = MySqlQueue::from_pool(other, &name, QueueOptions::default()).unwrap();
+    for commit in [false, true] {
+        let key = format!("k-{commit}");
+        let mut tx = pool.begin().await.unwrap();
+        let mine = Message::new("in tx").with_dedup_id(key.as_str());
+        assert_eq!(
+            q.push_unique_in_tx(&mut tx, mine.clone()).await.unwrap(),
+            Pushed::Enqueued(mine.id.clone())
+        );
+        let theirs = Message::new("other pool").with_dedup_id(key.as_str());
+        let racer = tokio::spawn({
+            let (q2, theirs) = (q2.clone(), theirs.clone());
+            async move { q2.push_unique(theirs).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !racer.is_finished(),
+            "the other push must wait for the transaction"
+        );
+        let (outcome, winner) = if commit {
+            tx.commit().await.unwrap();
+            (Pushed::Duplicate(mine.id.clone()), mine.id)
+        } else {
+            tx.rollback().await.unwrap();
+            (Pushed::Enqueued(theirs.id.clone()), theirs.id)
+        };
+        assert_eq!(racer.await.unwrap().unwrap(), outcome);
+        check_next_is(&q, &winner).await;
+    }
+    let retried = Message::new("retried").with_dedup_id("r");
+    assert!(!q.push_unique(retried.clone()).await.unwrap().is_duplicate());
+    assert_eq!(
+        q.push_unique(retried.clone()).await.unwrap(),
+        Pushed::Duplicate(retried.id.clone())
+    );
+    check_next_is(&q, &retried.id).await;
+    let spaced = Message::new("spaced").with_dedup_id("r ");
+    assert!(!q.push_unique(spaced.clone()).await.unwrap().is_duplicate());
+    check_next_is(&q, &spaced.id).await;
+    check_nothing_ready(&q).await;
+    // A fresh handle's first unique push sweeps expired rows.
+    sqlx::query(
+        "INSERT INTO flextide_queue_dedup (queue, dedup_id, message_id, expires_at) VALUES (?, 'old', 'x', 0)",
+    )
+    .bind(&name)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let fresh = MySqlQueue::from_pool(pool.clone(), &name, QueueOptions::default()).unwrap();
+    let id = fresh
+        .push(Message::new("s").with_dedup_id("s"))
+        .await
+        .unwrap();
+    let old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ? AND dedup_id = 'old'",
+    )
+    .bind(&name)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(old, 0, "the expired row was swept");
+    check_next_is(&q, &id).await;
+    drop_queue(&pool, &name).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ?")
+        .bind(&name)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "drop_queue removes the queue's dedup ids");
+}
+
+/// Unique pushes of ten ids from four pools, singles racing batches (with
+/// InnoDB's deadlocks retried), enqueue one message per id.
+async fn unique_pushes_race_over_four_pools(url: String) {
+    let name = unique("dedup_race");
+    let mut handles: Vec<Arc<dyn QueueProvider>> = Vec::new();
+    for _ in 0..4 {
+        let pool = setup(&url).await;
+        handles.push(Arc::new(
+            MySqlQueue::from_pool(pool, &name, QueueOptions::default()).unwrap(),
+        ));
+    }
+    check_unique_pushes_race(&handles).await;
+    drop_queue(&setup(&url).await, &name).await.unwrap();
 }
 
 async fn killed_connections_mid_run_lose_nothing(url: String) {
@@ -456,6 +552,8 @@ fn main() -> std::process::ExitCode {
             integration_test!(concurrent_claimers_on_a_deep_queue_never_share_a_message).threads(2),
             integration_test!(a_crashed_consumers_lease_expiring_brings_the_message_back),
             integration_test!(push_in_tx_follows_the_transaction),
+            integration_test!(unique_pushes_follow_transactions_across_pools),
+            integration_test!(unique_pushes_race_over_four_pools).threads(4),
             integration_test!(killed_connections_mid_run_lose_nothing).threads(2),
             integration_test!(the_call_after_a_kill_works),
             integration_test!(ordering_key_head_locked_by_another_claimer_blocks_the_key),

@@ -24,6 +24,10 @@ pub(crate) const H_MSG_ID: &str = "Nats-Msg-Id";
 /// The message id, where `Nats-Msg-Id` holds something else (a replayed
 /// message, a dead letter).
 pub(crate) const H_ID: &str = "Ft-Id";
+/// The message's dedup id (its `Nats-Msg-Id` on the push that stored it).
+pub(crate) const H_DEDUP: &str = "Ft-Dedup-Id";
+/// The longest dedup id: it is a header value and, in hex, a subject token.
+pub(crate) const MAX_DEDUP_ID: usize = 1024;
 /// When the message was first accepted, in milliseconds since the epoch.
 pub(crate) const H_ENQUEUED: &str = "Ft-Enqueued";
 /// The user's headers as a JSON object.
@@ -35,14 +39,27 @@ pub(crate) const H_ATTEMPTS: &str = "Ft-Attempts";
 /// Dead letters: when, in milliseconds since the epoch.
 pub(crate) const H_DEAD_AT: &str = "Ft-Dead-At";
 
-/// Checks what NATS can carry: the id goes into a header value, so it may
-/// not hold a line break.
+/// Checks what NATS can carry: the id and the dedup id go into header
+/// values, so they may not hold a line break; an empty `Nats-Msg-Id` would
+/// not be checked by the server at all.
 pub(crate) fn check_message(message: &Message) -> Result<()> {
     if message.id.as_str().contains(['\r', '\n']) {
         return Err(QueueError::invalid_message(
             BACKEND,
             "a message id cannot contain a line break on NATS",
         ));
+    }
+    if let Some(dedup) = &message.dedup_id {
+        let why = if dedup.is_empty() {
+            "a dedup id cannot be empty on NATS (the server ignores an empty Nats-Msg-Id)"
+        } else if dedup.contains(['\r', '\n']) {
+            "a dedup id cannot contain a line break on NATS"
+        } else if dedup.len() > MAX_DEDUP_ID {
+            "a dedup id is at most 1024 bytes on NATS"
+        } else {
+            return Ok(());
+        };
+        return Err(QueueError::invalid_message(BACKEND, why));
     }
     Ok(())
 }
@@ -55,6 +72,9 @@ pub(crate) fn encode(message: &Message, enqueued_ms: Option<i64>, dedup_key: &st
     h.insert(H_MSG_ID, dedup_key);
     if dedup_key != message.id.as_str() {
         h.insert(H_ID, message.id.as_str());
+    }
+    if let Some(dedup) = &message.dedup_id {
+        h.insert(H_DEDUP, dedup.as_str());
     }
     if let Some(ms) = enqueued_ms {
         h.insert(H_ENQUEUED, ms.to_string().as_str());
@@ -84,6 +104,7 @@ fn get<'h>(headers: Option<&'h HeaderMap>, key: &str) -> Option<&'h str> {
 struct Ours<'h> {
     id: Option<&'h str>,
     msg_id: Option<&'h str>,
+    dedup: Option<&'h str>,
     enqueued: Option<&'h str>,
     headers: Option<&'h str>,
 }
@@ -94,6 +115,7 @@ fn ours(headers: Option<&HeaderMap>) -> Ours<'_> {
         let slot = match AsRef::<str>::as_ref(name) {
             H_ID => &mut o.id,
             H_MSG_ID => &mut o.msg_id,
+            H_DEDUP => &mut o.dedup,
             H_ENQUEUED => &mut o.enqueued,
             H_HEADERS => &mut o.headers,
             _ => continue,
@@ -149,6 +171,7 @@ pub(crate) fn decode(
     let mut message = Message::from_parts(id, payload);
     message.headers = user_headers;
     message.enqueued_at = Some(enqueued_at);
+    message.dedup_id = o.dedup.map(str::to_owned);
     Decoded {
         message,
         undecodable: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -212,8 +235,23 @@ mod tests {
         let d = decode(Some(&h), msg.payload.clone(), 7, SystemTime::UNIX_EPOCH);
         assert!(d.undecodable.is_none());
         assert_eq!(d.message.id, msg.id);
+        assert_eq!(d.message.dedup_id, None);
         assert_eq!(d.message.headers, msg.headers);
         assert_eq!(d.message.enqueued_at, Some(system_time_from_millis(1234)));
+    }
+
+    #[test]
+    fn dedup_id_is_the_key_and_travels() {
+        let msg = Message::new("x").with_dedup_id("order-7");
+        let h = encode(&msg, None, "order-7");
+        assert_eq!(h.get(H_MSG_ID).unwrap().as_str(), "order-7");
+        let d = decode(Some(&h), msg.payload.clone(), 7, SystemTime::UNIX_EPOCH);
+        assert_eq!(d.message.id, msg.id);
+        assert_eq!(d.message.dedup_id.as_deref(), Some("order-7"));
+        for bad in ["", "a\nb", &"x".repeat(MAX_DEDUP_ID + 1)] {
+            let m = Message::new("x").with_dedup_id(bad);
+            assert!(check_message(&m).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub struct NatsConfig {
     /// Deadline of one server round trip (connect, stream and consumer
     /// management, publish acknowledgements, acks). Default 10 s.
     pub operation_timeout: Duration,
-    /// How long JetStream remembers a message id to drop a duplicate
-    /// publish (a push retried after a timeout). Default 2 minutes.
+    /// The duplicate window of the dead-letter stream (a dead letter
+    /// copied again after a failed `+TERM` is stored once). Default 2
+    /// minutes. The queue's own stream takes
+    /// [`QueueOptions::dedup_window`](flextide_queue_core::QueueOptions::dedup_window).
     pub duplicate_window: Duration,
 }
 

@@ -48,6 +48,30 @@ pub(crate) fn dlq_subject(queue: &str) -> String {
     format!("ftdlq.{queue}")
 }
 
+/// The limits stream remembering, for a queue's dedup ids, the first
+/// message's id (one record per subject, kept for the dedup window): a
+/// duplicate's PubAck names only the first message's stream sequence, and
+/// that message is gone once it was handled.
+pub(crate) fn dedup_stream(queue: &str) -> String {
+    format!("FTDD_{queue}")
+}
+
+/// The subjects of the dedup stream.
+pub(crate) fn dedup_subjects(queue: &str) -> String {
+    format!("ftdd.{queue}.*")
+}
+
+/// The subject of one dedup id's record: the id in hex, so any id is one
+/// valid subject token.
+pub(crate) fn dedup_subject(queue: &str, dedup_id: &str) -> String {
+    use std::fmt::Write;
+    let mut s = format!("ftdd.{queue}.");
+    for b in dedup_id.bytes() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
 /// The durable pull consumer every handle of the queue pulls from.
 pub(crate) const CONSUMER: &str = "flextide";
 
@@ -59,7 +83,14 @@ mod tests {
     fn stream_names_map_back_to_queues() {
         assert_eq!(queue_of_stream(&stream("jobs-1")), Some("jobs-1"));
         assert_eq!(queue_of_stream(&dlq_stream("jobs-1")), None);
+        assert_eq!(queue_of_stream(&dedup_stream("jobs-1")), None);
         assert_eq!(queue_of_stream("FTQ_"), None);
         assert_eq!(queue_of_stream("ORDERS"), None);
+    }
+
+    #[test]
+    fn dedup_subjects_are_one_token() {
+        assert_eq!(dedup_subject("q", "a.b *>"), "ftdd.q.612e62202a3e");
+        assert_eq!(dedup_subjects("q"), "ftdd.q.*");
     }
 }

@@ -130,7 +130,8 @@ impl Nats {
     }
 
     /// Creates the queue `name` now: its work-queue stream, its durable
-    /// pull consumer (with `options.lease` as its `ack_wait`) and its
+    /// pull consumer (with `options.lease` as its `ack_wait`;
+    /// `options.dedup_window` is the stream's duplicate window) and its
     /// dead-letter stream. Idempotent: what exists is left as it is.
     pub async fn create_queue(&self, name: &str, options: QueueOptions) -> Result<()> {
         validate_queue_name(name)?;
@@ -152,6 +153,7 @@ impl Nats {
                 name,
                 server_schedules,
                 options.lease,
+                options.dedup_window,
             ),
         )
         .await;
@@ -175,8 +177,8 @@ impl Nats {
     }
 
     /// Deletes the queue `name`: its stream (with its consumer and delayed
-    /// messages) and its dead-letter stream. A queue that does not exist is
-    /// skipped.
+    /// messages), its dead-letter stream and its dedup records. A queue
+    /// that does not exist is skipped.
     pub async fn drop_queue(&self, name: &str) -> Result<()> {
         validate_queue_name(name)?;
         let client = queue::connect(&self.settings, &format!("drop/{name}")).await?;

@@ -1,7 +1,8 @@
 //! What this backend does beyond (or differently from) the shared suite:
 //! `drop_queue` and `release`, the unfenced receipts, `extend` past
 //! `ack_wait`, the lease kept by the consumer, delayed pushes by server
-//! version, retried pushes that are not enqueued twice, and deliveries to a
+//! version, retried pushes that are not enqueued twice, the dedup window
+//! fixed by the stream, delayed unique pushes, and deliveries to a
 //! pop that was cut short; opening and reading creating nothing, and the
 //! connector's admin operations.
 //! Needs `FLEXTIDE_TEST_NATS_URL` (shown as ignored without it unless
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use flextide_queue_conformance::{integration_test, unique_queue_name};
-use flextide_queue_core::{Connector, Message, QueueError, QueueOptions, QueueProvider, Replay};
+use flextide_queue_core::{
+    Connector, Message, Pushed, QueueError, QueueOptions, QueueProvider, Replay,
+};
 use flextide_queue_nats::{Nats, NatsConnector};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -201,6 +204,81 @@ async fn a_retried_push_is_stored_once(url: String) {
     assert_eq!(d.message.id, msg.id);
     q.delete(&d.receipt).await.unwrap();
     assert!(q.pop(Duration::from_millis(300)).await.unwrap().is_none());
+    client.drop_queue(&name).await.unwrap();
+}
+
+/// The dedup window is the stream's duplicate window, fixed by the handle
+/// whose push or pop created the queue (like the lease); the dedup records
+/// go with `drop_queue`.
+async fn the_first_dedup_window_wins(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("window");
+    let short = QueueOptions::default().dedup_window(Duration::from_secs(90));
+    let long = QueueOptions::default().dedup_window(Duration::from_secs(600));
+    let first = client.open(&name, short).await.unwrap();
+    let early = client.open(&name, long.clone()).await.unwrap();
+    // Nothing exists yet: each handle shows its own option.
+    assert_eq!(
+        early.capabilities().dedup_window,
+        Some(Duration::from_secs(600))
+    );
+    let id = first
+        .push(Message::new("a").with_dedup_id("k"))
+        .await
+        .unwrap();
+    assert_eq!(first.dedup_window(), Duration::from_secs(90));
+    let late = client.open(&name, long).await.unwrap();
+    assert_eq!(
+        late.capabilities().dedup_window,
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        early
+            .push_unique(Message::new("b").with_dedup_id("k"))
+            .await
+            .unwrap(),
+        Pushed::Duplicate(id)
+    );
+    assert_eq!(early.dedup_window(), Duration::from_secs(90));
+    assert!(stream_exists(&url, &format!("FTDD_{name}")).await);
+    client.drop_queue(&name).await.unwrap();
+    assert!(!stream_exists(&url, &format!("FTDD_{name}")).await);
+}
+
+/// A delayed push with a dedup id (servers with message schedules) is
+/// checked when it is pushed, and names the first message both while it
+/// waits and after it was handled.
+async fn a_delayed_duplicate_is_dropped(url: String) {
+    let client = Nats::new(&url).unwrap();
+    let name = unique_queue_name("dedup-delay");
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    if !q.capabilities().delay {
+        q.drop_queue().await.unwrap();
+        return;
+    }
+    let later = |body: &str| {
+        Message::new(body.to_owned())
+            .with_dedup_id("k")
+            .with_delay(Duration::from_secs(1))
+    };
+    let first = later("first");
+    assert_eq!(
+        q.push_unique(first.clone()).await.unwrap(),
+        Pushed::Enqueued(first.id.clone())
+    );
+    assert_eq!(
+        q.push_unique(later("waiting")).await.unwrap(),
+        Pushed::Duplicate(first.id.clone())
+    );
+    let d = q.pop(WAIT).await.unwrap().expect("the delayed message");
+    assert_eq!(d.message.id, first.id);
+    assert_eq!(d.message.dedup_id.as_deref(), Some("k"));
+    q.delete(&d.receipt).await.unwrap();
+    assert_eq!(
+        q.push_unique(later("handled")).await.unwrap(),
+        Pushed::Duplicate(first.id.clone())
+    );
+    assert!(q.pop(Duration::from_secs(2)).await.unwrap().is_none());
     client.drop_queue(&name).await.unwrap();
 }
 
@@ -422,6 +500,8 @@ fn main() -> std::process::ExitCode {
             integration_test!(the_first_lease_wins),
             integration_test!(delay_follows_the_server_version),
             integration_test!(a_retried_push_is_stored_once),
+            integration_test!(the_first_dedup_window_wins),
+            integration_test!(a_delayed_duplicate_is_dropped),
             integration_test!(a_delivery_after_a_cut_short_pop_goes_to_the_next_pop),
             integration_test!(opening_and_reading_create_nothing),
             integration_test!(pop_creates_and_drop_resets),

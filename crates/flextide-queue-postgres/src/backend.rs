@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) config: PostgresConfig,
     pub(crate) sql: Statements,
     pub(crate) notifier: Arc<Notifier>,
+    /// When unique pushes sweep expired dedup rows.
+    pub(crate) dedup_sweep: flextide_queue_sql::dedup::ExpiredSweep,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -99,6 +101,7 @@ impl PostgresBackend {
                 config,
                 sql,
                 notifier,
+                dedup_sweep: Default::default(),
             }),
         }
     }
@@ -137,8 +140,9 @@ impl PostgresBackend {
         })
     }
 
-    /// Removes every message and dead letter of queue `name`; returns how
-    /// many rows went. For tests and tooling: leased messages go too.
+    /// Removes every message and dead letter of queue `name`, and the dedup
+    /// ids it remembers; returns how many messages and dead letters went.
+    /// For tests and tooling: leased messages go too.
     pub async fn drop_queue(&self, name: &str) -> Result<u64> {
         validate_queue_name(name)?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(self.inner.sql.drop_queue.clone()))

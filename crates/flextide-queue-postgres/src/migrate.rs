@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plain_inserts",
         sql: include_str!("../migrations/0002_plain_inserts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "dedup",
+        sql: include_str!("../migrations/0003_dedup.sql"),
+    },
 ];
 
 /// The version table and how a version is recorded.

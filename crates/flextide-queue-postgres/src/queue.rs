@@ -99,6 +99,7 @@ flextide_queue_sql::queue_provider! {
         name: |q| &q.name,
         capabilities: |q| Capabilities {
             max_payload_bytes: q.backend.inner.config.max_payload_bytes,
+            dedup_window: Some(flextide_queue_sql::dedup::dedup_window(&q.options)),
             ..flextide_queue_sql::CAPABILITIES
         },
     }

@@ -10,13 +10,15 @@ const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// Columns the claim and peek return, in this order.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
+    "seq, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts";
 
 /// Prepared statement texts.
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) push: Arc<str>,
     pub(crate) push_batch: Arc<str>,
+    pub(crate) push_unique: Arc<str>,
+    pub(crate) dedup_sweep: Arc<str>,
     pub(crate) claim: Arc<str>,
     pub(crate) sweep: Arc<str>,
     pub(crate) delete: Arc<str>,
@@ -48,6 +50,7 @@ impl Statements {
     pub(crate) fn new(prefix: &str, durable_settle: bool) -> Self {
         let m = format!("{prefix}flextide_queue_messages");
         let d = format!("{prefix}flextide_queue_dead_letters");
+        let dd = format!("{prefix}flextide_queue_dedup");
         let settle = if durable_settle {
             ""
         } else {
@@ -56,6 +59,7 @@ impl Statements {
         let build = |sql: &str| -> Arc<str> {
             sql.replace("{m}", &m)
                 .replace("{d}", &d)
+                .replace("{dd}", &dd)
                 .replace("{now}", NOW_MS)
                 .replace("{cols}", MESSAGE_COLUMNS)
                 .replace("{settle}", settle)
@@ -79,11 +83,11 @@ impl Statements {
                     WHERE queue = $1 AND attempts > 0 AND visible_at <= (SELECT now FROM t)
                       AND (attempts >= $2 OR purged)
                     FOR UPDATE SKIP LOCKED)
-                RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
+                RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, purged
             ),
             swept_dead AS (
-                INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
-                SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $3, (SELECT now FROM t)
+                INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
+                SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
                 FROM swept WHERE NOT purged ORDER BY seq
             )";
         Statements {
@@ -107,6 +111,59 @@ impl Statements {
                     ORDER BY u.ord
                  )
                  SELECT pg_notify($8, $1)",
+            ),
+            // A push of messages some of which carry dedup ids (at most one
+            // message per dedup id: the caller sorts repeats out). Each
+            // dedup id is claimed (see flextide_queue_sql::dedup) in dedup
+            // id order, so concurrent batches lock rows in one order; a
+            // message is inserted when it has no dedup id or its claim was
+            // won (duplicates = 0). ON CONFLICT waits for a concurrent
+            // claim of the same id to commit and then updates the row it
+            // left, so of many concurrent pushes exactly one wins.
+            // $1 queue, $2..$7 as push_batch, $8 channel, $9 dedup ids
+            // (NULL: none), $10 window ms. Returns each claim's dedup id,
+            // message id and duplicates.
+            push_unique: build(
+                "WITH t AS (SELECT {now} AS now),
+                 u AS (
+                    SELECT * FROM UNNEST($2::text[], $3::bytea[], $4::text[], $5::int2[], $6::text[], $7::int8[], $9::text[])
+                         WITH ORDINALITY AS u(id, payload, headers, priority, okey, delay, dedup, ord)
+                 ),
+                 claimed AS (
+                    INSERT INTO {dd} AS c (queue, dedup_id, message_id, expires_at, duplicates)
+                    SELECT $1, u.dedup, u.id, t.now + $10, 0 FROM u, t
+                    WHERE u.dedup IS NOT NULL ORDER BY u.dedup
+                    ON CONFLICT (queue, dedup_id) DO UPDATE SET
+                        message_id = CASE WHEN c.expires_at <= EXCLUDED.expires_at - $10
+                            THEN EXCLUDED.message_id ELSE c.message_id END,
+                        duplicates = CASE WHEN c.expires_at <= EXCLUDED.expires_at - $10
+                            THEN 0 ELSE c.duplicates + 1 END,
+                        expires_at = CASE WHEN c.expires_at <= EXCLUDED.expires_at - $10
+                            THEN EXCLUDED.expires_at ELSE c.expires_at END
+                    RETURNING dedup_id, message_id, duplicates
+                 ),
+                 ins AS (
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, dedup_id)
+                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay, u.dedup
+                    FROM u, t
+                    WHERE u.dedup IS NULL
+                       OR EXISTS (SELECT 1 FROM claimed WHERE claimed.dedup_id = u.dedup AND claimed.duplicates = 0)
+                    ORDER BY u.ord
+                    RETURNING 1
+                 ),
+                 woken AS (SELECT pg_notify($8, $1) FROM (SELECT 1 FROM ins LIMIT 1) x)
+                 SELECT dedup_id, message_id, duplicates, (SELECT count(*) FROM woken) AS woken
+                 FROM claimed",
+            ),
+            // Deletes up to $1 expired dedup rows of any queue.
+            dedup_sweep: build(
+                "WITH gone AS (
+                    DELETE FROM {dd} WHERE ctid IN (
+                        SELECT ctid FROM {dd} WHERE expires_at <= {now}
+                        LIMIT $1 FOR UPDATE SKIP LOCKED)
+                    RETURNING 1
+                 )
+                 SELECT count(*) FROM gone",
             ),
             // The hot path, one round trip: sweep exhausted expired leases,
             // then walk the claim index in delivery order, skipping rows
@@ -135,7 +192,7 @@ impl Statements {
                  UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5,
                     id = COALESCE(NULLIF(m.id, ''), $7::text || m.seq::text)
                  FROM picked WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.attempts"
+                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts"
             )),
             // $1 queue, $2 max attempts, $3 reason.
             sweep: build(&format!(
@@ -162,11 +219,11 @@ impl Statements {
                 "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
                  gone AS (
                     DELETE FROM {m} WHERE seq = $1 AND token = $2 AND {same_queue_3} AND (attempts >= $4 OR purged)
-                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, purged
+                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, purged
                  ),
                  dead AS (
-                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
-                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $5, (SELECT now FROM t)
+                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $5, (SELECT now FROM t)
                     FROM gone WHERE NOT purged
                  ),
                  back AS (
@@ -204,11 +261,11 @@ impl Statements {
                 "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
                  gone AS (
                     DELETE FROM {m} WHERE seq = $1 AND token = $2 AND {same_queue_3}
-                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts
+                    RETURNING queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts
                  ),
                  dead AS (
-                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at)
-                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, $4, t.now
+                    INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $4, t.now
                     FROM gone, t
                     RETURNING 1
                  )
@@ -216,7 +273,7 @@ impl Statements {
             ),
             // $1 queue, $2 limit.
             dead_letters: build(
-                "SELECT id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at
+                "SELECT id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at
                  FROM {d} WHERE queue = $1 ORDER BY dl_seq LIMIT $2",
             ),
             // $1 queue, $2 ids (NULL: any), $3 limit (NULL: all), $4 channel.
@@ -228,11 +285,11 @@ impl Statements {
                         WHERE queue = $1 AND ($2::text[] IS NULL OR id = ANY($2::text[]))
                         ORDER BY dl_seq LIMIT $3
                         FOR UPDATE SKIP LOCKED)
-                    RETURNING dl_seq, queue, id, payload, headers, priority, ordering_key, enqueued_at
+                    RETURNING dl_seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id
                  ),
                  ins AS (
-                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, (SELECT now FROM t)
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, visible_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, (SELECT now FROM t)
                     FROM gone ORDER BY dl_seq
                     RETURNING 1
                  ),
@@ -276,10 +333,12 @@ impl Statements {
                  FROM t LEFT JOIN {m} m ON m.queue = $1
                  GROUP BY t.now",
             ),
-            // $1 queue.
+            // $1 queue. Counts messages and dead letters; the queue's dedup
+            // ids go too.
             drop_queue: build(
                 "WITH a AS (DELETE FROM {m} WHERE queue = $1 RETURNING 1),
-                      b AS (DELETE FROM {d} WHERE queue = $1 RETURNING 1)
+                      b AS (DELETE FROM {d} WHERE queue = $1 RETURNING 1),
+                      c AS (DELETE FROM {dd} WHERE queue = $1)
                  SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)",
             ),
         }

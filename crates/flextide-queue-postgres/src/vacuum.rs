@@ -20,7 +20,11 @@ use crate::{PostgresBackend, error::map_err};
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 /// The queue tables, unqualified.
-const TABLES: [&str; 2] = ["flextide_queue_messages", "flextide_queue_dead_letters"];
+const TABLES: [&str; 3] = [
+    "flextide_queue_messages",
+    "flextide_queue_dead_letters",
+    "flextide_queue_dedup",
+];
 
 impl PostgresBackend {
     /// Why autovacuum will not clean the queue tables, one line per reason

@@ -55,12 +55,12 @@ impl Harness for PgHarness {
     }
 
     async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
-        let (messages, dead): (i64, i64) = sqlx::query_as(LEFTOVERS_SQL_PG)
+        let counts: (i64, i64, i64) = sqlx::query_as(LEFTOVERS_SQL_PG)
             .bind(name)
             .fetch_one(self.admin.pool())
             .await
             .map_err(|e| QueueError::backend_error("postgres", false, e))?;
-        Ok(Some(leftover_rows(messages, dead)))
+        Ok(Some(leftover_rows(counts)))
     }
 
     async fn disrupt(&self, queue: &Arc<dyn QueueProvider>) -> Result<bool, QueueError> {

@@ -1,5 +1,6 @@
 //! PostgreSQL-specific integration tests: concurrency, crashes, transactions,
-//! migrations, killed connections and LISTEN/NOTIFY.
+//! migrations, killed connections and LISTEN/NOTIFY; unique pushes in
+//! `dedup/`.
 //!
 //! Run with: `FLEXTIDE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p flextide-queue-postgres --test postgres`
 
@@ -15,6 +16,10 @@ use flextide_queue_postgres::{PostgresBackend, PostgresConfig, PostgresQueue, mi
 use flextide_queue_sql::test_support::{
     check_crashed_consumer, check_next_is, check_nothing_ready, cut_pops_short_then_push_40,
 };
+
+mod dedup;
+
+use dedup::{unique_pushes_follow_transactions_across_pools, unique_pushes_race_over_four_pools};
 
 fn app_name() -> String {
     format!(
@@ -494,6 +499,8 @@ fn main() -> std::process::ExitCode {
             integration_test!(concurrent_claimers_never_share_a_message).threads(4),
             integration_test!(crashed_consumer_lease_expires_and_message_returns),
             integration_test!(push_in_tx_follows_the_transaction),
+            integration_test!(unique_pushes_follow_transactions_across_pools),
+            integration_test!(unique_pushes_race_over_four_pools).threads(4),
             integration_test!(migrate_twice_and_concurrently_is_harmless).threads(2),
             integration_test!(killed_connections_lose_nothing).threads(4),
             integration_test!(notify_wakes_a_waiting_pop_quickly).threads(2),

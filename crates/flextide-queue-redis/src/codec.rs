@@ -136,9 +136,6 @@ pub(crate) fn fields(message: &Message, max_payload: usize) -> Result<Fields> {
     if message.ordering_key.is_some() {
         return Err(QueueError::unsupported(BACKEND, "ordering_key"));
     }
-    if message.dedup_id.is_some() {
-        return Err(QueueError::unsupported(BACKEND, "dedup_id"));
-    }
     let mut f = vec![
         ("i", message.id.as_str().as_bytes().to_vec()),
         ("p", message.payload.to_vec()),
@@ -146,13 +143,17 @@ pub(crate) fn fields(message: &Message, max_payload: usize) -> Result<Fields> {
     if !message.headers.is_empty() {
         f.push(("h", encode_headers(&message.headers).into_bytes()));
     }
+    if let Some(dedup) = &message.dedup_id {
+        f.push(("u", dedup.as_bytes().to_vec()));
+    }
     Ok(f)
 }
 
 /// A stream entry's fields as stored, not yet interpreted: `i` the message
 /// id, `p` the payload, `h` headers (JSON), `t` the enqueue time (ms) once
 /// the message moved to another entry, `a` deliveries before this entry,
-/// and in dead letters `why` the reason and `n` the attempts.
+/// `u` the dedup id, and in dead letters `why` the reason and `n` the
+/// attempts.
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
     id: Option<Vec<u8>>,
@@ -160,6 +161,7 @@ pub(crate) struct Stored {
     headers: Option<Vec<u8>>,
     enqueued_ms: Option<Vec<u8>>,
     base: Option<Vec<u8>>,
+    dedup: Option<Vec<u8>>,
     reason: Option<Vec<u8>>,
     attempts: Option<Vec<u8>>,
 }
@@ -194,6 +196,7 @@ impl Stored {
                 b"h" => &mut s.headers,
                 b"t" => &mut s.enqueued_ms,
                 b"a" => &mut s.base,
+                b"u" => &mut s.dedup,
                 b"why" => &mut s.reason,
                 b"n" => &mut s.attempts,
                 _ => continue,
@@ -207,6 +210,16 @@ impl Stored {
     /// field is a number.
     pub(crate) fn base(&self) -> u32 {
         self.base.as_deref().and_then(number).unwrap_or(0)
+    }
+
+    /// The dedup id the message was pushed with. Only informative (the
+    /// check happened at the push), so one that is not UTF-8 (another
+    /// producer's field `u`) is left out rather than failing the entry.
+    fn dedup_id(&self) -> Option<String> {
+        self.dedup
+            .as_deref()
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .map(str::to_owned)
     }
 
     /// The message of a delivered entry, or what keeps it from being one.
@@ -244,9 +257,11 @@ impl Stored {
         {
             return Err("the attempt count (field `a`) is not a number".to_owned());
         }
-        Ok(Message::from_parts(id, payload)
+        let mut message = Message::from_parts(id, payload)
             .with_headers(headers)
-            .with_enqueued_at(system_time_from_millis(enqueued)))
+            .with_enqueued_at(system_time_from_millis(enqueued));
+        message.dedup_id = self.dedup_id();
+        Ok(message)
     }
 
     /// A dead letter, as well as its fields allow: listing never fails on an
@@ -271,9 +286,11 @@ impl Stored {
             .as_deref()
             .and_then(number)
             .unwrap_or_else(|| entry_ms(entry_id));
-        let message = Message::from_parts(id, self.payload.unwrap_or_default())
+        let dedup_id = self.dedup_id();
+        let mut message = Message::from_parts(id, self.payload.unwrap_or_default())
             .with_headers(headers)
             .with_enqueued_at(system_time_from_millis(enqueued));
+        message.dedup_id = dedup_id;
         let reason = self
             .reason
             .map(|r| String::from_utf8_lossy(&r).into_owned())
@@ -357,16 +374,23 @@ mod tests {
             fields(&m, 10),
             Err(QueueError::Unsupported { .. })
         ));
-        let m = Message::new("x").with_dedup_id("d");
-        assert!(matches!(
-            fields(&m, 10),
-            Err(QueueError::Unsupported { .. })
-        ));
         let m = Message::new(vec![0u8; 11]);
         assert!(matches!(
             fields(&m, 10),
             Err(QueueError::PayloadTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn dedup_ids_are_kept_in_the_entry() {
+        let m = Message::new("x").with_dedup_id("order-7");
+        let f = fields(&m, 10).unwrap();
+        assert!(f.contains(&("u", b"order-7".to_vec())));
+        let pairs: Vec<(&str, &[u8])> = f.iter().map(|(k, v)| (*k, &v[..])).collect();
+        let back = entry(&pairs).message("1-0").unwrap();
+        assert_eq!(back.dedup_id.as_deref(), Some("order-7"));
+        let d = entry(&[("i", b"m"), ("p", b"x"), ("u", b"\xff")]).dead_letter("5-1");
+        assert_eq!(d.message.dedup_id, None);
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub(crate) struct Keys {
     /// K: delivery tokens of the layout before the PEL became the delivery
     /// record; never read, kept only so that `drop_queue` removes it.
     old_tokens: String,
+    /// U: dedup ids pushed within their window (hash of dedup id -> the
+    /// first message's id).
+    dedup_ids: String,
+    /// E: when each dedup id's window ends (sorted set of dedup id -> ms).
+    dedup_ends: String,
 }
 
 impl Keys {
@@ -45,6 +50,8 @@ impl Keys {
             epoch: k("v"),
             scratch: k("t"),
             old_tokens: k("k"),
+            dedup_ids: k("u"),
+            dedup_ends: k("e"),
         }
     }
 
@@ -80,10 +87,30 @@ impl Keys {
         ]
     }
 
+    /// The keys of `lua/push.lua`: the scripts' nine, U and E.
+    pub(crate) fn push(&self) -> [&str; 11] {
+        let [s, d, m, l, x, p, w, r, v] = self.scripts();
+        [s, d, m, l, x, p, w, r, v, &self.dedup_ids, &self.dedup_ends]
+    }
+
     /// Every key of the queue, for `drop_queue`.
-    pub(crate) fn all(&self) -> [&str; 11] {
+    pub(crate) fn all(&self) -> [&str; 13] {
         let [s, d, m, l, x, p, w, r, v, t] = self.fast();
-        [s, d, m, l, x, p, w, r, v, t, &self.old_tokens]
+        [
+            s,
+            d,
+            m,
+            l,
+            x,
+            p,
+            w,
+            r,
+            v,
+            t,
+            &self.old_tokens,
+            &self.dedup_ids,
+            &self.dedup_ends,
+        ]
     }
 }
 
@@ -103,8 +130,10 @@ mod tests {
         let mut parts: Vec<_> = k.all().iter().map(|key| key.to_owned()).collect();
         parts.sort();
         parts.dedup();
-        assert_eq!(parts.len(), 11, "every key distinct");
+        assert_eq!(parts.len(), 13, "every key distinct");
         assert_eq!(k.scripts()[4], "flextide:{orders}:x");
+        assert_eq!(k.push()[9], "flextide:{orders}:u");
+        assert_eq!(k.push()[10], "flextide:{orders}:e");
         assert_eq!(k.post()[4], "flextide:{orders}:t");
     }
 }

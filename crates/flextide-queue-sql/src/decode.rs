@@ -14,7 +14,7 @@ use tokio::time::Instant;
 pub const BAD_HEADERS: &str = "headers are not a JSON object of strings";
 
 /// The message columns of a row: `seq` (where read), `id`, `payload`,
-/// `headers`, `priority`, `ordering_key`, `enqueued_at`.
+/// `headers`, `priority`, `ordering_key`, `enqueued_at`, `dedup_id`.
 #[derive(Debug, Clone)]
 pub struct Columns {
     /// The row key (0 for a dead-letter row).
@@ -31,6 +31,8 @@ pub struct Columns {
     pub ordering_key: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub enqueued_at: i64,
+    /// The dedup id the message was pushed with.
+    pub dedup_id: Option<String>,
 }
 
 impl Columns {
@@ -53,6 +55,7 @@ impl Columns {
             priority: row.try_get::<P, _>("priority")?.into(),
             ordering_key: row.try_get("ordering_key")?,
             enqueued_at: row.try_get("enqueued_at")?,
+            dedup_id: row.try_get("dedup_id")?,
         })
     }
 
@@ -81,6 +84,7 @@ impl Columns {
             .with_headers(headers)
             .with_priority(u8::try_from(self.priority.clamp(0, 255)).unwrap_or(u8::MAX));
         message.ordering_key = self.ordering_key;
+        message.dedup_id = self.dedup_id;
         message.enqueued_at = Some(system_time_from_millis(self.enqueued_at));
         message
     }
@@ -172,6 +176,7 @@ mod tests {
             priority,
             ordering_key: None,
             enqueued_at: 0,
+            dedup_id: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod batch;
 mod codec;
 mod dead;
 pub mod decode;
+pub mod dedup;
 mod detach;
 mod error;
 mod migrate;
@@ -32,7 +33,7 @@ pub use wake::waker;
 pub mod __private {
     pub use async_trait::async_trait;
     pub use flextide_queue_core::{
-        Capabilities, Connector, DeadLetter, Delivery, Message, MessageId, QueueOptions,
+        Capabilities, Connector, DeadLetter, Delivery, Message, MessageId, Pushed, QueueOptions,
         QueueProvider, QueueStats, Receipt, Replay, Result, validate_queue_name,
     };
 }

@@ -47,7 +47,9 @@ pub fn applied_steps(migrations: &[Migration], versions: &[i64]) -> Vec<String> 
 
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
 /// keys, priorities, delays, leases with fencing tokens, dead letters (and
-/// deleting chosen ones), exact counts, peek and purge, release; no deduplication. Delays up to [`MAX_DELAY`]
+/// deleting chosen ones), exact counts, peek and purge, release, unique
+/// pushes ([`dedup`](crate::dedup); each backend adds the queue's
+/// `dedup_window`). Delays up to [`MAX_DELAY`]
 /// (100 years), which every engine refuses past. No other limits: an engine
 /// that has them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -61,7 +63,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     extend_lease: true,
     fenced_receipts: true,
     dead_letters: true,
-    dedup: false,
+    dedup: true,
     dedup_window: None,
     delete_dead_letters: true,
     exact_stats: true,
@@ -73,12 +75,13 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 };
 
 /// Implements `QueueProvider` for a SQL queue handle by handing each
-/// operation to the backend's file of its job: `push::{push, push_batch}`,
+/// operation to the backend's file of its job: `push::{push_unique, push_batch}`
+/// (`push` is `push_unique` keeping the id),
 /// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
 /// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
 /// delete_dead_letters, purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
 /// handle first, and `drop_queue` to the handle's inherent `drop_queue`
-/// (every row of the queue in both tables). The backends keep one layout so that this list is the same
+/// (every row of the queue: messages, dead letters, dedup ids). The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
 ///
 /// ```ignore
@@ -120,7 +123,16 @@ macro_rules! queue_provider {
                 &self,
                 message: $crate::__private::Message,
             ) -> $crate::__private::Result<$crate::__private::MessageId> {
-                $jobs::push::push(self, message).await
+                $jobs::push::push_unique(self, message)
+                    .await
+                    .map($crate::__private::Pushed::into_id)
+            }
+
+            async fn push_unique(
+                &self,
+                message: $crate::__private::Message,
+            ) -> $crate::__private::Result<$crate::__private::Pushed> {
+                $jobs::push::push_unique(self, message).await
             }
 
             async fn push_batch(

@@ -5,8 +5,8 @@
 //! backend makes the same way.
 
 use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -37,24 +37,28 @@ pub fn harness_settings(can_disrupt: bool) -> HarnessSettings {
     }
 }
 
-/// Counts the rows a queue holds in the two shared tables, for
-/// `Harness::leftovers`; binds the queue name twice, `?` placeholders
+/// Counts the rows a queue holds in the three shared tables, for
+/// `Harness::leftovers`; binds the queue name three times, `?` placeholders
 /// (MySQL, SQLite). PostgreSQL: [`LEFTOVERS_SQL_PG`].
 pub const LEFTOVERS_SQL: &str = "SELECT \
      (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = ?), \
-     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = ?)";
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = ?), \
+     (SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ?)";
 
 /// [`LEFTOVERS_SQL`] with PostgreSQL's placeholders (binds the name once).
 pub const LEFTOVERS_SQL_PG: &str = "SELECT \
      (SELECT COUNT(*) FROM flextide_queue_messages WHERE queue = $1), \
-     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = $1)";
+     (SELECT COUNT(*) FROM flextide_queue_dead_letters WHERE queue = $1), \
+     (SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = $1)";
 
 /// What `Harness::leftovers` reports for the row counts [`LEFTOVERS_SQL`]
-/// read: one line per table that still holds rows of the queue.
-pub fn leftover_rows(messages: i64, dead_letters: i64) -> Vec<String> {
+/// read (messages, dead letters, dedup ids): one line per table that still
+/// holds rows of the queue.
+pub fn leftover_rows((messages, dead_letters, dedup): (i64, i64, i64)) -> Vec<String> {
     [
         ("flextide_queue_messages", messages),
         ("flextide_queue_dead_letters", dead_letters),
+        ("flextide_queue_dedup", dedup),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)
@@ -236,4 +240,54 @@ pub async fn cut_pops_short_then_push_40(q: &dyn QueueProvider) {
     for i in 0..40 {
         q.push(Message::new(format!("m{i}"))).await.unwrap();
     }
+}
+
+/// Pushes of ten dedup ids from every handle (one queue, as many pools or
+/// processes as the caller opened), three rounds each with the middle one a
+/// batch, all at once: exactly one message per dedup id is enqueued, and
+/// every push of an id names it. The queue holds nothing else.
+pub async fn check_unique_pushes_race(handles: &[Arc<dyn QueueProvider>]) {
+    const KEYS: usize = 10;
+    let mut tasks = Vec::new();
+    for (h, q) in handles.iter().enumerate() {
+        for round in 0..3 {
+            let q = Arc::clone(q);
+            tasks.push(tokio::spawn(async move {
+                let messages: Vec<Message> = (0..KEYS)
+                    .map(|k| {
+                        Message::new(format!("{h}-{round}-{k}")).with_dedup_id(format!("k{k}"))
+                    })
+                    .collect();
+                if round == 1 {
+                    let ids = q.push_batch(messages).await.unwrap();
+                    ids.into_iter().enumerate().collect::<Vec<_>>()
+                } else {
+                    let mut ids = Vec::new();
+                    for (k, m) in messages.into_iter().enumerate() {
+                        ids.push((k, q.push(m).await.unwrap()));
+                    }
+                    ids
+                }
+            }));
+        }
+    }
+    let mut named: HashMap<usize, HashSet<MessageId>> = HashMap::new();
+    for task in tasks {
+        for (k, id) in task.await.unwrap() {
+            named.entry(k).or_default().insert(id);
+        }
+    }
+    let q = &handles[0];
+    let delivered = q.pop_batch(100, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(delivered.len(), KEYS, "one message per dedup id");
+    for d in &delivered {
+        let k: usize = d.message.dedup_id.as_deref().unwrap()[1..].parse().unwrap();
+        assert_eq!(
+            named[&k],
+            HashSet::from([d.message.id.clone()]),
+            "every push of k{k} names the one enqueued"
+        );
+        q.delete(&d.receipt).await.unwrap();
+    }
+    assert!(q.pop(Duration::ZERO).await.unwrap().is_none());
 }

@@ -15,7 +15,7 @@ use crate::{BACKEND, SqliteQueue, error};
 pub(crate) async fn dead_letters(q: &SqliteQueue, limit: usize) -> Result<Vec<DeadLetter>> {
     q.sweep(backend::now_millis()).await?;
     let rows = sqlx::query(
-        "SELECT id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at \
+        "SELECT id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at \
          FROM flextide_queue_dead_letters WHERE queue = ? ORDER BY dseq LIMIT ?",
     )
     .bind(q.inner.name.as_str())
@@ -108,8 +108,8 @@ impl SqliteQueue {
             .map_err(error::map)?;
         sqlx::query(
             "INSERT INTO flextide_queue_dead_letters \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at) \
-             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, ?4, ?2 \
+             (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at) \
+             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, ?4, ?2 \
              FROM flextide_queue_messages \
              WHERE queue = ?1 AND token IS NOT NULL AND visible_at <= ?2 AND purged = 0 AND attempts >= ?3 \
              ORDER BY seq",
@@ -143,8 +143,8 @@ impl SqliteQueue {
         let now = backend::now_millis();
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO flextide_queue_messages \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) \
-             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, ",
+             (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, visible_at) \
+             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, ",
         );
         insert
             .push_bind(now)

@@ -47,8 +47,8 @@ pub const BACKEND: &str = "sqlite";
 /// The URL schemes [`SqliteConnector`] opens.
 pub const SCHEMES: &[&str] = &["sqlite"];
 
-/// What the SQLite backend supports: everything but deduplication, with
-/// no limit of its own. SQLite refuses values over SQLITE_MAX_LENGTH (1 GB
+/// What the SQLite backend supports: everything, unique pushes included
+/// (each queue reports its `dedup_window`), with no limit of its own. SQLite refuses values over SQLITE_MAX_LENGTH (1 GB
 /// by default) with InvalidMessage, and batches are split below its
 /// bound-variable limit internally.
 pub const CAPABILITIES: Capabilities = flextide_queue_sql::CAPABILITIES;

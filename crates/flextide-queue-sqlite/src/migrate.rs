@@ -12,14 +12,21 @@ pub use flextide_queue_sql::Migration;
 
 /// Every schema step, oldest first: the files of the crate's `migrations/`
 /// folder, embedded so a published crate needs no files at run time.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create queue tables",
-    sql: include_str!("../migrations/0001_create_queue_tables.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create queue tables",
+        sql: include_str!("../migrations/0001_create_queue_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "unique pushes",
+        sql: include_str!("../migrations/0002_dedup.sql"),
+    },
+];
 
 /// The schema version this crate needs.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The version table (the one the first file creates too, so a database
 /// migrated by hand with the files and one migrated here agree) and how a
@@ -86,7 +93,8 @@ pub async fn current_version(pool: &SqlitePool) -> Result<i64> {
 }
 
 /// Removes the queue `name` and everything it stored (messages, leased ones
-/// included, and dead letters) and returns how many rows went. Open handles
+/// included, dead letters, and the dedup ids it remembers) and returns how
+/// many messages and dead letters went. Open handles
 /// on it stay usable and see an empty queue. For tests and the CLI.
 pub async fn drop_queue(pool: &SqlitePool, name: &str) -> Result<u64> {
     validate_queue_name(name)?;
@@ -106,6 +114,11 @@ pub async fn drop_queue(pool: &SqlitePool, name: &str) -> Result<u64> {
         .await
         .map_err(error::map)?
         .rows_affected();
+    sqlx::query("DELETE FROM flextide_queue_dedup WHERE queue = ?")
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(error::map)?;
     tx.commit().await.map_err(error::map)?;
     Ok(messages + dead)
 }

@@ -4,7 +4,7 @@
 use std::{fmt, sync::Arc};
 
 use flextide_queue_core::{
-    Message, MessageId, QueueOptions, Result,
+    Capabilities, Message, MessageId, Pushed, QueueOptions, Result,
     backend::{self},
     validate_queue_name,
 };
@@ -15,7 +15,7 @@ use crate::{BACKEND, CAPABILITIES, PoolSettings, SqliteQueueBuilder, builder::So
 
 /// A queue stored in a SQLite database, file or in-memory.
 ///
-/// Every queue of a database shares two tables, told apart by a `queue`
+/// Every queue of a database shares the same tables, told apart by a `queue`
 /// column, so any number of queues can share one pool and one file, and
 /// several processes can work on one file at once: claiming is one atomic
 /// `UPDATE … RETURNING` statement and every delivery gets a fresh fencing
@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     /// Incremental vacuum passes when the queue drains.
     pub(crate) vacuum: crate::vacuum::Vacuum,
+    /// When this handle's unique pushes sweep expired dedup rows.
+    pub(crate) dedup_sweep: flextide_queue_sql::dedup::ExpiredSweep,
 }
 
 impl fmt::Debug for SqliteQueue {
@@ -97,6 +99,7 @@ impl SqliteQueue {
                 options,
                 wake,
                 vacuum: Default::default(),
+                dedup_sweep: Default::default(),
             }),
         }
     }
@@ -122,6 +125,10 @@ impl SqliteQueue {
     /// On an in-memory database the pool has one connection, which your
     /// transaction holds: call no other queue operation until it ends.
     ///
+    /// A message with a dedup id claims it in your transaction (see
+    /// [`SqliteQueue::push_unique_in_tx`]); a duplicate is not inserted and
+    /// the first message's id is returned.
+    ///
     /// ```no_run
     /// # async fn demo(queue: flextide_queue_sqlite::SqliteQueue) -> flextide_queue_core::Result<()> {
     /// use flextide_queue_core::Message;
@@ -137,10 +144,9 @@ impl SqliteQueue {
         conn: &mut SqliteConnection,
         message: Message,
     ) -> Result<MessageId> {
-        self.check_message(&message)?;
-        let id = message.id.clone();
-        self.insert_one(&mut *conn, &message).await?;
-        Ok(id)
+        self.push_unique_in_tx(conn, message)
+            .await
+            .map(Pushed::into_id)
     }
 
     /// Wakes the pops waiting on this queue in this process, after a
@@ -167,6 +173,9 @@ flextide_queue_sql::queue_provider! {
     SqliteQueue in crate {
         backend: BACKEND,
         name: |q| &q.inner.name,
-        capabilities: |_q| CAPABILITIES,
+        capabilities: |q| Capabilities {
+            dedup_window: Some(flextide_queue_sql::dedup::dedup_window(&q.inner.options)),
+            ..CAPABILITIES
+        },
     }
 }

@@ -140,8 +140,8 @@ impl SqliteQueue {
             .map_err(error::map)?;
         sqlx::query(
             "INSERT INTO flextide_queue_dead_letters \
-             (queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, reason, dead_lettered_at) \
-             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, attempts, ?4, ?5 \
+             (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at) \
+             SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, ?4, ?5 \
              FROM flextide_queue_messages \
              WHERE seq = ?1 AND queue = ?2 AND token = ?3 AND attempts >= ?6 AND (purged = 0 OR ?7 = 0)",
         )

@@ -3,11 +3,12 @@
 use sqlx::{QueryBuilder, Sqlite};
 
 /// The start of a push: `VALUES` and the rows follow. Each row binds queue,
-/// id, payload, headers, priority, ordering key, enqueued at, visible at.
+/// id, payload, headers, priority, ordering key, enqueued at, visible at,
+/// dedup id.
 macro_rules! insert_head {
     () => {
         "INSERT INTO flextide_queue_messages \
-         (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at) "
+         (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, dedup_id) "
     };
 }
 
@@ -15,8 +16,25 @@ macro_rules! insert_head {
 pub const INSERT_HEAD: &str = insert_head!();
 
 /// One push. Binds: queue, id, payload, headers, priority, ordering key,
-/// enqueued at, visible at.
-pub const INSERT_SQL: &str = concat!(insert_head!(), "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+/// enqueued at, visible at, dedup id.
+pub const INSERT_SQL: &str = concat!(insert_head!(), "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+
+/// Claims a dedup id for a push (see `flextide_queue_sql::dedup`): inserts
+/// its row, takes over an expired one, or counts a duplicate. SQLite's
+/// UPDATE reads every column's old value. Binds: queue, dedup id, message
+/// id, now, window ms. Returns the message id holding the dedup id and
+/// `duplicates` (0: this push won).
+pub(crate) const DEDUP_CLAIM_SQL: &str = "INSERT INTO flextide_queue_dedup \
+     (queue, dedup_id, message_id, expires_at, duplicates) VALUES (?1, ?2, ?3, ?4 + ?5, 0) \
+     ON CONFLICT (queue, dedup_id) DO UPDATE SET \
+       message_id = CASE WHEN expires_at <= ?4 THEN excluded.message_id ELSE message_id END, \
+       duplicates = CASE WHEN expires_at <= ?4 THEN 0 ELSE duplicates + 1 END, \
+       expires_at = CASE WHEN expires_at <= ?4 THEN excluded.expires_at ELSE expires_at END \
+     RETURNING message_id, duplicates";
+
+/// Deletes up to ?2 expired dedup rows of any queue. Binds: now, limit.
+pub(crate) const DEDUP_SWEEP_SQL: &str = "DELETE FROM flextide_queue_dedup WHERE rowid IN ( \
+     SELECT rowid FROM flextide_queue_dedup WHERE expires_at <= ?1 LIMIT ?2)";
 
 /// Deletes the rows of `queue` whose (seq, token) pair is in `rows`,
 /// returning the seq and token of each deleted.
@@ -69,7 +87,7 @@ pub const CLAIM_SQL: &str = "UPDATE flextide_queue_messages SET token = ?1, atte
            WHERE k.queue = ?3 AND k.ordering_key = m.ordering_key)) \
        ORDER BY m.priority DESC, m.seq \
        LIMIT ?6) \
-     RETURNING seq, id, payload, headers, priority, ordering_key, enqueued_at, attempts";
+     RETURNING seq, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts";
 
 /// Gives back what a claim leased for a pop that is gone: visible now, the
 /// attempt not counted. Binds: queue, token, now. A message purged

@@ -16,7 +16,7 @@ pub(crate) async fn peek(q: &SqliteQueue, limit: usize) -> Result<Vec<Message>> 
     let now = backend::now_millis();
     q.sweep(now).await?;
     let rows = sqlx::query(
-        "SELECT seq, id, payload, headers, priority, ordering_key, enqueued_at FROM flextide_queue_messages \
+        "SELECT seq, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id FROM flextide_queue_messages \
          WHERE queue = ?1 AND visible_at <= ?2 AND purged = 0 AND (token IS NULL OR attempts < ?3) \
          ORDER BY priority DESC, seq LIMIT ?4",
     )

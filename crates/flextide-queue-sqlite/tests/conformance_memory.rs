@@ -38,13 +38,14 @@ impl Harness for MemoryHarness {
     }
 
     async fn leftovers(&self, name: &str) -> Result<Option<Vec<String>>, QueueError> {
-        let (messages, dead): (i64, i64) = flextide_queue_sqlite::sqlx::query_as(LEFTOVERS_SQL)
+        let counts: (i64, i64, i64) = flextide_queue_sqlite::sqlx::query_as(LEFTOVERS_SQL)
+            .bind(name)
             .bind(name)
             .bind(name)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| QueueError::backend_error("sqlite", false, e))?;
-        Ok(Some(leftover_rows(messages, dead)))
+        Ok(Some(leftover_rows(counts)))
     }
 
     async fn write_foreign(

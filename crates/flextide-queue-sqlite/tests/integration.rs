@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::TempDb;
-use flextide_queue_core::{Message, MessageId, QueueError, QueueOptions, QueueProvider, Replay};
+use flextide_queue_core::{
+    Message, MessageId, Pushed, QueueError, QueueOptions, QueueProvider, Replay,
+};
 use flextide_queue_sqlite::{
     SqliteQueue, connect_pool, current_version, drop_queue, list_queues, migrate,
 };
@@ -315,7 +317,7 @@ async fn batches_report_each_failed_item() {
     let err = q
         .push_batch(vec![
             Message::new("ok"),
-            Message::new("dup").with_dedup_id("d"),
+            Message::new("long dedup id").with_dedup_id("d".repeat(256)),
             Message::new("ok2"),
         ])
         .await
@@ -324,14 +326,13 @@ async fn batches_report_each_failed_item() {
         QueueError::PartialBatch { failures, .. } => {
             assert_eq!(failures.len(), 1);
             assert_eq!(failures[0].index, 1);
-            assert!(matches!(failures[0].error, QueueError::Unsupported { .. }));
+            assert!(matches!(
+                failures[0].error,
+                QueueError::InvalidMessage { .. }
+            ));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        q.push(Message::new("x").with_dedup_id("d")).await,
-        Err(QueueError::Unsupported { .. })
-    ));
     let big: Vec<Message> = (0..2500).map(|i| Message::new(format!("{i}"))).collect();
     assert_eq!(q.push_batch(big).await.unwrap().len(), 2500);
     let mut deliveries = q.pop_batch(3000, WAIT).await.unwrap();
@@ -428,14 +429,64 @@ async fn push_in_tx_commits_or_rolls_back_with_the_transaction() {
         .await
         .unwrap();
     assert_eq!(steps, vec!["two"]);
-    assert!(matches!(
-        q.push_in_tx(
-            &mut q.pool().acquire().await.unwrap(),
-            Message::new("x").with_dedup_id("d")
+
+    // A dedup id claimed in a transaction that rolls back is forgotten;
+    // once committed, it holds.
+    let mut tx = q.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let rolled = Message::new("x").with_dedup_id("d");
+    assert_eq!(
+        q.push_unique_in_tx(&mut tx, rolled.clone()).await.unwrap(),
+        Pushed::Enqueued(rolled.id.clone())
+    );
+    tx.rollback().await.unwrap();
+    let mut tx = q.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let kept = Message::new("y").with_dedup_id("d");
+    assert_eq!(q.push_in_tx(&mut tx, kept.clone()).await.unwrap(), kept.id);
+    assert_eq!(
+        q.push_unique_in_tx(&mut tx, Message::new("z").with_dedup_id("d"))
+            .await
+            .unwrap(),
+        Pushed::Duplicate(kept.id.clone())
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        q.push(Message::new("w").with_dedup_id("d")).await.unwrap(),
+        kept.id
+    );
+    let d = pop(&q).await;
+    assert_eq!(d.message.id, kept.id);
+    assert_eq!(d.message.dedup_id.as_deref(), Some("d"));
+    q.delete(&d.receipt).await.unwrap();
+    assert!(q.pop(Duration::from_millis(50)).await.unwrap().is_none());
+
+    // A fresh handle's first unique push sweeps expired rows; purge keeps
+    // the dedup ids, drop_queue removes them.
+    sqlx::query(
+        "INSERT INTO flextide_queue_dedup (queue, dedup_id, message_id, expires_at) VALUES (?, 'old', 'x', 0)",
+    )
+    .bind(q.queue_name())
+    .execute(q.pool())
+    .await
+    .unwrap();
+    let fresh =
+        SqliteQueue::from_pool(q.pool().clone(), q.queue_name(), QueueOptions::default()).unwrap();
+    fresh
+        .push(Message::new("s").with_dedup_id("s"))
+        .await
+        .unwrap();
+    let count = |key: &'static str| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ? AND dedup_id LIKE ?",
         )
-        .await,
-        Err(QueueError::Unsupported { .. })
-    ));
+        .bind(q.queue_name().to_owned())
+        .bind(key)
+        .fetch_one(q.pool())
+    };
+    assert_eq!(count("old").await.unwrap(), 0, "the expired row was swept");
+    q.purge().await.unwrap();
+    assert_eq!(count("%").await.unwrap(), 2, "purge keeps the dedup ids");
+    q.drop_queue().await.unwrap();
+    assert_eq!(count("%").await.unwrap(), 0, "drop_queue removes them");
 }
 
 #[tokio::test]
@@ -462,7 +513,7 @@ async fn migrate_is_idempotent_and_keeps_its_own_version_table() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(rows, 1);
+    assert_eq!(rows, flextide_queue_sqlite::SCHEMA_VERSION);
     assert_eq!(
         current_version(&pool).await.unwrap(),
         flextide_queue_sqlite::SCHEMA_VERSION
@@ -491,7 +542,7 @@ async fn migrate_is_idempotent_and_keeps_its_own_version_table() {
         current_version(&connect_pool(&fresh.url()).await.unwrap())
             .await
             .unwrap(),
-        1
+        flextide_queue_sqlite::SCHEMA_VERSION
     );
 }
 

@@ -101,7 +101,7 @@ async fn a_database_of_the_old_schema_code_upgrades_and_keeps_its_messages() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(recorded, 1);
+    assert_eq!(recorded, 2);
     let q = SqliteQueue::from_pool(pool.clone(), "up", QueueOptions::default()).unwrap();
     let mut got = Vec::new();
     while let Some(d) = q.pop(Duration::ZERO).await.unwrap() {
@@ -115,6 +115,12 @@ async fn a_database_of_the_old_schema_code_upgrades_and_keeps_its_messages() {
     q.push(Message::new("after")).await.unwrap();
     let after = q.pop(Duration::ZERO).await.unwrap().unwrap();
     assert_eq!(&after.message.payload[..], b"after");
+    // Version 2: unique pushes on the upgraded tables.
+    let first = q.push(Message::new("u1").with_dedup_id("u")).await.unwrap();
+    assert_eq!(
+        q.push(Message::new("u2").with_dedup_id("u")).await.unwrap(),
+        first
+    );
 }
 
 #[tokio::test]
@@ -129,5 +135,11 @@ async fn a_fresh_database_migrates_from_nothing_through_the_shared_runner() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(rows, [(1, "create queue tables".to_owned())]);
+    assert_eq!(
+        rows,
+        [
+            (1, "create queue tables".to_owned()),
+            (2, "unique pushes".to_owned())
+        ]
+    );
 }

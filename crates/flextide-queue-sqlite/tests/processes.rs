@@ -5,11 +5,13 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
 use common::TempDb;
 use flextide_queue_core::{Message, MessageId, QueueOptions, QueueProvider};
+use flextide_queue_sql::test_support::check_unique_pushes_race;
 use flextide_queue_sqlite::{
     PoolSettings, SqliteQueue, connect_pool, connect_pool_with, migrate, sqlx,
 };
@@ -69,6 +71,24 @@ async fn concurrent_claimers_over_two_pools_never_share_a_message() {
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), expected);
     let stats = qa.stats().await.unwrap();
     assert_eq!((stats.depth, stats.in_flight, stats.delayed), (0, 0, 0));
+}
+
+/// Pushes of the same dedup ids from four pools on one file (separate
+/// connections, as separate processes would have), singles racing batches,
+/// enqueue exactly one message per dedup id, and every push names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unique_pushes_over_four_pools_enqueue_one_per_id() {
+    let db = TempDb::new("dedup");
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let pool = connect_pool(&db.url()).await.unwrap();
+        if i == 0 {
+            migrate(&pool).await.unwrap();
+        }
+        let q = SqliteQueue::from_pool(pool, "unique", QueueOptions::default()).unwrap();
+        handles.push(Arc::new(q) as Arc<dyn QueueProvider>);
+    }
+    check_unique_pushes_race(&handles).await;
 }
 
 /// Two processes on one file. The child is this same test binary, run with

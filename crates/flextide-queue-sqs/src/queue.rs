@@ -9,7 +9,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use aws_sdk_sqs::{Client, types::QueueAttributeName};
 use flextide_queue_core::{
-    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError,
+    BatchFailure, Capabilities, DeadLetter, Delivery, Message, MessageId, Pushed, QueueError,
     QueueProvider, QueueStats, Receipt, Replay, Result, backend::max_attempts_reason,
 };
 use tokio::time::Instant;
@@ -187,6 +187,17 @@ impl QueueProvider for SqsQueue {
             .await
             .map_err(|f| self.err(f, "send_message"))?;
         Ok(message.id)
+    }
+
+    /// FIFO queues drop a message whose `MessageDeduplicationId` they took
+    /// within 5 minutes, but answer that send as they answer a new one
+    /// (moto with a fresh `MessageId`; AWS is reported to repeat the first
+    /// send's SQS `MessageId`, which names no Flextide id either), and
+    /// nothing looks a message up by its deduplication id. So a duplicate
+    /// cannot be told from a new message here: this reports `Enqueued`
+    /// with the message's own id either way (see the README).
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
+        self.push(message).await.map(Pushed::Enqueued)
     }
 
     async fn push_batch(&self, messages: Vec<Message>) -> Result<Vec<MessageId>> {

@@ -198,6 +198,14 @@ impl Harness for SqsHarness {
             // (moto's threaded server checks visibility and leases a message
             // without a lock, so two concurrent receives can both take it).
             rare_duplicates: self.kind == QueueKind::Standard || !self.on_aws(),
+            // FIFO queues remember a deduplication id for 5 minutes, fixed,
+            // and answer a duplicate send as they answer a new one.
+            dedup_window_settable: false,
+            dedup_silent: true,
+            // moto looks for a duplicate only among the messages still in
+            // the queue; AWS keeps a deduplication id after its message was
+            // deleted.
+            dedup_outlives_message: self.on_aws(),
             ..HarnessSettings::default()
         }
     }

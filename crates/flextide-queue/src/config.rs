@@ -33,7 +33,8 @@ pub struct Config {
     pub url: String,
     /// The queue's name (`QUEUE_NAME`).
     pub queue_name: String,
-    /// Lease and max attempts (`QUEUE_LEASE_SECONDS`, `QUEUE_MAX_ATTEMPTS`).
+    /// Lease, max attempts and dedup window (`QUEUE_LEASE_SECONDS`,
+    /// `QUEUE_MAX_ATTEMPTS`, `QUEUE_DEDUP_WINDOW`).
     pub options: QueueOptions,
     /// Compress payloads of at least this many bytes with zstd
     /// (`QUEUE_COMPRESSION=zstd`, threshold `QUEUE_COMPRESSION_THRESHOLD`,
@@ -193,6 +194,18 @@ impl Config {
                 })?),
             };
         }
+        if let Some(v) = var("QUEUE_DEDUP_WINDOW") {
+            options.dedup_window = parse_duration(&v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    QueueError::configuration(
+                        BACKEND,
+                        format!(
+                            "QUEUE_DEDUP_WINDOW={v:?} is not a duration above zero; use a number and a unit, such as 90s, 15m or 1h"
+                        ),
+                    )
+                })?;
+        }
         let compress_above = match var("QUEUE_COMPRESSION").map(|v| v.to_ascii_lowercase()) {
             None => None,
             Some(v) if v == "none" || v == "off" => None,
@@ -226,6 +239,29 @@ impl Config {
     pub fn describe(&self) -> String {
         format!("{} at {}", self.backend, redact_url(&self.url))
     }
+}
+
+/// A duration written as a number and a unit: `500ms`, `90s`, `15m`,
+/// `1.5h`, `2d`; a bare number is seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(end);
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let unit_secs = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(n * unit_secs).ok()
 }
 
 #[cfg(test)]
@@ -420,6 +456,38 @@ mod tests {
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(!c.describe().contains("s3cret"));
+    }
+
+    #[test]
+    fn dedup_window() {
+        assert_eq!(
+            cfg(&[]).unwrap().options.dedup_window,
+            flextide_queue_core::DEFAULT_DEDUP_WINDOW
+        );
+        for (text, want) in [
+            ("90s", 90_000),
+            ("15m", 900_000),
+            ("1h", 3_600_000),
+            ("1.5h", 5_400_000),
+            ("500ms", 500),
+            ("2d", 172_800_000),
+            ("45", 45_000),
+            (" 10 s ", 10_000),
+        ] {
+            let c = cfg(&[("QUEUE_DEDUP_WINDOW", text)]).unwrap();
+            assert_eq!(
+                c.options.dedup_window,
+                Duration::from_millis(want),
+                "{text}"
+            );
+        }
+        for bad in ["0s", "soon", "1w", "-5s", "1h30m", "h"] {
+            let e = cfg(&[("QUEUE_DEDUP_WINDOW", bad)]).unwrap_err().to_string();
+            assert!(
+                e.contains("QUEUE_DEDUP_WINDOW") && e.contains("90s"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod metrics;
 mod pool;
 mod progress;
 mod retry;
+mod schedule;
 mod shutdown;
 mod task;
 mod worker;
@@ -21,6 +22,11 @@ pub use metrics::install_prometheus;
 pub use pool::{Autoscale, WorkerPool};
 pub use progress::{BreakerState, Progress, ProgressSnapshot, WorkerReport};
 pub use retry::{Jitter, RetryPolicy};
+pub use schedule::{
+    Clock, DEFAULT_GRACE, DEFAULT_LOCK_TTL, Lease, MemoryScheduleLock, MissedSlots,
+    SCHEDULE_HEADER, SLOT_HEADER, Schedule, ScheduleError, ScheduleLock, Scheduler,
+    SchedulerBuilder, SchedulerReport, Slot, SystemClock, TokioClock,
+};
 pub use shutdown::{shutdown_on_signal, wait_for_signal};
 pub use task::Task;
 pub use tokio_util::sync::CancellationToken;

@@ -211,7 +211,8 @@ impl Driver for RawMy {
                 .bind("")
                 .bind(0u8)
                 .bind(None::<&str>)
-                .bind(0i64);
+                .bind(0i64)
+                .bind(None::<&str>);
         }
         let mut conn = self.pool.acquire().await?;
         q.execute(&mut *conn).await?;

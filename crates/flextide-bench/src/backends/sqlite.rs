@@ -159,6 +159,7 @@ impl Driver for RawSqlite {
                 .bind(None::<&str>)
                 .bind(now)
                 .bind(now)
+                .bind(None::<&str>)
                 .execute(&self.pool)
                 .await?;
             return Ok(());
@@ -172,7 +173,8 @@ impl Driver for RawSqlite {
                 .push_bind(0i64)
                 .push_bind(None::<&str>)
                 .push_bind(now)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(None::<&str>);
         });
         insert.build().execute(&self.pool).await?;
         Ok(())

@@ -7,6 +7,7 @@ pub(crate) mod dlq;
 pub(crate) mod inspect;
 pub(crate) mod pop;
 pub(crate) mod push;
+pub(crate) mod schedule;
 pub(crate) mod work;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
@@ -34,6 +35,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Dashboard(args) => dashboard::run(queue, args).await,
         Command::Queues(args) => admin::queues(queue, args).await,
         Command::Queue(cmd) => admin::queue(cmd).await,
+        Command::Schedule(cmd) => schedule::run(queue, cmd).await,
         // Looking only: opened without creating anything.
         Command::Peek(args) => {
             let q = open_existing(queue).await?;
@@ -66,6 +68,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 | Command::Dashboard(_)
                 | Command::Queues(_)
                 | Command::Queue(_)
+                | Command::Schedule(_)
                 | Command::Peek(_)
                 | Command::Stats(_) => unreachable!("matched above"),
             };

@@ -30,6 +30,8 @@ impl Scratch {
             "AMQP_URL",
             "SQS_QUEUE_URL",
             "RUST_LOG",
+            "FLEXTIDE_SCHEDULES",
+            "FLEXTIDE_SCHEDULE_LOCK",
         ] {
             cmd.env_remove(var);
         }

@@ -362,7 +362,11 @@ pub async fn delete_chosen_dead_letters(ctx: &Ctx) -> CaseResult {
         0,
         "deleting the same id again"
     );
-    ensure_eq!(q.stats().await?.dead_lettered, 2, "dead_lettered after delete");
+    ensure_eq!(
+        q.stats().await?.dead_lettered,
+        2,
+        "dead_lettered after delete"
+    );
     ensure_eq!(
         q.replay_dead_letters(Replay::All).await?,
         2,

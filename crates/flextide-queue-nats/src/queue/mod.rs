@@ -22,7 +22,7 @@ use std::{
 use async_nats::jetstream::{self, stream::Stream};
 use async_trait::async_trait;
 use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueOptions, QueueProvider,
+    Capabilities, DeadLetter, Delivery, Message, MessageId, Pushed, QueueOptions, QueueProvider,
     QueueStats, Receipt, Replay, Result,
 };
 use tokio::task::AbortHandle;
@@ -42,6 +42,8 @@ pub struct NatsQueue {
     /// only: the streams may not exist yet).
     stream: Stream<()>,
     dlq: Stream<()>,
+    /// The stream of dedup records (see `layout::dedup_stream`).
+    dedup: Stream<()>,
     stream_name: String,
     subject: String,
     dlq_subject: String,
@@ -57,6 +59,11 @@ pub struct NatsQueue {
     lease: Mutex<Duration>,
     /// Whether a lease other than the one asked for was warned about.
     lease_warned: std::sync::atomic::AtomicBool,
+    /// The work-queue stream's duplicate window: the dedup window in effect
+    /// (the options' until the stream is found or created).
+    dedup_window: Mutex<Duration>,
+    /// Whether this handle knows the stream of dedup records exists.
+    dedup_made: std::sync::atomic::AtomicBool,
     options: QueueOptions,
     /// The server's version, and whether it (and the stream) take message
     /// schedules, which delayed pushes need.
@@ -102,6 +109,12 @@ impl NatsQueue {
     /// `ack_wait`, fixed when the queue's consumer was created.
     pub fn lease(&self) -> Duration {
         *self.lease.lock().unwrap()
+    }
+
+    /// The dedup window in effect: the duplicate window of the queue's
+    /// stream, fixed when the stream was created.
+    pub fn dedup_window(&self) -> Duration {
+        *self.dedup_window.lock().unwrap()
     }
 
     /// Whether delayed pushes work: the server takes message schedules, and
@@ -157,6 +170,9 @@ impl QueueProvider for NatsQueue {
             fenced_receipts: false,
             dead_letters: true,
             delete_dead_letters: true,
+            // Nats-Msg-Id and the stream's duplicate window.
+            dedup: true,
+            dedup_window: Some(self.dedup_window()),
             // Nacked messages waiting for redelivery count as in flight.
             exact_stats: false,
             purge: true,
@@ -166,6 +182,10 @@ impl QueueProvider for NatsQueue {
     }
 
     async fn push(&self, message: Message) -> Result<MessageId> {
+        self.push_one(message).await.map(Pushed::into_id)
+    }
+
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
         self.push_one(message).await
     }
 

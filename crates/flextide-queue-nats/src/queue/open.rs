@@ -126,6 +126,7 @@ impl NatsQueue {
         let server_schedules = schedule::supported(&server_version);
         let stream = handle(&js, name, &stream_name).await?;
         let dlq = handle(&js, name, &layout::dlq_stream(name)).await?;
+        let dedup = handle(&js, name, &layout::dedup_stream(name)).await?;
         let found = error::timed(
             "open",
             settings.config.operation_timeout,
@@ -135,11 +136,13 @@ impl NatsQueue {
         let mut lease = options.lease;
         let mut schedules = server_schedules;
         let mut created = false;
+        let mut dedup_window = options.dedup_window;
         if let Some(found) = found {
             schedules = server_schedules && found.schedules;
             if let Some(ack_wait) = found.ack_wait {
                 lease = ack_wait;
             }
+            dedup_window = found.duplicate_window;
             created = found.complete;
         }
         let puller = super::pull::PullPool::new(client.clone(), &stream_name, layout::CONSUMER);
@@ -150,6 +153,7 @@ impl NatsQueue {
             js,
             stream,
             dlq,
+            dedup,
             stream_name,
             subject: layout::subject(name),
             dlq_subject: layout::dlq_subject(name),
@@ -157,6 +161,8 @@ impl NatsQueue {
             creating: tokio::sync::Mutex::new(()),
             lease: Mutex::new(lease),
             lease_warned: AtomicBool::new(false),
+            dedup_window: Mutex::new(dedup_window),
+            dedup_made: AtomicBool::new(false),
             options,
             server_version,
             server_schedules,
@@ -185,6 +191,7 @@ impl NatsQueue {
             &self.name,
             self.server_schedules,
             self.options.lease,
+            self.options.dedup_window,
         );
         let made = error::timed("create", self.timeout(), made).await?;
         self.schedules
@@ -192,6 +199,15 @@ impl NatsQueue {
         if let Some(ack_wait) = made.ack_wait {
             *self.lease.lock().unwrap() = ack_wait;
         }
+        if made.duplicate_window != self.options.dedup_window {
+            tracing::warn!(
+                queue = %self.name,
+                window = ?made.duplicate_window,
+                asked = ?self.options.dedup_window,
+                "the queue's stream exists with another duplicate window; keeping the server's"
+            );
+        }
+        *self.dedup_window.lock().unwrap() = made.duplicate_window;
         self.created.store(true, Ordering::Release);
         Ok(())
     }
@@ -238,6 +254,38 @@ impl NatsQueue {
     /// next push or pop creates them again.
     pub(crate) fn forget(&self) {
         self.created.store(false, Ordering::Release);
+        self.dedup_made.store(false, Ordering::Release);
+    }
+
+    /// Creates the stream of dedup records when this handle has not seen
+    /// it yet: at the first push with a dedup id, so queues that never use
+    /// one have no such stream. Records live for the window in effect.
+    pub(crate) async fn ensure_dedup_stream(&self) -> Result<()> {
+        if self.dedup_made.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let window = self.dedup_window();
+        let config = &self.settings.config;
+        let made = ensure_stream(
+            &self.js,
+            &self.name,
+            stream::Config {
+                name: layout::dedup_stream(&self.name),
+                subjects: vec![layout::dedup_subjects(&self.name)],
+                retention: RetentionPolicy::Limits,
+                storage: storage(config),
+                num_replicas: config.replicas,
+                max_age: window,
+                max_messages_per_subject: 1,
+                // The server wants it no longer than max_age.
+                duplicate_window: window.min(config.duplicate_window),
+                allow_direct: true,
+                ..Default::default()
+            },
+        );
+        error::timed("create", self.timeout(), made).await?;
+        self.dedup_made.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -256,6 +304,8 @@ pub(crate) struct Found {
     pub(crate) ack_wait: Option<Duration>,
     /// Whether the stream, the dead-letter stream and the consumer all exist.
     pub(crate) complete: bool,
+    /// The work-queue stream's duplicate window: the dedup window in effect.
+    pub(crate) duplicate_window: Duration,
 }
 
 /// Looks for a queue's streams and consumer without creating anything:
@@ -271,6 +321,7 @@ pub(crate) async fn existing(
         Err(e) => return Err(error::map("stream info", queue, e)),
     };
     let schedules = stream.cached_info().config.allow_message_schedules;
+    let duplicate_window = stream.cached_info().config.duplicate_window;
     let ack_wait = match stream.consumer_info(layout::CONSUMER).await {
         Ok(c) => Some(c.config.ack_wait),
         Err(e) if error::class_of(&e) == Class::NotFound => None,
@@ -285,19 +336,21 @@ pub(crate) async fn existing(
         schedules,
         ack_wait,
         complete: ack_wait.is_some() && dlq,
+        duplicate_window,
     }))
 }
 
-/// Creates what is missing of a queue: its work-queue stream, its
-/// dead-letter stream and its durable pull consumer (with `lease` as
-/// `ack_wait`). What exists is left as it is. Returns what the queue then
-/// has.
+/// Creates what is missing of a queue: its work-queue stream (with
+/// `dedup_window` as its duplicate window), its dead-letter stream and its
+/// durable pull consumer (with `lease` as `ack_wait`). What exists is left
+/// as it is. Returns what the queue then has.
 pub(crate) async fn create(
     js: &jetstream::Context,
     config: &NatsConfig,
     name: &str,
     server_schedules: bool,
     lease: Duration,
+    dedup_window: Duration,
 ) -> Result<Found> {
     let subject = layout::subject(name);
     let mut subjects = vec![subject.clone()];
@@ -313,7 +366,10 @@ pub(crate) async fn create(
             retention: RetentionPolicy::WorkQueue,
             storage: storage(config),
             num_replicas: config.replicas,
-            duplicate_window: config.duplicate_window,
+            // Every push's Nats-Msg-Id (its dedup id, else its message id)
+            // is remembered this long. No max_age, which it may not exceed;
+            // zero would mean the server's default (2 minutes).
+            duplicate_window: dedup_window.max(Duration::from_millis(1)),
             allow_direct: true,
             allow_message_schedules: server_schedules,
             ..Default::default()
@@ -322,6 +378,7 @@ pub(crate) async fn create(
     .await?;
     // A stream created before the server was upgraded has no schedules.
     let schedules = stream.cached_info().config.allow_message_schedules;
+    let duplicate_window = stream.cached_info().config.duplicate_window;
     ensure_stream(
         js,
         name,
@@ -360,6 +417,7 @@ pub(crate) async fn create(
         schedules,
         ack_wait: Some(consumer.cached_info().config.ack_wait),
         complete: true,
+        duplicate_window,
     })
 }
 
@@ -382,14 +440,18 @@ pub(crate) async fn queue_names(js: &jetstream::Context) -> Result<Vec<String>> 
     Ok(queues)
 }
 
-/// Deletes a queue's stream (its consumer and delayed messages with it) and
-/// its dead-letter stream; a missing one is skipped.
+/// Deletes a queue's stream (its consumer and delayed messages with it),
+/// its dead-letter stream and its dedup records; a missing one is skipped.
 pub(crate) async fn drop_streams(
     js: &jetstream::Context,
     config: &NatsConfig,
     queue: &str,
 ) -> Result<()> {
-    for name in [layout::stream(queue), layout::dlq_stream(queue)] {
+    for name in [
+        layout::stream(queue),
+        layout::dlq_stream(queue),
+        layout::dedup_stream(queue),
+    ] {
         let deleted = error::timed("stream delete", config.operation_timeout, async {
             match js.delete_stream(&name).await {
                 Ok(_) => Ok(()),

@@ -17,7 +17,7 @@ use std::{
 
 use async_trait::async_trait;
 use flextide_queue_core::{
-    Capabilities, DeadLetter, Delivery, Message, MessageId, QueueError, QueueOptions,
+    Capabilities, DeadLetter, Delivery, Message, MessageId, Pushed, QueueError, QueueOptions,
     QueueProvider, QueueStats, Receipt, Replay, Result, backend::max_attempts_reason,
 };
 use redis::{RedisError, Value};
@@ -184,8 +184,8 @@ impl QueueProvider for RedisQueue {
             extend_lease: true,
             fenced_receipts: true,
             dead_letters: true,
-            dedup: false,
-            dedup_window: None,
+            dedup: true,
+            dedup_window: Some(self.options.dedup_window),
             delete_dead_letters: true,
             exact_stats: true,
             peek: true,
@@ -197,6 +197,10 @@ impl QueueProvider for RedisQueue {
     }
 
     async fn push(&self, message: Message) -> Result<MessageId> {
+        self.push_one(message).await.map(Pushed::into_id)
+    }
+
+    async fn push_unique(&self, message: Message) -> Result<Pushed> {
         self.push_one(message).await
     }
 

@@ -59,6 +59,48 @@ pub async fn replay(
     Ok(ReplayOutcome { replayed, missing })
 }
 
+/// What a delete of chosen dead letters did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DeleteOutcome {
+    /// How many dead letters were deleted.
+    pub deleted: u64,
+    /// How many of the distinct ids asked for were not dead letters (or
+    /// were gone by then). Not which: finding out would cost a second
+    /// listing on the backends that delete by scanning.
+    pub not_found: u64,
+}
+
+/// Deletes the dead letters with these ids for good. A backend without the
+/// capability gets an error that names what it can do instead; an id asked
+/// twice counts once.
+pub async fn delete_dead_letters(
+    queue: &dyn QueueProvider,
+    ids: &[MessageId],
+) -> Result<DeleteOutcome, crate::Error> {
+    if !queue.capabilities().delete_dead_letters {
+        return Err(format!(
+            "the {} backend cannot delete chosen dead letters; replay them, or purge all of them",
+            queue.backend_name()
+        )
+        .into());
+    }
+    let mut distinct: Vec<MessageId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !distinct.contains(id) {
+            distinct.push(id.clone());
+        }
+    }
+    if distinct.is_empty() {
+        return Ok(DeleteOutcome::default());
+    }
+    let deleted = queue.delete_dead_letters(&distinct).await?;
+    Ok(DeleteOutcome {
+        deleted,
+        not_found: (distinct.len() as u64).saturating_sub(deleted),
+    })
+}
+
 /// The question asked before [`QueueProvider::purge`]: names the queue and
 /// what would be lost, from its current counts.
 pub async fn purge_confirmation(queue: &dyn QueueProvider) -> Result<String, crate::Error> {
@@ -103,6 +145,88 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(none.replayed, 0);
+    }
+
+    #[tokio::test]
+    async fn delete_counts_the_deleted_and_the_not_found() {
+        let q = MemoryQueue::new("admin_delete", QueueOptions::default()).unwrap();
+        q.push(Message::new(Bytes::from_static(b"a")))
+            .await
+            .unwrap();
+        let d = q.pop(Duration::from_secs(1)).await.unwrap().unwrap();
+        q.dead_letter(&d.receipt, "boom").await.unwrap();
+        let id = d.message.id.clone();
+        let out = delete_dead_letters(&q, &[id.clone(), id, MessageId::new("nope")])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            DeleteOutcome {
+                deleted: 1,
+                not_found: 1
+            }
+        );
+        assert!(q.dead_letters(10).await.unwrap().is_empty());
+        assert_eq!(
+            delete_dead_letters(&q, &[]).await.unwrap(),
+            DeleteOutcome::default()
+        );
+    }
+
+    /// A backend with no optional operation; only what the check reads.
+    #[derive(Debug)]
+    struct Bare;
+
+    #[async_trait::async_trait]
+    impl QueueProvider for Bare {
+        fn queue_name(&self) -> &str {
+            "bare"
+        }
+        fn capabilities(&self) -> flextide_queue_core::Capabilities {
+            flextide_queue_core::Capabilities::default()
+        }
+        fn backend_name(&self) -> &'static str {
+            "bare"
+        }
+        async fn push(&self, _: Message) -> flextide_queue_core::Result<MessageId> {
+            unreachable!()
+        }
+        async fn pop_batch(
+            &self,
+            _: usize,
+            _: Duration,
+        ) -> flextide_queue_core::Result<Vec<flextide_queue_core::Delivery>> {
+            unreachable!()
+        }
+        async fn delete(
+            &self,
+            _: &flextide_queue_core::Receipt,
+        ) -> flextide_queue_core::Result<()> {
+            unreachable!()
+        }
+        async fn nack(
+            &self,
+            _: &flextide_queue_core::Receipt,
+            _: Duration,
+        ) -> flextide_queue_core::Result<()> {
+            unreachable!()
+        }
+        async fn stats(&self) -> flextide_queue_core::Result<flextide_queue_core::QueueStats> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_without_the_capability_says_what_to_do() {
+        let e = delete_dead_letters(&Bare, &[MessageId::new("x")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bare backend cannot delete chosen dead letters"),
+            "{e}"
+        );
+        assert!(e.contains("purge"), "{e}");
     }
 
     #[tokio::test]

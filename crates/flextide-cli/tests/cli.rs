@@ -173,6 +173,49 @@ fn pop_into_a_closed_pipe_gives_the_messages_back() {
 }
 
 #[test]
+fn dlq_delete_removes_the_chosen_and_says_how_many() {
+    let s = Scratch::new("dldelete");
+    s.ok(&["push", "--queue", "d", "one"]);
+    s.ok(&["push", "--queue", "d", "two"]);
+    s.ok(&[
+        "work",
+        "--queue",
+        "d",
+        "--exec",
+        "exit 65",
+        "--until-idle",
+        "1",
+    ]);
+    let ids: Vec<String> = s
+        .ok(&["dlq", "list", "--queue", "d"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let out = s.run(&["dlq", "delete", "--queue", "d", &ids[0], "no-such-id"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "an unknown id fails: {stderr}");
+    assert!(stdout.contains("deleted 1 dead letters from d"), "{stdout}");
+    assert!(stderr.contains("1 of the ids were not"), "{stderr}");
+    let left = s.ok(&["dlq", "list", "--queue", "d"]);
+    assert!(!left.contains(&ids[0]) && left.contains(&ids[1]), "{left}");
+    assert!(
+        s.ok(&["dlq", "delete", "--queue", "d", &ids[1]])
+            .contains("deleted 1")
+    );
+    assert!(
+        !s.run(&["dlq", "delete", "--queue", "d"]).status.success(),
+        "delete needs an id"
+    );
+}
+
+#[test]
 fn replaying_unknown_ids_says_which_and_fails() {
     let s = Scratch::new("replay");
     let out = s.run(&["dlq", "replay", "--queue", "r", "--id", "no-such-id"]);

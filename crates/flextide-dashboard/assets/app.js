@@ -130,6 +130,13 @@
     });
   }
 
+  // A delete is for good: its button asks first. Without this script the
+  // form still works, unasked, as every other action does.
+  document.addEventListener('click', (ev) => {
+    const button = ev.target.closest && ev.target.closest('button[data-confirm]');
+    if (button && !window.confirm(button.dataset.confirm)) ev.preventDefault();
+  });
+
   if (document.querySelector('[data-live], svg[data-chart]')) {
     const tick = () => refresh().catch((e) => console.warn('dashboard refresh:', e));
     tick();

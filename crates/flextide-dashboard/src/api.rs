@@ -116,20 +116,26 @@ pub(crate) async fn history(
     }
 }
 
+/// Answers an API call: its JSON, or its error as JSON with its status.
+async fn respond(result: impl Future<Output = Result<serde_json::Value, AppError>>) -> Response {
+    match result.await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
 pub(crate) async fn messages(
     AxState(state): AxState<Arc<State>>,
     Path(name): Path<String>,
     Query(limit): Query<Limit>,
 ) -> Response {
-    let result = async {
+    respond(async {
         let e = entry(&state, &name)?;
         let waiting = op(flextide_admin::peek(&*e.queue, limit.get(20))).await?;
         let list: Vec<_> = waiting.iter().map(flextide_admin::message_json).collect();
-        Ok::<_, AppError>(Json(serde_json::json!({ "messages": list })))
-    };
-    result
-        .await
-        .map_or_else(AppError::json, IntoResponse::into_response)
+        Ok(serde_json::json!({ "messages": list }))
+    })
+    .await
 }
 
 pub(crate) async fn dead_letters(
@@ -137,15 +143,13 @@ pub(crate) async fn dead_letters(
     Path(name): Path<String>,
     Query(limit): Query<Limit>,
 ) -> Response {
-    let result = async {
+    respond(async {
         let e = entry(&state, &name)?;
         let dead = op(async { Ok(e.queue.dead_letters(limit.get(50)).await?) }).await?;
         let list: Vec<_> = dead.iter().map(flextide_admin::dead_letter_json).collect();
-        Ok::<_, AppError>(Json(serde_json::json!({ "dead_letters": list })))
-    };
-    result
-        .await
-        .map_or_else(AppError::json, IntoResponse::into_response)
+        Ok(serde_json::json!({ "dead_letters": list }))
+    })
+    .await
 }
 
 /// The body of a replay: exactly one of `ids`, `oldest`, `all`.
@@ -184,19 +188,51 @@ pub(crate) async fn replay(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let result = async {
+    respond(async {
         let e = entry(&state, &name)?;
         let b: ReplayBody = json_body(&body)?;
         let which = which(b.ids, b.oldest, b.all)?;
         let out = op(flextide_admin::replay(&*e.queue, which)).await?;
         let missing: Vec<&str> = out.missing.iter().map(MessageId::as_str).collect();
-        Ok::<_, AppError>(Json(
-            serde_json::json!({ "replayed": out.replayed, "missing": missing }),
-        ))
-    };
-    result
-        .await
-        .map_or_else(AppError::json, IntoResponse::into_response)
+        Ok(serde_json::json!({ "replayed": out.replayed, "missing": missing }))
+    })
+    .await
+}
+
+/// The body of a delete: the ids of the dead letters to delete.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteBody {
+    ids: Vec<String>,
+}
+
+/// Deletes chosen dead letters for good (`ids` not empty); the page's
+/// delete buttons and the API share it.
+pub(crate) async fn delete_chosen(
+    entry: &Entry,
+    ids: Vec<String>,
+) -> Result<flextide_admin::DeleteOutcome, AppError> {
+    if ids.is_empty() {
+        return Err(AppError::bad_request(
+            "say which dead letters to delete: ids",
+        ));
+    }
+    let ids: Vec<MessageId> = ids.into_iter().map(MessageId::new).collect();
+    op(flextide_admin::delete_dead_letters(&*entry.queue, &ids)).await
+}
+
+pub(crate) async fn delete_dead_letters(
+    AxState(state): AxState<Arc<State>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(async {
+        let e = entry(&state, &name)?;
+        let b: DeleteBody = json_body(&body)?;
+        let out = delete_chosen(e, b.ids).await?;
+        Ok(serde_json::json!({ "deleted": out.deleted, "not_found": out.not_found }))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,21 +253,47 @@ pub(crate) fn confirmed(entry: &Entry, confirm: &str) -> Result<(), AppError> {
     }
 }
 
+/// What a purge empties. The pages and the API run it the same way, once
+/// [`confirmed`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Purge {
+    /// Every waiting message (dead letters are kept).
+    Waiting,
+    /// Every dead letter.
+    DeadLetters,
+}
+
+impl Purge {
+    /// Purges and returns how many went.
+    pub(crate) async fn run(self, entry: &Entry) -> Result<u64, AppError> {
+        let q = &*entry.queue;
+        op(async {
+            Ok(match self {
+                Purge::Waiting => q.purge().await?,
+                Purge::DeadLetters => q.purge_dead_letters().await?,
+            })
+        })
+        .await
+    }
+}
+
+async fn purge_what(state: &State, name: &str, body: &Bytes, what: Purge) -> Response {
+    respond(async {
+        let e = entry(state, name)?;
+        let b: PurgeBody = json_body(body)?;
+        confirmed(e, &b.confirm)?;
+        let n = what.run(e).await?;
+        Ok(serde_json::json!({ "purged": n }))
+    })
+    .await
+}
+
 pub(crate) async fn purge_dead_letters(
     AxState(state): AxState<Arc<State>>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let result = async {
-        let e = entry(&state, &name)?;
-        let b: PurgeBody = json_body(&body)?;
-        confirmed(e, &b.confirm)?;
-        let n = op(async { Ok(e.queue.purge_dead_letters().await?) }).await?;
-        Ok::<_, AppError>(Json(serde_json::json!({ "purged": n })))
-    };
-    result
-        .await
-        .map_or_else(AppError::json, IntoResponse::into_response)
+    purge_what(&state, &name, &body, Purge::DeadLetters).await
 }
 
 pub(crate) async fn purge(
@@ -239,14 +301,5 @@ pub(crate) async fn purge(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let result = async {
-        let e = entry(&state, &name)?;
-        let b: PurgeBody = json_body(&body)?;
-        confirmed(e, &b.confirm)?;
-        let n = op(async { Ok(e.queue.purge().await?) }).await?;
-        Ok::<_, AppError>(Json(serde_json::json!({ "purged": n })))
-    };
-    result
-        .await
-        .map_or_else(AppError::json, IntoResponse::into_response)
+    purge_what(&state, &name, &body, Purge::Waiting).await
 }

@@ -26,6 +26,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/queues/{name}", get(pages::queue))
         .route("/queues/{name}/message", get(pages::message))
         .route("/queues/{name}/dead-letters/replay", post(pages::replay))
+        .route("/queues/{name}/dead-letters/delete", post(pages::delete))
         .route(
             "/queues/{name}/dead-letters/purge",
             get(pages::confirm_purge_dead_letters).post(pages::purge_dead_letters),
@@ -42,6 +43,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/api/queues/{name}/messages", get(api::messages))
         .route("/api/queues/{name}/dead-letters", get(api::dead_letters))
         .route("/api/queues/{name}/dead-letters/replay", post(api::replay))
+        .route(
+            "/api/queues/{name}/dead-letters/delete",
+            post(api::delete_dead_letters),
+        )
         .route(
             "/api/queues/{name}/dead-letters/purge",
             post(api::purge_dead_letters),

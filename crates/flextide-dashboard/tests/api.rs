@@ -12,8 +12,6 @@ use axum::{
 use common::*;
 use flextide_dashboard::Dashboard;
 use flextide_queue_core::QueueProvider;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 #[tokio::test]
 async fn api_lists_counts_history_messages_and_dead_letters() {
@@ -62,17 +60,13 @@ async fn sampling_feeds_the_history() {
     q.dead_letter(&d.receipt, "x").await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     dashboard.sample_now().await;
-    let app = dashboard.router();
-    let response = app
-        .oneshot(
-            get("/api/queues/orders/history")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let (_, _, body) = send_to(
+        &dashboard.router(),
+        get("/api/queues/orders/history"),
+        Body::empty(),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let samples = v["samples"].as_array().unwrap();
     assert!(samples.len() >= 2, "{v}");
     let last = &samples[samples.len() - 1];
@@ -148,6 +142,59 @@ async fn api_replay_needs_the_csrf_token() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(dead_count(&f.orders).await, 0);
+}
+
+#[tokio::test]
+async fn api_delete_needs_the_csrf_token_and_ids() {
+    let f = fixture(|b| b).await;
+    let dead = f.orders.dead_letters(10).await.unwrap();
+    let id1 = dead[1].message.id.as_str();
+    let uri = "/api/queues/orders/dead-letters/delete";
+    let body = format!(r#"{{"ids":["{id1}","nope"]}}"#);
+    let (status, _, text) = f.api_post(uri, &body, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("CSRF"), "{text}");
+    let (status, _, _) = f.api_post(uri, &body, Some("wrong")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(dead_count(&f.orders).await, 3);
+
+    for bad in [
+        r#"{}"#,
+        r#"{"ids":[]}"#,
+        "not json",
+        r#"{"ids":["a"],"all":true}"#,
+    ] {
+        let (status, _, text) = f.api_post(uri, bad, Some(&f.csrf)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
+    }
+    let (status, _, text) = f.api_post(uri, &body, Some(&f.csrf)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["deleted"].as_u64(), v["not_found"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let left: Vec<_> = f
+        .orders
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![dead[0].message.id.clone(), dead[2].message.id.clone()]
+    );
+
+    let (status, _, text) = f
+        .api_post(
+            "/api/queues/nowhere/dead-letters/delete",
+            r#"{"ids":["a"]}"#,
+            Some(&f.csrf),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
 }
 
 #[tokio::test]

@@ -3,7 +3,10 @@
 //! messages once), then runs `tests/browser/e2e.mjs` — playwright-core
 //! driving Debian's chromium — which checks the overview's counts against
 //! `stats()`, the escaping, the payload view, replays a dead letter and
-//! sees it handled, and purges with the confirmation, taking screenshots.
+//! sees it handled, deletes the other one from its row (asked first), and
+//! purges with the confirmation, taking screenshots. Here the queues then
+//! show what the page did: the deleted dead letter is gone from
+//! `dead_letters()` and was never handled.
 //!
 //! Needs node, chromium (`/usr/bin/chromium`, or
 //! `FLEXTIDE_TEST_DASHBOARD_CHROMIUM`) and playwright-core installed by
@@ -166,10 +169,9 @@ async fn scenario(tools: Tools) -> Result<(), String> {
         },
     )
     .await?;
-    let first_dead = emails.dead_letters(1).await.map_err(e)?[0]
-        .message
-        .id
-        .clone();
+    let dead = emails.dead_letters(2).await.map_err(e)?;
+    // The page replays the first (oldest) and deletes the other.
+    let (first_dead, second_dead) = (dead[0].message.id.clone(), dead[1].message.id.clone());
 
     let orders: Arc<dyn QueueProvider> = Arc::new(orders);
     let emails: Arc<dyn QueueProvider> = Arc::new(emails.clone());
@@ -248,15 +250,21 @@ async fn scenario(tools: Tools) -> Result<(), String> {
             o.dead_lettered
         ));
     }
-    let m = emails.stats().await.map_err(e)?;
-    if m.dead_lettered != 1 {
+    let left = emails.dead_letters(10).await.map_err(e)?;
+    if !left.is_empty() {
+        let ids: Vec<&str> = left.iter().map(|d| d.message.id.as_str()).collect();
         return Err(format!(
-            "emails has {} dead letters, 1 expected after one replay",
-            m.dead_lettered
+            "emails still lists dead letters {ids:?}, none expected after one replay and one delete"
         ));
     }
     if !handled.lock().unwrap().contains(&first_dead) {
         return Err("the replayed dead letter was not handled by the worker".into());
+    }
+    if handled.lock().unwrap().contains(&second_dead) {
+        return Err("the deleted dead letter was handled: it was replayed, not deleted".into());
+    }
+    if emails.stats().await.map_err(e)?.depth != 0 {
+        return Err("emails has waiting messages: the deleted dead letter came back".into());
     }
     Ok(())
 }

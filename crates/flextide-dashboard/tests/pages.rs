@@ -16,8 +16,6 @@ use common::*;
 use flextide_dashboard::Dashboard;
 use flextide_queue_core::{Message, QueueOptions, QueueProvider};
 use flextide_queue_memory::MemoryQueue;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 #[tokio::test]
 async fn overview_lists_every_queue_with_its_counts() {
@@ -49,6 +47,15 @@ async fn queue_page_shows_payloads_and_reasons_as_text() {
         "a reason was rendered as markup"
     );
     assert!(body.contains("Replay all"));
+    assert!(body.contains("Delete selected"), "{body}");
+    assert!(
+        body.contains(r#"formaction="/queues/orders/dead-letters/delete""#),
+        "{body}"
+    );
+    assert!(
+        body.contains("data-confirm=\"Delete dead letter "),
+        "{body}"
+    );
     assert!(body.contains(r#"name="csrf""#));
     assert!(body.contains("0xdeadbeef (binary)"));
     assert!(body.contains(r#"data-chart="depth""#));
@@ -177,6 +184,56 @@ async fn form_replays_one_selected_and_all() {
 }
 
 #[tokio::test]
+async fn form_deletes_one_and_selected() {
+    let f = fixture(|b| b).await;
+    let dead = f.orders.dead_letters(10).await.unwrap();
+    let (id0, id1) = (dead[0].message.id.as_str(), dead[1].message.id.as_str());
+    let uri = "/queues/orders/dead-letters/delete";
+    let (status, _, body) = f.form(uri, &[("one", id0)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "needs the CSRF field: {body}"
+    );
+    let (status, headers, body) = f.form(uri, &[("csrf", &f.csrf), ("one", id0)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(
+        headers[header::LOCATION],
+        "/queues/orders?done=deleted&n=1&missing=0"
+    );
+    assert_eq!(dead_count(&f.orders).await, 2);
+
+    let (status, _, _) = f.form(uri, &[("csrf", &f.csrf), ("selected", "1")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "nothing selected");
+    let (_, headers, _) = f
+        .form(
+            uri,
+            &[
+                ("csrf", &f.csrf),
+                ("id", id1),
+                ("id", id0),
+                ("selected", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        headers[header::LOCATION],
+        "/queues/orders?done=deleted&n=1&missing=1"
+    );
+    assert_eq!(dead_count(&f.orders).await, 1);
+    assert_eq!(f.orders.stats().await.unwrap().depth, 3, "nothing replayed");
+
+    let (_, _, body) = f
+        .send(get("/queues/orders?done=deleted&n=1&missing=1"))
+        .await;
+    assert!(body.contains("Deleted 1 dead letter."), "{body}");
+    assert!(
+        body.contains("1 of the selected were no longer dead letters"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn purge_pages_confirm_with_the_name_and_count() {
     let f = fixture(|b| b).await;
     let (status, _, body) = f.send(get("/queues/orders/dead-letters/purge")).await;
@@ -251,13 +308,8 @@ async fn mounted_under_a_base_path() {
         .build()
         .unwrap();
     let app = Router::new().nest("/admin/queues", dashboard.router());
-    let response = app
-        .oneshot(get("/admin/queues").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = String::from_utf8_lossy(&bytes);
+    let (status, _, body) = send_to(&app, get("/admin/queues"), Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains(r#"href="/admin/queues/queues/orders""#),
         "{body}"
@@ -314,6 +366,102 @@ impl QueueProvider for Minimal {
     fn backend_name(&self) -> &'static str {
         "minimal"
     }
+}
+
+/// A queue with everything memory has but deleting chosen dead letters.
+#[derive(Debug)]
+struct NoDelete(MemoryQueue);
+
+#[async_trait::async_trait]
+impl QueueProvider for NoDelete {
+    fn queue_name(&self) -> &str {
+        self.0.queue_name()
+    }
+    fn capabilities(&self) -> flextide_queue_core::Capabilities {
+        flextide_queue_core::Capabilities {
+            delete_dead_letters: false,
+            ..self.0.capabilities()
+        }
+    }
+    async fn push(
+        &self,
+        m: Message,
+    ) -> flextide_queue_core::Result<flextide_queue_core::MessageId> {
+        self.0.push(m).await
+    }
+    async fn pop_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> flextide_queue_core::Result<Vec<flextide_queue_core::Delivery>> {
+        self.0.pop_batch(max, wait).await
+    }
+    async fn delete(&self, r: &flextide_queue_core::Receipt) -> flextide_queue_core::Result<()> {
+        self.0.delete(r).await
+    }
+    async fn nack(
+        &self,
+        r: &flextide_queue_core::Receipt,
+        d: Duration,
+    ) -> flextide_queue_core::Result<()> {
+        self.0.nack(r, d).await
+    }
+    async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> flextide_queue_core::Result<Vec<flextide_queue_core::DeadLetter>> {
+        self.0.dead_letters(limit).await
+    }
+    async fn stats(&self) -> flextide_queue_core::Result<flextide_queue_core::QueueStats> {
+        self.0.stats().await
+    }
+    fn backend_name(&self) -> &'static str {
+        "nodelete"
+    }
+}
+
+#[tokio::test]
+async fn delete_is_hidden_and_refused_without_the_capability() {
+    let q = orders().await;
+    let dashboard = Dashboard::builder()
+        .queue("orders", Arc::new(NoDelete(q.clone())))
+        .build()
+        .unwrap();
+    let mut f = Fixture {
+        app: dashboard.router(),
+        orders: q,
+        csrf: String::new(),
+    };
+    let (_, _, body) = f.send(get("/api/csrf")).await;
+    f.csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = f.send(get("/queues/orders")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Replay all"), "{body}");
+    assert!(!body.contains("dead-letters/delete"), "{body}");
+    let id = f.orders.dead_letters(1).await.unwrap()[0]
+        .message
+        .id
+        .clone();
+    let (status, _, body) = f
+        .api_post(
+            "/api/queues/orders/dead-letters/delete",
+            &format!(r#"{{"ids":["{}"]}}"#, id.as_str()),
+            Some(&f.csrf),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert!(body.contains("cannot delete chosen dead letters"), "{body}");
+    let (status, _, _) = f
+        .form(
+            "/queues/orders/dead-letters/delete",
+            &[("csrf", &f.csrf), ("one", id.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(dead_count(&f.orders).await, 3);
 }
 
 #[tokio::test]

@@ -26,11 +26,7 @@ async fn forms_need_the_csrf_field_and_the_same_origin() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(dead_count(&f.orders).await, 3);
 
-    let form = |extra: (&'static str, &'static str)| {
-        post(uri)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(extra.0, extra.1)
-    };
+    let form = |extra: (&'static str, &'static str)| form_post(uri).header(extra.0, extra.1);
     let body = format!("all=1&csrf={}", f.csrf);
     for extra in [
         ("origin", "http://evil.example"),
@@ -58,6 +54,7 @@ async fn read_only_refuses_every_change_and_hides_the_forms() {
     let (_, _, body) = f.send(get("/queues/orders")).await;
     assert!(!body.contains("Replay all"), "{body}");
     assert!(!body.contains("Purge"), "{body}");
+    assert!(!body.contains("dead-letters/delete"), "{body}");
     assert!(body.contains("read-only"));
     let (status, _, body) = f
         .api_post(
@@ -75,6 +72,26 @@ async fn read_only_refuses_every_change_and_hides_the_forms() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let id = f.orders.dead_letters(1).await.unwrap()[0]
+        .message
+        .id
+        .clone();
+    let (status, _, _) = f
+        .form(
+            "/queues/orders/dead-letters/delete",
+            &[("csrf", &f.csrf), ("one", id.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = f
+        .api_post(
+            "/api/queues/orders/dead-letters/delete",
+            &format!(r#"{{"ids":["{}"]}}"#, id.as_str()),
+            Some(&f.csrf),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("read-only"), "{body}");
     let (status, _, _) = f
         .api_post(
             "/api/queues/orders/purge",
@@ -109,14 +126,13 @@ async fn token_guards_pages_api_and_metrics() {
         assert_eq!(status, StatusCode::OK, "{uri}");
     }
     // A POST with the CSRF token but without the token is refused too.
-    let (status, _, _) = f
-        .api_post(
-            "/api/queues/orders/dead-letters/replay",
-            r#"{"all":true}"#,
-            Some(&f.csrf),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (uri, json) in [
+        ("/api/queues/orders/dead-letters/replay", r#"{"all":true}"#),
+        ("/api/queues/orders/dead-letters/delete", r#"{"ids":["a"]}"#),
+    ] {
+        let (status, _, _) = f.api_post(uri, json, Some(&f.csrf)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
     assert_eq!(dead_count(&f.orders).await, 3);
 
     let (status, _, body) = f.send(get("/login")).await;
@@ -150,18 +166,14 @@ async fn token_guards_pages_api_and_metrics() {
     // With the session, a form still needs the CSRF field.
     let (status, _, _) = f
         .send_body(
-            post("/queues/orders/dead-letters/replay")
-                .header(header::COOKIE, &session)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            form_post("/queues/orders/dead-letters/replay").header(header::COOKIE, &session),
             Body::from("all=1"),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = f
         .send_body(
-            post("/queues/orders/dead-letters/replay")
-                .header(header::COOKIE, &session)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            form_post("/queues/orders/dead-letters/replay").header(header::COOKIE, &session),
             Body::from(format!("all=1&csrf={}", f.csrf)),
         )
         .await;

@@ -1,8 +1,9 @@
-//! The dead letters: the sweep of exhausted leases, listing, replay, purge.
+//! The dead letters: the sweep of exhausted leases, listing, replay,
+//! deleting chosen ones, purge.
 
 use flextide_queue_core::{DeadLetter, MessageId, Replay, Result, backend::max_attempts_reason};
 use flextide_queue_sql::{decode::dead_letter, detach};
-use sqlx::{AssertSqlSafe, MySqlConnection};
+use sqlx::{AssertSqlSafe, MySql, MySqlConnection, QueryBuilder};
 
 use crate::{BACKEND, MySqlQueue, error::map_err, sql::SWEEP_PROBE_SQL};
 
@@ -58,6 +59,20 @@ pub(crate) async fn replay_dead_letters(q: &MySqlQueue, which: Replay) -> Result
         q.notify.notify_waiters();
     }
     Ok(moved)
+}
+
+pub(crate) async fn delete_dead_letters(q: &MySqlQueue, ids: &[MessageId]) -> Result<u64> {
+    let pool = &q.pool;
+    flextide_queue_sql::delete_dead_letters(
+        "flextide_queue_dead_letters",
+        &q.name,
+        ids,
+        |mut sql: QueryBuilder<MySql>| async move {
+            let done = sql.build().execute(pool).await.map_err(map_err)?;
+            Ok(done.rows_affected())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn purge_dead_letters(q: &MySqlQueue) -> Result<u64> {

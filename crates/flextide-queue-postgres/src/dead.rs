@@ -1,8 +1,9 @@
-//! The dead letters: the sweep of exhausted leases, listing, replay, purge.
+//! The dead letters: the sweep of exhausted leases, listing, replay,
+//! deleting chosen ones, purge.
 
-use flextide_queue_core::{DeadLetter, Replay, Result};
+use flextide_queue_core::{DeadLetter, MessageId, Replay, Result};
 use flextide_queue_sql::decode::dead_letter;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
 use crate::{BACKEND, PostgresQueue, error::map_err};
 
@@ -40,6 +41,20 @@ pub(crate) async fn replay_dead_letters(q: &PostgresQueue, which: Replay) -> Res
         .map_err(map_err)?;
     let moved: i64 = row.try_get("moved").map_err(map_err)?;
     Ok(moved as u64)
+}
+
+pub(crate) async fn delete_dead_letters(q: &PostgresQueue, ids: &[MessageId]) -> Result<u64> {
+    let pool = q.pool();
+    flextide_queue_sql::delete_dead_letters(
+        &q.sql().dead_letter_table,
+        &q.name,
+        ids,
+        |mut sql: QueryBuilder<Postgres>| async move {
+            let done = sql.build().execute(pool).await.map_err(map_err)?;
+            Ok(done.rows_affected())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn purge_dead_letters(q: &PostgresQueue) -> Result<u64> {

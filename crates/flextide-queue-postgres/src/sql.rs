@@ -30,6 +30,9 @@ pub(crate) struct Statements {
     pub(crate) dead_letters: Arc<str>,
     pub(crate) replay: Arc<str>,
     pub(crate) purge_dead_letters: Arc<str>,
+    /// The dead-letter table's name, schema prefix included, for the
+    /// statement `flextide_queue_sql::delete_dead_letters` builds.
+    pub(crate) dead_letter_table: Arc<str>,
     pub(crate) peek: Arc<str>,
     pub(crate) purge: Arc<str>,
     pub(crate) stats: Arc<str>,
@@ -295,6 +298,7 @@ impl Statements {
             ),
             // $1 queue.
             purge_dead_letters: build("DELETE FROM {d} WHERE queue = $1"),
+            dead_letter_table: d.as_str().into(),
             // $1 queue, $2 limit.
             peek: build(
                 "SELECT {cols} FROM {m}

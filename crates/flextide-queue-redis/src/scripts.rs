@@ -37,7 +37,7 @@ pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| script(include_str!
 pub(crate) static PEEK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/peek.lua")));
 /// Removes waiting messages.
 pub(crate) static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/purge.lua")));
-/// Lists and replays dead letters.
+/// Lists, replays and deletes dead letters.
 pub(crate) static DEAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead.lua")));
 
 /// The first half of a fast pop: the due work and redeliveries. Sent with

@@ -3,6 +3,7 @@
 
 mod batch;
 mod codec;
+mod dead;
 pub mod decode;
 pub mod dedup;
 mod detach;
@@ -17,6 +18,7 @@ mod wake;
 
 pub use batch::{DeleteBatch, Wanted, copy_error};
 pub use codec::{MAX_DELAY, check_delay, decode_receipt, headers_text, millis, stale};
+pub use dead::{DELETE_DEAD_LETTERS_CHUNK, delete_dead_letters};
 pub use detach::{Presence, detach, detach_claim, release_claimed};
 pub use error::{Class, Dialect};
 pub use migrate::{Migration, Plan, migrate};

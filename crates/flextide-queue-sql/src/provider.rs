@@ -46,9 +46,10 @@ pub fn applied_steps(migrations: &[Migration], versions: &[i64]) -> Vec<String> 
 }
 
 /// What a queue stored in SQL tables supports: FIFO by sequence, ordering
-/// keys, priorities, delays, leases with fencing tokens, dead letters, exact
-/// counts, peek and purge, release, unique pushes ([`dedup`](crate::dedup);
-/// each backend adds the queue's `dedup_window`). Delays up to [`MAX_DELAY`]
+/// keys, priorities, delays, leases with fencing tokens, dead letters (and
+/// deleting chosen ones), exact counts, peek and purge, release, unique
+/// pushes ([`dedup`](crate::dedup); each backend adds the queue's
+/// `dedup_window`). Delays up to [`MAX_DELAY`]
 /// (100 years), which every engine refuses past. No other limits: an engine
 /// that has them sets them with `Capabilities { max_batch: Some(..), ..CAPABILITIES }`.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -64,7 +65,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     dead_letters: true,
     dedup: true,
     dedup_window: None,
-    delete_dead_letters: false,
+    delete_dead_letters: true,
     exact_stats: true,
     peek: true,
     purge: true,
@@ -78,7 +79,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// (`push` is `push_unique` keeping the id),
 /// `claim::pop_batch`, `settle::{delete, delete_batch, nack, extend,
 /// dead_letter}`, `release::release`, `dead::{dead_letters, replay_dead_letters,
-/// purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
+/// delete_dead_letters, purge_dead_letters}` and `stats::{peek, purge, stats}`, each taking the
 /// handle first, and `drop_queue` to the handle's inherent `drop_queue`
 /// (every row of the queue: messages, dead letters, dedup ids). The backends keep one layout so that this list is the same
 /// for all three; anything beyond it (`close`) is added after the fields.
@@ -206,6 +207,13 @@ macro_rules! queue_provider {
                 which: $crate::__private::Replay,
             ) -> $crate::__private::Result<u64> {
                 $jobs::dead::replay_dead_letters(self, which).await
+            }
+
+            async fn delete_dead_letters(
+                &self,
+                ids: &[$crate::__private::MessageId],
+            ) -> $crate::__private::Result<u64> {
+                $jobs::dead::delete_dead_letters(self, ids).await
             }
 
             async fn purge_dead_letters(&self) -> $crate::__private::Result<u64> {

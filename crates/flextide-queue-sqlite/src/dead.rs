@@ -1,4 +1,5 @@
-//! The dead letters: the sweep of expired leases, listing, replay, purge.
+//! The dead letters: the sweep of expired leases, listing, replay,
+//! deleting chosen ones, purge.
 
 use flextide_queue_core::{DeadLetter, Replay};
 use flextide_queue_core::{
@@ -57,6 +58,20 @@ pub(crate) async fn replay_dead_letters(q: &SqliteQueue, which: Replay) -> Resul
         q.inner.wake.notify_waiters();
     }
     Ok(moved)
+}
+
+pub(crate) async fn delete_dead_letters(q: &SqliteQueue, ids: &[MessageId]) -> Result<u64> {
+    let pool = &q.inner.pool;
+    flextide_queue_sql::delete_dead_letters(
+        "flextide_queue_dead_letters",
+        q.inner.name.as_str(),
+        ids,
+        |mut sql: QueryBuilder<Sqlite>| async move {
+            let done = sql.build().execute(pool).await.map_err(error::map)?;
+            Ok(done.rows_affected())
+        },
+    )
+    .await
 }
 
 pub(crate) async fn purge_dead_letters(q: &SqliteQueue) -> Result<u64> {

@@ -170,7 +170,7 @@ impl QueueProvider for SqsQueue {
             dedup: fifo,
             // SQS remembers a deduplication id for 5 minutes.
             dedup_window: fifo.then_some(Duration::from_secs(300)),
-            delete_dead_letters: false,
+            delete_dead_letters: self.dlq.is_some(),
             exact_stats: false,
             peek: false,
             purge: true,
@@ -347,6 +347,10 @@ impl QueueProvider for SqsQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.replay(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.delete_dead(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

@@ -1,4 +1,4 @@
-//! `flextide dlq list | replay | purge`
+//! `flextide dlq list | replay | delete | purge`
 
 use std::process::ExitCode;
 
@@ -25,6 +25,12 @@ pub(crate) enum DlqCommand {
         oldest: Option<usize>,
         /// Replay these message ids.
         #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Delete the dead letters with these message ids, for good.
+    Delete {
+        /// Message ids (as `dlq list` shows them).
+        #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
     },
     /// Delete every dead letter (asks for --yes).
@@ -71,6 +77,23 @@ pub(crate) async fn run(queue: &dyn QueueProvider, cmd: DlqCommand) -> Result<Ex
                     "not found among the dead letters of {}: {}",
                     queue.queue_name(),
                     list.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DlqCommand::Delete { ids } => {
+            let ids: Vec<MessageId> = ids.into_iter().map(MessageId::new).collect();
+            let out = flextide_admin::delete_dead_letters(queue, &ids).await?;
+            println!(
+                "deleted {} dead letters from {}",
+                out.deleted,
+                queue.queue_name()
+            );
+            if out.not_found > 0 {
+                eprintln!(
+                    "{} of the ids were not among the dead letters of {}",
+                    out.not_found,
+                    queue.queue_name()
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -1,5 +1,5 @@
-//! The forms' POST handlers: replay and the two purges, then back to the
-//! queue page with a notice (303, so a reload does not repeat them).
+//! The forms' POST handlers: replay, delete and the two purges, then back
+//! to the queue page with a notice (303, so a reload does not repeat them).
 
 use std::sync::Arc;
 
@@ -9,9 +9,9 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 
-use super::confirm::{What, page};
+use super::confirm::page;
 use crate::{
-    api::{confirmed, entry, which},
+    api::{Purge, confirmed, delete_chosen, entry, which},
     error::{AppError, op},
     state::State,
 };
@@ -50,16 +50,10 @@ pub(crate) async fn replay(
         let e = entry(&state, &name)?;
         let form = Form::parse(&body);
         // The row's button names one message; else the checked boxes, or all.
-        let which = if let Some(one) = form.get("one") {
-            which(vec![one.to_owned()], None, false)?
-        } else if form.get("all").is_some() {
+        let which = if form.get("all").is_some() && form.get("one").is_none() {
             which(Vec::new(), None, true)?
         } else {
-            let ids = form.all("id");
-            if ids.is_empty() {
-                return Err(AppError::bad_request("no dead letter was selected"));
-            }
-            which(ids, None, false)?
+            which(chosen(&form)?, None, false)?
         };
         let out = op(flextide_admin::replay(&*e.queue, which)).await?;
         Ok(back(
@@ -72,7 +66,36 @@ pub(crate) async fn replay(
             ),
         ))
     };
-    result.await.unwrap_or_else(|e| e.page(&state))
+    result.await.unwrap_or_else(|e: AppError| e.page(&state))
+}
+
+/// The row's button names one dead letter (`one`); else the checked boxes.
+fn chosen(form: &Form) -> Result<Vec<String>, AppError> {
+    if let Some(one) = form.get("one") {
+        return Ok(vec![one.to_owned()]);
+    }
+    let ids = form.all("id");
+    if ids.is_empty() {
+        return Err(AppError::bad_request("no dead letter was selected"));
+    }
+    Ok(ids)
+}
+
+pub(crate) async fn delete(
+    AxState(state): AxState<Arc<State>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let e = entry(&state, &name)?;
+        let out = delete_chosen(e, chosen(&Form::parse(&body))?).await?;
+        Ok(back(
+            &state,
+            &name,
+            format!("done=deleted&n={}&missing={}", out.deleted, out.not_found),
+        ))
+    };
+    result.await.unwrap_or_else(|e: AppError| e.page(&state))
 }
 
 pub(crate) async fn purge(
@@ -80,7 +103,7 @@ pub(crate) async fn purge(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    purge_what(&state, &name, &body, What::Waiting).await
+    purge_what(&state, &name, &body, Purge::Waiting).await
 }
 
 pub(crate) async fn purge_dead_letters(
@@ -88,10 +111,10 @@ pub(crate) async fn purge_dead_letters(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    purge_what(&state, &name, &body, What::DeadLetters).await
+    purge_what(&state, &name, &body, Purge::DeadLetters).await
 }
 
-async fn purge_what(state: &State, name: &str, body: &[u8], what: What) -> Response {
+async fn purge_what(state: &State, name: &str, body: &[u8], what: Purge) -> Response {
     let e = match entry(state, name) {
         Ok(e) => e,
         Err(err) => return err.page(state),
@@ -100,14 +123,11 @@ async fn purge_what(state: &State, name: &str, body: &[u8], what: What) -> Respo
     if let Err(err) = confirmed(e, form.get("confirm").unwrap_or_default()) {
         return page(state, name, what, Some(&err.message)).await;
     }
-    let (done, result) = match what {
-        What::Waiting => ("purged", op(async { Ok(e.queue.purge().await?) }).await),
-        What::DeadLetters => (
-            "dlq-purged",
-            op(async { Ok(e.queue.purge_dead_letters().await?) }).await,
-        ),
+    let done = match what {
+        Purge::Waiting => "purged",
+        Purge::DeadLetters => "dlq-purged",
     };
-    match result {
+    match what.run(e).await {
         Ok(n) => back(state, name, format!("done={done}&n={n}")),
         Err(err) => err.page(state),
     }

@@ -12,32 +12,32 @@ use maud::{Markup, html};
 
 use super::{csrf_field, layout, queue::plural, queue_href};
 use crate::{
-    api::entry,
+    api::{Purge, entry},
     error::{AppError, op},
     state::State,
 };
-
-pub(crate) enum What {
-    Waiting,
-    DeadLetters,
-}
 
 pub(crate) async fn confirm_purge(
     AxState(state): AxState<Arc<State>>,
     Path(name): Path<String>,
 ) -> Response {
-    page(&state, &name, What::Waiting, None).await
+    page(&state, &name, Purge::Waiting, None).await
 }
 
 pub(crate) async fn confirm_purge_dead_letters(
     AxState(state): AxState<Arc<State>>,
     Path(name): Path<String>,
 ) -> Response {
-    page(&state, &name, What::DeadLetters, None).await
+    page(&state, &name, Purge::DeadLetters, None).await
 }
 
 /// The page, with `mistake` when a confirmation did not name the queue.
-pub(crate) async fn page(state: &State, name: &str, what: What, mistake: Option<&str>) -> Response {
+pub(crate) async fn page(
+    state: &State,
+    name: &str,
+    what: Purge,
+    mistake: Option<&str>,
+) -> Response {
     match render(state, name, what, mistake).await {
         Ok(m) => {
             let status = if mistake.is_some() {
@@ -54,13 +54,13 @@ pub(crate) async fn page(state: &State, name: &str, what: What, mistake: Option<
 async fn render(
     state: &State,
     name: &str,
-    what: What,
+    what: Purge,
     mistake: Option<&str>,
 ) -> Result<Markup, AppError> {
     let e = entry(state, name)?;
     let base = queue_href(state, name);
     let (title, question, button, action) = match what {
-        What::Waiting => {
+        Purge::Waiting => {
             let stats = op(flextide_admin::stats(&*e.queue)).await?;
             let n = stats.live();
             (
@@ -70,7 +70,7 @@ async fn render(
                 format!("{base}/purge"),
             )
         }
-        What::DeadLetters => {
+        Purge::DeadLetters => {
             let n = op(flextide_admin::stats(&*e.queue)).await?.dead_letters;
             (
                 format!("Purge the dead letters of {name}?"),

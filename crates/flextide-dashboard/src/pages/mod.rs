@@ -7,7 +7,7 @@ mod message;
 mod overview;
 mod queue;
 
-pub(crate) use actions::{purge, purge_dead_letters, replay};
+pub(crate) use actions::{delete, purge, purge_dead_letters, replay};
 pub(crate) use confirm::{confirm_purge, confirm_purge_dead_letters};
 pub(crate) use login::{login, login_page};
 pub(crate) use message::message;

@@ -1,5 +1,5 @@
 //! `/queues/{name}`: counts, charts of the last hour, waiting messages and
-//! dead letters, with the replay and purge actions.
+//! dead letters, with the replay, delete and purge actions.
 
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ impl Notice {
             "replayed" => format!("Replayed {n} dead letter{}.", plural(n)),
             "purged" => format!("Purged {n} waiting message{}.", plural(n)),
             "dlq-purged" => format!("Purged {n} dead letter{}.", plural(n)),
+            "deleted" => format!("Deleted {n} dead letter{}.", plural(n)),
             _ => return None,
         };
         let missing = self.missing.unwrap_or_default();
@@ -71,6 +72,9 @@ pub(crate) async fn queue(
     );
     let caps = e.queue.capabilities();
     let base = super::queue_href(&state, &name);
+    // Hidden, not disabled, where the backend cannot: nothing to explain per row.
+    let can_delete = !state.read_only && caps.delete_dead_letters;
+    let delete_action = format!("{base}/dead-letters/delete");
     let body = html! {
         p.crumbs { a href=(state.href("/")) { "Queues" } " / " (name) }
         h1 { (name) " " span.dim.small { (e.queue.backend_name()) } }
@@ -138,7 +142,15 @@ pub(crate) async fn queue(
                                 td.dim { (time(d.dead_lettered_at)) }
                                 td.payload.mono { (preview(&d.message.payload)) }
                                 @if !state.read_only {
-                                    td { button.small type="submit" name="one" value=(d.message.id.as_str()) { "Replay" } }
+                                    td.row-actions {
+                                        button.small type="submit" name="one" value=(d.message.id.as_str()) { "Replay" }
+                                        @if can_delete {
+                                            " "
+                                            button.small.danger type="submit" name="one" value=(d.message.id.as_str())
+                                                formaction=(delete_action)
+                                                data-confirm=(format!("Delete dead letter {} of {name} for good?", d.message.id.as_str())) { "Delete" }
+                                        }
+                                    }
                                 }
                             } } }
                         }
@@ -148,6 +160,12 @@ pub(crate) async fn queue(
                                 " "
                                 button type="submit" name="all" value="1" { "Replay all" }
                                 " "
+                                @if can_delete {
+                                    button.danger type="submit" name="selected" value="1"
+                                        formaction=(delete_action)
+                                        data-confirm=(format!("Delete the selected dead letters of {name} for good?")) { "Delete selected" }
+                                    " "
+                                }
                                 a.button.danger href=(format!("{base}/dead-letters/purge")) { "Purge dead letters…" }
                             }
                         }

@@ -34,11 +34,23 @@ const context = await chromium.launchPersistentContext(profile, {
   timeout: 60_000,
 });
 const dialogs = [];
+const confirms = [];
 const pageErrors = [];
+// The answer to a delete button's confirmation; any other dialog (a
+// payload's script running) is recorded as a failure.
+let confirmAnswer = null;
 const page = context.pages()[0] || (await context.newPage());
 try {
   page.setDefaultTimeout(30_000);
-  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  page.on('dialog', (d) => {
+    if (confirmAnswer && d.type() === 'confirm' && d.message().startsWith('Delete dead letter ')) {
+      confirms.push(d.message());
+      (confirmAnswer === 'accept' ? d.accept() : d.dismiss()).catch(() => {});
+    } else {
+      dialogs.push(d.message());
+      d.dismiss().catch(() => {});
+    }
+  });
   page.on('pageerror', (e) => pageErrors.push(String(e)));
 
   const cell = (q, field) =>
@@ -85,7 +97,7 @@ try {
   await page.goto(url + '/queues/emails');
   const before = Number(await card('dead_letters'));
   check(before === expected.emails.dead_letters, `emails shows ${before} dead letters`);
-  await page.locator('#dead-letters tbody tr').first().locator('button[name="one"]').click();
+  await page.locator('#dead-letters tbody tr').first().locator('button[name="one"]:not([formaction])').click();
   check((await page.locator('.notice').innerText()).includes('Replayed 1 dead letter'), 'the page says one was replayed');
   let handled = false;
   for (let i = 0; i < 60 && !handled; i++) {
@@ -95,7 +107,25 @@ try {
   }
   check(handled, 'the replayed dead letter was handled by the worker (one dead letter less, nothing waiting)');
 
-  // 5. Purge the dead letters of orders, with the confirmation.
+  // 5. Delete the other dead letter of emails from its row: refused at the
+  // confirmation first (nothing deleted), then accepted.
+  const row = page.locator('#dead-letters tbody tr');
+  check((await row.count()) === 1, 'emails lists one dead letter');
+  const deleteButton = row.first().locator('button[formaction$="/dead-letters/delete"]');
+  confirmAnswer = 'dismiss';
+  await deleteButton.click();
+  await page.waitForTimeout(300);
+  check(confirms.length === 1, 'the delete button asks first');
+  check((await card('dead_letters')) === String(before - 1) && (await row.count()) === 1, 'a dismissed confirmation deletes nothing');
+  confirmAnswer = 'accept';
+  await Promise.all([page.waitForNavigation(), deleteButton.click()]);
+  confirmAnswer = null;
+  check(confirms.length === 2 && confirms[1].includes('of emails for good'), `the confirmation names the queue (${confirms[1]})`);
+  check((await page.locator('.notice').innerText()).includes('Deleted 1 dead letter'), 'the page says one was deleted');
+  check((await card('dead_letters')) === String(before - 2), 'emails has one dead letter less');
+  check((await page.locator('#dead-letters').innerText()).includes('No dead letter.'), 'the deleted dead letter is no longer listed');
+
+  // 6. Purge the dead letters of orders, with the confirmation.
   await page.goto(url + '/queues/orders');
   await page.click('text=Purge dead letters…');
   const question = await page.locator('#question').innerText();

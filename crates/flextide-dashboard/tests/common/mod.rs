@@ -85,6 +85,28 @@ pub fn post(uri: &str) -> axum::http::request::Builder {
     Request::post(uri).header(header::HOST, "127.0.0.1:8080")
 }
 
+/// A POST of an HTML form (the body is `application/x-www-form-urlencoded`).
+pub fn form_post(uri: &str) -> axum::http::request::Builder {
+    post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
+/// Sends one request through `app`: its status, headers and body as text.
+pub async fn send_to(
+    app: &Router,
+    req: axum::http::request::Builder,
+    body: Body,
+) -> (StatusCode, HeaderMap, String) {
+    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
 impl Fixture {
     pub async fn send(&self, req: axum::http::request::Builder) -> (StatusCode, HeaderMap, String) {
         self.send_body(req, Body::empty()).await
@@ -95,20 +117,7 @@ impl Fixture {
         req: axum::http::request::Builder,
         body: Body,
     ) -> (StatusCode, HeaderMap, String) {
-        let response = self
-            .app
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            headers,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        )
+        send_to(&self.app, req, body).await
     }
 
     pub async fn form(
@@ -119,11 +128,7 @@ impl Fixture {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
-        self.send_body(
-            post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
-            Body::from(body),
-        )
-        .await
+        self.send_body(form_post(uri), Body::from(body)).await
     }
 
     pub async fn api_post(

@@ -1,10 +1,11 @@
 //! The dead-letter stream: listing (oldest first, by message get), replay
-//! (republish onto the queue, then delete the dead letter) and purge.
+//! (republish onto the queue, then delete the dead letter), deleting chosen
+//! dead letters (by their sequence in that stream) and purge.
 
 use std::collections::HashSet;
 
 use async_nats::jetstream::message::PublishMessage;
-use flextide_queue_core::{DeadLetter, Replay, Result};
+use flextide_queue_core::{DeadLetter, MessageId, Replay, Result};
 
 use super::NatsQueue;
 use crate::{codec, error};
@@ -87,6 +88,34 @@ impl NatsQueue {
             replayed += 1;
         }
         Ok(replayed)
+    }
+
+    /// Deletes the dead letters with these message ids: one listing of the
+    /// dead-letter stream to find their sequences, then one delete per
+    /// sequence. A dead letter gone meanwhile (replayed, deleted by someone
+    /// else) is not counted.
+    pub(super) async fn delete_dead(&self, ids: &[MessageId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let wanted: HashSet<&MessageId> = ids.iter().collect();
+        let mut deleted = 0;
+        for (seq, dead) in self.list_dead(usize::MAX).await? {
+            if !wanted.contains(&dead.message.id) {
+                continue;
+            }
+            let delete = async {
+                match self.dlq.delete_message(seq).await {
+                    Ok(gone) => Ok(gone),
+                    Err(e) if error::class_of(&e) == error::Class::NotFound => Ok(false),
+                    Err(e) => Err(error::map("dead-letter delete", &self.name, e)),
+                }
+            };
+            if error::timed("dead-letter delete", self.timeout(), delete).await? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     pub(super) async fn purge_dead(&self) -> Result<u64> {

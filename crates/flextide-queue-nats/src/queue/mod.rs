@@ -169,6 +169,7 @@ impl QueueProvider for NatsQueue {
             // JetStream accepts an ack on an old delivery's subject.
             fenced_receipts: false,
             dead_letters: true,
+            delete_dead_letters: true,
             // Nats-Msg-Id and the stream's duplicate window.
             dedup: true,
             dedup_window: Some(self.dedup_window()),
@@ -227,6 +228,10 @@ impl QueueProvider for NatsQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.replay(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.delete_dead(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

@@ -11,7 +11,8 @@
 //!
 //! Listing pulls the whole dead-letter subscription and gives every message
 //! back at once (ack deadline 0); replay republishes to the queue's topic
-//! and acknowledges; purge acknowledges what it pulled and seeks the
+//! and acknowledges; deleting chosen dead letters acknowledges them and
+//! gives the rest back; purge acknowledges what it pulled and seeks the
 //! subscription to now. Two listings at the same moment can each miss what
 //! the other holds for that instant.
 
@@ -252,6 +253,26 @@ impl PubSubQueue {
         // in both places, never in neither.
         self.ack_dead(by_id.into_values().collect()).await?;
         Ok(take.len() as u64)
+    }
+
+    /// Deletes the dead letters with these ids: the whole subscription is
+    /// pulled (up to [`LIST_CAP`]), the chosen ones are acknowledged with
+    /// every extra copy, and the rest are given back at once.
+    pub(super) async fn delete_dead(&self, ids: &[MessageId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let wanted: HashSet<&MessageId> = ids.iter().collect();
+        let Listing { unique, mut copies } = self.pull_dead().await?;
+        let (chosen, rest): (Vec<Pulled>, Vec<Pulled>) = unique
+            .into_iter()
+            .partition(|p| wanted.contains(&p.letter.message.id));
+        self.give_back_dead(rest.into_iter().map(|p| p.ack_id).collect())
+            .await;
+        let n = chosen.len() as u64;
+        copies.extend(chosen.into_iter().map(|p| p.ack_id));
+        self.ack_dead(copies).await?;
+        Ok(n)
     }
 
     pub(super) async fn purge_dead(&self) -> Result<u64> {

@@ -127,6 +127,7 @@ impl QueueProvider for PubSubQueue {
             // Only exactly-once subscriptions refuse a stale ack id.
             fenced_receipts: self.exactly_once(),
             dead_letters: true,
+            delete_dead_letters: true,
             drop_queue: true,
             // No count of a subscription's messages outside Cloud Monitoring.
             blind_stats: true,
@@ -183,6 +184,10 @@ impl QueueProvider for PubSubQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.replay(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.delete_dead(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

@@ -1,6 +1,7 @@
 //! The dead-letter queue `<queue>.dlq`: moving a delivery there (publish a
 //! copy with the reason, wait for the confirm, then acknowledge: never
-//! lost, at worst duplicated), and listing, replaying and purging it.
+//! lost, at worst duplicated), and listing, replaying, deleting from and
+//! purging it.
 
 use std::collections::HashSet;
 
@@ -181,6 +182,55 @@ impl Inner {
         self.release_dead_letters(channel, last_tag).await;
         read?;
         Ok(moved)
+    }
+
+    /// Deletes the dead letters with these ids. A queue has no delete by id:
+    /// every dead letter is read on one channel with `basic.get` and held
+    /// unacknowledged, the chosen ones are acknowledged (which removes
+    /// them) and the rest are given back in place, as for a replay by ids.
+    /// While held they are invisible to other readers, never lost: a
+    /// failure or a dropped connection gives them all back. A failed read
+    /// deletes nothing.
+    pub(super) async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let link = self.link().await?;
+        if !self.present(&link).await? {
+            return Ok(0);
+        }
+        let channel = link.scratch_channel().await?;
+        let wanted: HashSet<&MessageId> = ids.iter().collect();
+        let mut chosen = Vec::new();
+        let mut last_tag = None;
+        let read = async {
+            // To the end, not to the last id found: a dead letter may be
+            // there twice (a move to the dead letters is at worst duplicated).
+            while let Some((tag, decoded)) = self.next_dead_letter(&channel).await? {
+                if wanted.contains(&decoded.message.id) {
+                    chosen.push(tag);
+                } else {
+                    last_tag = Some(tag);
+                }
+            }
+            Ok::<_, QueueError>(())
+        }
+        .await;
+        let mut deleted = 0;
+        if read.is_ok() {
+            let single = BasicAckOptions { multiple: false };
+            for tag in chosen {
+                if timed("basic.ack", self.t(), channel.basic_ack(tag, single))
+                    .await
+                    .is_ok()
+                {
+                    deleted += 1;
+                }
+            }
+        }
+        self.release_dead_letters(channel, last_tag).await;
+        read?;
+        Ok(deleted)
     }
 
     pub(super) async fn purge_dead_letters(&self) -> Result<u64> {

@@ -358,7 +358,7 @@ impl Inner {
             dead_letters: true,
             dedup: false,
             dedup_window: None,
-            delete_dead_letters: false,
+            delete_dead_letters: true,
             exact_stats: false,
             peek: false,
             purge: true,
@@ -448,6 +448,10 @@ impl QueueProvider for RabbitMqQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.inner.replay_dead_letters(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.inner.delete_dead_letters(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

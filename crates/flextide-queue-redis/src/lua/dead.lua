@@ -3,6 +3,7 @@
 --   'list', limit                -> dead-letter id, fields pairs, oldest first
 --   'oldest', n                  -> how many of the n oldest were replayed
 --   'ids', message id...         -> how many with these message ids were replayed
+--   'delete', message id...      -> how many with these message ids were deleted
 local op = ARGV[3]
 tick(tonumber(ARGV[1]), ARGV[2], true)
 
@@ -31,7 +32,12 @@ if op == 'oldest' then
   return moved
 end
 
--- 'ids'
+-- 'ids' or 'delete': a scan of the whole dead-letter stream for the entries
+-- whose message id is wanted.
+local act = replay
+if op == 'delete' then
+  act = function(e) redis.call('XDEL', X, e[1]) end
+end
 local want = {}
 for i = 4, #ARGV do want[ARGV[i]] = true end
 local from = '-'
@@ -42,7 +48,7 @@ while true do
     local f = e[2]
     for i = 1, #f, 2 do
       if f[i] == 'i' and want[f[i + 1]] then
-        replay(e)
+        act(e)
         moved = moved + 1
         break
       end

@@ -1,7 +1,7 @@
-//! The dead-letter store: a stream per queue (`:x`), listed and replayed by
-//! `dead.lua`.
+//! The dead-letter store: a stream per queue (`:x`), listed, replayed and
+//! deleted from by `dead.lua`.
 
-use flextide_queue_core::{DeadLetter, Replay, Result};
+use flextide_queue_core::{DeadLetter, MessageId, Replay, Result};
 
 use super::{MAX_BATCH, RedisQueue};
 use crate::{
@@ -60,13 +60,31 @@ impl RedisQueue {
         }
     }
 
+    /// Deletes the dead letters with these message ids: each chunk is one
+    /// script scanning the dead-letter stream, so a replay running at the
+    /// same time sees an entry either whole or gone.
+    pub(super) async fn delete_dead(&self, ids: &[MessageId]) -> Result<u64> {
+        let mut total = 0;
+        for chunk in ids.chunks(MAX_BATCH) {
+            let args: Vec<String> = chunk.iter().map(|id| id.as_str().to_owned()).collect();
+            total += self
+                .dead_script("delete_dead_letters", "delete", &args)
+                .await?;
+        }
+        Ok(total)
+    }
+
     async fn replay_chunk(&self, op: &str, args: &[String]) -> Result<u64> {
+        self.dead_script("replay_dead_letters", op, args).await
+    }
+
+    async fn dead_script(&self, what: &'static str, op: &str, args: &[String]) -> Result<u64> {
         let mut inv = self.invocation_with_limit(&scripts::DEAD);
         inv.arg(op);
         for a in args {
             inv.arg(a);
         }
-        Ok(u64::try_from(int(&self.run("replay_dead_letters", &inv).await?)?).unwrap_or(0))
+        Ok(u64::try_from(int(&self.run(what, &inv).await?)?).unwrap_or(0))
     }
 
     pub(super) async fn purge_dead(&self) -> Result<u64> {

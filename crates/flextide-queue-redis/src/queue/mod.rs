@@ -186,7 +186,7 @@ impl QueueProvider for RedisQueue {
             dead_letters: true,
             dedup: true,
             dedup_window: Some(self.options.dedup_window),
-            delete_dead_letters: false,
+            delete_dead_letters: true,
             exact_stats: true,
             peek: true,
             purge: true,
@@ -247,6 +247,10 @@ impl QueueProvider for RedisQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         self.replay(which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        self.delete_dead(ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

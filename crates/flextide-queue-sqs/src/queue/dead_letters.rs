@@ -1,5 +1,6 @@
 //! Dead letters on SQS: moving a delivery to the dead-letter queue, and
-//! listing, replaying and purging it by receiving its messages.
+//! listing, replaying, deleting from and purging it by receiving its
+//! messages.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -302,6 +303,40 @@ impl SqsQueue {
             Some(fault) => Err(self.err(fault, "replay_dead_letters")),
             None => Ok(replayed),
         }
+    }
+
+    /// Deletes chosen dead letters: see [`QueueProvider::delete_dead_letters`].
+    ///
+    /// SQS deletes only by a receipt, so this receives the dead-letter queue
+    /// (up to [`MAX_SCAN`] messages, 10 per call, each hidden for the scan),
+    /// deletes every copy of the chosen ids and makes the rest visible
+    /// again. An id counts once, when all its copies went.
+    pub(super) async fn delete_dead(&self, ids: &[MessageId]) -> Result<u64> {
+        let dlq = self.dlq("delete_dead_letters")?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let wanted: HashSet<&MessageId> = ids.iter().collect();
+        let scanned = self.scan(dlq, MAX_SCAN).await?;
+        let (chosen, rest): (Vec<&Received>, Vec<&Received>) =
+            scanned.iter().partition(|r| wanted.contains(&r.message.id));
+        let release: Vec<&str> = rest.iter().map(|r| r.receipt.as_str()).collect();
+        let receipts: Vec<&str> = chosen.iter().map(|r| r.receipt.as_str()).collect();
+        let results = self.delete_receipts(&dlq.url, &receipts).await;
+        let mut failed: HashSet<&MessageId> = HashSet::new();
+        let mut first_error = None;
+        for (r, result) in chosen.iter().zip(results) {
+            if let Some(fault) = result {
+                failed.insert(&r.message.id);
+                first_error.get_or_insert(fault);
+            }
+        }
+        self.release(&dlq.url, &release).await;
+        if let Some(fault) = first_error {
+            return Err(self.err(fault, "delete_dead_letters"));
+        }
+        let gone: HashSet<&MessageId> = chosen.iter().map(|r| &r.message.id).collect();
+        Ok(gone.difference(&failed).count() as u64)
     }
 
     /// Deletes every dead letter: see [`QueueProvider::purge_dead_letters`].

@@ -49,11 +49,7 @@ impl Default for KafkaConfig {
 
 impl fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
-            .collect();
+        let shown = redacted(&self.properties);
         f.debug_struct("KafkaConfig")
             .field("partitions", &self.partitions)
             .field("replication", &self.replication)
@@ -63,6 +59,14 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &shown)
             .finish()
     }
+}
+
+/// Properties as `Debug` shows them: secret values as `***`.
+fn redacted(properties: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+        .collect()
 }
 
 /// Whether a librdkafka property holds a secret (`sasl.password`,
@@ -157,11 +161,7 @@ pub(crate) struct Endpoint {
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
-            .collect();
+        let shown = redacted(&self.properties);
         f.debug_struct("Endpoint")
             .field("brokers", &self.brokers)
             .field("properties", &shown)

@@ -9,13 +9,11 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use bytes::Bytes;
 use flextide_queue_core::Result;
 use futures::FutureExt;
 use rdkafka::{
-    ClientContext, Message as _, Offset, TopicPartitionList,
+    ClientContext, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    message::Headers as _,
 };
 use tokio::sync::Notify;
 
@@ -200,18 +198,7 @@ impl Engine {
         let topic = self.topic.clone();
         let consumer = r.consumer;
         // Committing and leaving the group block on the broker.
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            for (p, pos) in positions {
-                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
-            }
-            if tpl.count() > 0 {
-                let _ = consumer.commit(&tpl, CommitMode::Sync);
-            }
-            consumer.unsubscribe();
-            drop(consumer);
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || leave(consumer, &topic, positions)).await;
         self.wake.notify_waiters();
     }
 }
@@ -243,15 +230,7 @@ impl Drop for Engine {
             while Arc::strong_count(&consumer) > 1 && std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let mut tpl = TopicPartitionList::new();
-            for (p, pos) in positions {
-                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
-            }
-            if tpl.count() > 0 {
-                let _ = consumer.commit(&tpl, CommitMode::Sync);
-            }
-            consumer.unsubscribe();
-            drop(consumer);
+            leave(consumer, &topic, positions);
         });
         self.client
             .closing
@@ -259,6 +238,18 @@ impl Drop for Engine {
             .expect("closing lock")
             .push((self.queue.clone(), closing));
     }
+}
+
+/// Commits the settled positions and leaves the group (blocking).
+fn leave(consumer: Arc<Member>, topic: &str, positions: Vec<(i32, i64)>) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, pos) in positions {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(pos));
+    }
+    if tpl.count() > 0 {
+        let _ = consumer.commit(&tpl, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
 }
 
 /// Polls the consumer until told to stop: records into the ledger (waking
@@ -290,13 +281,13 @@ async fn poll_loop(
             _ = stop.notified() => return,
             got = consumer.recv() => match got {
                 Ok(m) => {
-                    let mut batch = vec![raw_of(&m)];
+                    let mut batch = vec![codec::Raw::of(&m)];
                     drop(m);
                     // Take what else is already fetched before waking the
                     // pops, so a batch pop sees the whole fetch.
                     while batch.len() < 500 {
                         match consumer.recv().now_or_never() {
-                            Some(Ok(m)) => batch.push(raw_of(&m)),
+                            Some(Ok(m)) => batch.push(codec::Raw::of(&m)),
                             _ => break,
                         }
                     }
@@ -316,24 +307,5 @@ async fn poll_loop(
             // Re-check the pause while nothing arrives.
             _ = tokio::time::sleep(Duration::from_millis(200)), if paused => {}
         }
-    }
-}
-
-/// A consumed record, owned.
-fn raw_of(m: &rdkafka::message::BorrowedMessage<'_>) -> codec::Raw {
-    codec::Raw {
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-        headers: m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: m.timestamp().to_millis(),
     }
 }

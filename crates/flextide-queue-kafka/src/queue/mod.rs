@@ -97,11 +97,13 @@ impl QueueProvider for KafkaQueue {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             delay: true,
+            ordering_key: true,
             max_payload_bytes: Some(MAX_PAYLOAD_BYTES),
             max_batch: Some(500),
             extend_lease: true,
             fenced_receipts: true,
             dead_letters: true,
+            delete_dead_letters: true,
             release: true,
             drop_queue: true,
             ..Capabilities::default()
@@ -147,6 +149,10 @@ impl QueueProvider for KafkaQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         dead::replay(self, which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        dead::delete(self, ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

@@ -1,6 +1,6 @@
 //! Settling deliveries: delete, nack (a copy produced back to the queue's
-//! topic with its attempts and not-before time), dead-letter, release and
-//! extend. Each checks the receipt's lease in the ledger first: a receipt
+//! topic with its attempts and not-before time; a keyed record stays in its
+//! place instead), dead-letter, release and extend. Each checks the receipt's lease in the ledger first: a receipt
 //! of an earlier delivery, of a partition this process no longer owns, or
 //! of another process, is stale.
 
@@ -69,6 +69,18 @@ pub(crate) async fn nack(q: &KafkaQueue, r: &Receipt, delay: Duration) -> Result
         return bury(q, &h, &reason).await;
     }
     let not_before = codec::due_after(Some(delay));
+    if h.decoded.message.ordering_key.is_some() {
+        // A copy at the end of the partition would let the key's next
+        // records pass it: the record stays in its place (see the README).
+        q.engine
+            .ledger
+            .lock()
+            .expect("ledger lock")
+            .retry_in_place(h.partition, h.offset, &h.token, not_before)
+            .map_err(stale)?;
+        q.engine.wake.notify_waiters();
+        return Ok(());
+    }
     let copy = codec::encode(&h.decoded.message, h.attempt, not_before);
     push::send(&q.client, &q.topic, &copy).await?;
     finish(q, &h).await

@@ -71,6 +71,14 @@ impl KafkaQueue {
         self.engine.ensure_consumer().await
     }
 
+    /// Starts this process's consumer on the queue now (joining its
+    /// consumer group, which takes about half the session timeout) rather
+    /// than at the first pop, so that the first pop finds records fetched.
+    /// Returns without waiting for the join.
+    pub async fn start_consumer(&self) -> Result<()> {
+        self.engine.ensure_consumer().await
+    }
+
     /// Creates the queue's topics now, if this process has not yet (the
     /// first push or pop does it anyway).
     pub async fn create(&self) -> Result<()> {
@@ -124,6 +132,10 @@ impl QueueProvider for KafkaQueue {
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
         settle::delete(self, receipt).await
+    }
+
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        settle::delete_batch(self, receipts).await
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {

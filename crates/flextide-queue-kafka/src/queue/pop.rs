@@ -79,6 +79,9 @@ async fn claim_waiting(q: &KafkaQueue, max: usize, wait: Duration) -> Result<Vec
             if let Some(at) = deadline {
                 backoff.wake_by(at);
             }
+            if !claimed.is_empty() {
+                q.engine.taken.notify_one();
+            }
             async move {
                 bury(q, dying).await;
                 Ok(claimed
@@ -142,8 +145,8 @@ async fn bury(q: &KafkaQueue, dying: Vec<Dying>) {
                     .lock()
                     .expect("ledger lock")
                     .settle_dying(d.partition, d.offset);
-                if let Some(pos) = moved {
-                    q.engine.commit(d.partition, pos).await;
+                if moved.is_some() {
+                    q.engine.commit_soon();
                 }
             }
             Err(e) => {

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use flextide_queue_core::{QueueError, Receipt, Result, backend::max_attempts_reason};
+use flextide_queue_core::{
+    BatchFailure, QueueError, Receipt, Result,
+    backend::{batch_result, max_attempts_reason},
+};
 use tokio::time::Instant;
 
 use super::{KafkaQueue, dead, push};
@@ -42,7 +45,7 @@ fn held(q: &KafkaQueue, r: &Receipt) -> Result<Held> {
     })
 }
 
-/// Marks the record done and commits the partition if its position moved.
+/// Marks the record done; its partition's commit follows if it moved.
 async fn finish(q: &KafkaQueue, h: &Held) -> Result<()> {
     let moved = q
         .engine
@@ -51,8 +54,8 @@ async fn finish(q: &KafkaQueue, h: &Held) -> Result<()> {
         .expect("ledger lock")
         .settle(h.partition, h.offset, &h.token)
         .map_err(stale)?;
-    if let Some(pos) = moved {
-        q.engine.commit(h.partition, pos).await;
+    if moved.is_some() {
+        q.engine.commit_soon();
     }
     Ok(())
 }
@@ -60,6 +63,28 @@ async fn finish(q: &KafkaQueue, h: &Held) -> Result<()> {
 pub(crate) async fn delete(q: &KafkaQueue, r: &Receipt) -> Result<()> {
     let h = held(q, r)?;
     finish(q, &h).await
+}
+
+/// Deletes several, settled under one lock.
+pub(crate) async fn delete_batch(q: &KafkaQueue, receipts: &[Receipt]) -> Result<()> {
+    let mut failures = Vec::new();
+    let mut moved = false;
+    {
+        let mut ledger = q.engine.ledger.lock().expect("ledger lock");
+        for (index, r) in receipts.iter().enumerate() {
+            let settled = receipt::decode(r).and_then(|(partition, offset, token)| {
+                ledger.settle(partition, offset, token).map_err(stale)
+            });
+            match settled {
+                Ok(pos) => moved |= pos.is_some(),
+                Err(error) => failures.push(BatchFailure { index, error }),
+            }
+        }
+    }
+    if moved {
+        q.engine.commit_soon();
+    }
+    batch_result(BACKEND, (), failures)
 }
 
 pub(crate) async fn nack(q: &KafkaQueue, r: &Receipt, delay: Duration) -> Result<()> {

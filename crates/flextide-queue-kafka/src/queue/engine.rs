@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use std::time::Duration;
 
@@ -94,6 +94,10 @@ pub(crate) struct Engine {
     running: tokio::sync::Mutex<Option<Running>>,
     /// The topics were created (or found) by this process.
     pub(crate) topics_ready: AtomicBool,
+    /// Fencing tokens: a random prefix per engine and a counter, unique
+    /// across processes without a random draw per delivery.
+    token_prefix: String,
+    token_next: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -116,7 +120,15 @@ impl Engine {
             commits: Arc::new(Notify::new()),
             running: tokio::sync::Mutex::new(None),
             topics_ready: AtomicBool::new(false),
+            token_prefix: flextide_queue_core::backend::new_token(),
+            token_next: AtomicU64::new(0),
         }
+    }
+
+    /// A fresh fencing token for one delivery.
+    pub(crate) fn token(&self) -> String {
+        let n = self.token_next.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n:x}", self.token_prefix)
     }
 
     /// Creates the queue's topics unless this process already did.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flextide_queue_core::{
     Delivery, Result,
-    backend::{PollBackoff, new_token, now_millis, wait_for_deliveries},
+    backend::{PollBackoff, now_millis, wait_for_deliveries},
 };
 use tokio::time::Instant;
 
@@ -68,7 +68,7 @@ async fn claim_waiting(q: &KafkaQueue, max: usize, wait: Duration) -> Result<Vec
                     now_millis(),
                     q.options.lease,
                     q.options.max_attempts,
-                    new_token,
+                    || q.engine.token(),
                 );
                 (c, d, due, ledger.next_deadline())
             };
@@ -117,7 +117,7 @@ pub(crate) async fn sweep(q: &KafkaQueue) -> Result<()> {
                 now_millis(),
                 q.options.lease,
                 q.options.max_attempts,
-                new_token,
+                || q.engine.token(),
             )
             .1
     };

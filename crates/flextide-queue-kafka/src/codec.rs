@@ -27,6 +27,9 @@ pub(crate) const SPENT: &str = "flextide-attempts";
 pub(crate) const NOT_BEFORE: &str = "flextide-not-before";
 /// When the message was first pushed (Unix milliseconds).
 pub(crate) const ENQUEUED: &str = "flextide-enqueued";
+/// The message's ordering key (also the record key, which picks the
+/// partition, so one key's records share a partition and its order).
+pub(crate) const ORDERING_KEY: &str = "flextide-ordering-key";
 /// On a dead letter: why it was moved.
 pub(crate) const REASON: &str = "flextide-reason";
 /// On a dead letter: when it was moved (Unix milliseconds).
@@ -58,6 +61,26 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
+    /// A consumed record, owned.
+    pub(crate) fn of(m: &impl rdkafka::Message) -> Raw {
+        use rdkafka::message::Headers as _;
+        Raw {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+
     pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -115,8 +138,17 @@ pub(crate) fn encode(message: &Message, spent: u32, not_before: Option<i64>) -> 
     if let Some(at) = not_before {
         headers.push((NOT_BEFORE.to_owned(), at.to_string().into_bytes()));
     }
+    if let Some(k) = &message.ordering_key {
+        headers.push((ORDERING_KEY.to_owned(), k.as_bytes().to_vec()));
+    }
+    // The record key picks the partition: a key's records share one (and
+    // its order); without a key the id spreads records over partitions.
+    let key = message
+        .ordering_key
+        .as_deref()
+        .unwrap_or(message.id.as_str());
     Record {
-        key: Some(message.id.as_str().as_bytes().to_vec()),
+        key: Some(key.as_bytes().to_vec()),
         value: message.payload.clone(),
         headers,
     }
@@ -160,6 +192,7 @@ pub(crate) fn decode(raw: &Raw) -> std::result::Result<Decoded, String> {
     let spent = number::<u32>(raw, SPENT)?.unwrap_or(0);
     let not_before = number::<i64>(raw, NOT_BEFORE)?;
     let enqueued = number::<i64>(raw, ENQUEUED)?.or(raw.timestamp);
+    let ordering_key = text(raw, ORDERING_KEY)?.map(str::to_owned);
     let mut headers = Headers::new();
     for (k, v) in &raw.headers {
         if k.starts_with(PREFIX) {
@@ -174,6 +207,7 @@ pub(crate) fn decode(raw: &Raw) -> std::result::Result<Decoded, String> {
     if let Some(at) = enqueued {
         message = message.with_enqueued_at(system_time_from_millis(at));
     }
+    message.ordering_key = ordering_key;
     Ok(Decoded {
         message,
         spent,
@@ -217,11 +251,23 @@ mod tests {
     #[test]
     fn round_trip() {
         let m = Message::new(&b"\x00\xff"[..]).with_header("x-a", "b");
-        let d = decode(&raw(encode(&m, 3, Some(77)))).unwrap();
+        let r = encode(&m, 3, Some(77));
+        assert_eq!(r.key.as_deref(), Some(m.id.as_str().as_bytes()));
+        let d = decode(&raw(r)).unwrap();
         assert_eq!(d.message.id, m.id);
+        assert_eq!(d.message.ordering_key, None);
         assert_eq!(d.message.payload, m.payload);
         assert_eq!(d.message.headers, m.headers);
         assert_eq!((d.spent, d.not_before), (3, Some(77)));
+        let keyed = Message::new("k").with_ordering_key("customer-9");
+        let r = encode(&keyed, 0, None);
+        assert_eq!(
+            r.key.as_deref(),
+            Some(&b"customer-9"[..]),
+            "the key picks the partition"
+        );
+        let d = decode(&raw(r)).unwrap();
+        assert_eq!(d.message.ordering_key.as_deref(), Some("customer-9"));
     }
 
     #[test]

@@ -49,11 +49,7 @@ impl Default for KafkaConfig {
 
 impl fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
-            .collect();
+        let shown = redacted(&self.properties);
         f.debug_struct("KafkaConfig")
             .field("partitions", &self.partitions)
             .field("replication", &self.replication)
@@ -63,6 +59,14 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &shown)
             .finish()
     }
+}
+
+/// Properties as `Debug` shows them: secret values as `***`.
+fn redacted(properties: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+        .collect()
 }
 
 /// Whether a librdkafka property holds a secret (`sasl.password`,
@@ -112,6 +116,21 @@ impl KafkaConfig {
         self
     }
 
+    /// The default configuration plus the librdkafka properties the
+    /// environment sets (see [`ENV_PREFIXES`]): `KAFKA_SECURITY_PROTOCOL=SASL_SSL`
+    /// becomes `security.protocol=SASL_SSL`, `KAFKA_SASL_PASSWORD` becomes
+    /// `sasl.password`, `KAFKA_CONFIG_CLIENT_ID` becomes `client.id`. These
+    /// override what the URL sets. [`Kafka::from_env`](crate::Kafka::from_env)
+    /// and the facade (`QUEUE_PROVIDER=kafka`) use it.
+    pub fn from_env() -> Result<Self> {
+        let c = KafkaConfig {
+            properties: env_properties(std::env::vars())?,
+            ..KafkaConfig::default()
+        };
+        c.check()?;
+        Ok(c)
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         let bad = |m: &str| Err(QueueError::configuration(BACKEND, m.to_owned()));
         if self.partitions < 1 {
@@ -143,6 +162,49 @@ impl KafkaConfig {
     }
 }
 
+/// The environment variables passed through to librdkafka: a variable
+/// starting with one of these prefixes names a property, lower-cased with
+/// `_` as `.`. `KAFKA_SECURITY_*`, `KAFKA_SASL_*` and `KAFKA_SSL_*` keep
+/// their prefix (`KAFKA_SSL_CA_LOCATION` → `ssl.ca.location`);
+/// `KAFKA_CONFIG_` is dropped, for any other property
+/// (`KAFKA_CONFIG_ENABLE_SSL_CERTIFICATE_VERIFICATION=false`). Empty values
+/// count as unset.
+pub const ENV_PREFIXES: &[&str] = &[
+    "KAFKA_SECURITY_",
+    "KAFKA_SASL_",
+    "KAFKA_SSL_",
+    "KAFKA_CONFIG_",
+];
+
+/// The librdkafka properties among `vars` (see [`ENV_PREFIXES`]).
+fn env_properties(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in vars {
+        let Some(prefix) = ENV_PREFIXES.iter().find(|p| name.starts_with(**p)) else {
+            continue;
+        };
+        if value.trim().is_empty() {
+            continue;
+        }
+        let key = match name.strip_prefix("KAFKA_CONFIG_") {
+            Some(rest) => rest,
+            None => &name["KAFKA_".len()..],
+        };
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(QueueError::configuration(
+                BACKEND,
+                format!(
+                    "{name} names no librdkafka property; write e.g. {prefix}CLIENT_ID for client.id"
+                ),
+            ));
+        }
+        out.insert(key.to_ascii_lowercase().replace('_', "."), value);
+    }
+    Ok(out)
+}
+
 /// Brokers and client properties read from a `kafka://` URL:
 /// `kafka://[user:password@]host:9092[,host2:9092][?librdkafka.property=value&…]`.
 /// A user and password become `sasl.username` / `sasl.password` (with
@@ -157,11 +219,7 @@ pub(crate) struct Endpoint {
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
-            .collect();
+        let shown = redacted(&self.properties);
         f.debug_struct("Endpoint")
             .field("brokers", &self.brokers)
             .field("properties", &shown)
@@ -300,5 +358,46 @@ mod tests {
                 .is_err()
         );
         assert!(KafkaConfig::default().partitions(0).check().is_err());
+    }
+
+    #[test]
+    fn environment_properties() {
+        let vars = |v: &[(&str, &str)]| {
+            env_properties(v.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        };
+        let got = vars(&[
+            ("KAFKA_BROKERS", "h:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_SASL_PASSWORD", "hunter2"),
+            ("KAFKA_SSL_CA_LOCATION", "/etc/ca.pem"),
+            ("KAFKA_CONFIG_ENABLE_SSL_CERTIFICATE_VERIFICATION", "false"),
+            ("KAFKA_SASL_USERNAME", " "),
+            ("PATH", "/bin"),
+        ])
+        .unwrap();
+        let want: BTreeMap<String, String> = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.password", "hunter2"),
+            ("ssl.ca.location", "/etc/ca.pem"),
+            ("enable.ssl.certificate.verification", "false"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let config = KafkaConfig {
+            properties: got,
+            ..KafkaConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(vars(&[("KAFKA_CONFIG_", "x")]).is_err());
+        assert!(vars(&[("KAFKA_CONFIG_A.B", "x")]).is_err());
+        let reserved = KafkaConfig {
+            properties: vars(&[("KAFKA_CONFIG_GROUP_ID", "x")]).unwrap(),
+            ..KafkaConfig::default()
+        };
+        assert!(reserved.check().is_err());
     }
 }

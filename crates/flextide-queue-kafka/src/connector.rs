@@ -38,25 +38,27 @@ impl Connector for KafkaConnector {
         "kafka://127.0.0.1:9092"
     }
 
-    /// Opens `queue` with a client of its own and the default
-    /// configuration. The URL's credentials never appear in an error.
+    /// Opens `queue` with a client of its own, the default configuration
+    /// and the librdkafka properties of the environment
+    /// ([`KafkaConfig::from_env`](crate::KafkaConfig::from_env)). The URL's
+    /// credentials never appear in an error.
     async fn open(
         &self,
         url: &str,
         queue: &str,
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>> {
-        Ok(Arc::new(Kafka::new(url)?.open(queue, options).await?))
+        Ok(Arc::new(Kafka::with_env(url)?.open(queue, options).await?))
     }
 
     /// Creates the queue's topic and dead-letter topic; idempotent.
     async fn create_queue(&self, url: &str, queue: &str, _options: QueueOptions) -> Result<()> {
-        Kafka::new(url)?.create_queue(queue).await
+        Kafka::with_env(url)?.create_queue(queue).await
     }
 
     /// The queues' names: the `ftq.<name>` topics, sorted.
     async fn list_queues(&self, url: &str) -> Result<Vec<String>> {
-        Kafka::new(url)?.queue_names().await
+        Kafka::with_env(url)?.queue_names().await
     }
 }
 

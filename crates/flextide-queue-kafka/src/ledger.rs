@@ -8,8 +8,14 @@
 //! settle removes it and, through [`PartitionOffsets`], may move the
 //! partition's commit. Partitions taken away by a rebalance are forgotten
 //! whole, so their receipts are stale. Pure: the clock is an argument.
+//!
+//! Ordering keys: a key's records share a partition (the key is the record
+//! key), so offset order is push order; only the first record of a key the
+//! ledger holds may be delivered, and a keyed record that is nacked stays
+//! in its place ([`Ledger::retry_in_place`]) rather than being copied to
+//! the end of the partition, where the key's next records would pass it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::time::Instant;
 
@@ -38,6 +44,13 @@ pub(crate) struct Entry {
 impl Entry {
     fn not_before(&self) -> Option<i64> {
         self.decoded.as_ref().ok().and_then(|d| d.not_before)
+    }
+
+    fn ordering_key(&self) -> Option<&str> {
+        self.decoded
+            .as_ref()
+            .ok()
+            .and_then(|d| d.message.ordering_key.as_deref())
     }
 }
 
@@ -82,10 +95,17 @@ pub(crate) struct Ledger {
     entries: BTreeMap<(i32, i64), Entry>,
     offsets: HashMap<i32, PartitionOffsets>,
     /// Attempts spent on records this ledger forgot while they were
-    /// delivered (a rebalance, a consumer restart): when the same record is
-    /// fetched again, its next delivery counts them (bounded; see
-    /// [`MEMORY`]).
-    memory: HashMap<(i32, i64), u32>,
+    /// delivered (a rebalance, a consumer restart), and the not-before time
+    /// of a keyed record nacked in place: when the same record is fetched
+    /// again, its next delivery counts them (bounded; see [`MEMORY`]).
+    memory: HashMap<(i32, i64), Remembered>,
+}
+
+/// What the ledger keeps of a record it forgot.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    spent: u32,
+    not_before: Option<i64>,
 }
 
 /// How many forgotten records' attempts are remembered at most.
@@ -104,7 +124,16 @@ impl Ledger {
             .or_default()
             .fetched(raw.offset);
         let own = decoded.as_ref().map(|d| d.spent).unwrap_or(0);
-        let spent = self.memory.remove(&key).map_or(own, |m| m.max(own));
+        let mut decoded = decoded;
+        let spent = match self.memory.remove(&key) {
+            Some(m) => {
+                if let (Ok(d), Some(at)) = (&mut decoded, m.not_before) {
+                    d.not_before = Some(at);
+                }
+                m.spent.max(own)
+            }
+            None => own,
+        };
         self.entries.insert(
             key,
             Entry {
@@ -127,6 +156,8 @@ impl Ledger {
     /// with one more attempt spent. Records past `max_attempts` and records
     /// that cannot be decoded are returned as dying instead. Also returns
     /// the earliest not-before still in the future (Unix ms), to wake for.
+    /// A keyed record is passed over while an earlier record of its key is
+    /// held (leased, delayed, dying or itself passed over).
     pub(crate) fn claim(
         &mut self,
         max: usize,
@@ -139,12 +170,19 @@ impl Ledger {
         let mut claimed = Vec::new();
         let mut dying = Vec::new();
         let mut next_due: Option<i64> = None;
+        // Keys with an earlier record held: their later records wait.
+        let mut keys_held: HashSet<String> = HashSet::new();
         for (&(partition, offset), entry) in self.entries.iter_mut() {
             if let Slot::Leased { deadline, .. } = entry.slot
                 && deadline <= now
             {
                 entry.spent += 1;
                 entry.slot = Slot::Ready;
+            }
+            if let Some(key) = entry.ordering_key()
+                && !keys_held.insert(key.to_owned())
+            {
+                continue;
             }
             if entry.slot != Slot::Ready {
                 continue;
@@ -274,6 +312,28 @@ impl Ledger {
         }
     }
 
+    /// A nack of a keyed record: ready again in its place, with the attempt
+    /// spent and not before `not_before` (Unix ms), so the key's later
+    /// records keep waiting behind it. Nothing is produced, so the attempt
+    /// and the delay live in this process (like an expired lease's).
+    pub(crate) fn retry_in_place(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        token: &str,
+        not_before: Option<i64>,
+    ) -> Result<(), Stale> {
+        self.leased(partition, offset, token)?;
+        if let Some(e) = self.entries.get_mut(&(partition, offset)) {
+            e.spent += 1;
+            e.slot = Slot::Ready;
+            if let Ok(d) = &mut e.decoded {
+                d.not_before = not_before;
+            }
+        }
+        Ok(())
+    }
+
     /// Gives a leased record back without spending its attempt.
     pub(crate) fn release(
         &mut self,
@@ -327,7 +387,8 @@ impl Ledger {
             if self.memory.len() >= MEMORY {
                 self.memory.clear();
             }
-            self.memory.insert(key, spent);
+            let not_before = e.not_before();
+            self.memory.insert(key, Remembered { spent, not_before });
         }
     }
 
@@ -403,132 +464,4 @@ impl Ledger {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use bytes::Bytes;
-    use flextide_queue_core::Message;
-
-    use super::*;
-    use crate::codec;
-
-    fn record(ledger: &mut Ledger, partition: i32, offset: i64, not_before: Option<i64>) {
-        let r = codec::encode(&Message::new("m"), 0, not_before);
-        let raw = Raw {
-            partition,
-            offset,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            timestamp: None,
-        };
-        let d = codec::decode(&raw);
-        ledger.fetched(raw, d);
-    }
-
-    fn tokens() -> impl FnMut() -> String {
-        let mut n = 0;
-        move || {
-            n += 1;
-            format!("t{n}")
-        }
-    }
-
-    const LEASE: Duration = Duration::from_secs(10);
-
-    #[test]
-    fn lease_expiry_spends_an_attempt_and_fences_the_old_receipt() {
-        let mut l = Ledger::default();
-        record(&mut l, 0, 0, None);
-        let now = Instant::now();
-        let mut t = tokens();
-        let (c, _, _) = l.claim(10, now, 0, LEASE, None, &mut t);
-        assert_eq!((c.len(), c[0].attempt), (1, 1));
-        // Held while leased.
-        assert!(l.claim(10, now, 0, LEASE, None, &mut t).0.is_empty());
-        // A lease that ended still settles while nobody took the record.
-        assert!(l.leased(0, 0, &c[0].token).is_ok());
-        let later = now + LEASE;
-        let (again, _, _) = l.claim(10, later, 0, LEASE, None, &mut t);
-        assert_eq!(again[0].attempt, 2);
-        assert_eq!(l.settle(0, 0, &c[0].token), Err(Stale));
-        assert_eq!(l.settle(0, 0, &again[0].token), Ok(Some(1)));
-        assert_eq!(l.settle(0, 0, &again[0].token), Err(Stale));
-    }
-
-    #[test]
-    fn settling_out_of_order_commits_only_the_contiguous_run() {
-        let mut l = Ledger::default();
-        for o in 0..3 {
-            record(&mut l, 0, o, None);
-        }
-        let now = Instant::now();
-        let (c, _, _) = l.claim(10, now, 0, LEASE, None, tokens());
-        assert_eq!(l.settle(0, 2, &c[2].token), Ok(None));
-        assert_eq!(l.settle(0, 1, &c[1].token), Ok(None));
-        assert_eq!(l.settle(0, 0, &c[0].token), Ok(Some(3)));
-    }
-
-    #[test]
-    fn max_attempts_and_undecodable_records_die() {
-        let mut l = Ledger::default();
-        record(&mut l, 0, 0, None);
-        l.fetched(
-            Raw {
-                partition: 0,
-                offset: 1,
-                key: None,
-                value: Bytes::new(),
-                headers: vec![],
-                timestamp: None,
-            },
-            Err("garbled".into()),
-        );
-        let now = Instant::now();
-        let mut t = tokens();
-        let (c, dying, _) = l.claim(10, now, 0, LEASE, Some(1), &mut t);
-        assert_eq!((c.len(), dying.len()), (1, 1));
-        assert!(dying[0].reason.starts_with("undecodable:"));
-        let (c2, dying2, _) = l.claim(10, now + LEASE, 0, LEASE, Some(1), &mut t);
-        assert!(c2.is_empty());
-        assert_eq!(dying2[0].reason, "max attempts exceeded (1)");
-        assert_eq!(l.settle_dying(0, 1), None, "offset 0 still open");
-        assert_eq!(l.settle_dying(0, 0), Some(2));
-        assert!(l.leased(0, 0, &c[0].token).is_err());
-    }
-
-    #[test]
-    fn delayed_records_wait_and_release_keeps_the_attempt() {
-        let mut l = Ledger::default();
-        record(&mut l, 1, 0, Some(5_000));
-        let now = Instant::now();
-        let mut t = tokens();
-        let (c, _, due) = l.claim(10, now, 1_000, LEASE, None, &mut t);
-        assert!(c.is_empty());
-        assert_eq!(due, Some(5_000));
-        assert_eq!(l.counts(now, 1_000).delayed, 1);
-        let (c, _, _) = l.claim(10, now, 5_000, LEASE, None, &mut t);
-        assert_eq!(c[0].attempt, 1);
-        l.release(1, 0, &c[0].token).unwrap();
-        let (c2, _, _) = l.claim(10, now, 5_000, LEASE, None, &mut t);
-        assert_eq!(c2[0].attempt, 1, "a release spends no attempt");
-        assert!(l.release(1, 0, &c[0].token).is_err());
-    }
-
-    #[test]
-    fn revoked_partitions_make_receipts_stale() {
-        let mut l = Ledger::default();
-        record(&mut l, 0, 0, None);
-        record(&mut l, 1, 0, None);
-        let (c, _, _) = l.claim(10, Instant::now(), 0, LEASE, None, tokens());
-        l.revoke(&[0]);
-        assert_eq!(l.settle(0, 0, &c[0].token), Err(Stale));
-        assert_eq!(l.settle(1, 0, &c[1].token), Ok(Some(1)));
-        assert_eq!(l.len(), 0);
-        // Fetched again (this consumer got the partition back): the lost
-        // delivery counts.
-        record(&mut l, 0, 0, None);
-        let (c, _, _) = l.claim(10, Instant::now(), 0, LEASE, None, tokens());
-        assert_eq!(c[0].attempt, 2);
-    }
-}
+mod tests;

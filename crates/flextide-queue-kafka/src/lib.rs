@@ -20,7 +20,7 @@ use std::{
 use flextide_queue_core::{Result, validate_queue_name};
 use rdkafka::{ClientConfig, producer::FutureProducer};
 
-pub use config::KafkaConfig;
+pub use config::{ENV_PREFIXES, KafkaConfig};
 pub use connector::KafkaConnector;
 pub use flextide_queue_core::{
     Capabilities, Connector, DeadLetter, Delivery, Message, QueueError, QueueOptions,
@@ -160,7 +160,10 @@ impl Kafka {
         })
     }
 
-    /// A client for the brokers in `KAFKA_BROKERS` (or `KAFKA_URL`).
+    /// A client for the brokers in `KAFKA_BROKERS` (or `KAFKA_URL`), with
+    /// the librdkafka properties of the `KAFKA_SECURITY_*`, `KAFKA_SASL_*`,
+    /// `KAFKA_SSL_*` and `KAFKA_CONFIG_*` variables
+    /// ([`KafkaConfig::from_env`]).
     pub fn from_env() -> Result<Self> {
         let url = URL_ENV
             .iter()
@@ -168,7 +171,13 @@ impl Kafka {
             .ok_or_else(|| {
                 QueueError::configuration(BACKEND, "set KAFKA_BROKERS=host:9092[,host2:9092]")
             })?;
-        Self::new(&url)
+        Self::with_env(&url)
+    }
+
+    /// A client for the brokers in `url` with the librdkafka properties the
+    /// environment sets ([`KafkaConfig::from_env`]): what the facade opens.
+    pub fn with_env(url: &str) -> Result<Self> {
+        Self::with_config(url, KafkaConfig::from_env()?)
     }
 
     /// The brokers, without credentials.

@@ -1,5 +1,7 @@
 //! Rebalances: a second group member joining and leaving while messages
-//! are in flight loses nothing; the duplicates it causes are counted.
+//! are in flight loses nothing; the duplicates it causes are counted. A
+//! keyed record nacked in place keeps its key's order, delay and attempt
+//! through a consumer restart.
 //!
 //! Run with `FLEXTIDE_TEST_KAFKA_URL=127.0.0.1:9092 cargo test -p
 //! flextide-queue-kafka --test kafka_specific`.
@@ -61,13 +63,61 @@ async fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
             println!("test rebalances ... ignored");
+            println!("test keyed_order_across_a_restart ... ignored");
             return std::process::ExitCode::SUCCESS;
         }
     };
     rebalances_lose_nothing(&url).await;
     println!("test rebalances ... ok");
-    println!("1 passed, 0 failed");
+    keyed_order_across_a_restart(&url).await;
+    println!("test keyed_order_across_a_restart ... ok");
+    println!("2 passed, 0 failed");
     std::process::ExitCode::SUCCESS
+}
+
+/// A keyed record nacked with a delay stays its key's head through a
+/// consumer restart in the same process (the ledger forgets the partition
+/// and fetches it again from the last commit): the key's next records
+/// still wait, the delay and the nack's attempt are remembered.
+async fn keyed_order_across_a_restart(url: &str) {
+    let name = flextide_queue_conformance::unique_queue_name("keyed-restart");
+    let client = Kafka::with_config(url, common::test_config()).unwrap();
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let m = Message::new(format!("a{i}")).with_ordering_key("A");
+        ids.push(q.push(m).await.unwrap());
+    }
+    let head = q
+        .pop(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("A's head");
+    assert_eq!(head.message.id, ids[0]);
+    let delay = Duration::from_secs(4);
+    let nacked_at = Instant::now();
+    q.nack(&head.receipt, delay).await.unwrap();
+    q.rejoin().await.unwrap();
+    let mut order = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while order.len() < ids.len() && Instant::now() < deadline {
+        let Some(d) = q.pop(Duration::from_secs(1)).await.unwrap() else {
+            continue;
+        };
+        if d.message.id == ids[0] {
+            assert!(nacked_at.elapsed() >= delay, "the nack's delay was kept");
+            assert_eq!(d.attempt, 2, "the nack's attempt was kept");
+        }
+        order.push(d.message.id.clone());
+        q.delete(&d.receipt).await.unwrap();
+    }
+    assert_eq!(
+        order, ids,
+        "A's messages in push order, the nacked head first"
+    );
+    q.close().await.unwrap();
+    drop(q);
+    client.drop_queue(&name).await.unwrap();
 }
 
 async fn rebalances_lose_nothing(url: &str) {

@@ -8,13 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use flextide_queue_core::{
-    DeadLetter, Message, Replay, Result,
+    DeadLetter, Message, MessageId, Replay, Result,
     backend::{foreign_id, system_time_from_millis},
 };
 use rdkafka::{
-    Message as _, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
-    message::Headers as _,
 };
 
 use super::{KafkaQueue, admin, push};
@@ -112,21 +111,7 @@ async fn read_all(q: &KafkaQueue) -> Result<Vec<Stored>> {
                 continue;
             };
             let m = got.map_err(|e| error::map("read dead letters", e))?;
-            let raw = codec::Raw {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp: m.timestamp().to_millis(),
-            };
+            let raw = codec::Raw::of(&m);
             let last = raw.offset + 1 >= hi;
             out.push(raw);
             if last {
@@ -185,15 +170,41 @@ pub(crate) async fn replay(q: &KafkaQueue, which: Replay) -> Result<u64> {
         // Back on the queue first: a crash between the two writes leaves a
         // copy in both places, never in neither.
         push::send(&q.client, &q.topic, &s.replay_record()).await?;
-        let removal = codec::Record {
-            key: Some(s.id().into_bytes()),
-            value: Bytes::new(),
-            headers: vec![(codec::REMOVED.to_owned(), b"replayed".to_vec())],
-        };
-        push::send(&q.client, &q.dlq, &removal).await?;
+        remove(q, &s.id(), "replayed").await?;
         moved += 1;
     }
     Ok(moved)
+}
+
+/// Writes the removal record of the dead letters with `id`.
+async fn remove(q: &KafkaQueue, id: &str, why: &str) -> Result<()> {
+    let removal = codec::Record {
+        key: Some(id.as_bytes().to_vec()),
+        value: Bytes::new(),
+        headers: vec![(codec::REMOVED.to_owned(), why.as_bytes().to_vec())],
+    };
+    push::send(&q.client, &q.dlq, &removal).await.map(|_| ())
+}
+
+/// Deletes the dead letters with these ids: a removal record each (the
+/// topic keeps the records until its retention ends; listing skips them).
+pub(crate) async fn delete(q: &KafkaQueue, ids: &[MessageId]) -> Result<u64> {
+    let all = read_all(q).await?;
+    let mut deleted = 0;
+    let mut done: Vec<String> = Vec::new();
+    for id in ids {
+        let id = id.as_str();
+        if done.iter().any(|d| d == id) {
+            continue;
+        }
+        let present = all.iter().filter(|s| s.id() == id).count() as u64;
+        if present > 0 {
+            remove(q, id, "deleted").await?;
+            deleted += present;
+            done.push(id.to_owned());
+        }
+    }
+    Ok(deleted)
 }
 
 pub(crate) async fn purge(q: &KafkaQueue) -> Result<u64> {

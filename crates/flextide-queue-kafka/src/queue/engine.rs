@@ -3,21 +3,20 @@
 //! and forgets partitions a rebalance takes away. Shared by every handle a
 //! [`Kafka`](crate::Kafka) client opened on the queue.
 
+use std::collections::HashMap;
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 use std::time::Duration;
 
-use bytes::Bytes;
 use flextide_queue_core::Result;
 use futures::FutureExt;
 use rdkafka::{
-    ClientContext, Message as _, Offset, TopicPartitionList,
+    ClientContext, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    message::Headers as _,
 };
-use tokio::sync::Notify;
+use tokio::{sync::Notify, time::Instant};
 
 use crate::{Client, codec, error, layout, ledger::Ledger};
 
@@ -88,9 +87,17 @@ pub(crate) struct Engine {
     pub(crate) topic: String,
     pub(crate) ledger: Arc<Mutex<Ledger>>,
     pub(crate) wake: Arc<Notify>,
+    /// Pops took records from the ledger: a paused fetch may resume.
+    pub(crate) taken: Arc<Notify>,
+    /// A settle moved a partition's position: commit soon.
+    commits: Arc<Notify>,
     running: tokio::sync::Mutex<Option<Running>>,
     /// The topics were created (or found) by this process.
     pub(crate) topics_ready: AtomicBool,
+    /// Fencing tokens: a random prefix per engine and a counter, unique
+    /// across processes without a random draw per delivery.
+    token_prefix: String,
+    token_next: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -109,9 +116,19 @@ impl Engine {
             topic: layout::topic(queue),
             ledger: Arc::new(Mutex::new(Ledger::default())),
             wake: Arc::new(Notify::new()),
+            taken: Arc::new(Notify::new()),
+            commits: Arc::new(Notify::new()),
             running: tokio::sync::Mutex::new(None),
             topics_ready: AtomicBool::new(false),
+            token_prefix: flextide_queue_core::backend::new_token(),
+            token_next: AtomicU64::new(0),
         }
+    }
+
+    /// A fresh fencing token for one delivery.
+    pub(crate) fn token(&self) -> String {
+        let n = self.token_next.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n:x}", self.token_prefix)
     }
 
     /// Creates the queue's topics unless this process already did.
@@ -146,13 +163,16 @@ impl Engine {
             .map_err(|e| error::map("subscribe", e))?;
         let consumer = Arc::new(consumer);
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(poll_loop(
-            consumer.clone(),
-            stop.clone(),
-            self.ledger.clone(),
-            self.wake.clone(),
-            self.client.config.max_buffered,
-        ));
+        let task = tokio::spawn(poll_loop(Poll {
+            consumer: consumer.clone(),
+            topic: self.topic.clone(),
+            stop: stop.clone(),
+            ledger: self.ledger.clone(),
+            wake: self.wake.clone(),
+            taken: self.taken.clone(),
+            commits: self.commits.clone(),
+            max_buffered: self.client.config.max_buffered,
+        }));
         *running = Some(Running {
             consumer,
             joined,
@@ -167,16 +187,13 @@ impl Engine {
         self.running.lock().await.is_some()
     }
 
-    /// Commits a partition's new position (asynchronously: a commit lost in
-    /// a crash only means the settled records behind it come again).
-    pub(crate) async fn commit(&self, partition: i32, position: i64) {
-        let running = self.running.lock().await;
-        let Some(r) = running.as_ref() else { return };
-        let mut tpl = TopicPartitionList::new();
-        let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(position));
-        if let Err(e) = r.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(error = %e, topic = %self.topic, "kafka: commit");
-        }
+    /// A settle moved a partition's commit position: the poll task
+    /// commits the ledger's positions within [`COMMIT_EVERY`]
+    /// (asynchronously: a commit lost in a crash only means the settled
+    /// records behind it come again). Leaving the group, or losing
+    /// partitions to a rebalance, commits at once.
+    pub(crate) fn commit_soon(&self) {
+        self.commits.notify_one();
     }
 
     /// Stops the consumer: commits what is settled, leaves the group and
@@ -200,18 +217,7 @@ impl Engine {
         let topic = self.topic.clone();
         let consumer = r.consumer;
         // Committing and leaving the group block on the broker.
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            for (p, pos) in positions {
-                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
-            }
-            if tpl.count() > 0 {
-                let _ = consumer.commit(&tpl, CommitMode::Sync);
-            }
-            consumer.unsubscribe();
-            drop(consumer);
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || leave(consumer, &topic, positions)).await;
         self.wake.notify_waiters();
     }
 }
@@ -243,15 +249,7 @@ impl Drop for Engine {
             while Arc::strong_count(&consumer) > 1 && std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let mut tpl = TopicPartitionList::new();
-            for (p, pos) in positions {
-                let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(pos));
-            }
-            if tpl.count() > 0 {
-                let _ = consumer.commit(&tpl, CommitMode::Sync);
-            }
-            consumer.unsubscribe();
-            drop(consumer);
+            leave(consumer, &topic, positions);
         });
         self.client
             .closing
@@ -261,79 +259,128 @@ impl Drop for Engine {
     }
 }
 
-/// Polls the consumer until told to stop: records into the ledger (waking
-/// waiting pops), fetching paused while the ledger is full.
-async fn poll_loop(
+/// Commits the settled positions and leaves the group (blocking).
+fn leave(consumer: Arc<Member>, topic: &str, positions: Vec<(i32, i64)>) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, pos) in positions {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(pos));
+    }
+    if tpl.count() > 0 {
+        let _ = consumer.commit(&tpl, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
+}
+
+/// How long the ledger may stay full before the fetch is paused. Until
+/// then the task only stops taking records from librdkafka (whose own
+/// queue holds what it prefetched): a pause drops that prefetch and costs
+/// a fetch round trip on resume, which, repeated every few hundred
+/// records, held a burn-down to a seventh of the raw client's rate. Kept
+/// well under `max.poll.interval.ms` (three session timeouts, at least
+/// 3 s): not polling that long would drop the member from the group.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Settled positions are committed at most this often (each commit is a
+/// broker request; one per delete cut the worker's rate to a quarter of
+/// the raw client's). A crash loses at most this much of commits: the
+/// records settled in it come again.
+const COMMIT_EVERY: Duration = Duration::from_millis(20);
+
+/// What the poll task works with.
+struct Poll {
     consumer: Arc<Member>,
+    topic: String,
     stop: Arc<Notify>,
     ledger: Arc<Mutex<Ledger>>,
     wake: Arc<Notify>,
+    taken: Arc<Notify>,
+    commits: Arc<Notify>,
     max_buffered: usize,
-) {
+}
+
+/// Polls the consumer until told to stop: records into the ledger (waking
+/// waiting pops), no more taken while the ledger is full (paused when it
+/// stays full), settled positions committed every [`COMMIT_EVERY`].
+async fn poll_loop(p: Poll) {
     let mut paused = false;
+    let mut full_since: Option<Instant> = None;
+    let mut commit_at: Option<Instant> = None;
+    let mut committed: HashMap<i32, i64> = HashMap::new();
     loop {
-        let held = ledger
+        let now = Instant::now();
+        let held = p
+            .ledger
             .lock()
             .expect("ledger lock")
             .ready_len(flextide_queue_core::backend::now_millis());
-        if !paused && held >= max_buffered {
-            if let Ok(a) = consumer.assignment() {
-                paused = consumer.pause(&a).is_ok();
-            }
-        } else if paused
-            && held < max_buffered / 2 + 1
-            && let Ok(a) = consumer.assignment()
+        let full = held >= p.max_buffered;
+        full_since = if full { full_since.or(Some(now)) } else { None };
+        if !paused
+            && full_since.is_some_and(|t| now >= t + PAUSE_AFTER)
+            && let Ok(a) = p.consumer.assignment()
         {
-            paused = consumer.resume(&a).is_err();
+            paused = p.consumer.pause(&a).is_ok();
+        } else if paused
+            && held < p.max_buffered / 2 + 1
+            && let Ok(a) = p.consumer.assignment()
+        {
+            paused = p.consumer.resume(&a).is_err();
         }
+        // Paused partitions deliver nothing, but polling serves the
+        // group's events (rebalances).
+        let take = !full || paused;
+        let recheck = match full_since {
+            Some(t) if !paused => t + PAUSE_AFTER,
+            _ => now + Duration::from_millis(200),
+        };
         tokio::select! {
-            _ = stop.notified() => return,
-            got = consumer.recv() => match got {
+            _ = p.stop.notified() => return,
+            got = p.consumer.recv(), if take => match got {
                 Ok(m) => {
-                    let mut batch = vec![raw_of(&m)];
+                    let mut batch = vec![codec::Raw::of(&m)];
                     drop(m);
                     // Take what else is already fetched before waking the
                     // pops, so a batch pop sees the whole fetch.
                     while batch.len() < 500 {
-                        match consumer.recv().now_or_never() {
-                            Some(Ok(m)) => batch.push(raw_of(&m)),
+                        match p.consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(codec::Raw::of(&m)),
                             _ => break,
                         }
                     }
-                    let mut l = ledger.lock().expect("ledger lock");
+                    let mut l = p.ledger.lock().expect("ledger lock");
                     for raw in batch {
                         let decoded = codec::decode(&raw);
                         l.fetched(raw, decoded);
                     }
                     drop(l);
-                    wake.notify_waiters();
+                    p.wake.notify_waiters();
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "kafka: consumer");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            // Re-check the pause while nothing arrives.
-            _ = tokio::time::sleep(Duration::from_millis(200)), if paused => {}
+            // Re-check as soon as pops take records.
+            _ = p.taken.notified(), if full || paused => {}
+            _ = tokio::time::sleep_until(recheck), if full || paused => {}
+            _ = p.commits.notified(), if commit_at.is_none() => {
+                commit_at = Some(now + COMMIT_EVERY);
+            }
+            _ = tokio::time::sleep_until(commit_at.unwrap_or(now)), if commit_at.is_some() => {
+                commit_at = None;
+                let positions = p.ledger.lock().expect("ledger lock").positions();
+                let mut tpl = TopicPartitionList::new();
+                for (partition, pos) in positions {
+                    if committed.insert(partition, pos) != Some(pos) {
+                        let _ = tpl.add_partition_offset(&p.topic, partition, Offset::Offset(pos));
+                    }
+                }
+                if tpl.count() > 0
+                    && let Err(e) = p.consumer.commit(&tpl, CommitMode::Async)
+                {
+                    tracing::warn!(error = %e, topic = %p.topic, "kafka: commit");
+                }
+            }
         }
-    }
-}
-
-/// A consumed record, owned.
-fn raw_of(m: &rdkafka::message::BorrowedMessage<'_>) -> codec::Raw {
-    codec::Raw {
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-        headers: m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: m.timestamp().to_millis(),
     }
 }

@@ -71,6 +71,14 @@ impl KafkaQueue {
         self.engine.ensure_consumer().await
     }
 
+    /// Starts this process's consumer on the queue now (joining its
+    /// consumer group, which takes about half the session timeout) rather
+    /// than at the first pop, so that the first pop finds records fetched.
+    /// Returns without waiting for the join.
+    pub async fn start_consumer(&self) -> Result<()> {
+        self.engine.ensure_consumer().await
+    }
+
     /// Creates the queue's topics now, if this process has not yet (the
     /// first push or pop does it anyway).
     pub async fn create(&self) -> Result<()> {
@@ -97,11 +105,13 @@ impl QueueProvider for KafkaQueue {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             delay: true,
+            ordering_key: true,
             max_payload_bytes: Some(MAX_PAYLOAD_BYTES),
             max_batch: Some(500),
             extend_lease: true,
             fenced_receipts: true,
             dead_letters: true,
+            delete_dead_letters: true,
             release: true,
             drop_queue: true,
             ..Capabilities::default()
@@ -122,6 +132,10 @@ impl QueueProvider for KafkaQueue {
 
     async fn delete(&self, receipt: &Receipt) -> Result<()> {
         settle::delete(self, receipt).await
+    }
+
+    async fn delete_batch(&self, receipts: &[Receipt]) -> Result<()> {
+        settle::delete_batch(self, receipts).await
     }
 
     async fn nack(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
@@ -147,6 +161,10 @@ impl QueueProvider for KafkaQueue {
 
     async fn replay_dead_letters(&self, which: Replay) -> Result<u64> {
         dead::replay(self, which).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[MessageId]) -> Result<u64> {
+        dead::delete(self, ids).await
     }
 
     async fn purge_dead_letters(&self) -> Result<u64> {

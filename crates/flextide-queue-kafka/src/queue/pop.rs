@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flextide_queue_core::{
     Delivery, Result,
-    backend::{PollBackoff, new_token, now_millis, wait_for_deliveries},
+    backend::{PollBackoff, now_millis, wait_for_deliveries},
 };
 use tokio::time::Instant;
 
@@ -68,7 +68,7 @@ async fn claim_waiting(q: &KafkaQueue, max: usize, wait: Duration) -> Result<Vec
                     now_millis(),
                     q.options.lease,
                     q.options.max_attempts,
-                    new_token,
+                    || q.engine.token(),
                 );
                 (c, d, due, ledger.next_deadline())
             };
@@ -78,6 +78,9 @@ async fn claim_waiting(q: &KafkaQueue, max: usize, wait: Duration) -> Result<Vec
             }
             if let Some(at) = deadline {
                 backoff.wake_by(at);
+            }
+            if !claimed.is_empty() {
+                q.engine.taken.notify_one();
             }
             async move {
                 bury(q, dying).await;
@@ -114,7 +117,7 @@ pub(crate) async fn sweep(q: &KafkaQueue) -> Result<()> {
                 now_millis(),
                 q.options.lease,
                 q.options.max_attempts,
-                new_token,
+                || q.engine.token(),
             )
             .1
     };
@@ -142,8 +145,8 @@ async fn bury(q: &KafkaQueue, dying: Vec<Dying>) {
                     .lock()
                     .expect("ledger lock")
                     .settle_dying(d.partition, d.offset);
-                if let Some(pos) = moved {
-                    q.engine.commit(d.partition, pos).await;
+                if moved.is_some() {
+                    q.engine.commit_soon();
                 }
             }
             Err(e) => {

@@ -51,13 +51,6 @@ fn check(message: &Message) -> Result<()> {
     if message.priority > 0 {
         return Err(QueueError::unsupported(BACKEND, "priority"));
     }
-    if message.ordering_key.is_some() {
-        return Err(QueueError::unsupported_because(
-            BACKEND,
-            "ordering_key",
-            "a nacked record is copied to the end of its partition, so one key cannot be held back behind it; see the crate README",
-        ));
-    }
     if message.dedup_id.is_some() {
         return Err(QueueError::unsupported(BACKEND, "dedup_id"));
     }

@@ -1,12 +1,15 @@
 //! Settling deliveries: delete, nack (a copy produced back to the queue's
-//! topic with its attempts and not-before time), dead-letter, release and
-//! extend. Each checks the receipt's lease in the ledger first: a receipt
+//! topic with its attempts and not-before time; a keyed record stays in its
+//! place instead), dead-letter, release and extend. Each checks the receipt's lease in the ledger first: a receipt
 //! of an earlier delivery, of a partition this process no longer owns, or
 //! of another process, is stale.
 
 use std::time::Duration;
 
-use flextide_queue_core::{QueueError, Receipt, Result, backend::max_attempts_reason};
+use flextide_queue_core::{
+    BatchFailure, QueueError, Receipt, Result,
+    backend::{batch_result, max_attempts_reason},
+};
 use tokio::time::Instant;
 
 use super::{KafkaQueue, dead, push};
@@ -42,7 +45,7 @@ fn held(q: &KafkaQueue, r: &Receipt) -> Result<Held> {
     })
 }
 
-/// Marks the record done and commits the partition if its position moved.
+/// Marks the record done; its partition's commit follows if it moved.
 async fn finish(q: &KafkaQueue, h: &Held) -> Result<()> {
     let moved = q
         .engine
@@ -51,8 +54,8 @@ async fn finish(q: &KafkaQueue, h: &Held) -> Result<()> {
         .expect("ledger lock")
         .settle(h.partition, h.offset, &h.token)
         .map_err(stale)?;
-    if let Some(pos) = moved {
-        q.engine.commit(h.partition, pos).await;
+    if moved.is_some() {
+        q.engine.commit_soon();
     }
     Ok(())
 }
@@ -62,6 +65,28 @@ pub(crate) async fn delete(q: &KafkaQueue, r: &Receipt) -> Result<()> {
     finish(q, &h).await
 }
 
+/// Deletes several, settled under one lock.
+pub(crate) async fn delete_batch(q: &KafkaQueue, receipts: &[Receipt]) -> Result<()> {
+    let mut failures = Vec::new();
+    let mut moved = false;
+    {
+        let mut ledger = q.engine.ledger.lock().expect("ledger lock");
+        for (index, r) in receipts.iter().enumerate() {
+            let settled = receipt::decode(r).and_then(|(partition, offset, token)| {
+                ledger.settle(partition, offset, token).map_err(stale)
+            });
+            match settled {
+                Ok(pos) => moved |= pos.is_some(),
+                Err(error) => failures.push(BatchFailure { index, error }),
+            }
+        }
+    }
+    if moved {
+        q.engine.commit_soon();
+    }
+    batch_result(BACKEND, (), failures)
+}
+
 pub(crate) async fn nack(q: &KafkaQueue, r: &Receipt, delay: Duration) -> Result<()> {
     let h = held(q, r)?;
     if q.options.max_attempts.is_some_and(|m| h.attempt >= m) {
@@ -69,6 +94,18 @@ pub(crate) async fn nack(q: &KafkaQueue, r: &Receipt, delay: Duration) -> Result
         return bury(q, &h, &reason).await;
     }
     let not_before = codec::due_after(Some(delay));
+    if h.decoded.message.ordering_key.is_some() {
+        // A copy at the end of the partition would let the key's next
+        // records pass it: the record stays in its place (see the README).
+        q.engine
+            .ledger
+            .lock()
+            .expect("ledger lock")
+            .retry_in_place(h.partition, h.offset, &h.token, not_before)
+            .map_err(stale)?;
+        q.engine.wake.notify_waiters();
+        return Ok(());
+    }
     let copy = codec::encode(&h.decoded.message, h.attempt, not_before);
     push::send(&q.client, &q.topic, &copy).await?;
     finish(q, &h).await

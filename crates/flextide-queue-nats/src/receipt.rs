@@ -21,6 +21,8 @@ pub(crate) struct AckSubject<'r> {
     pub(crate) delivered: u32,
     /// The message's sequence in its stream.
     pub(crate) stream_seq: u64,
+    /// The delivery's sequence in the consumer (each delivery has its own).
+    pub(crate) consumer_seq: u64,
     /// When the server stored the message, in nanoseconds since the epoch.
     pub(crate) published_ns: i128,
 }
@@ -56,6 +58,7 @@ pub(crate) fn parse_subject<'r>(subject: &'r str, stream: &str) -> Result<AckSub
     let number = |s: &str| s.parse::<u64>().map_err(|_| bad("a token is not a number"));
     let delivered = u32::try_from(number(fields[2])?).unwrap_or(u32::MAX);
     let stream_seq = number(fields[3])?;
+    let consumer_seq = number(fields[4])?;
     let published_ns = fields[5]
         .parse::<i128>()
         .map_err(|_| bad("the timestamp is not a number"))?;
@@ -66,6 +69,7 @@ pub(crate) fn parse_subject<'r>(subject: &'r str, stream: &str) -> Result<AckSub
         subject,
         delivered,
         stream_seq,
+        consumer_seq,
         published_ns,
     })
 }
@@ -78,7 +82,7 @@ mod tests {
     fn reads_both_formats_and_refuses_the_rest() {
         let v1 = Receipt::new("$JS.ACK.FTQ_a.flextide.3.17.9.1796029742667959845.0");
         let a = parse(&v1, "FTQ_a").unwrap();
-        assert_eq!((a.delivered, a.stream_seq), (3, 17));
+        assert_eq!((a.delivered, a.stream_seq, a.consumer_seq), (3, 17, 9));
         assert_eq!(a.published_ns, 1796029742667959845);
         let v2 = Receipt::new("$JS.ACK._.HASH.FTQ_a.flextide.2.5.4.1796029742667959845.0.tok");
         let a = parse(&v2, "FTQ_a").unwrap();

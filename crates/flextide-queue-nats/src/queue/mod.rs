@@ -3,6 +3,7 @@
 //! (`pop.rs`), settling (`settle.rs`), dead letters (`dead.rs`) and counts
 //! (`stats.rs`).
 
+mod attempts;
 mod dead;
 mod open;
 mod pop;
@@ -76,6 +77,9 @@ pub struct NatsQueue {
     /// Leases extended past `ack_wait`: the task that keeps each one alive,
     /// by ack subject, until it is settled through this handle or its time is up.
     keepalive: Mutex<HashMap<String, AbortHandle>>,
+    /// The attempts this handle handed out, so a redelivery the server
+    /// counts lower still counts up (see `attempts.rs`).
+    attempts: attempts::Attempts,
     /// How many entries `keepalive` holds (read without the lock). A task
     /// that ran out leaves its entry until the receipt is settled or the
     /// handle closes.

@@ -170,6 +170,7 @@ impl NatsQueue {
             max_payload,
             keepalive: Mutex::new(HashMap::new()),
             extended: std::sync::atomic::AtomicUsize::new(0),
+            attempts: super::attempts::Attempts::default(),
             settings,
         })
     }

@@ -103,7 +103,12 @@ impl NatsQueue {
                 continue;
             };
             let info = match receipt::parse_subject(&reply, &self.stream_name) {
-                Ok(info) => (info.delivered, info.stream_seq, info.published_ns),
+                Ok(info) => (
+                    self.attempts
+                        .observe(info.stream_seq, info.consumer_seq, info.delivered),
+                    info.stream_seq,
+                    info.published_ns,
+                ),
                 Err(e) => {
                     tracing::warn!(queue = %self.name, error = %e, "ignored a pulled message");
                     continue;

@@ -58,7 +58,9 @@ impl NatsQueue {
         let info = receipt::parse(receipt, &self.stream_name)?;
         self.stop_keepalive(info.subject);
         self.send_ack(info.subject, Bytes::from_static(b"+ACK"))
-            .await
+            .await?;
+        self.attempts.forget(info.stream_seq);
+        Ok(())
     }
 
     pub(super) async fn ack_many(&self, receipts: &[Receipt]) -> Result<()> {
@@ -80,13 +82,14 @@ impl NatsQueue {
 
     pub(super) async fn nak(&self, receipt: &Receipt, delay: Duration) -> Result<()> {
         let info = receipt::parse(receipt, &self.stream_name)?;
+        let attempt = self.attempt_of(&info);
         if let Some(limit) = self.options.max_attempts
-            && info.delivered >= limit
+            && attempt >= limit
         {
             // This was the last attempt: dead-letter now, not at the next pop.
             let message = self.stored(&info).await?;
             return self
-                .move_to_dead(&info, &message, &max_attempts_reason(limit), info.delivered)
+                .move_to_dead(&info, &message, &max_attempts_reason(limit), attempt)
                 .await;
         }
         self.stop_keepalive(info.subject);
@@ -148,8 +151,14 @@ impl NatsQueue {
         // The dead-letter stream exists when the queue does (unless it was
         // dropped in between: then it is made again).
         self.ensure().await?;
-        self.move_to_dead(&info, &message, reason, info.delivered)
-            .await
+        let attempt = self.attempt_of(&info);
+        self.move_to_dead(&info, &message, reason, attempt).await
+    }
+
+    /// The attempt a receipt's delivery was handed out as (see `attempts.rs`).
+    fn attempt_of(&self, info: &AckSubject<'_>) -> u32 {
+        self.attempts
+            .of(info.stream_seq, info.consumer_seq, info.delivered)
     }
 
     /// The message a receipt names, read from the stream; a message that
@@ -196,6 +205,8 @@ impl NatsQueue {
         };
         error::timed("dead-letter publish", self.timeout(), stored).await?;
         self.send_ack(info.subject, Bytes::from_static(b"+TERM"))
-            .await
+            .await?;
+        self.attempts.forget(info.stream_seq);
+        Ok(())
     }
 }

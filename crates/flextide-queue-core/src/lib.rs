@@ -16,7 +16,7 @@ pub use delivery::{Delivery, Receipt};
 pub use error::{BatchFailure, QueueError, Result};
 pub use message::{CONTENT_TYPE, Headers, Message, MessageId, TRACEPARENT, TRACESTATE};
 pub use name::{MAX_QUEUE_NAME_LEN, validate_queue_name};
-pub use options::{DEFAULT_DEDUP_WINDOW, QueueOptions};
+pub use options::{DEFAULT_DEDUP_WINDOW, QueueOptions, parse_duration};
 pub use provider::{DeadLetter, Pushed, QueueProvider, QueueStats, Replay, give_back_unstarted};
 
 pub mod backend;

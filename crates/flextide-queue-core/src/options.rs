@@ -77,3 +77,35 @@ pub fn now_millis() -> i64 {
 pub fn system_time_from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
+
+/// A duration written as a number and a unit: `500ms`, `90s`, `15m`,
+/// `1.5h`, `2d`; a bare number is seconds. `None` for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// use flextide_queue_core::parse_duration;
+///
+/// assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("soon"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(end);
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let unit_secs = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(n * unit_secs).ok()
+}

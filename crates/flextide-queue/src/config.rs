@@ -2,7 +2,9 @@
 
 use std::{fmt, time::Duration};
 
-use flextide_queue_core::{QueueError, QueueOptions, redact_url, url_scheme, validate_queue_name};
+use flextide_queue_core::{
+    QueueError, QueueOptions, parse_duration, redact_url, url_scheme, validate_queue_name,
+};
 
 use crate::Registry;
 
@@ -239,29 +241,6 @@ impl Config {
     pub fn describe(&self) -> String {
         format!("{} at {}", self.backend, redact_url(&self.url))
     }
-}
-
-/// A duration written as a number and a unit: `500ms`, `90s`, `15m`,
-/// `1.5h`, `2d`; a bare number is seconds.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(end);
-    let n: f64 = number
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
-    let unit_secs = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" | "sec" | "secs" => 1.0,
-        "m" | "min" | "mins" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(n * unit_secs).ok()
 }
 
 #[cfg(test)]

@@ -2,7 +2,11 @@
 //! Service Bus understands, and back.
 //!
 //! - body: one `data` section holding the payload;
-//! - `message-id`: the Flextide id (Service Bus's `MessageId`);
+//! - `message-id` (Service Bus's `MessageId`, the key of its duplicate
+//!   detection): the Flextide id, or the dedup id of a unique push, or a
+//!   fresh one for a copy (`nack(delay)`, replay) on a queue with duplicate
+//!   detection, which would otherwise drop the copy; the Flextide id then
+//!   travels in the application property `flextide-id`;
 //! - application properties: the headers, plus `flextide-attempts`, the
 //!   attempts a message had before it was scheduled again by
 //!   `nack(delay)` (a new copy starts Service Bus's delivery count at 0);
@@ -29,6 +33,8 @@ use crate::BACKEND;
 
 /// The application property carrying attempts made before this copy.
 pub(crate) const ATTEMPTS: &str = "flextide-attempts";
+/// The Flextide id, when `message-id` holds something else.
+pub(crate) const FLEXTIDE_ID: &str = "flextide-id";
 /// When the message was sent (Unix milliseconds), for brokers that do not
 /// say when they enqueued it.
 pub(crate) const SENT_AT: &str = "flextide-sent-at";
@@ -42,16 +48,24 @@ const ENQUEUED: &str = "x-opt-enqueued-time";
 pub(crate) const DLQ_REASON: &str = "DeadLetterReason";
 pub(crate) const DLQ_DESCRIPTION: &str = "DeadLetterErrorDescription";
 
-/// A Flextide message as it is sent: `earlier_attempts` are carried for a
-/// rescheduled copy, `visible_at` schedules it.
+/// A Flextide message as it is sent with `wire_id` as its `message-id`:
+/// `earlier_attempts` are carried for a rescheduled copy, `visible_at`
+/// schedules it.
 pub(crate) fn encode(
     message: &Message,
+    wire_id: &str,
     earlier_attempts: u32,
     visible_at: Option<SystemTime>,
 ) -> AmqpMessage<Data> {
     let mut props = ApplicationProperties::builder();
     for (k, v) in message.headers.iter() {
         props = props.insert(k.clone(), SimpleValue::String(v.clone()));
+    }
+    if wire_id != message.id.as_str() {
+        props = props.insert(
+            FLEXTIDE_ID,
+            SimpleValue::String(message.id.as_str().to_owned()),
+        );
     }
     if earlier_attempts > 0 {
         props = props.insert(ATTEMPTS, SimpleValue::Uint(earlier_attempts));
@@ -67,7 +81,7 @@ pub(crate) fn encode(
             ..Header::default()
         })
         .properties(Properties {
-            message_id: Some(AmqpId::String(message.id.as_str().to_owned())),
+            message_id: Some(AmqpId::String(wire_id.to_owned())),
             ..Properties::default()
         })
         .application_properties(props.build());
@@ -147,11 +161,13 @@ pub(crate) fn decode(message: AmqpMessage<Body<Value>>, tag: &[u8]) -> Received 
     let delivery_count = message.header.as_ref().map_or(0, |h| h.delivery_count);
     let mut earlier_attempts = 0;
     let mut dead_letter_reason = None;
+    let mut own_id = None;
     let mut headers = Vec::new();
     if let Some(props) = &message.application_properties {
         for (k, v) in props.0.iter() {
             match (k.as_str(), v) {
                 (ATTEMPTS, SimpleValue::Uint(n)) => earlier_attempts = *n,
+                (FLEXTIDE_ID, SimpleValue::String(s)) => own_id = Some(MessageId::new(s.clone())),
                 (DLQ_REASON, SimpleValue::String(s)) => dead_letter_reason = Some(s.clone()),
                 (DLQ_DESCRIPTION | SENT_AT, _) => {}
                 (_, SimpleValue::String(s)) => headers.push((k.clone(), s.clone())),
@@ -159,16 +175,19 @@ pub(crate) fn decode(message: AmqpMessage<Body<Value>>, tag: &[u8]) -> Received 
             }
         }
     }
-    let id = match message
+    let wire_id = message
         .properties
         .as_ref()
-        .and_then(|p| p.message_id.clone())
-    {
-        Some(AmqpId::String(s)) => MessageId::new(s),
-        Some(AmqpId::Uuid(u)) => MessageId::new(Uuid::from_bytes(*u.as_inner()).to_string()),
-        Some(AmqpId::Ulong(n)) => MessageId::new(n.to_string()),
-        Some(AmqpId::Binary(b)) => foreign_id(BACKEND, hex(&b)),
-        None => foreign_id(
+        .and_then(|p| p.message_id.clone());
+    let id = match (own_id, wire_id) {
+        (Some(id), _) => id,
+        (None, Some(AmqpId::String(s))) => MessageId::new(s),
+        (None, Some(AmqpId::Uuid(u))) => {
+            MessageId::new(Uuid::from_bytes(*u.as_inner()).to_string())
+        }
+        (None, Some(AmqpId::Ulong(n))) => MessageId::new(n.to_string()),
+        (None, Some(AmqpId::Binary(b))) => foreign_id(BACKEND, hex(&b)),
+        (None, None) => foreign_id(
             BACKEND,
             sequence.map_or_else(|| hex(tag), |s| s.to_string()),
         ),
@@ -240,7 +259,7 @@ mod tests {
     fn round_trips_id_payload_headers_and_carried_attempts() {
         let m = Message::from_parts("job-1", &b"\x00payload\xff"[..])
             .with_header("traceparent", "00-ab");
-        let wire = encode(&m, 2, None);
+        let wire = encode(&m, "job-1", 2, None);
         assert!(wire.message_annotations.is_none());
         let r = decode(as_received(wire), &[]);
         let back = r.message.clone().unwrap();
@@ -257,9 +276,33 @@ mod tests {
     }
 
     #[test]
+    fn another_wire_id_carries_the_flextide_id_beside_it() {
+        let m = Message::from_parts("job-7", "p");
+        let wire = encode(&m, "order-42", 0, None);
+        assert_eq!(
+            wire.properties.as_ref().unwrap().message_id,
+            Some(AmqpId::String("order-42".into())),
+            "Service Bus's duplicate detection keys on message-id"
+        );
+        let r = decode(as_received(wire), &[]);
+        assert_eq!(r.message.unwrap().id.as_str(), "job-7");
+        let plain = encode(&m, "job-7", 0, None);
+        assert!(
+            plain
+                .application_properties
+                .as_ref()
+                .unwrap()
+                .0
+                .get(FLEXTIDE_ID)
+                .is_none(),
+            "the id is not sent twice"
+        );
+    }
+
+    #[test]
     fn a_delay_becomes_the_scheduled_enqueue_time() {
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        let wire = encode(&Message::new("x"), 0, Some(at));
+        let wire = encode(&Message::from_parts("x", "p"), "x", 0, Some(at));
         let ann = wire.message_annotations.as_ref().unwrap();
         assert_eq!(
             ann.0.get(&OwnedKey::Symbol(Symbol::from(SCHEDULED))),
@@ -281,7 +324,7 @@ mod tests {
         // delivery tag (GUID byte order) and as x-opt-lock-token.
         let token = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
         let tag = token.to_bytes_le();
-        let mut m = as_received(encode(&Message::from_parts("a", "p"), 0, None));
+        let mut m = as_received(encode(&Message::from_parts("a", "p"), "a", 0, None));
         m.header.as_mut().unwrap().delivery_count = 3;
         m.message_annotations = Some(
             MessageAnnotations::builder()

@@ -2,15 +2,25 @@
 //! string, or an `amqp://` / `amqps://` URL of a plain AMQP 1.0 broker.
 //! `Debug` never shows a key or a password.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
-use flextide_queue_core::{QueueError, Result};
+use flextide_queue_core::{QueueError, Result, parse_duration};
 
 use crate::BACKEND;
 
 /// The variable users set: the connection string the Azure portal shows
 /// (`Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…`).
 pub const CONNECTION_STRING_ENV: &str = "SERVICEBUS_CONNECTION_STRING";
+
+/// The variable that says the queues have duplicate detection on, and its
+/// window (`10m`, `1h`, `7d`): the AMQP connection cannot read a queue's
+/// settings, so the user states them (see the README).
+pub const DUPLICATE_DETECTION_ENV: &str = "SERVICEBUS_DUPLICATE_DETECTION_WINDOW";
+
+/// Service Bus's shortest and longest duplicate detection windows.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(20);
+/// See [`MIN_DUPLICATE_WINDOW`].
+pub const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How the connection proves who it is.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,9 +87,48 @@ pub struct ServiceBusConfig {
     /// Put before a queue's name to make its address: empty for Service
     /// Bus; `/queue/` for RabbitMQ's AMQP 1.0 plugin (`?address_prefix=`).
     pub address_prefix: String,
+    /// The duplicate detection window of the queues opened with this
+    /// config, when they have duplicate detection on (set where the queue
+    /// is created; [`DUPLICATE_DETECTION_ENV`]). `None`: off, and a push
+    /// with a dedup id is refused as `Unsupported`.
+    pub duplicate_detection: Option<Duration>,
 }
 
 impl ServiceBusConfig {
+    /// States that the queues have duplicate detection on with `window`
+    /// (`None`: off). The window must be one Service Bus takes (20 s to 7
+    /// days), and it must be the queue's: a shorter one here only makes the
+    /// backend claim less than the queue does.
+    pub fn with_duplicate_detection(mut self, window: Option<Duration>) -> Result<Self> {
+        if let Some(w) = window
+            && !(MIN_DUPLICATE_WINDOW..=MAX_DUPLICATE_WINDOW).contains(&w)
+        {
+            return Err(config_error(format!(
+                "a duplicate detection window of {w:?} is outside what Service Bus takes (20 s to 7 days)"
+            )));
+        }
+        if window.is_some() && !self.service_bus {
+            return Err(config_error(
+                "duplicate detection is a Service Bus feature; this URL names a plain AMQP 1.0 broker",
+            ));
+        }
+        self.duplicate_detection = window;
+        Ok(self)
+    }
+
+    /// Reads [`DUPLICATE_DETECTION_ENV`] from `value` (the variable's
+    /// value, if set): unset or empty is off.
+    pub fn duplicate_detection_from(value: Option<&str>) -> Result<Option<Duration>> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => parse_duration(v).filter(|d| !d.is_zero()).map(Some).ok_or_else(|| {
+                config_error(format!(
+                    "{DUPLICATE_DETECTION_ENV}={v:?} is not a duration; write the queue's duplicate detection window as 10m, 1h or 7d"
+                ))
+            }),
+        }
+    }
+
     /// Parses a connection string (`Endpoint=sb://…;…`) or an
     /// `amqp://user:pass@host:port` / `amqps://…` URL.
     pub fn parse(text: &str) -> Result<Self> {
@@ -156,6 +205,7 @@ impl ServiceBusConfig {
             entity_path: entity.filter(|e| !e.is_empty()),
             service_bus: true,
             address_prefix: String::new(),
+            duplicate_detection: None,
         })
     }
 
@@ -205,6 +255,7 @@ impl ServiceBusConfig {
             entity_path: None,
             service_bus: false,
             address_prefix,
+            duplicate_detection: None,
         })
     }
 
@@ -323,5 +374,39 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let c = ServiceBusConfig::parse("Endpoint=sb://h/;SharedAccessSignature=SIGVALUE").unwrap();
         assert!(!format!("{c:?}").contains("SIGVALUE"));
+    }
+
+    #[test]
+    fn duplicate_detection_is_stated_and_checked() {
+        let sb = ServiceBusConfig::parse(&format!(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={KEY}"
+        ))
+        .unwrap();
+        assert_eq!(sb.duplicate_detection, None);
+        let on = ServiceBusConfig::duplicate_detection_from(Some("10m")).unwrap();
+        assert_eq!(on, Some(Duration::from_secs(600)));
+        let c = sb.clone().with_duplicate_detection(on).unwrap();
+        assert_eq!(c.duplicate_detection, Some(Duration::from_secs(600)));
+        assert_eq!(
+            ServiceBusConfig::duplicate_detection_from(None).unwrap(),
+            None
+        );
+        assert_eq!(
+            ServiceBusConfig::duplicate_detection_from(Some(" ")).unwrap(),
+            None
+        );
+        let e = ServiceBusConfig::duplicate_detection_from(Some("ten minutes"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(DUPLICATE_DETECTION_ENV) && e.contains("10m"),
+            "{e}"
+        );
+        for bad in [Duration::from_secs(5), Duration::from_secs(8 * 24 * 3600)] {
+            let e = sb.clone().with_duplicate_detection(Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("20 s to 7 days"), "{e}");
+        }
+        let plain = ServiceBusConfig::parse("amqp://h:1").unwrap();
+        assert!(plain.with_duplicate_detection(on).is_err());
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
 
-use crate::{BACKEND, CONNECTION_STRING_ENV, SCHEMES, ServiceBusConfig, ServiceBusQueue};
+use crate::{
+    BACKEND, CONNECTION_STRING_ENV, DUPLICATE_DETECTION_ENV, SCHEMES, ServiceBusConfig,
+    ServiceBusQueue,
+};
 
 /// Opens Azure Service Bus queues (`QUEUE_PROVIDER=servicebus`) from the
 /// connection string in `SERVICEBUS_CONNECTION_STRING`
@@ -53,7 +56,11 @@ impl Connector for ServiceBusConnector {
         queue: &str,
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>> {
-        let config = Arc::new(ServiceBusConfig::parse(url)?);
+        // The queue's duplicate detection, when the user says it is on.
+        let window = ServiceBusConfig::duplicate_detection_from(
+            std::env::var(DUPLICATE_DETECTION_ENV).ok().as_deref(),
+        )?;
+        let config = Arc::new(ServiceBusConfig::parse(url)?.with_duplicate_detection(window)?);
         Ok(Arc::new(
             ServiceBusQueue::open(config, queue, options).await?,
         ))

@@ -11,7 +11,10 @@ mod queue;
 mod sas;
 pub mod transport;
 
-pub use config::{Auth, CONNECTION_STRING_ENV, ServiceBusConfig};
+pub use config::{
+    Auth, CONNECTION_STRING_ENV, DUPLICATE_DETECTION_ENV, MAX_DUPLICATE_WINDOW,
+    MIN_DUPLICATE_WINDOW, ServiceBusConfig,
+};
 pub use connector::ServiceBusConnector;
 pub use queue::{MAX_PAYLOAD_BYTES, ServiceBusQueue};
 pub use sas::shared_access_signature;

@@ -109,6 +109,17 @@ async fn transport_against_rabbitmq_amqp10() {
     assert_eq!(d.attempt(), 4, "3 carried + first delivery of the copy");
     receiver.accept(&d).await.unwrap();
 
+    // Another message-id on the wire (a unique push's dedup id, a copy's
+    // fresh id): the Flextide id comes back from its property.
+    eprintln!("step: another message-id on the wire keeps the Flextide id.");
+    sender
+        .send_as(&Message::from_parts("m-own", "w"), "dedup-key-1", 0, None)
+        .await
+        .unwrap();
+    let d = one(&mut receiver, "wire id").await;
+    assert_eq!(d.message().unwrap().id.as_str(), "m-own");
+    receiver.accept(&d).await.unwrap();
+
     // release: delivered again.
     eprintln!("step: release: delivered again.");
     sender

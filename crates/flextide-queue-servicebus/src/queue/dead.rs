@@ -35,6 +35,7 @@ async fn scan(
     let address = q.dead_letter_address();
     let entity = q.name.clone();
     let limit = limit.min(SCAN_LIMIT);
+    let fresh_ids = q.config.duplicate_detection.is_some();
     q.with_links(async move |links| {
         let mut receiver = links.extra_receiver(&address, &entity).await?;
         let mut held = Vec::new();
@@ -62,7 +63,12 @@ async fn scan(
                 }
                 Choice::Replay => match &d.received.message {
                     Ok(m) => {
-                        links.sender(&entity).await?.send(m, 0, None).await?;
+                        let wire_id = super::copy_wire_id(fresh_ids, m);
+                        links
+                            .sender(&entity)
+                            .await?
+                            .send_as(m, &wire_id, 0, None)
+                            .await?;
                         receiver.accept(&d).await?;
                         true
                     }

@@ -21,7 +21,7 @@ use flextide_queue_core::{
 };
 use uuid::Uuid;
 
-use crate::{BACKEND, config::ServiceBusConfig, lock::Locks};
+use crate::{BACKEND, DUPLICATE_DETECTION_ENV, config::ServiceBusConfig, lock::Locks};
 use live::Links;
 
 /// Standard tier's largest message; Premium takes more, but a queue
@@ -121,6 +121,18 @@ impl ServiceBusQueue {
     }
 }
 
+/// The `message-id` of a copy of `message` (`nack(delay)`, replay): on a
+/// queue with duplicate detection (`fresh`) a new one, since the copy
+/// shares the original's id and would be dropped as its duplicate (and the
+/// message lost once the original is completed); else the Flextide id.
+pub(crate) fn copy_wire_id(fresh: bool, message: &Message) -> String {
+    if fresh {
+        Uuid::new_v4().to_string()
+    } else {
+        message.id.as_str().to_owned()
+    }
+}
+
 #[async_trait]
 impl QueueProvider for ServiceBusQueue {
     fn queue_name(&self) -> &str {
@@ -137,6 +149,10 @@ impl QueueProvider for ServiceBusQueue {
             fenced_receipts: true,
             dead_letters: sb,
             delete_dead_letters: sb,
+            // Duplicate detection drops a duplicate without saying so:
+            // `push_unique` reports `Enqueued` either way (as on SQS FIFO).
+            dedup: sb && self.config.duplicate_detection.is_some(),
+            dedup_window: self.config.duplicate_detection.filter(|_| sb),
             blind_stats: true,
             ..Capabilities::default()
         }
@@ -153,9 +169,16 @@ impl QueueProvider for ServiceBusQueue {
             .filter(|d| !d.is_zero())
             .map(|d| Self::now() + d);
         let entity = self.name.clone();
+        // A unique push sends its dedup id as the `message-id` Service
+        // Bus's duplicate detection keys on (`check_push` allowed it only
+        // on queues that have it).
+        let wire_id = message
+            .dedup_id
+            .clone()
+            .unwrap_or_else(|| message.id.as_str().to_owned());
         self.with_links(async move |links| {
             let sender = links.sender(&entity).await?;
-            sender.send(&message, 0, visible_at).await?;
+            sender.send_as(&message, &wire_id, 0, visible_at).await?;
             Ok(message.id)
         })
         .await
@@ -238,11 +261,13 @@ impl ServiceBusQueue {
                 "Service Bus sessions are not used by this backend yet",
             ));
         }
-        if message.dedup_id.is_some() {
+        if message.dedup_id.is_some() && self.config.duplicate_detection.is_none() {
             return Err(QueueError::unsupported_because(
                 BACKEND,
                 "dedup_id",
-                "duplicate detection drops a duplicate silently, so push_unique could not say it did",
+                format!(
+                    "turn on duplicate detection on the queue and set {DUPLICATE_DETECTION_ENV} to its window"
+                ),
             ));
         }
         if message.delay.is_some_and(|d| !d.is_zero()) && !self.service_bus() {

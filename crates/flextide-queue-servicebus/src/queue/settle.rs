@@ -83,6 +83,7 @@ pub(super) async fn nack(q: &ServiceBusQueue, receipt: &Receipt, delay: Duration
     } else {
         let entity = q.name.clone();
         let at = SystemTime::now() + delay;
+        let wire_id = super::copy_wire_id(q.config.duplicate_detection.is_some(), &message);
         q.with_links(async move |links| {
             if links.generation() != generation {
                 return Err(stale());
@@ -90,7 +91,7 @@ pub(super) async fn nack(q: &ServiceBusQueue, receipt: &Receipt, delay: Duration
             links
                 .sender(&entity)
                 .await?
-                .send(&message, attempt, Some(at))
+                .send_as(&message, &wire_id, attempt, Some(at))
                 .await?;
             links.receiver(&entity).await?.accept_info(&delivery).await
         })

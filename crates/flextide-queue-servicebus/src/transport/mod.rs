@@ -282,8 +282,26 @@ impl Sender {
         earlier_attempts: u32,
         visible_at: Option<SystemTime>,
     ) -> Result<()> {
-        self.send_raw(codec::encode(message, earlier_attempts, visible_at))
+        self.send_as(message, message.id.as_str(), earlier_attempts, visible_at)
             .await
+    }
+
+    /// [`Sender::send`] with `wire_id` as the AMQP `message-id` (Service
+    /// Bus's duplicate detection key); the Flextide id travels beside it.
+    pub async fn send_as(
+        &mut self,
+        message: &Message,
+        wire_id: &str,
+        earlier_attempts: u32,
+        visible_at: Option<SystemTime>,
+    ) -> Result<()> {
+        self.send_raw(codec::encode(
+            message,
+            wire_id,
+            earlier_attempts,
+            visible_at,
+        ))
+        .await
     }
 
     pub(crate) async fn send_raw(&mut self, message: AmqpMessage<Data>) -> Result<()> {

@@ -15,15 +15,21 @@ fn failed(what: &str, e: impl std::fmt::Display) -> QueueError {
 }
 
 /// The Atom entry of a queue whose lock lasts `lock` (at least 5 s, the
-/// Service Bus minimum) and whose own dead-lettering by delivery count
-/// stays out of the way of the backend's `max_attempts`.
-fn queue_entry(lock: Duration) -> String {
+/// Service Bus minimum), with duplicate detection over `window` (the
+/// elements in the order the schema gives them), and whose own
+/// dead-lettering by delivery count stays out of the way of the backend's
+/// `max_attempts`.
+fn queue_entry(lock: Duration, window: Duration) -> String {
     let secs = lock.as_secs().max(5);
+    let window = window.as_secs();
     format!(
         "<entry xmlns=\"http://www.w3.org/2005/Atom\"><content type=\"application/xml\">\
          <QueueDescription xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\" \
          xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">\
-         <LockDuration>PT{secs}S</LockDuration><MaxDeliveryCount>1000</MaxDeliveryCount>\
+         <LockDuration>PT{secs}S</LockDuration>\
+         <RequiresDuplicateDetection>true</RequiresDuplicateDetection>\
+         <DuplicateDetectionHistoryTimeWindow>PT{window}S</DuplicateDetectionHistoryTimeWindow>\
+         <MaxDeliveryCount>1000</MaxDeliveryCount>\
          </QueueDescription></content></entry>"
     )
 }
@@ -85,8 +91,9 @@ pub(crate) async fn create(
     config: &ServiceBusConfig,
     queue: &str,
     lock: Duration,
+    window: Duration,
 ) -> Result<(), QueueError> {
-    match request(config, "PUT", queue, &queue_entry(lock)).await? {
+    match request(config, "PUT", queue, &queue_entry(lock, window)).await? {
         200 | 201 | 409 => Ok(()),
         code => Err(failed("creating a queue", format!("HTTP {code}"))),
     }

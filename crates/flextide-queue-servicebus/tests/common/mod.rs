@@ -1,6 +1,8 @@
 //! The conformance harness. With a Service Bus connection string it
 //! creates each case's queue through the REST management endpoint
-//! (`admin.rs`) with the case's lease as the queue's lock duration; with
+//! (`admin.rs`) with the case's lease as the queue's lock duration and
+//! duplicate detection on (the case's dedup window, at least Service Bus's
+//! 20 s), and opens it with that window stated; with
 //! an `amqp://…?address_prefix=/queue/` URL (a RabbitMQ node with the
 //! AMQP 1.0 plugin) queues are declared by attaching to them.
 
@@ -12,7 +14,9 @@ use flextide_queue_conformance::{
     Connect, Harness, HarnessSettings, async_trait,
     core::{QueueError, QueueOptions, QueueProvider},
 };
-use flextide_queue_servicebus::{ServiceBusConfig, ServiceBusQueue};
+use flextide_queue_servicebus::{
+    MAX_DUPLICATE_WINDOW, MIN_DUPLICATE_WINDOW, ServiceBusConfig, ServiceBusQueue,
+};
 
 /// The variable holding the connection string the suite runs against.
 pub(crate) const URL_VAR: &str = "FLEXTIDE_TEST_SERVICEBUS_URL";
@@ -29,11 +33,20 @@ impl Harness for ServiceBusHarness {
         name: &str,
         options: QueueOptions,
     ) -> Result<Arc<dyn QueueProvider>, QueueError> {
+        let mut config = self.config.clone();
         if self.config.service_bus {
-            admin::create(&self.config, name, options.lease).await?;
+            let window = options
+                .dedup_window
+                .clamp(MIN_DUPLICATE_WINDOW, MAX_DUPLICATE_WINDOW);
+            admin::create(&self.config, name, options.lease, window).await?;
+            config = Arc::new(
+                (*self.config)
+                    .clone()
+                    .with_duplicate_detection(Some(window))?,
+            );
         }
         Ok(Arc::new(
-            ServiceBusQueue::open(self.config.clone(), name, options).await?,
+            ServiceBusQueue::open(config, name, options).await?,
         ))
     }
 
@@ -51,6 +64,11 @@ impl Harness for ServiceBusHarness {
             timing_slack: Duration::from_secs(2),
             open_creates: true,
             volume: 50,
+            // Duplicate detection drops a duplicate without a word, and
+            // its window is at least 20 s (the case that waits a window
+            // out asks for a short one).
+            dedup_silent: true,
+            dedup_window_settable: false,
             ..HarnessSettings::default()
         }
     }

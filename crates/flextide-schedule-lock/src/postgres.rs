@@ -8,6 +8,12 @@ use sqlx::{PgPool, Row};
 
 use crate::{from_millis, millis};
 
+/// Key of the transaction-scoped advisory lock that serialises concurrent
+/// creations of the table ("ftsched" in ASCII): two `CREATE TABLE IF NOT
+/// EXISTS` racing on a new database fail with a duplicate key in
+/// `pg_type` (seen when two schedulers started at once).
+const CREATE_LOCK: i64 = 0x0066_7473_6368_6564;
+
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS flextide_schedule_locks (
     key text PRIMARY KEY,
     holder text NOT NULL,
@@ -48,9 +54,16 @@ pub struct PostgresScheduleLock {
 }
 
 impl PostgresScheduleLock {
-    /// A lock on `pool`, creating its table if it does not exist.
+    /// A lock on `pool`, creating its table if it does not exist (safe
+    /// from several processes at once).
     pub async fn new(pool: PgPool) -> Result<Self, BoxError> {
-        sqlx::query(CREATE).execute(&pool).await?;
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CREATE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(CREATE).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(PostgresScheduleLock { pool })
     }
 

@@ -49,6 +49,48 @@ async fn three_instances_behind_the_lease_row(url: String) {
     forget(&url, &format!("{name}/every-10s")).await;
 }
 
+/// Eight schedulers starting at once on a database without the table (a
+/// schema of its own here) all get their lock: the table's creation is
+/// serialised (two racing `CREATE TABLE IF NOT EXISTS` fail otherwise).
+async fn schedulers_starting_at_once_create_the_table_once(url: String) {
+    use flextide_queue_postgres::sqlx::{
+        self, postgres::PgConnectOptions, postgres::PgPoolOptions,
+    };
+    let schema = flextide_queue_conformance::unique_queue_name("ftsl");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options: PgConnectOptions = url.parse().unwrap();
+    let options = options.options([("search_path", schema.as_str())]);
+    let starts = (0..8).map(|_| {
+        let options = options.clone();
+        async move {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .unwrap();
+            PostgresScheduleLock::new(pool).await.map(drop)
+        }
+    });
+    let results = futures::future::join_all(starts).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    for r in results {
+        r.expect("every scheduler gets its lock");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     flextide_queue_conformance::run_integration(
         "postgres",
@@ -56,6 +98,9 @@ fn main() -> std::process::ExitCode {
         vec![
             flextide_queue_conformance::integration_test!(lease_row_contract),
             flextide_queue_conformance::integration_test!(three_instances_behind_the_lease_row),
+            flextide_queue_conformance::integration_test!(
+                schedulers_starting_at_once_create_the_table_once
+            ),
         ],
     )
 }

@@ -31,6 +31,16 @@ use flextide_queue_core::Result;
 use super::NatsQueue;
 use crate::{error, error::Class, layout};
 
+/// What [`NatsQueue::unaccounted`] compares between its two reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Unaccounted {
+    first: u64,
+    messages: u64,
+    delivered: u64,
+    ack_floor: u64,
+    ack_pending: u64,
+}
+
 /// How long a message below the ack floor must stay before it counts as
 /// left behind.
 const CONFIRM_AFTER: Duration = Duration::from_secs(1);
@@ -40,13 +50,31 @@ impl NatsQueue {
     /// floor and is still there a second later, makes the consumer again
     /// so it is delivered; returns whether it did.
     pub(super) async fn redeliver_crash_leftovers(&self, stream: &Stream) -> Result<bool> {
-        let Some(first) = self.first_below_floor(stream).await? else {
-            return Ok(false);
+        let first = match self.first_below_floor(stream).await? {
+            Some(first) => {
+                tokio::time::sleep(CONFIRM_AFTER).await;
+                if self.first_below_floor(stream).await? != Some(first) {
+                    return Ok(false);
+                }
+                first
+            }
+            // The same leftovers above an ack floor that a lost ack-pending
+            // entry holds back (seen once in a CI chaos run on 2.9: 30
+            // messages the consumer neither offered nor waited for, and one
+            // ack pending that never came back). Only on streams without
+            // schedules, where every stored message is the consumer's.
+            None if !self.schedules() => {
+                let Some(before) = self.unaccounted(stream).await? else {
+                    return Ok(false);
+                };
+                tokio::time::sleep(CONFIRM_AFTER).await;
+                if self.unaccounted(stream).await? != Some(before) {
+                    return Ok(false);
+                }
+                before.first
+            }
+            None => return Ok(false),
         };
-        tokio::time::sleep(CONFIRM_AFTER).await;
-        if self.first_below_floor(stream).await? != Some(first) {
-            return Ok(false);
-        }
         match stream.delete_consumer(layout::CONSUMER).await {
             Ok(_) => {}
             Err(e) if error::class_of(&e) == Class::NotFound => {}
@@ -64,6 +92,34 @@ impl NatsQueue {
              again, so everything still in the stream is delivered (some possibly a second time)"
         );
         Ok(true)
+    }
+
+    /// When the consumer has nothing left to offer and the stream holds more
+    /// messages than it waits acks for: the counts and sequences that say
+    /// so. Read twice a second apart and found equal, nothing moved in
+    /// between (an ack racing the two reads changes the stream's count), so
+    /// the difference is left behind, not in passing.
+    async fn unaccounted(&self, stream: &Stream) -> Result<Option<Unaccounted>> {
+        let info = match stream.get_info().await {
+            Ok(i) => i,
+            Err(e) if error::class_of(&e) == Class::NotFound => return Ok(None),
+            Err(e) => return Err(error::map("stream info", &self.name, e)),
+        };
+        let c = match stream.consumer_info(layout::CONSUMER).await {
+            Ok(c) => c,
+            Err(e) if error::class_of(&e) == Class::NotFound => return Ok(None),
+            Err(e) => return Err(error::map("consumer info", &self.name, e)),
+        };
+        let waited = c.num_ack_pending as u64;
+        Ok(
+            (c.num_pending == 0 && info.state.messages > waited).then_some(Unaccounted {
+                first: info.state.first_sequence,
+                messages: info.state.messages,
+                delivered: c.delivered.stream_sequence,
+                ack_floor: c.ack_floor.stream_sequence,
+                ack_pending: waited,
+            }),
+        )
     }
 
     /// The sequence of the queue's first message, when it lies at or below

@@ -12,6 +12,11 @@ use crate::BACKEND;
 /// (`Endpoint=sb://NS.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…`).
 pub const CONNECTION_STRING_ENV: &str = "SERVICEBUS_CONNECTION_STRING";
 
+/// Or, to sign in with Microsoft Entra ID (feature `identity`), the
+/// namespace alone (`NS.servicebus.windows.net`), the name Azure's own
+/// samples give it.
+pub const NAMESPACE_ENV: &str = "SERVICEBUS_FULLY_QUALIFIED_NAMESPACE";
+
 /// The variable that says the queues have duplicate detection on, and its
 /// window (`10m`, `1h`, `7d`): the AMQP connection cannot read a queue's
 /// settings, so the user states them (see the README).
@@ -45,6 +50,11 @@ pub enum Auth {
     },
     /// A plain AMQP 1.0 broker: SASL ANONYMOUS.
     Anonymous,
+    /// Service Bus with Microsoft Entra ID (feature `identity`): a token
+    /// from the credential per entity put on `$cbs` as `jwt`, renewed
+    /// before it expires.
+    #[cfg(feature = "identity")]
+    Entra(crate::identity::EntraCredential),
 }
 
 impl fmt::Debug for Auth {
@@ -62,6 +72,8 @@ impl fmt::Debug for Auth {
                 .field("password", &"***")
                 .finish(),
             Auth::Anonymous => f.write_str("Anonymous"),
+            #[cfg(feature = "identity")]
+            Auth::Entra(c) => write!(f, "Entra({c:?})"),
         }
     }
 }
@@ -129,6 +141,22 @@ impl ServiceBusConfig {
         }
     }
 
+    /// Service Bus at `namespace` (`NS.servicebus.windows.net`, with or
+    /// without `sb://`) signed in with a Microsoft Entra ID credential
+    /// (feature `identity`), e.g. one of `azure_identity`'s.
+    #[cfg(feature = "identity")]
+    pub fn entra(namespace: &str, credential: crate::identity::EntraCredential) -> Result<Self> {
+        let mut config = Self::parse_connection_string(&format!(
+            "Endpoint=sb://{}/;SharedAccessSignature=-",
+            namespace
+                .trim()
+                .trim_start_matches("sb://")
+                .trim_end_matches('/')
+        ))?;
+        config.auth = Auth::Entra(credential);
+        Ok(config)
+    }
+
     /// Parses a connection string (`Endpoint=sb://…;…`) or an
     /// `amqp://user:pass@host:port` / `amqps://…` URL.
     pub fn parse(text: &str) -> Result<Self> {
@@ -138,6 +166,12 @@ impl ServiceBusConfig {
             Self::parse_url(text)
         } else if lower.contains("endpoint=") {
             Self::parse_connection_string(text)
+        } else if is_namespace(&lower) {
+            // A namespace alone: Microsoft Entra ID from the environment.
+            Self::parse_connection_string(&format!(
+                "Endpoint=sb://{}/",
+                text.trim_start_matches("sb://").trim_end_matches('/')
+            ))
         } else {
             Err(config_error(
                 "expected a Service Bus connection string (Endpoint=sb://NAMESPACE.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…) or an amqp:// URL",
@@ -190,6 +224,7 @@ impl ServiceBusConfig {
         let auth = match (key_name, key, sas) {
             (_, _, Some(sas)) => Auth::SharedAccessSignature(sas),
             (Some(key_name), Some(key), None) => Auth::SharedAccessKey { key_name, key },
+            (None, None, None) => entra_from_env()?,
             _ => {
                 return Err(config_error(
                     "connection string needs SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature)",
@@ -270,6 +305,34 @@ impl ServiceBusConfig {
     pub fn audience(&self, entity: &str) -> String {
         format!("sb://{}/{}", self.host, entity)
     }
+}
+
+/// `NS.servicebus.windows.net` (or another cloud's `NS.servicebus.…`),
+/// with or without `sb://`: a fully qualified namespace, nothing else.
+pub(crate) fn is_namespace(lower: &str) -> bool {
+    let host = lower
+        .trim()
+        .trim_start_matches("sb://")
+        .trim_end_matches('/');
+    host.contains(".servicebus.")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
+}
+
+/// A connection string with an endpoint and no key: Microsoft Entra ID
+/// from the environment (feature `identity`).
+#[cfg(feature = "identity")]
+fn entra_from_env() -> Result<Auth> {
+    crate::identity::credential_from_env().map(Auth::Entra)
+}
+
+#[cfg(not(feature = "identity"))]
+fn entra_from_env() -> Result<Auth> {
+    Err(config_error(
+        "connection string needs SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); to sign in with Microsoft Entra ID (managed or workload identity, a service principal) instead, build flextide-queue-servicebus with its `identity` feature and give only the Endpoint",
+    ))
 }
 
 fn decode(s: &str) -> String {
@@ -408,5 +471,29 @@ mod tests {
         }
         let plain = ServiceBusConfig::parse("amqp://h:1").unwrap();
         assert!(plain.with_duplicate_detection(on).is_err());
+    }
+
+    #[test]
+    fn a_namespace_alone_signs_in_with_entra_id() {
+        for text in [
+            "ns1.servicebus.windows.net",
+            "sb://ns1.servicebus.windows.net/",
+            "Endpoint=sb://ns1.servicebus.windows.net/",
+        ] {
+            let parsed = ServiceBusConfig::parse(text);
+            #[cfg(feature = "identity")]
+            {
+                let c = parsed.unwrap();
+                assert_eq!(c.host, "ns1.servicebus.windows.net");
+                assert!(c.tls && c.service_bus && c.port == 5671);
+                assert!(matches!(c.auth, Auth::Entra(_)), "{c:?}");
+            }
+            #[cfg(not(feature = "identity"))]
+            {
+                let e = parsed.unwrap_err();
+                assert!(!e.is_retryable());
+                assert!(e.to_string().contains("`identity` feature"), "{e}");
+            }
+        }
     }
 }

@@ -7,13 +7,16 @@ use async_trait::async_trait;
 use flextide_queue_core::{Connector, QueueOptions, QueueProvider, Result};
 
 use crate::{
-    BACKEND, CONNECTION_STRING_ENV, DUPLICATE_DETECTION_ENV, SCHEMES, ServiceBusConfig,
-    ServiceBusQueue,
+    BACKEND, CONNECTION_STRING_ENV, DUPLICATE_DETECTION_ENV, NAMESPACE_ENV, SCHEMES,
+    ServiceBusConfig, ServiceBusQueue,
 };
 
 /// Opens Azure Service Bus queues (`QUEUE_PROVIDER=servicebus`) from the
 /// connection string in `SERVICEBUS_CONNECTION_STRING`
-/// (`Endpoint=sb://NAMESPACE.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…`).
+/// (`Endpoint=sb://NAMESPACE.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…`),
+/// or, with the `identity` feature, from the namespace alone in
+/// `SERVICEBUS_FULLY_QUALIFIED_NAMESPACE` (Microsoft Entra ID from the
+/// environment).
 ///
 /// ```
 /// use flextide_queue_core::Connector;
@@ -36,14 +39,16 @@ impl Connector for ServiceBusConnector {
     }
 
     /// A connection string has no scheme: it is recognised by its
-    /// `Endpoint=sb://` part.
+    /// `Endpoint=sb://` part; a namespace by its `.servicebus.` host.
     fn accepts(&self, url: &str) -> bool {
         let lower = url.trim().to_ascii_lowercase();
-        lower.starts_with("endpoint=sb://") || lower.contains(";endpoint=sb://")
+        lower.starts_with("endpoint=sb://")
+            || lower.contains(";endpoint=sb://")
+            || crate::config::is_namespace(&lower)
     }
 
     fn url_vars(&self) -> &'static [&'static str] {
-        &[CONNECTION_STRING_ENV]
+        &[CONNECTION_STRING_ENV, NAMESPACE_ENV]
     }
 
     fn example_url(&self) -> &'static str {
@@ -86,8 +91,18 @@ mod tests {
     fn names_and_recognition() {
         let c = ServiceBusConnector;
         assert_eq!(c.name(), "servicebus");
-        assert_eq!(c.url_vars(), ["SERVICEBUS_CONNECTION_STRING"]);
+        assert_eq!(
+            c.url_vars(),
+            [
+                "SERVICEBUS_CONNECTION_STRING",
+                "SERVICEBUS_FULLY_QUALIFIED_NAMESPACE"
+            ]
+        );
         assert!(c.accepts(c.example_url()));
+        assert!(c.accepts("ns1.servicebus.windows.net"));
+        assert!(c.accepts("sb://ns1.servicebus.chinacloudapi.cn/"));
+        assert!(!c.accepts("ns1.example.com"));
+        assert!(!c.accepts("https://ns1.servicebus.windows.net/q?x=1"));
         assert!(c.accepts("SharedAccessKeyName=k;Endpoint=sb://ns/;SharedAccessKey=x"));
         assert!(!c.accepts("amqp://guest:guest@127.0.0.1"));
     }

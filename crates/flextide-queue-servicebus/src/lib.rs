@@ -5,6 +5,8 @@ mod codec;
 mod config;
 mod connector;
 mod error;
+#[cfg(feature = "identity")]
+pub mod identity;
 mod lock;
 mod mgmt;
 mod queue;
@@ -13,7 +15,7 @@ pub mod transport;
 
 pub use config::{
     Auth, CONNECTION_STRING_ENV, DUPLICATE_DETECTION_ENV, MAX_DUPLICATE_WINDOW,
-    MIN_DUPLICATE_WINDOW, ServiceBusConfig,
+    MIN_DUPLICATE_WINDOW, NAMESPACE_ENV, ServiceBusConfig,
 };
 pub use connector::ServiceBusConnector;
 pub use queue::{MAX_PAYLOAD_BYTES, ServiceBusQueue};

@@ -119,7 +119,12 @@ impl ServiceBusQueue {
                 .expect("lock table poisoned")
                 .forget_links_before(generation);
         }
-        let result = f(&mut links).await;
+        // Tokens due for renewal are put again before the links are used,
+        // so Service Bus never detaches a link in use for an expired token.
+        let result = match links.conn().refresh_tokens().await {
+            Ok(()) => f(&mut links).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result
             && needs_reconnect(e)
         {

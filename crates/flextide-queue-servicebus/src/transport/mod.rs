@@ -69,8 +69,9 @@ pub struct Connection {
     connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
     cbs: Option<CbsClient>,
-    /// When each audience's token must be put again.
-    authorized: HashMap<String, SystemTime>,
+    /// Each audience whose token was put: its entity (for errors) and
+    /// when the token must be put again.
+    authorized: HashMap<String, (String, SystemTime)>,
 }
 
 impl fmt::Debug for Connection {
@@ -152,23 +153,52 @@ impl Connection {
     /// Puts a SAS token for `entity` on `$cbs` unless a fresh one is
     /// there (Service Bus only; a no-op for plain brokers).
     pub async fn authorize(&mut self, entity: &str) -> Result<()> {
+        if self.cbs.is_none() {
+            return Ok(());
+        }
+        let audience = self.config.audience(entity);
+        if self
+            .authorized
+            .get(&audience)
+            .is_some_and(|(_, at)| SystemTime::now() < *at)
+        {
+            return Ok(());
+        }
+        self.put_token(audience, entity).await
+    }
+
+    /// Puts a fresh token again for every audience whose renewal time has
+    /// come. Service Bus detaches the links of an audience whose token
+    /// expired, which would strand the locks of messages they received:
+    /// the queue calls this before each use of the connection, so a link
+    /// in use never outlives its token (a ready-made
+    /// `SharedAccessSignature` cannot be renewed and is not due).
+    pub async fn refresh_tokens(&mut self) -> Result<()> {
+        for (audience, entity) in due(&self.authorized, SystemTime::now()) {
+            self.put_token(audience, &entity).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_token(&mut self, audience: String, entity: &str) -> Result<()> {
         let Some(cbs) = self.cbs.as_mut() else {
             return Ok(());
         };
-        let audience = self.config.audience(entity);
         let now = SystemTime::now();
-        if self.authorized.get(&audience).is_some_and(|at| now < *at) {
-            return Ok(());
-        }
-        let (value, expires_at) = match &self.config.auth {
+        let (value, kind, expires_at) = match &self.config.auth {
             Auth::SharedAccessKey { key_name, key } => {
                 let t = sas_token(&audience, key_name, key, now + TOKEN_LIFETIME);
-                (t.value, Some(t.expires_at))
+                (t.value, SAS_TOKEN_TYPE, Some(t.expires_at))
             }
-            Auth::SharedAccessSignature(s) => (s.clone(), None),
+            Auth::SharedAccessSignature(s) => (s.clone(), SAS_TOKEN_TYPE, None),
+            #[cfg(feature = "identity")]
+            Auth::Entra(credential) => {
+                let (token, expires_at) = credential.token().await?;
+                (token, crate::identity::JWT_TOKEN_TYPE, Some(expires_at))
+            }
             Auth::Plain { .. } | Auth::Anonymous => return Ok(()),
         };
-        let token = CbsToken::new(value, SAS_TOKEN_TYPE, expires_at.map(codec::timestamp));
+        let token = CbsToken::new(value, kind, expires_at.map(codec::timestamp));
         timed("authorize", async {
             cbs.put_token(audience.clone(), token)
                 .await
@@ -178,7 +208,8 @@ impl Connection {
         let renew_at = expires_at.map_or(now + Duration::from_secs(u64::MAX / 4), |exp| {
             now + renew_after(now, exp)
         });
-        self.authorized.insert(audience, renew_at);
+        self.authorized
+            .insert(audience, (entity.to_owned(), renew_at));
         Ok(())
     }
 
@@ -389,4 +420,54 @@ async fn timed<T>(operation: &'static str, fut: impl Future<Output = Result<T>>)
 /// Closes something, giving up after [`CLOSE_TIMEOUT`].
 async fn quietly(fut: impl Future) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, fut).await;
+}
+
+/// The audiences (with their entities) whose token is due again at `now`.
+fn due(
+    authorized: &HashMap<String, (String, SystemTime)>,
+    now: SystemTime,
+) -> Vec<(String, String)> {
+    let mut due: Vec<(String, String)> = authorized
+        .iter()
+        .filter(|(_, (_, renew_at))| now >= *renew_at)
+        .map(|(audience, (entity, _))| (audience.clone(), entity.clone()))
+        .collect();
+    due.sort();
+    due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_due_from_their_renewal_time_on() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let issued = t0 + renew_after(t0, t0 + TOKEN_LIFETIME);
+        let authorized = HashMap::from([
+            ("sb://ns/a".to_owned(), ("a".to_owned(), issued)),
+            (
+                "sb://ns/b".to_owned(),
+                ("b".to_owned(), issued + Duration::from_secs(60)),
+            ),
+            // A ready-made signature: never due.
+            (
+                "sb://ns/c".to_owned(),
+                ("c".to_owned(), t0 + Duration::from_secs(u64::MAX / 4)),
+            ),
+        ]);
+        assert!(due(&authorized, t0).is_empty());
+        assert!(due(&authorized, issued - Duration::from_secs(1)).is_empty());
+        assert_eq!(
+            due(&authorized, issued),
+            [("sb://ns/a".to_owned(), "a".to_owned())]
+        );
+        assert_eq!(
+            due(&authorized, issued + Duration::from_secs(3600))
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
 }

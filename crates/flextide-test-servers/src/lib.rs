@@ -39,6 +39,10 @@ pub enum Kind {
     /// The Google Cloud Pub/Sub emulator: nothing persisted (a crash
     /// forgets every topic, subscription and message).
     PubSub,
+    /// tansu, a Kafka-compatible broker, with its embedded SQLite engine in
+    /// the data directory (the binary named by
+    /// `FLEXTIDE_TEST_TANSU_DURABLE`, built with the `libsql` feature).
+    Kafka,
 }
 
 impl Kind {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::RabbitMqAmqp10 => "rabbitmq-amqp10",
             Kind::Nats => "nats",
             Kind::PubSub => "pubsub",
+            Kind::Kafka => "kafka",
         }
     }
 }

@@ -82,6 +82,7 @@ fn required(kind: Kind) -> bool {
         Kind::RabbitMq | Kind::RabbitMqAmqp10 => "rabbitmq",
         Kind::Nats => "nats",
         Kind::PubSub => "pubsub",
+        Kind::Kafka => "kafka",
     };
     std::env::var("FLEXTIDE_TEST_REQUIRE")
         .unwrap_or_default()
@@ -99,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Kind::RabbitMq,
         Kind::Nats,
         Kind::PubSub,
+        Kind::Kafka,
     ];
     // Redis: three masters with a replica each.
     let clusters = [

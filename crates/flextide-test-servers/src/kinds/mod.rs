@@ -1,6 +1,7 @@
 //! What differs between server kinds: how a data directory is made, the
 //! command line, when the server counts as up, its URL. One file per kind.
 
+mod kafka;
 mod mariadb;
 mod nats;
 mod postgres;
@@ -19,7 +20,7 @@ pub(crate) fn init(server: &Server) -> Result<(), String> {
         Kind::MariaDb => mariadb::init(server),
         Kind::RabbitMq => rabbitmq::init(server, false),
         Kind::RabbitMqAmqp10 => rabbitmq::init(server, true),
-        Kind::Redis { .. } | Kind::Nats | Kind::PubSub => Ok(()),
+        Kind::Redis { .. } | Kind::Nats | Kind::PubSub | Kind::Kafka => Ok(()),
     }
 }
 
@@ -32,6 +33,7 @@ pub(crate) fn command(server: &Server) -> Result<Command, String> {
         Kind::RabbitMq | Kind::RabbitMqAmqp10 => rabbitmq::command(server),
         Kind::Nats => Ok(nats::command(server)),
         Kind::PubSub => Ok(pubsub::command(server)),
+        Kind::Kafka => Ok(kafka::command(server)),
     }
 }
 
@@ -41,7 +43,7 @@ pub(crate) fn ready(server: &Server) -> bool {
         Kind::Postgres => postgres::ready(server),
         Kind::MariaDb => mariadb::ready(server),
         Kind::Redis { .. } => redis::ready(server),
-        Kind::RabbitMq | Kind::RabbitMqAmqp10 | Kind::Nats | Kind::PubSub => {
+        Kind::RabbitMq | Kind::RabbitMqAmqp10 | Kind::Nats | Kind::PubSub | Kind::Kafka => {
             crate::process::port_open(server.port())
         }
     }
@@ -82,6 +84,7 @@ pub(crate) fn program(kind: Kind) -> String {
         Kind::RabbitMq | Kind::RabbitMqAmqp10 => rabbitmq::SCRIPT.into(),
         Kind::Nats => nats::program(),
         Kind::PubSub => pubsub::program(),
+        Kind::Kafka => kafka::program(),
     }
 }
 
@@ -96,6 +99,7 @@ pub(crate) fn url(server: &Server) -> String {
         Kind::RabbitMqAmqp10 => format!("amqp://guest:guest@127.0.0.1:{port}"),
         Kind::Nats => format!("nats://127.0.0.1:{port}"),
         Kind::PubSub => format!("pubsub://flextide-chaos?emulator=127.0.0.1:{port}"),
+        Kind::Kafka => format!("127.0.0.1:{port}"),
     }
 }
 

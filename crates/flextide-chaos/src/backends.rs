@@ -62,6 +62,22 @@ pub(crate) const BACKENDS: &[Backend] = &[
     },
 ];
 
+/// Rows run only when named (`--backend kafka`), not by default: their
+/// backend does not pass yet, and the default run is CI's.
+///
+/// Kafka (a private tansu 0.6.0 with its SQLite engine, `Kind::Kafka`):
+/// 1,000 messages, two broker crashes and seven worker kills left 165
+/// acknowledged messages unhandled and 205 still in the topic after the
+/// drain (none lost from the topic as far as the stats tell; the group
+/// stopped delivering them). Not understood yet: tansu's group handling
+/// after a crash, or the backend's consumer after a rebalance during an
+/// outage. The restart test (`flextide-queue-kafka/tests/restart.rs`,
+/// one crash, no worker kills) passes.
+#[rustfmt::skip]
+pub(crate) const OPT_IN: &[Backend] = &[
+    Backend { name: "kafka", facade: "kafka", home: Home::Server(Kind::Kafka), loss_allowed: None },
+];
+
 /// The cluster runs of `--cluster`, in table order.
 #[rustfmt::skip]
 pub(crate) const CLUSTERS: &[Backend] = &[
@@ -97,10 +113,15 @@ impl Backend {
             BACKENDS
                 .iter()
                 .chain(CLUSTERS)
+                .chain(OPT_IN)
                 .find(|b| b.name.eq_ignore_ascii_case(name))
         };
         found.copied().ok_or_else(|| {
-            let list = if cluster { CLUSTERS } else { BACKENDS };
+            let list: Vec<&Backend> = if cluster {
+                CLUSTERS.iter().collect()
+            } else {
+                BACKENDS.iter().chain(OPT_IN).collect()
+            };
             let names: Vec<_> = list.iter().map(|b| b.name).collect();
             format!("unknown backend `{name}`; known: {}", names.join(" "))
         })

@@ -132,9 +132,11 @@ fn durability(backend: Backend) -> String {
         }
         Home::Cluster(_) => String::new(),
         Home::Server(Kind::PubSub) => "Pub/Sub emulator, in memory only".into(),
-        // Kinds of server only the transport and restart tests start; no
-        // chaos backend uses them.
-        Home::Server(Kind::RabbitMqAmqp10 | Kind::Kafka) => String::new(),
+        Home::Server(Kind::Kafka) => {
+            "tansu 0.6 (Kafka-compatible), embedded SQLite engine, acks=all".into()
+        }
+        // A kind of server the transport tests start; no chaos backend uses it.
+        Home::Server(Kind::RabbitMqAmqp10) => String::new(),
     }
 }
 

@@ -99,7 +99,7 @@ pub(crate) fn url(server: &Server) -> String {
         Kind::RabbitMqAmqp10 => format!("amqp://guest:guest@127.0.0.1:{port}"),
         Kind::Nats => format!("nats://127.0.0.1:{port}"),
         Kind::PubSub => format!("pubsub://flextide-chaos?emulator=127.0.0.1:{port}"),
-        Kind::Kafka => format!("127.0.0.1:{port}"),
+        Kind::Kafka => format!("kafka://127.0.0.1:{port}"),
     }
 }
 

@@ -81,6 +81,9 @@ pub(crate) async fn run(args: Produce) -> Result<(), String> {
             let failed: HashSet<usize> = match pushed {
                 Ok(Ok(_)) => HashSet::new(),
                 Ok(Err(QueueError::PartialBatch { failures, .. })) => {
+                    if let Some(first) = failures.first() {
+                        note_retry(&mut retries, &first.error.to_string());
+                    }
                     failures.iter().map(|f| f.index).collect()
                 }
                 Ok(Err(e)) => {

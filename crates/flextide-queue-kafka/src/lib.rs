@@ -84,6 +84,10 @@ impl Client {
     pub(crate) fn base_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.endpoint.brokers);
+        // librdkafka backs off reconnecting up to 10 s by default, so a
+        // broker that restarts in two seconds could wait ten more for its
+        // first push; 2 s at most here (passed-through properties win).
+        c.set("reconnect.backoff.max.ms", "2000");
         for (k, v) in self
             .endpoint
             .properties

@@ -57,14 +57,6 @@ fn main() -> std::process::ExitCode {
     libtest_mimic::run(&args, vec![trial]).exit_code()
 }
 
-/// SIGKILL by PID, 2 s down, then the same port and database file.
-fn kill_and_restart(server: &mut Server) {
-    server.crash().unwrap_or_else(|e| panic!("{e}"));
-    // Down long enough that pushes, fetches and commits meet the outage.
-    std::thread::sleep(Duration::from_secs(2));
-    server.restart().unwrap_or_else(|e| panic!("{e}"));
-}
-
 async fn survives_a_broker_restart(server: Arc<Mutex<Server>>) {
     let url = server.lock().unwrap().url();
     let client = Kafka::with_config(&url, common::test_config()).unwrap();
@@ -78,8 +70,17 @@ async fn survives_a_broker_restart(server: Arc<Mutex<Server>>) {
     // The member rejoins its group after the restart (about half the
     // session timeout per join, more while the broker recovers).
     settings.handle_within = Duration::from_secs(30);
+    // librdkafka reconnects with a backoff (at most 2 s as the backend
+    // sets it), then the idempotent producer re-initialises.
+    settings.confirm_within = Duration::from_secs(20);
+    // SIGKILL by PID, 2 s down (pushes, fetches and commits meet the
+    // outage), then the same port and database file.
     let report = restart_under_load(settings, open, move || {
-        kill_and_restart(&mut server.lock().unwrap())
+        server
+            .lock()
+            .unwrap()
+            .crash_and_restart(Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{e}"))
     })
     .await;
     eprintln!("{report}");

@@ -18,7 +18,6 @@
 //! Run with: `FLEXTIDE_TEST_NATS_RESTART=1 cargo test -p flextide-queue-nats --test restart`
 
 use std::{
-    net::TcpStream,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -50,20 +49,6 @@ fn main() -> std::process::ExitCode {
     libtest_mimic::run(&args, vec![trial]).exit_code()
 }
 
-/// SIGKILL by PID, 2 s down, then the same port and store again.
-fn kill_and_restart(server: &mut Server) {
-    server.crash().unwrap_or_else(|e| panic!("{e}"));
-    let listening = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], server.port())),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(!listening, "the killed server still listens");
-    // Down long enough that pushes and pops meet the outage.
-    std::thread::sleep(Duration::from_secs(2));
-    server.restart().unwrap_or_else(|e| panic!("{e}"));
-}
-
 async fn survives_a_server_restart(server: Arc<Mutex<Server>>) {
     let url = server.lock().unwrap().url();
     let client = Nats::new(&url).unwrap();
@@ -76,7 +61,14 @@ async fn survives_a_server_restart(server: Arc<Mutex<Server>>) {
     let report = restart_under_load(
         Settings::new("nats (SIGKILL, then the same store)"),
         open,
-        move || kill_and_restart(&mut server.lock().unwrap()),
+        // SIGKILL by PID, 2 s down, then the same port and store again.
+        move || {
+            server
+                .lock()
+                .unwrap()
+                .crash_and_restart(Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("{e}"))
+        },
     )
     .await;
     eprintln!("{report}");

@@ -187,6 +187,22 @@ impl Server {
         self.crash()
     }
 
+    /// [`Server::crash`], checks that nothing answers on the port any
+    /// more, stays down for `down` (so that clients meet the outage), then
+    /// [`Server::restart`].
+    pub fn crash_and_restart(&mut self, down: Duration) -> Result<(), String> {
+        self.crash()?;
+        if process::port_open(self.port()) {
+            return Err(format!(
+                "{} still listens on {} after the crash",
+                self.kind.name(),
+                self.port()
+            ));
+        }
+        std::thread::sleep(down);
+        self.restart()
+    }
+
     /// Starts the server again on the same ports and data directory;
     /// returns once it answers.
     pub fn restart(&mut self) -> Result<(), String> {

@@ -146,15 +146,10 @@ impl ServiceBusConfig {
     /// (feature `identity`), e.g. one of `azure_identity`'s.
     #[cfg(feature = "identity")]
     pub fn entra(namespace: &str, credential: crate::identity::EntraCredential) -> Result<Self> {
-        let mut config = Self::parse_connection_string(&format!(
-            "Endpoint=sb://{}/;SharedAccessSignature=-",
-            namespace
-                .trim()
-                .trim_start_matches("sb://")
-                .trim_end_matches('/')
-        ))?;
-        config.auth = Auth::Entra(credential);
-        Ok(config)
+        Self::parse_connection_string_with(
+            &format!("Endpoint=sb://{}/", namespace_host(namespace)),
+            || Ok(Auth::Entra(credential)),
+        )
     }
 
     /// Parses a connection string (`Endpoint=sb://…;…`) or an
@@ -168,10 +163,7 @@ impl ServiceBusConfig {
             Self::parse_connection_string(text)
         } else if is_namespace(&lower) {
             // A namespace alone: Microsoft Entra ID from the environment.
-            Self::parse_connection_string(&format!(
-                "Endpoint=sb://{}/",
-                text.trim_start_matches("sb://").trim_end_matches('/')
-            ))
+            Self::parse_connection_string(&format!("Endpoint=sb://{}/", namespace_host(text)))
         } else {
             Err(config_error(
                 "expected a Service Bus connection string (Endpoint=sb://NAMESPACE.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…) or an amqp:// URL",
@@ -179,7 +171,18 @@ impl ServiceBusConfig {
         }
     }
 
+    /// A connection string with no key signs in with Microsoft Entra ID
+    /// from the environment.
     fn parse_connection_string(text: &str) -> Result<Self> {
+        Self::parse_connection_string_with(text, entra_from_env)
+    }
+
+    /// `keyless` gives the authentication of a connection string that
+    /// names no key and no signature.
+    fn parse_connection_string_with(
+        text: &str,
+        keyless: impl FnOnce() -> Result<Auth>,
+    ) -> Result<Self> {
         let (mut endpoint, mut key_name, mut key, mut sas, mut entity) =
             (None, None, None, None, None);
         let mut emulator = false;
@@ -224,7 +227,7 @@ impl ServiceBusConfig {
         let auth = match (key_name, key, sas) {
             (_, _, Some(sas)) => Auth::SharedAccessSignature(sas),
             (Some(key_name), Some(key), None) => Auth::SharedAccessKey { key_name, key },
-            (None, None, None) => entra_from_env()?,
+            (None, None, None) => keyless()?,
             _ => {
                 return Err(config_error(
                     "connection string needs SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature)",
@@ -310,15 +313,19 @@ impl ServiceBusConfig {
 /// `NS.servicebus.windows.net` (or another cloud's `NS.servicebus.…`),
 /// with or without `sb://`: a fully qualified namespace, nothing else.
 pub(crate) fn is_namespace(lower: &str) -> bool {
-    let host = lower
-        .trim()
-        .trim_start_matches("sb://")
-        .trim_end_matches('/');
+    let host = namespace_host(lower);
     host.contains(".servicebus.")
-        && !host.is_empty()
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
+}
+
+/// The host of a namespace written with or without `sb://` and a
+/// trailing slash.
+fn namespace_host(text: &str) -> &str {
+    text.trim()
+        .trim_start_matches("sb://")
+        .trim_end_matches('/')
 }
 
 /// A connection string with an endpoint and no key: Microsoft Entra ID

@@ -290,6 +290,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_config_for_a_namespace_and_a_credential() {
+        let cred = EntraCredential::new(Arc::new(Fixed));
+        let c = crate::ServiceBusConfig::entra(" sb://ns1.servicebus.windows.net/ ", cred.clone())
+            .unwrap();
+        assert_eq!(c.host, "ns1.servicebus.windows.net");
+        assert!(c.tls && c.service_bus && c.port == 5671);
+        assert_eq!(c.auth, crate::Auth::Entra(cred));
+    }
+
     #[tokio::test]
     async fn a_token_and_its_expiry_for_the_service_bus_scope() {
         let (token, expires) = EntraCredential::new(Arc::new(Fixed)).token().await.unwrap();

@@ -229,7 +229,10 @@ async fn unique_pushes_follow_transactions_across_pools(url: String) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(old, 0, "the expired row was swept by fresh handles' first pushes");
+    assert_eq!(
+        old, 0,
+        "the expired row was swept by fresh handles' first pushes"
+    );
     drop_queue(&pool, &name).await.unwrap();
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flextide_queue_dedup WHERE queue = ?")
         .bind(&name)

@@ -30,8 +30,9 @@ impl QueueType {
 /// the declaration (`Configuration` error).
 #[derive(Debug, Clone)]
 pub struct RabbitMqConfig {
-    /// Type of the main queue (default quorum). Dead-letter and delay
-    /// holding queues are always classic durable queues.
+    /// Type of the main queue (default quorum). Delay holding queues follow
+    /// it (quorum ones dead-letter back at least once); the dead-letter
+    /// queue is a classic durable queue either way.
     pub queue_type: QueueType,
     /// Quorum queues only: after this many broker-side returns (a consumer's
     /// channel closed while holding the message, or an unclaimed prefetched

@@ -1,26 +1,45 @@
 //! Delays without a plugin: one holding queue per delay bucket.
 //!
-//! A delayed message is published to `<queue>.hold.<ms>`, a classic durable
-//! queue with `x-message-ttl = <ms>` that dead-letters expired messages back
-//! to `<queue>` through the default exchange, and `x-expires` (see
-//! [`expires_ms`]) so a holding queue nobody publishes to vanishes by itself. The message itself carries its
-//! exact delay as `expiration`, so it leaves on time unless an earlier
-//! message of the same bucket with a longer delay is ahead of it (RabbitMQ
-//! expires messages at the head only); buckets are therefore narrow: a
-//! message is never early, and late by at most the width of its bucket.
+//! A delayed message is published to a holding queue of its bucket, a
+//! durable queue with `x-message-ttl = <ms>` that dead-letters expired
+//! messages back to `<queue>` through the default exchange, and `x-expires`
+//! (see [`expires_ms`]) so a holding queue nobody publishes to vanishes by
+//! itself. The message itself carries its exact delay as `expiration`, so it
+//! leaves on time unless an earlier message of the same bucket with a longer
+//! delay is ahead of it (RabbitMQ expires messages at the head only);
+//! buckets are therefore narrow: a message is never early, and late by at
+//! most the width of its bucket.
+//!
+//! The holding queues follow the main queue's type. Beside a quorum queue
+//! they are quorum queues too, `<queue>.qhold.<ms>`, replicated like it and
+//! dead-lettering **at least once** (`x-dead-letter-strategy =
+//! at-least-once`, which needs `x-overflow = reject-publish`): a message
+//! leaves the holding queue only once the main queue confirmed it, so a
+//! delayed message (a retry's backoff) survives a node failure or a leader
+//! election of the main queue on its way back. Classic queues dead-letter
+//! at most once (the message is dropped if the target cannot take it at
+//! that moment), which is why a classic holding queue is used only beside a
+//! classic main queue, `<queue>.hold.<ms>`: a single-node setup.
+//!
 //! The buckets form a fixed ladder, so every holding queue of a queue can be
 //! deleted by `drop_queue` without the management API. Which of them exist
-//! is recorded in `<queue>.hold.index`, a classic durable queue holding one
-//! message per declaration of a bucket, which expires (per-message TTL)
-//! before the holding queue could: stats and purge read it (and put it
-//! back) instead of probing the ladder with passive declares, each miss of
-//! which would close a channel and make lapin log an error.
+//! is recorded in an index (`<queue>.qhold.index` or `<queue>.hold.index`),
+//! a classic durable queue holding one message per declaration of a bucket,
+//! which expires (per-message TTL) before the holding queue could: stats and
+//! purge read it (and put it back) instead of probing the ladder with
+//! passive declares, each miss of which would close a channel and make
+//! lapin log an error. The index is bookkeeping only; no task passes
+//! through it.
 //!
-//! Versions before `x-expires` named the holding queues `<queue>.delay.<ms>`
-//! (and the index `<queue>.delay.index`); those drain into the queue by
-//! themselves, are not counted by stats, and are deleted by `drop_queue`.
+//! Earlier versions held delayed messages of every queue in classic queues:
+//! `<queue>.hold.<ms>` beside quorum queues too, and before `x-expires`
+//! `<queue>.delay.<ms>` (index `<queue>.delay.index`). Those drain into the
+//! queue by themselves, are not counted by stats of a quorum queue, and are
+//! deleted by `drop_queue`.
 
 use std::time::Duration;
+
+use crate::QueueType;
 
 /// Upper bounds of the buckets, in milliseconds.
 pub(crate) const LADDER_MS: &[u64] = &[
@@ -80,24 +99,36 @@ pub(crate) fn bucket(delay: Duration) -> Option<(u64, u64)> {
     LADDER_MS.iter().find(|&&b| b >= ms).map(|&b| (b, ms))
 }
 
+/// The part of a holding queue's name after the queue's: holding queues
+/// follow the main queue's type, and the two kinds never share a name (the
+/// broker refuses to declare a queue again with another type).
+pub(crate) fn holding_infix(queue_type: QueueType) -> &'static str {
+    match queue_type {
+        QueueType::Quorum => ".qhold.",
+        QueueType::Classic => ".hold.",
+    }
+}
+
 /// Name of the queue listing a queue's holding queues.
-pub(crate) fn index_queue(queue: &str) -> String {
-    format!("{queue}.hold.index")
+pub(crate) fn index_queue(queue: &str, queue_type: QueueType) -> String {
+    format!("{queue}{}index", holding_infix(queue_type))
 }
 
 /// Name of a bucket's holding queue.
-pub(crate) fn holding_queue(queue: &str, bucket_ms: u64) -> String {
-    format!("{queue}.hold.{bucket_ms}")
+pub(crate) fn holding_queue(queue: &str, queue_type: QueueType, bucket_ms: u64) -> String {
+    format!("{queue}{}{bucket_ms}", holding_infix(queue_type))
 }
 
-/// The part of a holding queue's name after the queue's.
-pub(crate) const HOLDING_INFIX: &str = ".hold.";
-
-/// Names of every helper queue a queue may have, in this layout and the
+/// Names of every helper queue a queue may have, in both layouts and the
 /// one before `x-expires` (`.delay.`), for `drop_queue`.
 pub(crate) fn all_helper_queues(queue: &str) -> Vec<String> {
-    let mut names = Vec::with_capacity(2 * LADDER_MS.len() + 2);
-    for infix in [HOLDING_INFIX, ".delay."] {
+    let infixes = [
+        holding_infix(QueueType::Quorum),
+        holding_infix(QueueType::Classic),
+        ".delay.",
+    ];
+    let mut names = Vec::with_capacity(infixes.len() * (LADDER_MS.len() + 1));
+    for infix in infixes {
         names.extend(LADDER_MS.iter().map(|b| format!("{queue}{infix}{b}")));
         names.push(format!("{queue}{infix}index"));
     }
@@ -155,8 +186,15 @@ mod tests {
             );
             assert!(index_entry_ttl_ms(b) < expires_ms(b));
         }
-        assert_eq!(all_helper_queues("q").len(), 2 * LADDER_MS.len() + 2);
-        assert!(all_helper_queues("q").contains(&holding_queue("q", 100)));
-        assert!(all_helper_queues("q").contains(&index_queue("q")));
+        let all = all_helper_queues("q");
+        assert_eq!(all.len(), 3 * LADDER_MS.len() + 3);
+        for t in [QueueType::Quorum, QueueType::Classic] {
+            assert!(all.contains(&holding_queue("q", t, 100)));
+            assert!(all.contains(&index_queue("q", t)));
+        }
+        assert_ne!(
+            holding_queue("q", QueueType::Quorum, 100),
+            holding_queue("q", QueueType::Classic, 100)
+        );
     }
 }

@@ -341,9 +341,11 @@ pub(crate) fn classic_arguments() -> FieldTable {
 
 /// Arguments of a delay bucket's holding queue: expire after the bucket's
 /// TTL into the main queue through the default exchange; the queue itself
-/// goes when unused for `delay::expires_ms`.
-pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
-    let mut args = classic_arguments();
+/// goes when unused for `delay::expires_ms`. Beside a quorum queue it is a
+/// quorum queue dead-lettering at least once (see [`crate::delay`]).
+pub(crate) fn holding_arguments(queue: &str, queue_type: QueueType, bucket_ms: u64) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), str_value(queue_type.as_str()));
     args.insert(
         "x-expires".into(),
         AMQPValue::LongLongInt(
@@ -356,6 +358,11 @@ pub(crate) fn holding_arguments(queue: &str, bucket_ms: u64) -> FieldTable {
     );
     args.insert("x-dead-letter-exchange".into(), str_value(""));
     args.insert("x-dead-letter-routing-key".into(), str_value(queue));
+    if queue_type == QueueType::Quorum {
+        // A message leaves only once the main queue confirmed it.
+        args.insert("x-dead-letter-strategy".into(), str_value("at-least-once"));
+        args.insert("x-overflow".into(), str_value("reject-publish"));
+    }
     args
 }
 
@@ -441,4 +448,46 @@ fn describe(args: &FieldTable) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg<'a>(args: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
+        args.inner().get(key)
+    }
+
+    #[test]
+    fn holding_queues_follow_the_main_queue_type() {
+        let quorum = holding_arguments("q", QueueType::Quorum, 500);
+        assert_eq!(arg(&quorum, "x-queue-type"), Some(&str_value("quorum")));
+        // At-least-once dead-lettering back into `q`, which the broker only
+        // accepts with reject-publish overflow.
+        assert_eq!(
+            arg(&quorum, "x-dead-letter-strategy"),
+            Some(&str_value("at-least-once"))
+        );
+        assert_eq!(
+            arg(&quorum, "x-overflow"),
+            Some(&str_value("reject-publish"))
+        );
+        assert_eq!(
+            arg(&quorum, "x-dead-letter-routing-key"),
+            Some(&str_value("q"))
+        );
+        assert_eq!(
+            arg(&quorum, "x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(500))
+        );
+
+        let classic = holding_arguments("q", QueueType::Classic, 500);
+        assert_eq!(arg(&classic, "x-queue-type"), Some(&str_value("classic")));
+        assert_eq!(arg(&classic, "x-dead-letter-strategy"), None);
+        assert_eq!(arg(&classic, "x-overflow"), None);
+        assert_eq!(
+            arg(&classic, "x-dead-letter-routing-key"),
+            Some(&str_value("q"))
+        );
+    }
 }

@@ -36,7 +36,7 @@ async fn publishing_channel_closed_by_the_broker_keeps_leases(url: String) {
         .unwrap();
     let ch = other.create_channel().await.unwrap();
     ch.queue_declare(
-        ShortString::from(format!("{name}.hold.1000")),
+        ShortString::from(format!("{name}.qhold.1000")),
         QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()

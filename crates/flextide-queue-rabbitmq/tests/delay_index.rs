@@ -1,5 +1,5 @@
 //! Stats and purge find the delay holding queues another client declared,
-//! through the index `<queue>.hold.index`, without probing the ladder of
+//! through the index `<queue>.qhold.index`, without probing the ladder of
 //! buckets (whose misses close channels and make lapin log errors).
 //! Needs `FLEXTIDE_TEST_RABBITMQ_URL` (shown as ignored without it unless
 //! `FLEXTIDE_TEST_REQUIRE` names rabbitmq).

@@ -112,7 +112,10 @@ pub(crate) async fn unique_pushes_follow_transactions_across_pools(url: String) 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(old, 0, "the expired row was swept by fresh backends' first pushes");
+    assert_eq!(
+        old, 0,
+        "the expired row was swept by fresh backends' first pushes"
+    );
 }
 
 /// Unique pushes of ten ids from four backends (four pools), singles racing

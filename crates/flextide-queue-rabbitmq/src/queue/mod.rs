@@ -272,6 +272,11 @@ impl Inner {
         self.settings.config.operation_timeout
     }
 
+    /// The main queue's type, which its holding queues follow.
+    fn queue_type(&self) -> crate::QueueType {
+        self.settings.config.queue_type
+    }
+
     /// The current link when it is usable.
     fn current_link(&self) -> Option<Arc<Link>> {
         let link = lock(&self.link).clone()?;

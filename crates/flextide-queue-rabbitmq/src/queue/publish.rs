@@ -25,7 +25,7 @@ impl Inner {
         if let Err(QueueError::QueueNotFound { queue, .. }) = &result
             && let Some(bucket) = queue
                 .strip_prefix(self.name.as_str())
-                .and_then(|rest| rest.strip_prefix(delay::HOLDING_INFIX))
+                .and_then(|rest| rest.strip_prefix(delay::holding_infix(self.queue_type())))
                 .and_then(|ms| ms.parse::<u64>().ok())
         {
             lock(&self.buckets).remove(&bucket);
@@ -37,7 +37,7 @@ impl Inner {
     /// index, once per handle and again before its `x-expires` could pass
     /// (see [`delay::expires_ms`]).
     async fn holding_queue(&self, link: &Link, bucket_ms: u64) -> Result<String> {
-        let name = delay::holding_queue(&self.name, bucket_ms);
+        let name = delay::holding_queue(&self.name, self.queue_type(), bucket_ms);
         let fresh = lock(&self.buckets)
             .get(&bucket_ms)
             .copied()
@@ -52,12 +52,12 @@ impl Inner {
             &publisher,
             self.t(),
             &name,
-            link::holding_arguments(&self.name, bucket_ms),
+            link::holding_arguments(&self.name, self.queue_type(), bucket_ms),
         )
         .await?;
         // Recorded after the declaration: an entry in the index always
         // names a queue that was declared, and expires before it could.
-        let index = delay::index_queue(&self.name);
+        let index = delay::index_queue(&self.name, self.queue_type());
         link::declare(&publisher, self.t(), &index, link::index_arguments()).await?;
         link.publish_confirmed(
             &index,

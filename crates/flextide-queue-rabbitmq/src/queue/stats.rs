@@ -36,7 +36,7 @@ impl Inner {
     /// acknowledged, so the index stays about one entry per bucket.
     async fn indexed_buckets(&self, channel: &Channel) -> Result<BTreeSet<u64>> {
         let t = self.t();
-        let index = delay::index_queue(&self.name);
+        let index = delay::index_queue(&self.name, self.queue_type());
         // The last entry kept (never acknowledged after): a multiple nack
         // naming an acknowledged tag is refused and closes the channel.
         let mut last_tag = None;
@@ -119,7 +119,7 @@ impl Inner {
         let asked = join_all(candidates.into_iter().map(|bucket| {
             let ch = &ch;
             async move {
-                let name = delay::holding_queue(&self.name, bucket);
+                let name = delay::holding_queue(&self.name, self.queue_type(), bucket);
                 (bucket, self.passive_count(ch, &name).await)
             }
         }))
@@ -285,7 +285,7 @@ impl Inner {
             let purged = async {
                 let mut n = 0u64;
                 for bucket in buckets {
-                    let name = delay::holding_queue(&self.name, bucket);
+                    let name = delay::holding_queue(&self.name, self.queue_type(), bucket);
                     n += u64::from(
                         timed(
                             "queue.purge",

@@ -34,8 +34,8 @@
 //! Earlier versions held delayed messages of every queue in classic queues:
 //! `<queue>.hold.<ms>` beside quorum queues too, and before `x-expires`
 //! `<queue>.delay.<ms>` (index `<queue>.delay.index`). Those drain into the
-//! queue by themselves, are not counted by stats of a quorum queue, and are
-//! deleted by `drop_queue`.
+//! queue by themselves, are neither counted by stats of a quorum queue nor
+//! emptied by its purge, and are deleted by `drop_queue`.
 
 use std::time::Duration;
 

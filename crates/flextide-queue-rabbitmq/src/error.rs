@@ -31,6 +31,16 @@ pub(crate) fn map(error: lapin::Error) -> QueueError {
             AMQPErrorKind::Soft(AMQPSoftError::CONTENTTOOLARGE) => {
                 QueueError::backend_error(BACKEND, false, error)
             }
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) if home_node_down(&error) => {
+                QueueError::backend_error(
+                    BACKEND,
+                    true,
+                    format!(
+                        "a classic queue's node is down or inaccessible (the queue exists; retry once the node \
+                         is back): {amqp}"
+                    ),
+                )
+            }
             AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
                 QueueError::backend_error(BACKEND, false, error)
             }
@@ -68,9 +78,27 @@ pub(crate) fn map(error: lapin::Error) -> QueueError {
     }
 }
 
-/// True when the error is a channel-level NOT_FOUND (a queue that does not exist).
+/// True when the error is a channel-level NOT_FOUND of a queue that does
+/// not exist (not one whose node is down: see [`home_node_down`]).
 pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
     matches!(error.kind(), ErrorKind::ProtocolError(amqp) if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
+        && !home_node_down(error)
+}
+
+/// The broker's text for a durable classic queue that exists but whose
+/// node (in a cluster) is down: `NOT_FOUND - home node '…' of durable queue
+/// '…' in vhost '/' is down or inaccessible`. Transient, unlike a queue
+/// that does not exist.
+const HOME_NODE_DOWN: &str = "is down or inaccessible";
+
+/// True when a NOT_FOUND names a queue whose node is down.
+pub(crate) fn home_node_down(error: &lapin::Error) -> bool {
+    matches!(error.kind(), ErrorKind::ProtocolError(amqp) if amqp.get_message().as_str().contains(HOME_NODE_DOWN))
+}
+
+/// True when a mapped error came from a queue whose node is down.
+pub(crate) fn is_home_node_down(error: &QueueError) -> bool {
+    error.to_string().contains(HOME_NODE_DOWN)
 }
 
 /// Runs one broker round trip with the configured deadline.
@@ -102,4 +130,35 @@ pub(crate) async fn timed_raw<T>(
             operation,
             after,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::{protocol::AMQPError, types::ShortString};
+
+    use super::*;
+
+    fn not_found(text: &str) -> lapin::Error {
+        lapin::Error::from(ErrorKind::ProtocolError(AMQPError::new(
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND),
+            ShortString::from(text),
+        )))
+    }
+
+    #[test]
+    fn a_queue_whose_node_is_down_is_no_missing_queue() {
+        let down = not_found(
+            "NOT_FOUND - home node 'rabbit@b' of durable queue 'q.dlq' in vhost '/' is down or inaccessible",
+        );
+        assert!(!is_not_found(&down));
+        let mapped = map(down);
+        assert!(mapped.is_retryable(), "{mapped}");
+        assert!(is_home_node_down(&mapped), "{mapped}");
+
+        let missing = not_found("NOT_FOUND - no queue 'q' in vhost '/'");
+        assert!(is_not_found(&missing));
+        let mapped = map(missing);
+        assert!(!mapped.is_retryable(), "{mapped}");
+        assert!(!is_home_node_down(&mapped), "{mapped}");
+    }
 }

@@ -19,8 +19,10 @@ use std::{
 
 use flextide_queue_core::{QueueError, Result};
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    },
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
@@ -107,11 +109,47 @@ impl Link {
             return Ok(());
         }
         let publish = self.publisher().await?;
-        declare(&publish, self.timeout, dlq, classic_arguments()).await?;
+        let publish = match declare(&publish, self.timeout, dlq, classic_arguments()).await {
+            Ok(()) => publish,
+            // A classic dead-letter queue whose node is down exists: the
+            // main queue (a quorum queue has a member on every node) still
+            // takes pushes; dead-lettering waits for the node (a move to the
+            // dead letters that fails leaves the message where it was).
+            Err(e) if crate::error::is_home_node_down(&e) => {
+                tracing::warn!(queue, dead_letters = dlq, error = %e, "rabbitmq: the dead-letter queue's node is down; going on without it until it is back");
+                // The refusal closed the channel: a fresh one.
+                self.publisher().await?
+            }
+            Err(e) => return Err(e),
+        };
         declare(&publish, self.timeout, queue, main_arguments(settings, dlq)).await?;
         self.declared.store(true, Ordering::Release);
         self.seen.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// A round trip on the consuming channel, after acknowledgements sent on
+    /// it: AMQP 0-9-1 answers no `basic.ack`, but the broker handles a
+    /// channel's frames in order, so once this is answered every ack sent
+    /// before it was processed. Without it `delete` would return `Ok` for
+    /// an ack written to a connection the broker was already closing (which
+    /// puts the message back). A passive declare of `amq.direct`, which
+    /// every vhost has and nobody can delete: no side effect.
+    pub(crate) async fn settle_barrier(&self) -> Result<()> {
+        timed(
+            "exchange.declare (passive, after acks)",
+            self.timeout,
+            self.consume.exchange_declare(
+                ShortString::from("amq.direct"),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await
     }
 
     /// Whether the main queue is known to exist on this connection.

@@ -179,7 +179,10 @@ impl Inner {
         let r = parse_receipt(receipt)?;
         let owner = self.owner(&r)?;
         let (lease, link) = owner.claim(&r)?;
-        let acked = owner.ack(&link, lease.tag).await;
+        let acked = match owner.ack(&link, lease.tag).await {
+            Ok(()) => link.settle_barrier().await,
+            Err(e) => Err(e),
+        };
         owner.check_link(&link, acked)
     }
 
@@ -211,9 +214,22 @@ impl Inner {
         }
         let acked = join_all(groups.into_iter().map(|(owner, link, tags)| async move {
             let index_of: HashMap<u64, usize> = tags.iter().map(|&(i, t)| (t, i)).collect();
-            let results = owner
+            let mut results = owner
                 .ack_all(&link, tags.into_iter().map(|(_, t)| t).collect())
                 .await;
+            // One round trip for the whole group: its acks were processed.
+            if results.iter().any(|(_, r)| r.is_ok()) {
+                let barrier = link.settle_barrier().await;
+                if let Err(e) = owner.check_link(&link, barrier) {
+                    let why = e.to_string();
+                    for (_, r) in results.iter_mut().filter(|(_, r)| r.is_ok()) {
+                        *r = Err(QueueError::connection(
+                            BACKEND,
+                            format!("the acknowledgement was sent but not confirmed: {why}"),
+                        ));
+                    }
+                }
+            }
             results
                 .into_iter()
                 .map(|(tag, r)| (index_of[&tag], r))

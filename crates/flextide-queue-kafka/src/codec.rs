@@ -154,11 +154,20 @@ pub(crate) fn encode(message: &Message, spent: u32, not_before: Option<i64>) -> 
     }
 }
 
-/// The not-before time of a push with `delay`.
+/// The not-before time of a push with `delay`, in Unix ms rounded up: a
+/// record is due once the clock's whole milliseconds reach it, so rounding
+/// down would let it out up to a millisecond early.
 pub(crate) fn due_after(delay: Option<Duration>) -> Option<i64> {
     delay
         .filter(|d| !d.is_zero())
-        .map(|d| now_millis().saturating_add(d.as_millis() as i64))
+        .map(|d| ceil_millis(SystemTime::now() + d))
+}
+
+/// Unix ms of `t`, rounded up.
+fn ceil_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 pub(crate) fn millis(t: SystemTime) -> i64 {
@@ -246,6 +255,16 @@ mod tests {
             headers: record.headers,
             timestamp: Some(1),
         }
+    }
+
+    #[test]
+    fn due_times_are_never_early() {
+        for _ in 0..100 {
+            let asked = SystemTime::now();
+            let due = due_after(Some(Duration::from_millis(4000))).unwrap();
+            assert!(system_time_from_millis(due) >= asked + Duration::from_millis(4000));
+        }
+        assert_eq!(due_after(Some(Duration::ZERO)), None);
     }
 
     #[test]

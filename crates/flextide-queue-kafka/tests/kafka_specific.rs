@@ -105,7 +105,11 @@ async fn keyed_order_across_a_restart(url: &str) {
             continue;
         };
         if d.message.id == ids[0] {
-            assert!(nacked_at.elapsed() >= delay, "the nack's delay was kept");
+            let after = nacked_at.elapsed();
+            assert!(
+                after >= delay,
+                "the nack's delay was kept: back after {after:?}"
+            );
             assert_eq!(d.attempt, 2, "the nack's attempt was kept");
         }
         order.push(d.message.id.clone());

@@ -248,9 +248,17 @@ impl Server {
     }
 }
 
+/// Set (to anything) to keep a stopped server's directory (its data and
+/// logs) for a post-mortem instead of deleting it.
+pub const KEEP_ENV: &str = "FLEXTIDE_TEST_SERVERS_KEEP";
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.crash();
+        if std::env::var_os(KEEP_ENV).is_some() {
+            eprintln!("{KEEP_ENV}: kept {}", self.dir.display());
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("could not remove {}: {e}", self.dir.display());
         }

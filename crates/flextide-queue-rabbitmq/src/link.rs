@@ -111,9 +111,8 @@ impl Link {
         let publish = self.publisher().await?;
         // While a cluster node holding the classic dead-letter queue is
         // down this fails (retryable), and so does every call that needs the
-        // topology on a new connection: not skipped, see docs/reliability.md
-        // (consumers subscribing during a quorum leader election lost
-        // messages on RabbitMQ 3.10 when they were killed).
+        // topology on a new connection. Skipping it was tried and cluster
+        // chaos lost more messages with it (docs/reliability.md, Findings).
         declare(&publish, self.timeout, dlq, classic_arguments()).await?;
         declare(&publish, self.timeout, queue, main_arguments(settings, dlq)).await?;
         self.declared.store(true, Ordering::Release);

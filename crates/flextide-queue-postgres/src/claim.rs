@@ -6,13 +6,35 @@ use flextide_queue_core::{
     Delivery, Result,
     backend::{Decoded, PollBackoff, new_token, wait_for_deliveries},
 };
-use flextide_queue_sql::decode::{
-    Columns, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed,
+use flextide_queue_sql::{
+    Presence,
+    decode::{Columns, foreign_id_prefix, in_delivery_order, lease_deadline, sort_claimed},
+    decode_receipt, detach_claim, release_claimed,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::time::Instant;
 
 use crate::{BACKEND, PostgresQueue, error::map_err};
+
+/// Opens the claim's transaction (one round trip, so a claim costs three
+/// instead of one) with sorts and bitmap scans off for that transaction only
+/// (`SET LOCAL`: gone at its end, and safe behind a transaction-mode
+/// pooler). The claim then walks its index in delivery order and stops at
+/// its limit, whatever the table's statistics say. With statistics that do
+/// not know the backlog, the planner estimates a handful of ready rows and
+/// prefers a bitmap scan of every row of the queue and a sort (which the
+/// row locks above it keep from being a bounded top-N sort). Measured on a
+/// never-analyzed table holding 100,000 ready messages: 49 ms for a claim
+/// of 100 that way, 0.5 ms walking the index (PostgreSQL 15). Walking the
+/// index is the right plan whatever the backlog: it reads entries only
+/// until it has its limit, and the index carries `visible_at`, so leased
+/// and delayed rows are skipped without touching the heap.
+///
+/// JIT goes off too: a plan that still needs a sort (the dead letters'
+/// `ORDER BY seq`) then costs more than `jit_above_cost`, and compiling it
+/// took 580 ms per claim here, for a statement that runs in under one.
+pub(crate) const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL enable_sort = off; \
+     SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
 pub(crate) async fn pop_batch(
     q: &PostgresQueue,
@@ -31,16 +53,46 @@ pub(crate) async fn pop_batch(
 }
 
 impl PostgresQueue {
-    /// Leases up to `max` ready messages in one statement.
+    /// Leases up to `max` ready messages in one statement, in a
+    /// transaction of its own ([`CLAIM_BEGIN`]) run detached (contract
+    /// clause 13): sqlx cannot drop a BEGIN half-way safely (the pooled
+    /// connection stays in a transaction it does not know of, where a later
+    /// push returns Ok and never commits), and what it leased for a pop that
+    /// is gone is given back at once.
     async fn claim(&self, max: usize) -> Result<Vec<Delivery>> {
+        let (q, back) = (self.clone(), self.clone());
+        detach_claim(
+            BACKEND,
+            move |presence| async move { q.claim_tx(max, &presence).await },
+            move |claimed| {
+                let q = back.clone();
+                async move { q.give_back(claimed).await }
+            },
+        )
+        .await
+    }
+
+    async fn claim_tx(&self, max: usize, presence: &Presence) -> Result<Vec<Delivery>> {
         let token = new_token();
         let started = Instant::now();
+        // The wait for a connection is where a pop is most often cut short:
+        // a claim for a pop that is gone does not begin.
+        let mut conn = self.pool().acquire().await.map_err(map_err)?;
+        if presence.is_gone() {
+            return Ok(Vec::new());
+        }
         // Planned for each call, never from a cached generic plan: a queue
         // table swings from empty to millions of rows, and a generic plan
         // chosen while it was small (or never analyzed) stays with the
         // pooled connection. Seen here with autovacuum off: a claim on a
         // 56,000-message queue ran for minutes on such a plan, 7 ms planned
         // afresh. Planning costs a fraction of a millisecond per batch.
+        //
+        // Planned afresh is not enough: statistics that do not know the
+        // queue's backlog (a table never analyzed, or analyzed before this
+        // queue filled up) make the planner sort the whole backlog for
+        // every claim. Hence CLAIM_BEGIN.
+        let mut tx = conn.begin_with(CLAIM_BEGIN).await.map_err(map_err)?;
         let rows = sqlx::query(AssertSqlSafe(self.sql().claim.clone()))
             .persistent(false)
             .bind(&*self.name)
@@ -50,9 +102,11 @@ impl PostgresQueue {
             .bind(self.lease_ms)
             .bind(&token)
             .bind(foreign_id_prefix(BACKEND))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        drop(conn);
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let attempts: i32 = row.try_get("attempts").map_err(map_err)?;
@@ -65,6 +119,25 @@ impl PostgresQueue {
             self.dead_letter_undecodable(seq, &token, &reason).await;
         }
         Ok(in_delivery_order(ok))
+    }
+
+    /// Makes deliveries nobody received visible again at once, without
+    /// counting their attempt: one statement for the claim's rows.
+    async fn give_back(&self, claimed: Vec<Delivery>) {
+        let seqs: Vec<i64> = claimed
+            .iter()
+            .filter_map(|d| decode_receipt(BACKEND, &d.receipt).ok().map(|(seq, _)| seq))
+            .collect();
+        release_claimed(BACKEND, &self.name, &claimed, &self.wake, |token| {
+            let release = sqlx::query(AssertSqlSafe(self.sql().release_claimed.clone()))
+                .bind(seqs)
+                .bind(token)
+                .bind(&*self.name)
+                .bind(self.channel())
+                .execute(self.pool());
+            async move { release.await.map(drop).map_err(map_err) }
+        })
+        .await
     }
 
     /// Moves a row the claim just leased but could not decode (another

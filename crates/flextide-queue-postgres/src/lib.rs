@@ -68,6 +68,13 @@ pub mod raw_sql {
         default_statements().claim.to_string()
     }
 
+    /// What opens the claim's transaction (the library claims in one,
+    /// with sorts and bitmap scans off, so the claim walks its index
+    /// whatever the table's statistics say).
+    pub fn claim_begin() -> &'static str {
+        crate::claim::CLAIM_BEGIN
+    }
+
     /// $1 seqs, $2 tokens, $3 queue; returns the `seq` and `token` deleted.
     pub fn delete_batch() -> String {
         default_statements().delete_batch.to_string()

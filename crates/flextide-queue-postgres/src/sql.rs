@@ -25,6 +25,7 @@ pub(crate) struct Statements {
     pub(crate) delete_batch: Arc<str>,
     pub(crate) nack: Arc<str>,
     pub(crate) release: Arc<str>,
+    pub(crate) release_claimed: Arc<str>,
     pub(crate) extend: Arc<str>,
     pub(crate) dead_letter: Arc<str>,
     pub(crate) dead_letters: Arc<str>,
@@ -249,6 +250,21 @@ impl Statements {
                     RETURNING purged
                  ),
                  woken AS (SELECT pg_notify($4, $3) FROM back WHERE NOT purged)
+                 SELECT (SELECT count(*) FROM back) AS settled, (SELECT count(*) FROM woken) AS woken",
+            ),
+            // `release` for the rows of one claim whose pop was gone before
+            // it got them. $1 seqs, $2 token, $3 queue, $4 channel.
+            release_claimed: build(
+                "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
+                 back AS (
+                    UPDATE {m} m SET visible_at = (SELECT now FROM t),
+                        token = CASE WHEN m.purged THEN m.token END,
+                        attempts = CASE WHEN m.purged THEN m.attempts ELSE GREATEST(m.attempts - 1, 0) END
+                    FROM UNNEST($1::int8[]) AS r(seq)
+                    WHERE m.seq = r.seq AND m.token = $2 AND {same_queue_m3}
+                    RETURNING m.purged
+                 ),
+                 woken AS (SELECT pg_notify($4, $3) FROM (SELECT 1 FROM back WHERE NOT purged LIMIT 1) x)
                  SELECT (SELECT count(*) FROM back) AS settled, (SELECT count(*) FROM woken) AS woken",
             ),
             // $1 seq, $2 token, $3 queue, $4 ms from now.

@@ -1,6 +1,6 @@
 //! PostgreSQL-specific integration tests: concurrency, crashes, transactions,
 //! migrations, killed connections and LISTEN/NOTIFY; unique pushes in
-//! `dedup/`.
+//! `dedup/`, the claim's plan in `plan/`.
 //!
 //! Run with: `FLEXTIDE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p flextide-queue-postgres --test postgres`
 
@@ -18,8 +18,10 @@ use flextide_queue_sql::test_support::{
 };
 
 mod dedup;
+mod plan;
 
 use dedup::{unique_pushes_follow_transactions_across_pools, unique_pushes_race_over_four_pools};
+use plan::claims_walk_the_index_without_statistics;
 
 fn app_name() -> String {
     format!(
@@ -508,6 +510,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(ordering_keys_hold_under_concurrent_claims),
             integration_test!(pops_cut_short_leave_the_pool_healthy),
             integration_test!(autovacuum_problems_are_found),
+            integration_test!(claims_walk_the_index_without_statistics),
         ],
     )
 }

@@ -288,7 +288,8 @@ struct RawPg {
 impl RawPg {
     async fn claim(&self, max: usize) -> Res<Vec<Popped>> {
         let token: Arc<str> = new_token().into();
-        // Unprepared, as the library's claim is.
+        // In the library's transaction, unprepared, as the library's claim is.
+        let mut tx = self.pool.begin_with(raw_sql::claim_begin()).await?;
         let rows = sqlx::query(AssertSqlSafe(self.claim.clone()))
             .persistent(false)
             .bind(&self.queue)
@@ -298,8 +299,9 @@ impl RawPg {
             .bind(self.lease_ms)
             .bind(&*token)
             .bind(&self.foreign_ids)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.try_get("seq")?;

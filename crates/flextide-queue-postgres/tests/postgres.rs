@@ -38,6 +38,26 @@ async fn backend(url: &str, config: PostgresConfig) -> PostgresBackend {
     b
 }
 
+/// A pool of `connections` and a backend on a new schema of its own (the
+/// caller drops the schema).
+async fn schema_backend(url: &str, connections: u32) -> (sqlx::PgPool, String, PostgresBackend) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect(url)
+        .await
+        .unwrap();
+    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let b = PostgresBackend::with_pool(
+        pool.clone(),
+        PostgresConfig::default()
+            .schema(&schema)
+            .migrate_on_connect(true),
+    )
+    .await
+    .unwrap();
+    (pool, schema, b)
+}
+
 /// Drops the queue's rows when the test ends, pass or fail.
 struct Cleanup(String, String);
 
@@ -445,24 +465,11 @@ async fn connector_admin_operations(url: String) {
 /// The autovacuum check sees the server's setting and a table's own
 /// `autovacuum_enabled = false`.
 async fn autovacuum_problems_are_found(url: String) {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .unwrap();
+    let (pool, schema, b) = schema_backend(&url, 2).await;
     let server: String = sqlx::query_scalar("SHOW autovacuum")
         .fetch_one(&pool)
         .await
         .unwrap();
-    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let b = PostgresBackend::with_pool(
-        pool.clone(),
-        PostgresConfig::default()
-            .schema(&schema)
-            .migrate_on_connect(true),
-    )
-    .await
-    .unwrap();
     let server_off =
         |problems: &[String]| problems.iter().any(|p| p.contains("server's autovacuum"));
     let problems = b.autovacuum_problems().await.unwrap();

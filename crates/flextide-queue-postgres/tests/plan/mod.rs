@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use flextide_queue_core::{Message, QueueOptions, QueueProvider};
-use flextide_queue_postgres::{PostgresBackend, PostgresConfig, sqlx};
+use flextide_queue_postgres::sqlx;
 
 const BACKLOG: usize = 20_000;
 
@@ -31,20 +31,7 @@ async fn claim_index_reads(pool: &sqlx::PgPool, schema: &str) -> i64 {
 /// claim of 10 from 20,000 ready messages read all 20,000 entries of the
 /// claim index. The claim walks the index and stops at its limit instead.
 pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .unwrap();
-    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let b = PostgresBackend::with_pool(
-        pool.clone(),
-        PostgresConfig::default()
-            .schema(&schema)
-            .migrate_on_connect(true),
-    )
-    .await
-    .unwrap();
+    let (pool, schema, b) = super::schema_backend(&url, 4).await;
     let q = b.queue("plan", QueueOptions::default()).unwrap();
     for chunk in 0..BACKLOG / 1_000 {
         let batch: Vec<Message> = (0..1_000)

@@ -129,7 +129,7 @@ impl PostgresQueue {
             .filter_map(|d| decode_receipt(BACKEND, &d.receipt).ok().map(|(seq, _)| seq))
             .collect();
         release_claimed(BACKEND, &self.name, &claimed, &self.wake, |token| {
-            let release = sqlx::query(AssertSqlSafe(self.sql().release_claimed.clone()))
+            let release = sqlx::query(AssertSqlSafe(self.sql().release.clone()))
                 .bind(seqs)
                 .bind(token)
                 .bind(&*self.name)

@@ -8,7 +8,7 @@ use crate::{BACKEND, PostgresQueue, error::map_err};
 pub(crate) async fn release(q: &PostgresQueue, receipt: &Receipt) -> Result<()> {
     flextide_queue_sql::release(BACKEND, receipt, &q.wake, |seq, token| async move {
         let row = sqlx::query(AssertSqlSafe(q.sql().release.clone()))
-            .bind(seq)
+            .bind(&[seq][..])
             .bind(token)
             .bind(&*q.name)
             .bind(q.channel())

@@ -25,7 +25,6 @@ pub(crate) struct Statements {
     pub(crate) delete_batch: Arc<str>,
     pub(crate) nack: Arc<str>,
     pub(crate) release: Arc<str>,
-    pub(crate) release_claimed: Arc<str>,
     pub(crate) extend: Arc<str>,
     pub(crate) dead_letter: Arc<str>,
     pub(crate) dead_letters: Arc<str>,
@@ -236,25 +235,12 @@ impl Statements {
                  SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM back) AS settled,
                         (SELECT count(*) FROM woken) AS woken",
             ),
-            // Back at once, the attempt not counted. A row purged while
-            // leased keeps its token and count: its lease ends now, and the
-            // next sweep drops it.
-            // $1 seq, $2 token, $3 queue, $4 channel.
+            // Back at once, the attempt not counted: one delivery (`release`)
+            // or the rows of one claim whose pop was gone before it got them.
+            // A row purged while leased keeps its token and count: its lease
+            // ends now, and the next sweep drops it.
+            // $1 seqs, $2 token, $3 queue, $4 channel.
             release: build(
-                "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
-                 back AS (
-                    UPDATE {m} SET visible_at = (SELECT now FROM t),
-                        token = CASE WHEN purged THEN token END,
-                        attempts = CASE WHEN purged THEN attempts ELSE GREATEST(attempts - 1, 0) END
-                    WHERE seq = $1 AND token = $2 AND {same_queue_3}
-                    RETURNING purged
-                 ),
-                 woken AS (SELECT pg_notify($4, $3) FROM back WHERE NOT purged)
-                 SELECT (SELECT count(*) FROM back) AS settled, (SELECT count(*) FROM woken) AS woken",
-            ),
-            // `release` for the rows of one claim whose pop was gone before
-            // it got them. $1 seqs, $2 token, $3 queue, $4 channel.
-            release_claimed: build(
                 "WITH t AS MATERIALIZED (SELECT {now} AS now {settle}),
                  back AS (
                     UPDATE {m} m SET visible_at = (SELECT now FROM t),

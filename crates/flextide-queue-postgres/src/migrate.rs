@@ -65,23 +65,31 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// applied by this call (empty when the schema was up to date).
 pub async fn migrate_with(pool: &PgPool, config: &PostgresConfig) -> Result<Vec<i64>> {
     config.validate()?;
-    let mut tx = pool.begin().await.map_err(map_err)?;
-    // Held until commit: concurrent callers wait here, then find the work done.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MIGRATE_LOCK)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    if let Some(schema) = &config.schema {
-        // The schema name was validated as a plain identifier.
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    }
-    let applied = flextide_queue_sql::migrate::<sqlx::Postgres>(&mut *tx, &PLAN).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(applied)
+    // Detached: sqlx's BEGIN is not cancel-safe (a caller that gives up
+    // during it would leave a pooled connection inside a transaction sqlx
+    // does not know of); run to the end, the migration commits or rolls
+    // back whatever happens to the caller.
+    let (pool, schema) = (pool.clone(), config.schema.clone());
+    flextide_queue_sql::detach(crate::BACKEND, async move {
+        let mut tx = pool.begin().await.map_err(map_err)?;
+        // Held until commit: concurrent callers wait here, then find the work done.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATE_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(schema) = &schema {
+            // The schema name was validated as a plain identifier.
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\""
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        let applied = flextide_queue_sql::migrate::<sqlx::Postgres>(&mut *tx, &PLAN).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(applied)
+    })
+    .await
 }

@@ -8,13 +8,13 @@ use sqlx::{PgPool, Row};
 
 use crate::{from_millis, millis};
 
-/// Key of the transaction-scoped advisory lock that serialises concurrent
-/// creations of the table ("ftsched" in ASCII): two `CREATE TABLE IF NOT
-/// EXISTS` racing on a new database fail with a duplicate key in
-/// `pg_type` (seen when two schedulers started at once).
-const CREATE_LOCK: i64 = 0x0066_7473_6368_6564;
-
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS flextide_schedule_locks (
+/// Creates the table. The transaction-scoped advisory lock (key
+/// 0x0066_7473_6368_6564, "ftsched" in ASCII) serialises concurrent
+/// creations: two `CREATE TABLE IF NOT EXISTS` racing on a new database
+/// fail with a duplicate key in `pg_type` (seen when two schedulers started
+/// at once).
+const CREATE: &str = "SELECT pg_advisory_xact_lock(28838486562334052);
+CREATE TABLE IF NOT EXISTS flextide_schedule_locks (
     key text PRIMARY KEY,
     holder text NOT NULL,
     until timestamptz NOT NULL,
@@ -57,13 +57,12 @@ impl PostgresScheduleLock {
     /// A lock on `pool`, creating its table if it does not exist (safe
     /// from several processes at once).
     pub async fn new(pool: PgPool) -> Result<Self, BoxError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CREATE_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(CREATE).execute(&mut *tx).await?;
-        tx.commit().await?;
+        // Both statements in one simple query, which PostgreSQL runs as
+        // one implicit transaction to its end even if this future is
+        // dropped half-way (an explicit BEGIN through sqlx is not
+        // cancel-safe: it could leave a pooled connection in a
+        // transaction sqlx does not know of).
+        sqlx::raw_sql(CREATE).execute(&pool).await?;
         Ok(PostgresScheduleLock { pool })
     }
 

@@ -1,7 +1,8 @@
 //! Rebalances: a second group member joining and leaving while messages
 //! are in flight loses nothing; the duplicates it causes are counted. A
 //! keyed record nacked in place keeps its key's order, delay and attempt
-//! through a consumer restart.
+//! through a consumer restart. Waiting for the assignment before the first
+//! pop.
 //!
 //! Run with `FLEXTIDE_TEST_KAFKA_URL=127.0.0.1:9092 cargo test -p
 //! flextide-queue-kafka --test kafka_specific`.
@@ -64,6 +65,7 @@ async fn main() -> std::process::ExitCode {
             }
             println!("test rebalances ... ignored");
             println!("test keyed_order_across_a_restart ... ignored");
+            println!("test assigned_before_the_first_pop ... ignored");
             return std::process::ExitCode::SUCCESS;
         }
     };
@@ -71,8 +73,38 @@ async fn main() -> std::process::ExitCode {
     println!("test rebalances ... ok");
     keyed_order_across_a_restart(&url).await;
     println!("test keyed_order_across_a_restart ... ok");
-    println!("2 passed, 0 failed");
+    assigned_before_the_first_pop(&url).await;
+    println!("test assigned_before_the_first_pop ... ok");
+    println!("3 passed, 0 failed");
     std::process::ExitCode::SUCCESS
+}
+
+/// `wait_for_assignment` starts the consumer and returns once the group
+/// assigned it the queue's partitions; records pushed after it are
+/// fetched by that member.
+async fn assigned_before_the_first_pop(url: &str) {
+    let name = flextide_queue_conformance::unique_queue_name("assigned");
+    let client = Kafka::with_config(url, common::test_config()).unwrap();
+    let q = client.open(&name, QueueOptions::default()).await.unwrap();
+    assert!(
+        q.wait_for_assignment(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "assigned within 60 s"
+    );
+    // Already assigned: the answer does not change.
+    assert!(q.wait_for_assignment(Duration::ZERO).await.unwrap());
+    let id = q.push(Message::new("after the join")).await.unwrap();
+    let d = q
+        .pop(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the record pushed after the assignment");
+    assert_eq!(d.message.id, id);
+    q.delete(&d.receipt).await.unwrap();
+    q.close().await.unwrap();
+    drop(q);
+    client.drop_queue(&name).await.unwrap();
 }
 
 /// A keyed record nacked with a delay stays its key's head through a

@@ -182,6 +182,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits up to `timeout` for the running consumer's first assignment
+    /// (its group join finished); false when it did not come in time or no
+    /// consumer runs.
+    pub(crate) async fn wait_joined(&self, timeout: Duration) -> bool {
+        let Some(joined) = self.running.lock().await.as_ref().map(|r| r.joined.clone()) else {
+            return false;
+        };
+        let until = Instant::now() + timeout;
+        loop {
+            if joined.load(Ordering::Acquire) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether the consumer runs (so the ledger is this process's view).
     pub(crate) async fn is_running(&self) -> bool {
         self.running.lock().await.is_some()

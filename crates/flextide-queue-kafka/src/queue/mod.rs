@@ -79,6 +79,18 @@ impl KafkaQueue {
         self.engine.ensure_consumer().await
     }
 
+    /// Starts this process's consumer on the queue if it does not run yet
+    /// and waits up to `timeout` for the group to assign it its partitions
+    /// (a join takes about half the session timeout; a member beyond the
+    /// partition count is assigned none, which also counts). Returns
+    /// whether the assignment came in time: until it does, pops of this
+    /// process find nothing. For a worker that should report ready only
+    /// once it consumes, and for measurements that must not time the join.
+    pub async fn wait_for_assignment(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.engine.ensure_consumer().await?;
+        Ok(self.engine.wait_joined(timeout).await)
+    }
+
     /// Creates the queue's topics now, if this process has not yet (the
     /// first push or pop does it anyway).
     pub async fn create(&self) -> Result<()> {

@@ -156,6 +156,9 @@ impl Ledger {
     /// with one more attempt spent. Records past `max_attempts` and records
     /// that cannot be decoded are returned as dying instead. Also returns
     /// the earliest not-before still in the future (Unix ms), to wake for.
+    /// Stops at the `max`-th record leased: what lies further on (ended
+    /// leases, dying records, not-before times) is seen by a claim that
+    /// gets there; `max == 0` looks at every record.
     /// A keyed record is passed over while an earlier record of its key is
     /// held (leased, delayed, dying or itself passed over).
     pub(crate) fn claim(
@@ -211,6 +214,12 @@ impl Ledger {
                 continue;
             }
             if claimed.len() >= max {
+                // Full: the rest waits for the next claim (which also ends
+                // the leases and finds the dying records further on). Only
+                // a claim of nothing (a sweep) looks at every record.
+                if max > 0 {
+                    break;
+                }
                 continue;
             }
             let token = token();

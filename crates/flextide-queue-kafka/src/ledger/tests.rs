@@ -73,6 +73,31 @@ fn lease_expiry_spends_an_attempt_and_fences_the_old_receipt() {
 }
 
 #[test]
+fn a_full_claim_stops_and_the_next_one_goes_on() {
+    let mut l = Ledger::default();
+    for o in 0..5 {
+        record(&mut l, 0, o, None);
+    }
+    let now = Instant::now();
+    let mut t = tokens();
+    let (all, _, _) = l.claim(5, now, 0, LEASE, None, &mut t);
+    assert_eq!(all.len(), 5);
+    // Every lease ended: a claim of 2 takes the first two and stops there.
+    let later = now + LEASE;
+    let (first, _, _) = l.claim(2, later, 0, LEASE, None, &mut t);
+    let offsets: Vec<i64> = first.iter().map(|c| c.offset).collect();
+    assert_eq!(offsets, [0, 1]);
+    // The rest still end with their attempt spent, when a claim gets there.
+    let (rest, _, _) = l.claim(10, later, 0, LEASE, None, &mut t);
+    let seen: Vec<(i64, u32)> = rest.iter().map(|c| (c.offset, c.attempt)).collect();
+    assert_eq!(seen, [(2, 2), (3, 2), (4, 2)]);
+    // A record past its attempts further on is found by a claim of nothing
+    // (the sweep) even while nothing else is claimed.
+    let (_, dying, _) = l.claim(0, later + LEASE, 0, LEASE, Some(2), &mut t);
+    assert_eq!(dying.len(), 5);
+}
+
+#[test]
 fn settling_out_of_order_commits_only_the_contiguous_run() {
     let mut l = Ledger::default();
     for o in 0..3 {

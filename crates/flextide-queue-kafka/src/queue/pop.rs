@@ -70,7 +70,13 @@ async fn claim_waiting(q: &KafkaQueue, max: usize, wait: Duration) -> Result<Vec
                     q.options.max_attempts,
                     || q.engine.token(),
                 );
-                (c, d, due, ledger.next_deadline())
+                // Only a pop that waits needs the next lease's end.
+                let deadline = if c.is_empty() {
+                    ledger.next_deadline()
+                } else {
+                    None
+                };
+                (c, d, due, deadline)
             };
             if let Some(at) = due {
                 let ms = (at - now_millis()).max(0) as u64;

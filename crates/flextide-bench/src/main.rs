@@ -63,6 +63,9 @@ struct Args {
     /// jobs where the server counts them), not W1–W4 and the rest.
     #[arg(long)]
     worker_defaults_only: bool,
+    /// Override the worker-at-defaults burn-down's backlog (20,000).
+    #[arg(long, value_name = "N")]
+    worker_backlog: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,9 @@ async fn bench(args: Args) -> Result<(), String> {
     let mut plan = plan::Plan::new(args.quick);
     if let Some(n) = args.backlog {
         plan.backlog = n.max(1);
+    }
+    if let Some(n) = args.worker_backlog {
+        plan.worker_defaults_backlog = n.max(1);
     }
     if let Some(s) = args.secs {
         plan.push_secs = s;
@@ -203,6 +209,7 @@ async fn bench(args: Args) -> Result<(), String> {
                 ratio,
             });
         }
+        b.close().await;
         reports.push(BackendReport {
             name: name.into(),
             status: "ok".into(),

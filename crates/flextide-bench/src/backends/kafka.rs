@@ -11,7 +11,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -34,12 +34,25 @@ const URL_VAR: &str = "FLEXTIDE_TEST_KAFKA_URL";
 const DEFAULT_URL: &str = "127.0.0.1:9092";
 /// Partitions of both the library's and the raw topic.
 const PARTITIONS: i32 = 4;
+/// How long either side's consumer may take to join its group before a run.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
 
 /// The library's client, and the brokers and producer of the raw one.
 pub(crate) struct Kf {
     kafka: Kafka,
     brokers: String,
     producer: FutureProducer,
+    /// Queues and raw topics used, deleted by `close` after the last row:
+    /// deleting a topic while the process's other clients live on crashed
+    /// librdkafka on tansu (see the crate README) in most full runs.
+    used: Arc<Mutex<Used>>,
+}
+
+/// What `close` deletes.
+#[derive(Debug, Default)]
+struct Used {
+    queues: Vec<String>,
+    topics: Vec<String>,
 }
 
 impl std::fmt::Debug for Kf {
@@ -85,6 +98,7 @@ impl Kf {
             kafka,
             brokers,
             producer,
+            used: Arc::default(),
         })
     }
 }
@@ -107,19 +121,60 @@ impl Backend for Kf {
         Some(flextide_queue_kafka::MAX_PAYLOAD_BYTES)
     }
 
-    /// Opens the queue and starts its consumer (joining the group) at
-    /// once, as the raw consumer subscribes when it is made: otherwise the
-    /// library's first timed pop would pay the join (about half the
-    /// session timeout) that the raw client paid before the timed run.
+    /// Opens the queue and waits until its consumer joined the group, as
+    /// `raw` does for the raw consumer: a join takes about half the session
+    /// timeout (more on tansu), which a short timed run must not contain on
+    /// either side. A 20,000-job worker burn-down filled in under a second
+    /// and then waited out the join: 10,083/s, where the same worker on
+    /// 100,000 jobs (a fill long enough to cover the join) ran at
+    /// 124,555/s.
     async fn library(&self, queue: &str) -> Res<Arc<dyn QueueProvider>> {
         let q = self.kafka.open(queue, options()).await?;
-        q.start_consumer().await?;
+        if !q.wait_for_assignment(JOIN_WAIT).await? {
+            return Err(format!(
+                "the library's consumer of {queue} joined no group within {JOIN_WAIT:?}"
+            )
+            .into());
+        }
         Ok(Arc::new(q))
     }
 
+    /// Deleted by `close`; the handle is gone already, so its consumer
+    /// leaves the group now.
     async fn drop_library(&self, queue: &str) -> Res<()> {
-        self.kafka.drop_queue(queue).await?;
+        self.used
+            .lock()
+            .expect("used lock")
+            .queues
+            .push(queue.to_owned());
         Ok(())
+    }
+
+    async fn close(&self) {
+        let used = std::mem::take(&mut *self.used.lock().expect("used lock"));
+        for queue in used.queues {
+            if let Err(e) = self.kafka.drop_queue(&queue).await {
+                eprintln!("  warning: cleanup of {queue} failed: {e}");
+            }
+        }
+        if used.topics.is_empty() {
+            return;
+        }
+        let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create();
+        let topics: Vec<&str> = used.topics.iter().map(String::as_str).collect();
+        let deleted = match admin {
+            Ok(admin) => admin
+                .delete_topics(&topics, &AdminOptions::new())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = deleted {
+            eprintln!("  warning: cleanup of the raw topics failed: {e}");
+        }
     }
 
     async fn raw(&self, queue: &str) -> Res<Option<Arc<dyn Driver>>> {
@@ -147,8 +202,28 @@ impl Backend for Kf {
             .set("fetch.wait.max.ms", "100")
             .create()?;
         consumer.subscribe(&[&topic])?;
+        // Join before the timed run (see `library`): polling drives the
+        // join; the new topic has no records yet, so nothing is taken.
+        let until = Instant::now() + JOIN_WAIT;
+        while consumer.assignment()?.count() == 0 {
+            if Instant::now() >= until {
+                return Err(format!(
+                    "the raw consumer of {topic} was assigned nothing within {JOIN_WAIT:?}"
+                )
+                .into());
+            }
+            if let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await
+            {
+                return Err(format!(
+                    "the raw consumer of the new topic {topic} got a record at offset {}",
+                    m.offset()
+                )
+                .into());
+            }
+        }
         Ok(Some(Arc::new(RawKafka {
-            admin,
+            used: self.used.clone(),
             producer: self.producer.clone(),
             consumer: Mutex::new(Some(Arc::new(consumer))),
             topic,
@@ -157,10 +232,10 @@ impl Backend for Kf {
 }
 
 struct RawKafka {
-    admin: AdminClient<DefaultClientContext>,
+    used: Arc<Mutex<Used>>,
     producer: FutureProducer,
-    /// Taken and closed by `cleanup` before the topic is deleted (a
-    /// consumer of a deleted topic can crash librdkafka on tansu).
+    /// Taken and closed by `cleanup`, before the run's end deletes the
+    /// topic (a consumer of a deleted topic can crash librdkafka on tansu).
     consumer: Mutex<Option<Arc<StreamConsumer>>>,
     topic: String,
 }
@@ -250,9 +325,12 @@ impl Driver for RawKafka {
             })
             .await?;
         }
-        self.admin
-            .delete_topics(&[&self.topic], &AdminOptions::new())
-            .await?;
+        // The topic itself goes when the run ends (see `Kf::used`).
+        self.used
+            .lock()
+            .expect("used lock")
+            .topics
+            .push(self.topic.clone());
         Ok(())
     }
 }

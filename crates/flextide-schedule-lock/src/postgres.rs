@@ -9,11 +9,11 @@ use sqlx::{PgPool, Row};
 use crate::{from_millis, millis};
 
 /// Creates the table. The transaction-scoped advisory lock (key
-/// 0x0066_7473_6368_6564, "ftsched" in ASCII) serialises concurrent
+/// "ftsched" in ASCII, as a 64-bit bit string) serialises concurrent
 /// creations: two `CREATE TABLE IF NOT EXISTS` racing on a new database
 /// fail with a duplicate key in `pg_type` (seen when two schedulers started
 /// at once).
-const CREATE: &str = "SELECT pg_advisory_xact_lock(28838486562334052);
+const CREATE: &str = "SELECT pg_advisory_xact_lock(x'0066747363686564'::bigint);
 CREATE TABLE IF NOT EXISTS flextide_schedule_locks (
     key text PRIMARY KEY,
     holder text NOT NULL,

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dedup",
         sql: include_str!("../migrations/0003_dedup.sql"),
     },
+    Migration {
+        version: 4,
+        name: "claim_indexes",
+        sql: include_str!("../migrations/0004_claim_indexes.sql"),
+    },
 ];
 
 /// The version table and how a version is recorded.

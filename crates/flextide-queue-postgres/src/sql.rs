@@ -74,22 +74,42 @@ impl Statements {
         // the (queue, priority, seq) index over the primary key lookup.
         // Rows whose lease ended unsettled and that exhausted their attempts
         // (or were purged while leased): removed, and the former moved to the
-        // dead letters. Reads only the partial index of delivered rows.
+        // dead letters. Reads only the head of the lease index: the expired
+        // leases (0004_claim_indexes.sql).
         // $1 queue, $2 max attempts, $3 reason.
         const SWEEP: &str = "
             swept AS (
                 DELETE FROM {m} WHERE seq IN (
                     SELECT seq FROM {m}
-                    WHERE queue = $1 AND attempts > 0 AND visible_at <= (SELECT now FROM t)
+                    WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t)
                       AND (attempts >= $2 OR purged)
                     FOR UPDATE SKIP LOCKED)
                 RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, purged
-            ),
+            )";
+        // What the sweep removed, other than purged rows, into the dead letters.
+        const SWEPT_DEAD: &str = "
             swept_dead AS (
                 INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
                 SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
                 FROM swept WHERE NOT purged ORDER BY seq
             )";
+        // The claimable rows of one of the two claim indexes, in delivery
+        // order, locked as they are read: `{which}` says which index
+        // (`token IS NULL`: ready_idx, not leased; `token IS NOT NULL`:
+        // lease_idx, whose rows here are the expired leases). Only the head
+        // (lowest seq) of an ordering key is claimable. Returns seq, priority
+        // and attempts. $1 queue, $2 max attempts, $4 limit.
+        const CANDIDATES: &str = "
+                    SELECT c.seq, c.priority, c.attempts FROM {m} c
+                    WHERE c.queue = $1 AND {which} AND c.visible_at <= (SELECT now FROM t) AND NOT c.purged
+                      AND (c.ordering_key IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM {m} h
+                            WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
+                              AND h.seq NOT IN (SELECT seq FROM swept)))
+                    ORDER BY c.priority DESC, c.seq
+                    LIMIT $4
+                    FOR UPDATE OF c SKIP LOCKED";
+        let candidates = |which: &str| CANDIDATES.replace("{which}", which);
         Statements {
             // $1 queue, $2 id, $3 payload, $4 headers, $5 priority, $6 key, $7 delay ms, $8 channel.
             push: build(
@@ -165,11 +185,15 @@ impl Statements {
                  )
                  SELECT count(*) FROM gone",
             ),
-            // The hot path, one round trip: sweep exhausted expired leases,
-            // then walk the claim index in delivery order, skipping rows
-            // other claimers hold, and lease what is ready. Only the head
-            // (lowest seq) of an ordering key is claimable; the key waits
-            // while its head is leased or delayed.
+            // The hot path, one round trip: sweep exhausted expired leases;
+            // take the head of the rows not leased (ready_idx) and the head
+            // of the expired leases (lease_idx), each in delivery order and
+            // skipping rows other claimers hold, and lease the first `limit`
+            // of the two merged, so a nacked or expired message keeps its
+            // place. Neither index holds live leases, so the claim never
+            // walks past a batch in flight. A row not leased that exhausted
+            // its attempts (the queue's max_attempts was lowered after its
+            // nack) goes to the dead letters instead of being leased.
             // A row another producer inserted without an id gets its
             // stable foreign id on its first claim.
             // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token,
@@ -177,27 +201,35 @@ impl Statements {
             claim: build(&format!(
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
                  {SWEEP},
+                 fresh AS ({fresh}),
+                 expired AS ({expired}),
                  picked AS (
-                    SELECT c.seq FROM {{m}} c
-                    WHERE c.queue = $1 AND c.visible_at <= (SELECT now FROM t)
-                      AND c.attempts < $2 AND NOT c.purged
-                      AND (c.ordering_key IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM {{m}} h
-                            WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
-                              AND h.seq NOT IN (SELECT seq FROM swept)))
-                    ORDER BY c.priority DESC, c.seq
+                    SELECT seq, attempts FROM (SELECT * FROM fresh UNION ALL SELECT * FROM expired) u
+                    ORDER BY priority DESC, seq
                     LIMIT $4
-                    FOR UPDATE OF c SKIP LOCKED
+                 ),
+                 exhausted AS (
+                    DELETE FROM {{m}} m USING picked
+                    WHERE m.seq = picked.seq AND picked.attempts >= $2
+                    RETURNING m.seq, m.queue, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts, m.purged
+                 ),
+                 swept_dead AS (
+                    INSERT INTO {{d}} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
+                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
+                    FROM (SELECT * FROM swept UNION ALL SELECT * FROM exhausted) g WHERE NOT purged ORDER BY seq
                  )
                  UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5,
                     id = COALESCE(NULLIF(m.id, ''), $7::text || m.seq::text)
-                 FROM picked WHERE m.seq = picked.seq
-                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts"
+                 FROM picked WHERE m.seq = picked.seq AND picked.attempts < $2
+                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts",
+                fresh = candidates("c.token IS NULL"),
+                expired = candidates("c.token IS NOT NULL AND c.attempts < $2"),
             )),
             // $1 queue, $2 max attempts, $3 reason.
             sweep: build(&format!(
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
-                 {SWEEP}
+                 {SWEEP},
+                 {SWEPT_DEAD}
                  SELECT count(*) FROM swept"
             )),
             // $1 seq, $2 token, $3 queue.
@@ -301,47 +333,72 @@ impl Statements {
             // $1 queue.
             purge_dead_letters: build("DELETE FROM {d} WHERE queue = $1"),
             dead_letter_table: d.as_str().into(),
+            // The heads of both claim indexes merged, as the claim sees them.
             // $1 queue, $2 limit.
             peek: build(
-                "SELECT {cols} FROM {m}
-                 WHERE queue = $1 AND visible_at <= {now} AND NOT purged
+                "WITH t AS MATERIALIZED (SELECT {now} AS now)
+                 SELECT {cols} FROM (
+                    (SELECT {cols} FROM {m}
+                     WHERE queue = $1 AND token IS NULL AND visible_at <= (SELECT now FROM t) AND NOT purged
+                     ORDER BY priority DESC, seq LIMIT $2)
+                    UNION ALL
+                    (SELECT {cols} FROM {m}
+                     WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t) AND NOT purged
+                     ORDER BY priority DESC, seq LIMIT $2)
+                 ) u
                  ORDER BY priority DESC, seq LIMIT $2",
             ),
             // Removes what is not leased; leased rows are marked so that they
             // are removed, not redelivered, if their lease ends unsettled.
+            // Each part names its claim index's predicate.
             // $1 queue.
             purge: build(
                 "WITH t AS MATERIALIZED (SELECT {now} AS now),
-                 gone AS (
-                    DELETE FROM {m} WHERE queue = $1 AND (visible_at <= (SELECT now FROM t) OR token IS NULL)
+                 waiting AS (
+                    DELETE FROM {m} WHERE queue = $1 AND token IS NULL
+                    RETURNING 1
+                 ),
+                 expired AS (
+                    DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t)
                     RETURNING 1
                  ),
                  marked AS (
                     UPDATE {m} SET purged = TRUE
-                    WHERE queue = $1 AND visible_at > (SELECT now FROM t) AND token IS NOT NULL
+                    WHERE queue = $1 AND token IS NOT NULL AND visible_at > (SELECT now FROM t)
                  )
-                 SELECT count(*) FROM gone",
+                 SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM expired)",
             ),
-            // $1 queue. Exact counts: one scan of the queue's rows.
+            // $1 queue. Exact counts: one scan of the queue's rows in each
+            // claim index (not leased: ready or delayed; leased: in flight,
+            // or expired and so ready again).
             stats: build(
-                "WITH t AS MATERIALIZED (SELECT {now} AS now)
-                 SELECT
-                    count(m.seq) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS depth,
-                    count(m.seq) FILTER (WHERE m.visible_at > t.now AND m.token IS NOT NULL) AS in_flight,
-                    count(m.seq) FILTER (WHERE m.visible_at > t.now AND m.token IS NULL) AS delayed,
-                    min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now OR m.token IS NOT NULL) AS oldest,
+                "WITH t AS MATERIALIZED (SELECT {now} AS now),
+                 waiting AS (
+                    SELECT count(*) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS ready,
+                           count(*) FILTER (WHERE m.visible_at > t.now) AS delayed,
+                           min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now) AS oldest
+                    FROM t, {m} m WHERE m.queue = $1 AND m.token IS NULL
+                 ),
+                 leased AS (
+                    SELECT count(*) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS ready,
+                           count(*) FILTER (WHERE m.visible_at > t.now) AS in_flight,
+                           min(m.enqueued_at) AS oldest
+                    FROM t, {m} m WHERE m.queue = $1 AND m.token IS NOT NULL
+                 )
+                 SELECT w.ready + l.ready AS depth, l.in_flight, w.delayed,
+                    LEAST(w.oldest, l.oldest) AS oldest,
                     (SELECT count(*) FROM {d} WHERE queue = $1) AS dead,
                     t.now AS now
-                 FROM t LEFT JOIN {m} m ON m.queue = $1
-                 GROUP BY t.now",
+                 FROM t, waiting w, leased l",
             ),
             // $1 queue. Counts messages and dead letters; the queue's dedup
             // ids go too.
             drop_queue: build(
-                "WITH a AS (DELETE FROM {m} WHERE queue = $1 RETURNING 1),
+                "WITH a AS (DELETE FROM {m} WHERE queue = $1 AND token IS NULL RETURNING 1),
+                      l AS (DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL RETURNING 1),
                       b AS (DELETE FROM {d} WHERE queue = $1 RETURNING 1),
                       c AS (DELETE FROM {dd} WHERE queue = $1)
-                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)",
+                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM l) + (SELECT count(*) FROM b)",
             ),
         }
     }

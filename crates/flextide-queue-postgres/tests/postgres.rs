@@ -21,7 +21,7 @@ mod dedup;
 mod plan;
 
 use dedup::{unique_pushes_follow_transactions_across_pools, unique_pushes_race_over_four_pools};
-use plan::claims_walk_the_index_without_statistics;
+use plan::{claims_skip_leased_and_retried_rows, claims_walk_the_index_without_statistics};
 
 fn app_name() -> String {
     format!(
@@ -152,6 +152,45 @@ async fn crashed_consumer_lease_expires_and_message_returns(url: String) {
     let lease = QueueOptions::default().lease(Duration::from_millis(500));
     let (q, _c) = open(&b, &url, "pg_crash", lease);
     check_crashed_consumer(&q).await;
+}
+
+/// A message waiting after nacks, when the queue is reopened with a lower
+/// `max_attempts`, is never delivered past it: the claim that meets it
+/// moves it to the dead letters instead of leasing it (contract clause 5),
+/// and takes the message behind it.
+async fn a_lowered_max_attempts_dead_letters_waiting_messages(url: String) {
+    let b = backend(&url, PostgresConfig::default()).await;
+    let (q, cleanup) = open(
+        &b,
+        &url,
+        "pg_lowered",
+        QueueOptions::default().max_attempts(None),
+    );
+    let id = q.push(Message::new("nacked twice")).await.unwrap();
+    for _ in 0..2 {
+        let d = q.pop(Duration::from_secs(5)).await.unwrap().unwrap();
+        q.nack(&d.receipt, Duration::ZERO).await.unwrap();
+    }
+    let next = q.push(Message::new("behind it")).await.unwrap();
+    let lowered = b
+        .queue(&cleanup.1, QueueOptions::default().max_attempts(Some(2)))
+        .unwrap();
+    let d = lowered.pop(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(
+        d.message.id, next,
+        "the exhausted message was delivered a third time"
+    );
+    let dead = lowered.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message.id, id);
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(dead[0].reason, "max attempts exceeded (2)");
+    lowered.delete(&d.receipt).await.unwrap();
+    let stats = lowered.stats().await.unwrap();
+    assert_eq!(
+        (stats.depth, stats.in_flight, stats.dead_lettered),
+        (0, 0, 1)
+    );
 }
 
 async fn push_in_tx_follows_the_transaction(url: String) {
@@ -507,6 +546,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(connector_admin_operations),
             integration_test!(concurrent_claimers_never_share_a_message).threads(4),
             integration_test!(crashed_consumer_lease_expires_and_message_returns),
+            integration_test!(a_lowered_max_attempts_dead_letters_waiting_messages),
             integration_test!(push_in_tx_follows_the_transaction),
             integration_test!(unique_pushes_follow_transactions_across_pools),
             integration_test!(unique_pushes_race_over_four_pools).threads(4),
@@ -518,6 +558,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(pops_cut_short_leave_the_pool_healthy),
             integration_test!(autovacuum_problems_are_found),
             integration_test!(claims_walk_the_index_without_statistics),
+            integration_test!(claims_skip_leased_and_retried_rows),
         ],
     )
 }

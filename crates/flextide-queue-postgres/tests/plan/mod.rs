@@ -61,6 +61,9 @@ pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Every part of the claim, not only the walk of ready_idx: heap rows
+    // read by the library's statement, counted within its transaction.
+    let (claimed, heap_read) = claim_reads(&pool, &schema, "plan", 10).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
     )))
@@ -68,6 +71,11 @@ pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
     .await
     .unwrap();
     // Dropped before the checks, so a failure leaves no 20,000 rows behind.
+    assert_eq!(claimed, 10);
+    assert!(
+        heap_read < 1_000,
+        "a claim of 10 read {heap_read} rows of a never-analyzed backlog of {BACKLOG}"
+    );
     assert!(read > 0, "the claim's index reads were never reported");
     assert!(
         read < 1_000,

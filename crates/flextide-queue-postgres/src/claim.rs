@@ -26,9 +26,9 @@ use crate::{BACKEND, PostgresQueue, error::map_err};
 /// row locks above it keep from being a bounded top-N sort). Measured on a
 /// never-analyzed table holding 100,000 ready messages: 49 ms for a claim
 /// of 100 that way, 0.5 ms walking the index (PostgreSQL 15). Walking the
-/// index is the right plan whatever the backlog: it reads entries only
-/// until it has its limit, and the index carries `visible_at`, so leased
-/// and delayed rows are skipped without touching the heap.
+/// indexes is the right plan whatever the backlog: it reads entries only
+/// until it has its limit, and neither index holds a live lease (schema
+/// version 4), so only delayed rows at the head are read and passed over.
 ///
 /// JIT goes off too: a plan that still needs a sort (the dead letters'
 /// `ORDER BY seq`) then costs more than `jit_above_cost`, and compiling it

@@ -69,7 +69,7 @@ pub mod raw_sql {
     }
 
     /// What opens the claim's transaction (the library claims in one,
-    /// with sorts and bitmap scans off, so the claim walks its index
+    /// with sorts, bitmap scans and sequential scans off, so the claim walks its indexes
     /// whatever the table's statistics say).
     pub fn claim_begin() -> &'static str {
         crate::claim::CLAIM_BEGIN

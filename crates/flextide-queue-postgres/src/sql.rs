@@ -65,6 +65,8 @@ impl Statements {
                 .replace("{settle}", settle)
                 .replace("{same_queue_3}", "(queue = $3) IS TRUE")
                 .replace("{same_queue_m3}", "(m.queue = $3) IS TRUE")
+                .replace("{delayed_7}", "CASE WHEN $7 > 0 THEN '' END")
+                .replace("{delayed_u}", "CASE WHEN u.delay > 0 THEN '' END")
                 .into()
         };
         // Statements that find a row by its seq also check the queue, but
@@ -72,10 +74,10 @@ impl Statements {
         // statistics taken before a queue filled up, the planner would
         // otherwise prefer scanning that queue's rows (estimated at one) on
         // the (queue, priority, seq) index over the primary key lookup.
-        // Rows whose lease ended unsettled and that exhausted their attempts
-        // (or were purged while leased): removed, and the former moved to the
-        // dead letters. Reads only the head of the lease index: the expired
-        // leases (0004_claim_indexes.sql).
+        // Rows whose lease ended unsettled (or whose delay ended) and that
+        // exhausted their attempts, or were purged while leased: removed,
+        // and the former moved to the dead letters. Reads only the head of
+        // the lease index: the rows whose time came (0004_claim_indexes.sql).
         // $1 queue, $2 max attempts, $3 reason.
         const SWEEP: &str = "
             swept AS (
@@ -95,8 +97,9 @@ impl Statements {
             )";
         // The claimable rows of one of the two claim indexes, in delivery
         // order, locked as they are read: `{which}` says which index
-        // (`token IS NULL`: ready_idx, not leased; `token IS NOT NULL`:
-        // lease_idx, whose rows here are the expired leases). Only the head
+        // (`token IS NULL`: ready_idx; `token IS NOT NULL`: lease_idx, whose
+        // rows here are the expired leases and due delayed messages; the
+        // sort is over those only). Only the head
         // (lowest seq) of an ordering key is claimable. Returns seq, priority
         // and attempts. $1 queue, $2 max attempts, $4 limit.
         const CANDIDATES: &str = "
@@ -111,12 +114,15 @@ impl Statements {
                     FOR UPDATE OF c SKIP LOCKED";
         let candidates = |which: &str| CANDIDATES.replace("{which}", which);
         Statements {
+            // A message pushed or nacked with a delay gets the token '' (no
+            // receipt carries it): it waits in lease_idx by its due time, not
+            // at the head of ready_idx, where every claim would read it.
             // $1 queue, $2 id, $3 payload, $4 headers, $5 priority, $6 key, $7 delay ms, $8 channel.
             push: build(
                 "WITH t AS (SELECT {now} AS now),
                  ins AS (
-                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-                    SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + $7 FROM t
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, token)
+                    SELECT $1, $2, $3, $4, $5, $6, t.now, t.now + $7, {delayed_7} FROM t
                  )
                  SELECT pg_notify($8, $1)",
             ),
@@ -124,8 +130,8 @@ impl Statements {
             push_batch: build(
                 "WITH t AS (SELECT {now} AS now),
                  ins AS (
-                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at)
-                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, token)
+                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay, {delayed_u}
                     FROM t, UNNEST($2::text[], $3::bytea[], $4::text[], $5::int2[], $6::text[], $7::int8[])
                          WITH ORDINALITY AS u(id, payload, headers, priority, okey, delay, ord)
                     ORDER BY u.ord
@@ -163,8 +169,8 @@ impl Statements {
                     RETURNING dedup_id, message_id, duplicates
                  ),
                  ins AS (
-                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, dedup_id)
-                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay, u.dedup
+                    INSERT INTO {m} (queue, id, payload, headers, priority, ordering_key, enqueued_at, visible_at, token, dedup_id)
+                    SELECT $1, u.id, u.payload, u.headers, u.priority, u.okey, t.now, t.now + u.delay, {delayed_u}, u.dedup
                     FROM u, t
                     WHERE u.dedup IS NULL
                        OR EXISTS (SELECT 1 FROM claimed WHERE claimed.dedup_id = u.dedup AND claimed.duplicates = 0)
@@ -186,14 +192,16 @@ impl Statements {
                  SELECT count(*) FROM gone",
             ),
             // The hot path, one round trip: sweep exhausted expired leases;
-            // take the head of the rows not leased (ready_idx) and the head
-            // of the expired leases (lease_idx), each in delivery order and
-            // skipping rows other claimers hold, and lease the first `limit`
-            // of the two merged, so a nacked or expired message keeps its
-            // place. Neither index holds live leases, so the claim never
-            // walks past a batch in flight. A row not leased that exhausted
-            // its attempts (the queue's max_attempts was lowered after its
-            // nack) goes to the dead letters instead of being leased.
+            // take the head of the rows ready without a time gate (ready_idx)
+            // and the rows whose time came (lease_idx: expired leases, due
+            // delayed messages), each in delivery order and skipping rows
+            // other claimers hold, and lease the first `limit` of the two
+            // merged, so a nacked, delayed or expired message keeps its
+            // place. Neither index holds a live lease or a message still
+            // delayed, so the claim never walks past a batch in flight or a
+            // retry's backoff. A row that exhausted its attempts (the queue's
+            // max_attempts was lowered after its nack) goes to the dead
+            // letters instead of being leased.
             // A row another producer inserted without an id gets its
             // stable foreign id on its first claim.
             // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token,
@@ -202,9 +210,9 @@ impl Statements {
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
                  {SWEEP},
                  fresh AS ({fresh}),
-                 expired AS ({expired}),
+                 due AS ({due}),
                  picked AS (
-                    SELECT seq, attempts FROM (SELECT * FROM fresh UNION ALL SELECT * FROM expired) u
+                    SELECT seq, attempts FROM (SELECT * FROM fresh UNION ALL SELECT * FROM due) u
                     ORDER BY priority DESC, seq
                     LIMIT $4
                  ),
@@ -223,7 +231,7 @@ impl Statements {
                  FROM picked WHERE m.seq = picked.seq AND picked.attempts < $2
                  RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts",
                 fresh = candidates("c.token IS NULL"),
-                expired = candidates("c.token IS NOT NULL AND c.attempts < $2"),
+                due = candidates("c.token IS NOT NULL AND c.attempts < $2"),
             )),
             // $1 queue, $2 max attempts, $3 reason.
             sweep: build(&format!(
@@ -259,7 +267,7 @@ impl Statements {
                     FROM gone WHERE NOT purged
                  ),
                  back AS (
-                    UPDATE {m} SET token = NULL, visible_at = (SELECT now FROM t) + $6
+                    UPDATE {m} SET token = CASE WHEN $6 > 0 THEN '' END, visible_at = (SELECT now FROM t) + $6
                     WHERE seq = $1 AND token = $2 AND {same_queue_3} AND attempts < $4 AND NOT purged
                     RETURNING seq
                  ),
@@ -358,19 +366,21 @@ impl Statements {
                     DELETE FROM {m} WHERE queue = $1 AND token IS NULL
                     RETURNING 1
                  ),
-                 expired AS (
-                    DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t)
+                 gated AS (
+                    DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL
+                      AND (visible_at <= (SELECT now FROM t) OR token = '')
                     RETURNING 1
                  ),
                  marked AS (
                     UPDATE {m} SET purged = TRUE
-                    WHERE queue = $1 AND token IS NOT NULL AND visible_at > (SELECT now FROM t)
+                    WHERE queue = $1 AND token IS NOT NULL AND token <> '' AND visible_at > (SELECT now FROM t)
                  )
-                 SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM expired)",
+                 SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM gated)",
             ),
             // $1 queue. Exact counts: one scan of the queue's rows in each
-            // claim index (not leased: ready or delayed; leased: in flight,
-            // or expired and so ready again).
+            // claim index (ready_idx: ready, or delayed by a plain INSERT
+            // with a future visible_at; lease_idx: in flight, delayed
+            // (token ''), or ready again since their time came).
             stats: build(
                 "WITH t AS MATERIALIZED (SELECT {now} AS now),
                  waiting AS (
@@ -381,11 +391,12 @@ impl Statements {
                  ),
                  leased AS (
                     SELECT count(*) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS ready,
-                           count(*) FILTER (WHERE m.visible_at > t.now) AS in_flight,
-                           min(m.enqueued_at) AS oldest
+                           count(*) FILTER (WHERE m.visible_at > t.now AND m.token <> '') AS in_flight,
+                           count(*) FILTER (WHERE m.visible_at > t.now AND m.token = '') AS delayed,
+                           min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now OR m.token <> '') AS oldest
                     FROM t, {m} m WHERE m.queue = $1 AND m.token IS NOT NULL
                  )
-                 SELECT w.ready + l.ready AS depth, l.in_flight, w.delayed,
+                 SELECT w.ready + l.ready AS depth, l.in_flight, w.delayed + l.delayed AS delayed,
                     LEAST(w.oldest, l.oldest) AS oldest,
                     (SELECT count(*) FROM {d} WHERE queue = $1) AS dead,
                     t.now AS now

@@ -130,15 +130,26 @@ async fn claim_reads(pool: &sqlx::PgPool, schema: &str, queue: &str, max: i64) -
     (claimed, after - before)
 }
 
-/// A claim reads the rows it takes and little else, however many rows wait
-/// for a retry or are in flight. Before schema version 4, one index held
-/// every row of a queue: the claim walked past each leased row (a worker's
-/// batches in flight), and its sweep of exhausted leases read every row
-/// delivered at least once, so a backlog of nacked messages (after an
-/// outage, say) made each claim read all of them.
+/// A claim reads the rows it takes and little else, however many rows are
+/// delayed, wait for a retry or are in flight. Before schema version 4, one
+/// index held every row of a queue: the claim walked past each delayed or
+/// leased row at the head (a retry's backoff, a worker's batches in
+/// flight), and its sweep of exhausted leases read every row delivered at
+/// least once, so a backlog of nacked messages (after an outage, say) made
+/// each claim read all of them.
 pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     let (pool, schema, b) = super::schema_backend(&url, 4).await;
     let q = b.queue("plan", QueueOptions::default()).unwrap();
+    // 5,000 delayed for an hour at the head, pushed first.
+    for chunk in 0..5 {
+        let batch: Vec<Message> = (0..1_000)
+            .map(|i| {
+                Message::new(format!("later-{chunk}-{i}").into_bytes())
+                    .with_delay(Duration::from_secs(3_600))
+            })
+            .collect();
+        q.push_batch(batch).await.unwrap();
+    }
     for chunk in 0..BACKLOG / 1_000 {
         let batch: Vec<Message> = (0..1_000)
             .map(|i| Message::new(format!("{chunk}-{i}").into_bytes()))
@@ -174,7 +185,8 @@ pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     assert_eq!(claimed, 10);
     assert!(
         read < 1_000,
-        "a claim of 10 read {read} rows with 2,500 in flight and {} waiting for a retry",
+        "a claim of 10 read {read} rows with 5,000 delayed, 2,500 in flight and {} waiting \
+         for a retry",
         BACKLOG - 2_500
     );
 }

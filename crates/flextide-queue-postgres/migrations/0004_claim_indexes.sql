@@ -10,20 +10,21 @@
 -- per claim of 500 with 300,000 retried rows of 1,000,000; 4–8 ms with
 -- these indexes).
 --
--- Now a row is in exactly one of two partial indexes:
+-- Now a row is in exactly one of three partial indexes:
 --   ready_idx  token NULL: ready now, in delivery order;
---   lease_idx  token set, by visible_at: leased (until visible_at), or
---              delayed (token '', which no receipt carries; until
---              visible_at). Its head is what came due: expired leases and
---              delayed messages whose time came.
--- A claim takes the head of each and merges them in delivery order, so it
--- never reads a live lease or a message still delayed. Every statement that
--- reads a queue's rows names `token IS NULL` or `token IS NOT NULL`, so it
--- can use one of them.
+--   lease_idx  a delivery's token: leased until visible_at, by visible_at,
+--              so its head is the expired leases;
+--   delay_idx  token '' (which no receipt carries): delayed until
+--              visible_at, by visible_at, so its head is what came due.
+-- A claim takes at most its limit from the head of each and merges them in
+-- delivery order, so it never reads a live lease or a message still
+-- delayed, and due delayed messages it does not take move to ready_idx.
+-- Every statement that reads a queue's rows names one index's predicate
+-- (`token IS NULL`, `token <> ''`, `token = ''`), so it can use it.
 --
 -- A row another producer inserts with a future visible_at and no token is
 -- delivered on time, but sits in ready_idx and is read by every claim until
--- then: give it the token '' to keep it out of the way.
+-- then: give it the token '' to keep it in delay_idx instead.
 --
 -- The indexes are built without CONCURRENTLY (the migration runs in one
 -- transaction): writes to the table wait while they are built, about 0.8 s
@@ -34,7 +35,7 @@
 -- Every statement is idempotent.
 
 -- Messages delayed before this version (pushed with a delay, or nacked with
--- one) move to lease_idx.
+-- one) move to delay_idx.
 UPDATE flextide_queue_messages SET token = ''
 WHERE token IS NULL AND visible_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 
@@ -44,7 +45,11 @@ CREATE INDEX IF NOT EXISTS flextide_queue_messages_ready_idx
 
 CREATE INDEX IF NOT EXISTS flextide_queue_messages_lease_idx
     ON flextide_queue_messages (queue, visible_at)
-    WHERE token IS NOT NULL;
+    WHERE token <> '';
+
+CREATE INDEX IF NOT EXISTS flextide_queue_messages_delay_idx
+    ON flextide_queue_messages (queue, visible_at)
+    WHERE token = '';
 
 DROP INDEX IF EXISTS flextide_queue_messages_claim_idx;
 

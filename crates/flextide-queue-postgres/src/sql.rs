@@ -74,16 +74,16 @@ impl Statements {
         // statistics taken before a queue filled up, the planner would
         // otherwise prefer scanning that queue's rows (estimated at one) on
         // the (queue, priority, seq) index over the primary key lookup.
-        // Rows whose lease ended unsettled (or whose delay ended) and that
-        // exhausted their attempts, or were purged while leased: removed,
-        // and the former moved to the dead letters. Reads only the head of
-        // the lease index: the rows whose time came (0004_claim_indexes.sql).
+        // Rows whose lease ended unsettled and that exhausted their
+        // attempts, or were purged while leased: removed, and the former
+        // moved to the dead letters. Reads only the head of lease_idx: the
+        // expired leases (0004_claim_indexes.sql).
         // $1 queue, $2 max attempts, $3 reason.
         const SWEEP: &str = "
             swept AS (
                 DELETE FROM {m} WHERE seq IN (
                     SELECT seq FROM {m}
-                    WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t)
+                    WHERE queue = $1 AND token <> '' AND visible_at <= (SELECT now FROM t)
                       AND (attempts >= $2 OR purged)
                     FOR UPDATE SKIP LOCKED)
                 RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, purged
@@ -95,27 +95,15 @@ impl Statements {
                 SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
                 FROM swept WHERE NOT purged ORDER BY seq
             )";
-        // The claimable rows of one of the two claim indexes, in delivery
-        // order, locked as they are read: `{which}` says which index
-        // (`token IS NULL`: ready_idx; `token IS NOT NULL`: lease_idx, whose
-        // rows here are the expired leases and due delayed messages; the
-        // sort is over those only). Only the head
-        // (lowest seq) of an ordering key is claimable. Returns seq, priority
-        // and attempts. $1 queue, $2 max attempts, $4 limit.
-        const CANDIDATES: &str = "
-                    SELECT c.seq, c.priority, c.attempts FROM {m} c
-                    WHERE c.queue = $1 AND {which} AND c.visible_at <= (SELECT now FROM t) AND NOT c.purged
-                      AND (c.ordering_key IS NULL OR NOT EXISTS (
+        // Whether row `c` is the head (lowest seq) of its ordering key, the
+        // only row of a key that may be delivered. $1 queue.
+        const KEY_HEAD: &str = "(c.ordering_key IS NULL OR NOT EXISTS (
                             SELECT 1 FROM {m} h
                             WHERE h.queue = $1 AND h.ordering_key = c.ordering_key AND h.seq < c.seq
-                              AND h.seq NOT IN (SELECT seq FROM swept)))
-                    ORDER BY c.priority DESC, c.seq
-                    LIMIT $4
-                    FOR UPDATE OF c SKIP LOCKED";
-        let candidates = |which: &str| CANDIDATES.replace("{which}", which);
+                              AND h.seq NOT IN (SELECT seq FROM swept)))";
         Statements {
             // A message pushed or nacked with a delay gets the token '' (no
-            // receipt carries it): it waits in lease_idx by its due time, not
+            // receipt carries it): it waits in delay_idx by its due time, not
             // at the head of ready_idx, where every claim would read it.
             // $1 queue, $2 id, $3 payload, $4 headers, $5 priority, $6 key, $7 delay ms, $8 channel.
             push: build(
@@ -191,17 +179,23 @@ impl Statements {
                  )
                  SELECT count(*) FROM gone",
             ),
-            // The hot path, one round trip: sweep exhausted expired leases;
-            // take the head of the rows ready without a time gate (ready_idx)
-            // and the rows whose time came (lease_idx: expired leases, due
-            // delayed messages), each in delivery order and skipping rows
-            // other claimers hold, and lease the first `limit` of the two
-            // merged, so a nacked, delayed or expired message keeps its
-            // place. Neither index holds a live lease or a message still
-            // delayed, so the claim never walks past a batch in flight or a
-            // retry's backoff. A row that exhausted its attempts (the queue's
-            // max_attempts was lowered after its nack) goes to the dead
-            // letters instead of being leased.
+            // The hot path, one round trip. Sweep exhausted expired leases.
+            // Take the head of each claim index, skipping rows other claimers
+            // hold: `fresh` from ready_idx (ready now) in delivery order,
+            // `expired` from lease_idx and `due` from delay_idx (leases and
+            // delays that ended) in order of their end. Lease the first
+            // `limit` of the three merged in delivery order, so a nacked,
+            // delayed or expired message keeps its place; due delayed
+            // messages not leased now move to ready_idx (token NULL), in
+            // their place for the next claim. No index holds a live lease or
+            // a message still delayed, and each part reads at most about
+            // `limit` rows, so a claim's cost does not grow with what is in
+            // flight, delayed, or came due at once. (When more than `limit`
+            // leases or delays ended at once, those that ended first are
+            // merged first; the rest follow within a claim or two.)
+            // A row that exhausted its attempts (the queue's max_attempts was
+            // lowered after its nack) goes to the dead letters instead of
+            // being leased.
             // A row another producer inserted without an id gets its
             // stable foreign id on its first claim.
             // $1 queue, $2 max attempts, $3 reason, $4 limit, $5 lease ms, $6 token,
@@ -209,12 +203,41 @@ impl Statements {
             claim: build(&format!(
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
                  {SWEEP},
-                 fresh AS ({fresh}),
-                 due AS ({due}),
+                 fresh AS (
+                    SELECT c.seq, c.priority, c.attempts FROM {{m}} c
+                    WHERE c.queue = $1 AND c.token IS NULL AND c.visible_at <= (SELECT now FROM t)
+                      AND NOT c.purged AND {KEY_HEAD}
+                    ORDER BY c.priority DESC, c.seq
+                    LIMIT $4
+                    FOR UPDATE OF c SKIP LOCKED
+                 ),
+                 expired AS (
+                    SELECT c.seq, c.priority, c.attempts FROM {{m}} c
+                    WHERE c.queue = $1 AND c.token <> '' AND c.visible_at <= (SELECT now FROM t)
+                      AND c.attempts < $2 AND NOT c.purged AND {KEY_HEAD}
+                    ORDER BY c.visible_at
+                    LIMIT $4
+                    FOR UPDATE OF c SKIP LOCKED
+                 ),
+                 due AS (
+                    SELECT c.seq, c.priority, c.attempts, {KEY_HEAD} AS head FROM {{m}} c
+                    WHERE c.queue = $1 AND c.token = '' AND c.visible_at <= (SELECT now FROM t)
+                    ORDER BY c.visible_at
+                    LIMIT $4
+                    FOR UPDATE OF c SKIP LOCKED
+                 ),
                  picked AS (
-                    SELECT seq, attempts FROM (SELECT * FROM fresh UNION ALL SELECT * FROM due) u
+                    SELECT seq, attempts FROM (
+                        SELECT seq, priority, attempts FROM fresh
+                        UNION ALL SELECT seq, priority, attempts FROM expired
+                        UNION ALL SELECT seq, priority, attempts FROM due WHERE head
+                    ) u
                     ORDER BY priority DESC, seq
                     LIMIT $4
+                 ),
+                 promoted AS (
+                    UPDATE {{m}} m SET token = NULL FROM due
+                    WHERE m.seq = due.seq AND due.seq NOT IN (SELECT seq FROM picked)
                  ),
                  exhausted AS (
                     DELETE FROM {{m}} m USING picked
@@ -229,9 +252,7 @@ impl Statements {
                  UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5,
                     id = COALESCE(NULLIF(m.id, ''), $7::text || m.seq::text)
                  FROM picked WHERE m.seq = picked.seq AND picked.attempts < $2
-                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts",
-                fresh = candidates("c.token IS NULL"),
-                due = candidates("c.token IS NOT NULL AND c.attempts < $2"),
+                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts"
             )),
             // $1 queue, $2 max attempts, $3 reason.
             sweep: build(&format!(
@@ -341,7 +362,8 @@ impl Statements {
             // $1 queue.
             purge_dead_letters: build("DELETE FROM {d} WHERE queue = $1"),
             dead_letter_table: d.as_str().into(),
-            // The heads of both claim indexes merged, as the claim sees them.
+            // What the three claim indexes hold that is ready, merged in
+            // delivery order. Unlike the claim, reads all that came due.
             // $1 queue, $2 limit.
             peek: build(
                 "WITH t AS MATERIALIZED (SELECT {now} AS now)
@@ -351,7 +373,11 @@ impl Statements {
                      ORDER BY priority DESC, seq LIMIT $2)
                     UNION ALL
                     (SELECT {cols} FROM {m}
-                     WHERE queue = $1 AND token IS NOT NULL AND visible_at <= (SELECT now FROM t) AND NOT purged
+                     WHERE queue = $1 AND token <> '' AND visible_at <= (SELECT now FROM t) AND NOT purged
+                     ORDER BY priority DESC, seq LIMIT $2)
+                    UNION ALL
+                    (SELECT {cols} FROM {m}
+                     WHERE queue = $1 AND token = '' AND visible_at <= (SELECT now FROM t)
                      ORDER BY priority DESC, seq LIMIT $2)
                  ) u
                  ORDER BY priority DESC, seq LIMIT $2",
@@ -366,21 +392,24 @@ impl Statements {
                     DELETE FROM {m} WHERE queue = $1 AND token IS NULL
                     RETURNING 1
                  ),
-                 gated AS (
-                    DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL
-                      AND (visible_at <= (SELECT now FROM t) OR token = '')
+                 delayed AS (
+                    DELETE FROM {m} WHERE queue = $1 AND token = ''
+                    RETURNING 1
+                 ),
+                 expired AS (
+                    DELETE FROM {m} WHERE queue = $1 AND token <> '' AND visible_at <= (SELECT now FROM t)
                     RETURNING 1
                  ),
                  marked AS (
                     UPDATE {m} SET purged = TRUE
-                    WHERE queue = $1 AND token IS NOT NULL AND token <> '' AND visible_at > (SELECT now FROM t)
+                    WHERE queue = $1 AND token <> '' AND visible_at > (SELECT now FROM t)
                  )
-                 SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM gated)",
+                 SELECT (SELECT count(*) FROM waiting) + (SELECT count(*) FROM delayed) + (SELECT count(*) FROM expired)",
             ),
             // $1 queue. Exact counts: one scan of the queue's rows in each
             // claim index (ready_idx: ready, or delayed by a plain INSERT
-            // with a future visible_at; lease_idx: in flight, delayed
-            // (token ''), or ready again since their time came).
+            // with a future visible_at; lease_idx: in flight, or ready again
+            // since the lease ended; delay_idx: delayed, or due).
             stats: build(
                 "WITH t AS MATERIALIZED (SELECT {now} AS now),
                  waiting AS (
@@ -391,25 +420,31 @@ impl Statements {
                  ),
                  leased AS (
                     SELECT count(*) FILTER (WHERE m.visible_at <= t.now AND NOT m.purged) AS ready,
-                           count(*) FILTER (WHERE m.visible_at > t.now AND m.token <> '') AS in_flight,
-                           count(*) FILTER (WHERE m.visible_at > t.now AND m.token = '') AS delayed,
-                           min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now OR m.token <> '') AS oldest
-                    FROM t, {m} m WHERE m.queue = $1 AND m.token IS NOT NULL
+                           count(*) FILTER (WHERE m.visible_at > t.now) AS in_flight,
+                           min(m.enqueued_at) AS oldest
+                    FROM t, {m} m WHERE m.queue = $1 AND m.token <> ''
+                 ),
+                 later AS (
+                    SELECT count(*) FILTER (WHERE m.visible_at <= t.now) AS ready,
+                           count(*) FILTER (WHERE m.visible_at > t.now) AS delayed,
+                           min(m.enqueued_at) FILTER (WHERE m.visible_at <= t.now) AS oldest
+                    FROM t, {m} m WHERE m.queue = $1 AND m.token = ''
                  )
-                 SELECT w.ready + l.ready AS depth, l.in_flight, w.delayed + l.delayed AS delayed,
-                    LEAST(w.oldest, l.oldest) AS oldest,
+                 SELECT w.ready + l.ready + d.ready AS depth, l.in_flight, w.delayed + d.delayed AS delayed,
+                    LEAST(w.oldest, l.oldest, d.oldest) AS oldest,
                     (SELECT count(*) FROM {d} WHERE queue = $1) AS dead,
                     t.now AS now
-                 FROM t, waiting w, leased l",
+                 FROM t, waiting w, leased l, later d",
             ),
             // $1 queue. Counts messages and dead letters; the queue's dedup
             // ids go too.
             drop_queue: build(
                 "WITH a AS (DELETE FROM {m} WHERE queue = $1 AND token IS NULL RETURNING 1),
-                      l AS (DELETE FROM {m} WHERE queue = $1 AND token IS NOT NULL RETURNING 1),
+                      l AS (DELETE FROM {m} WHERE queue = $1 AND token <> '' RETURNING 1),
+                      e AS (DELETE FROM {m} WHERE queue = $1 AND token = '' RETURNING 1),
                       b AS (DELETE FROM {d} WHERE queue = $1 RETURNING 1),
                       c AS (DELETE FROM {dd} WHERE queue = $1)
-                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM l) + (SELECT count(*) FROM b)",
+                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM l) + (SELECT count(*) FROM e) + (SELECT count(*) FROM b)",
             ),
         }
     }

@@ -218,6 +218,66 @@ async fn push_in_tx_follows_the_transaction(url: String) {
     check_next_is(&q, &id).await;
 }
 
+/// A schema a previous release left at version 3, with a message delayed
+/// for an hour and one ready: version 4 keeps the delayed one out of the
+/// claim's way (token '') and both keep their meaning.
+async fn an_upgrade_to_version_4_keeps_delayed_messages(url: String) {
+    use sqlx::Connection;
+    let schema = format!("ft_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut sql = format!("CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\";");
+    for m in &flextide_queue_postgres::MIGRATIONS[..3] {
+        sql.push_str(m.sql);
+    }
+    sql.push_str(
+        "CREATE TABLE flextide_queue_schema_version (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO flextide_queue_schema_version (version, name)
+            VALUES (1, 'init'), (2, 'plain_inserts'), (3, 'dedup');
+         INSERT INTO flextide_queue_messages (queue, id, payload, visible_at)
+            VALUES ('up', 'later', 'x', (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000);
+         INSERT INTO flextide_queue_messages (queue, id, payload) VALUES ('up', 'now', 'y');",
+    );
+    // A connection of its own: the search_path stays with it.
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let b = PostgresBackend::from_pool(pool.clone(), PostgresConfig::default().schema(&schema))
+        .unwrap();
+    let applied = b.migrate().await;
+    let q = b.queue("up", QueueOptions::default()).unwrap();
+    let stats = q.stats().await;
+    let first = q.pop(Duration::ZERO).await;
+    let second = q.pop(Duration::ZERO).await;
+    let token: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT token FROM \"{schema}\".flextide_queue_messages WHERE id = 'later'"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    applied.unwrap();
+    let stats = stats.unwrap();
+    assert_eq!((stats.depth, stats.delayed, stats.in_flight), (1, 1, 0));
+    assert_eq!(first.unwrap().unwrap().message.id.as_str(), "now");
+    assert!(second.unwrap().is_none(), "the delayed message came early");
+    assert_eq!(token.as_deref(), Some(""));
+}
+
 async fn migrate_twice_and_concurrently_is_harmless(url: String) {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(6)
@@ -551,6 +611,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(unique_pushes_follow_transactions_across_pools),
             integration_test!(unique_pushes_race_over_four_pools).threads(4),
             integration_test!(migrate_twice_and_concurrently_is_harmless).threads(2),
+            integration_test!(an_upgrade_to_version_4_keeps_delayed_messages),
             integration_test!(killed_connections_lose_nothing).threads(4),
             integration_test!(notify_wakes_a_waiting_pop_quickly).threads(2),
             integration_test!(batch_delete_reports_stale_receipts_by_index),

@@ -176,12 +176,27 @@ pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     .await
     .unwrap();
     let (claimed, read) = claim_reads(&pool, &schema, "plan", 10).await;
+    // Then the 5,000 delayed ones come due at once: a claim takes what came
+    // due first and reads no more of them than it takes.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE \"{schema}\".flextide_queue_messages SET visible_at = visible_at - 7200000 WHERE token = '';
+         ANALYZE \"{schema}\".flextide_queue_messages"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (due_claimed, due_read) = claim_reads(&pool, &schema, "plan", 10).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
     )))
     .execute(&pool)
     .await
     .unwrap();
+    assert_eq!(due_claimed, 10);
+    assert!(
+        due_read < 1_000,
+        "a claim of 10 read {due_read} rows with 5,000 delayed messages come due at once"
+    );
     assert_eq!(claimed, 10);
     assert!(
         read < 1_000,

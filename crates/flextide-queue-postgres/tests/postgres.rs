@@ -21,7 +21,10 @@ mod dedup;
 mod plan;
 
 use dedup::{unique_pushes_follow_transactions_across_pools, unique_pushes_race_over_four_pools};
-use plan::{claims_skip_leased_and_retried_rows, claims_walk_the_index_without_statistics};
+use plan::{
+    claims_and_deletes_ignore_statistics_taken_empty, claims_skip_leased_and_retried_rows,
+    claims_walk_the_index_without_statistics,
+};
 
 fn app_name() -> String {
     format!(
@@ -620,6 +623,7 @@ fn main() -> std::process::ExitCode {
             integration_test!(autovacuum_problems_are_found),
             integration_test!(claims_walk_the_index_without_statistics),
             integration_test!(claims_skip_leased_and_retried_rows),
+            integration_test!(claims_and_deletes_ignore_statistics_taken_empty),
         ],
     )
 }

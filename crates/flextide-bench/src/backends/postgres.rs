@@ -288,10 +288,9 @@ struct RawPg {
 impl RawPg {
     async fn claim(&self, max: usize) -> Res<Vec<Popped>> {
         let token: Arc<str> = new_token().into();
-        // In the library's transaction, unprepared, as the library's claim is.
+        // In the library's transaction, prepared, as the library's claim is.
         let mut tx = self.pool.begin_with(raw_sql::claim_begin()).await?;
         let rows = sqlx::query(AssertSqlSafe(self.claim.clone()))
-            .persistent(false)
             .bind(&self.queue)
             .bind(self.max_attempts)
             .bind(&self.reason)

@@ -85,15 +85,32 @@ pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
     );
 }
 
-/// Heap rows the claim statement reads (sequential scans and index
-/// fetches), counted inside its own transaction by
-/// `pg_stat_xact_user_tables`, so no statistics delay is involved: the claim
-/// of `max` runs on the library's text in the library's transaction and is
-/// rolled back. Returns (rows claimed, rows read).
-async fn claim_reads(pool: &sqlx::PgPool, schema: &str, queue: &str, max: i64) -> (usize, i64) {
-    use flextide_queue_postgres::raw_sql;
+/// Heap rows of the schema's message table read so far in this
+/// transaction (sequential scans and index fetches), from
+/// `pg_stat_xact_user_tables`: counted within the transaction, so no
+/// statistics delay is involved.
+async fn rows_read(tx: &mut sqlx::PgConnection, schema: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+         FROM pg_stat_xact_user_tables WHERE schemaname = $1 AND relname = 'flextide_queue_messages'",
+    )
+    .bind(schema)
+    .fetch_one(tx)
+    .await
+    .unwrap()
+}
+
+/// Runs `statement` with `binds` in a transaction opened by `begin` with
+/// `schema` on its search path, then rolls it back. Returns the rows it
+/// returned and the heap rows it read ([`rows_read`]).
+async fn reads_of(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    begin: &'static str,
+    statement: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> (usize, i64) {
     let mut conn = pool.acquire().await.unwrap();
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, raw_sql::claim_begin())
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, begin)
         .await
         .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -102,32 +119,27 @@ async fn claim_reads(pool: &sqlx::PgPool, schema: &str, queue: &str, max: i64) -
     .execute(&mut *tx)
     .await
     .unwrap();
-    let read = "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
-                FROM pg_stat_xact_user_tables WHERE schemaname = $1 AND relname = 'flextide_queue_messages'";
-    let before: i64 = sqlx::query_scalar(read)
-        .bind(schema)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    let claimed = sqlx::query(sqlx::AssertSqlSafe(raw_sql::claim()))
-        .bind(queue)
+    let before = rows_read(&mut tx, schema).await;
+    let returned = statement.fetch_all(&mut *tx).await.unwrap().len();
+    let after = rows_read(&mut tx, schema).await;
+    tx.rollback().await.unwrap();
+    (returned, after - before)
+}
+
+/// The library's claim of `max` from `queue`, in the library's claim
+/// transaction, rolled back: (rows claimed, heap rows read).
+async fn claim_reads(pool: &sqlx::PgPool, schema: &str, queue: &str, max: i64) -> (usize, i64) {
+    use flextide_queue_postgres::raw_sql;
+    let claim = raw_sql::claim();
+    let statement = sqlx::query(sqlx::AssertSqlSafe(claim))
+        .bind(queue.to_owned())
         .bind(25_i32)
         .bind("max attempts exceeded (25)")
         .bind(max)
         .bind(60_000_i64)
         .bind("plan-test")
-        .bind("postgres-")
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap()
-        .len();
-    let after: i64 = sqlx::query_scalar(read)
-        .bind(schema)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    (claimed, after - before)
+        .bind("postgres-");
+    reads_of(pool, schema, raw_sql::claim_begin(), statement).await
 }
 
 /// A claim reads the rows it takes and little else, however many rows are
@@ -206,14 +218,14 @@ pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     );
 }
 
-/// Heap rows the library's batch delete of `receipts` reads, counted as in
-/// [`claim_reads`] and rolled back.
+/// The library's batch delete of `receipts`, rolled back: (rows deleted,
+/// heap rows read).
 async fn delete_reads(
     pool: &sqlx::PgPool,
     schema: &str,
     queue: &str,
     receipts: &[flextide_queue_core::Receipt],
-) -> (u64, i64) {
+) -> (usize, i64) {
     use flextide_queue_postgres::raw_sql;
     let (seqs, tokens): (Vec<i64>, Vec<String>) = receipts
         .iter()
@@ -222,36 +234,11 @@ async fn delete_reads(
             (seq.parse::<i64>().unwrap(), token.to_owned())
         })
         .unzip();
-    let mut conn = pool.acquire().await.unwrap();
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL search_path TO \"{schema}\""
-    )))
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let read = "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
-                FROM pg_stat_xact_user_tables WHERE schemaname = $1 AND relname = 'flextide_queue_messages'";
-    let before: i64 = sqlx::query_scalar(read)
-        .bind(schema)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    let deleted = sqlx::query(sqlx::AssertSqlSafe(raw_sql::delete_batch()))
-        .bind(&seqs)
-        .bind(&tokens)
-        .bind(queue)
-        .execute(&mut *tx)
-        .await
-        .unwrap()
-        .rows_affected();
-    let after: i64 = sqlx::query_scalar(read)
-        .bind(schema)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    (deleted, after - before)
+    let statement = sqlx::query(sqlx::AssertSqlSafe(raw_sql::delete_batch()))
+        .bind(seqs)
+        .bind(tokens)
+        .bind(queue.to_owned());
+    reads_of(pool, schema, "BEGIN", statement).await
 }
 
 /// Statistics taken while the table was empty but kept its pages (a

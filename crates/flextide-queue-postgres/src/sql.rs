@@ -93,13 +93,16 @@ impl Statements {
                     FOR UPDATE SKIP LOCKED))
                 RETURNING seq, queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, purged
             )";
-        // What the sweep removed, other than purged rows, into the dead letters.
-        const SWEPT_DEAD: &str = "
+        // What `{gone}` removed, other than purged rows, into the dead
+        // letters with the reason $3: the sweep's rows, and in the claim
+        // also the rows it found exhausted.
+        const GONE_DEAD: &str = "
             swept_dead AS (
                 INSERT INTO {d} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
                 SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
-                FROM swept WHERE NOT purged ORDER BY seq
+                FROM {gone} WHERE NOT purged ORDER BY seq
             )";
+        let gone_dead = |gone: &str| GONE_DEAD.replace("{gone}", gone);
         // Whether row `c` is the head (lowest seq) of its ordering key, the
         // only row of a key that may be delivered. $1 queue.
         const KEY_HEAD: &str = "(c.ordering_key IS NULL OR NOT EXISTS (
@@ -249,22 +252,20 @@ impl Statements {
                     WHERE m.seq = ANY (ARRAY(SELECT seq FROM picked WHERE attempts >= $2))
                     RETURNING m.seq, m.queue, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts, m.purged
                  ),
-                 swept_dead AS (
-                    INSERT INTO {{d}} (queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, reason, dead_lettered_at)
-                    SELECT queue, id, payload, headers, priority, ordering_key, enqueued_at, dedup_id, attempts, $3, (SELECT now FROM t)
-                    FROM (SELECT * FROM swept UNION ALL SELECT * FROM exhausted) g WHERE NOT purged ORDER BY seq
-                 )
+                 {claim_dead}
                  UPDATE {{m}} m SET token = $6, attempts = m.attempts + 1, visible_at = (SELECT now FROM t) + $5,
                     id = COALESCE(NULLIF(m.id, ''), $7::text || m.seq::text)
                  WHERE m.seq = ANY (ARRAY(SELECT seq FROM picked WHERE attempts < $2))
-                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts"
+                 RETURNING m.seq, m.id, m.payload, m.headers, m.priority, m.ordering_key, m.enqueued_at, m.dedup_id, m.attempts",
+                claim_dead = gone_dead("(SELECT * FROM swept UNION ALL SELECT * FROM exhausted) g"),
             )),
             // $1 queue, $2 max attempts, $3 reason.
             sweep: build(&format!(
                 "WITH t AS MATERIALIZED (SELECT {{now}} AS now {{settle}}),
                  {SWEEP},
-                 {SWEPT_DEAD}
-                 SELECT count(*) FROM swept"
+                 {swept_dead}
+                 SELECT count(*) FROM swept",
+                swept_dead = gone_dead("swept"),
             )),
             // $1 seq, $2 token, $3 queue.
             delete: build(

@@ -61,6 +61,16 @@ async fn schema_backend(url: &str, connections: u32) -> (sqlx::PgPool, String, P
     (pool, schema, b)
 }
 
+/// Drops a schema [`schema_backend`] or a test made, with everything in it.
+async fn drop_schema(pool: &sqlx::PgPool, schema: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Drops the queue's rows when the test ends, pass or fail.
 struct Cleanup(String, String);
 
@@ -267,12 +277,7 @@ async fn an_upgrade_to_version_4_keeps_delayed_messages(url: String) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    drop_schema(&pool, &schema).await;
     applied.unwrap();
     let stats = stats.unwrap();
     assert_eq!((stats.depth, stats.delayed, stats.in_flight), (1, 1, 0));
@@ -318,12 +323,7 @@ async fn migrate_twice_and_concurrently_is_harmless(url: String) {
     b.migrate().await.unwrap();
     q.push(Message::new("x")).await.unwrap();
     assert!(q.pop(Duration::ZERO).await.unwrap().is_some());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    drop_schema(&pool, &schema).await;
 }
 
 /// Calls `f` until it succeeds, allowing retryable errors only.
@@ -593,12 +593,7 @@ async fn autovacuum_problems_are_found(url: String) {
             .any(|p| p.contains(&schema) && p.contains("flextide_queue_messages")),
         "{problems:?}"
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    drop_schema(&pool, &schema).await;
 }
 
 fn main() -> std::process::ExitCode {

@@ -7,6 +7,23 @@ use flextide_queue_postgres::sqlx;
 
 const BACKLOG: usize = 20_000;
 
+/// Pushes `n` messages tagged `tag` in batches of 1,000, each delayed by
+/// `delay` when given.
+async fn push_many(q: &impl QueueProvider, n: usize, tag: &str, delay: Option<Duration>) {
+    for chunk in 0..n.div_ceil(1_000) {
+        let batch: Vec<Message> = (chunk * 1_000..n.min((chunk + 1) * 1_000))
+            .map(|i| {
+                let m = Message::new(format!("{tag}-{i}").into_bytes());
+                match delay {
+                    Some(d) => m.with_delay(d),
+                    None => m,
+                }
+            })
+            .collect();
+        q.push_batch(batch).await.unwrap();
+    }
+}
+
 /// Index entries the claim index returned so far (`idx_tup_read`), as the
 /// statistics system last heard from the server processes.
 async fn claim_index_reads(pool: &sqlx::PgPool, schema: &str) -> i64 {
@@ -33,12 +50,7 @@ async fn claim_index_reads(pool: &sqlx::PgPool, schema: &str) -> i64 {
 pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
     let (pool, schema, b) = super::schema_backend(&url, 4).await;
     let q = b.queue("plan", QueueOptions::default()).unwrap();
-    for chunk in 0..BACKLOG / 1_000 {
-        let batch: Vec<Message> = (0..1_000)
-            .map(|i| Message::new(format!("{chunk}-{i}").into_bytes()))
-            .collect();
-        q.push_batch(batch).await.unwrap();
-    }
+    push_many(&q, BACKLOG, "ready", None).await;
     let analyzed: bool = sqlx::query_scalar(
         "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL
          FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'flextide_queue_messages'",
@@ -64,12 +76,7 @@ pub(crate) async fn claims_walk_the_index_without_statistics(url: String) {
     // Every part of the claim, not only the walk of ready_idx: heap rows
     // read by the library's statement, counted within its transaction.
     let (claimed, heap_read) = claim_reads(&pool, &schema, "plan", 10).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    super::drop_schema(&pool, &schema).await;
     // Dropped before the checks, so a failure leaves no 20,000 rows behind.
     assert_eq!(claimed, 10);
     assert!(
@@ -153,21 +160,8 @@ pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     let (pool, schema, b) = super::schema_backend(&url, 4).await;
     let q = b.queue("plan", QueueOptions::default()).unwrap();
     // 5,000 delayed for an hour at the head, pushed first.
-    for chunk in 0..5 {
-        let batch: Vec<Message> = (0..1_000)
-            .map(|i| {
-                Message::new(format!("later-{chunk}-{i}").into_bytes())
-                    .with_delay(Duration::from_secs(3_600))
-            })
-            .collect();
-        q.push_batch(batch).await.unwrap();
-    }
-    for chunk in 0..BACKLOG / 1_000 {
-        let batch: Vec<Message> = (0..1_000)
-            .map(|i| Message::new(format!("{chunk}-{i}").into_bytes()))
-            .collect();
-        q.push_batch(batch).await.unwrap();
-    }
+    push_many(&q, 5_000, "later", Some(Duration::from_secs(3_600))).await;
+    push_many(&q, BACKLOG, "ready", None).await;
     // 2,500 in flight, at the head of the queue.
     let mut leased = Vec::new();
     while leased.len() < 2_500 {
@@ -198,12 +192,7 @@ pub(crate) async fn claims_skip_leased_and_retried_rows(url: String) {
     .await
     .unwrap();
     let (due_claimed, due_read) = claim_reads(&pool, &schema, "plan", 10).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    super::drop_schema(&pool, &schema).await;
     assert_eq!(due_claimed, 10);
     assert!(
         due_read < 1_000,
@@ -258,12 +247,7 @@ pub(crate) async fn claims_and_deletes_ignore_statistics_taken_empty(url: String
     .execute(&pool)
     .await
     .unwrap();
-    let fill = |n: usize, tag: &'static str| {
-        (0..n)
-            .map(move |i| Message::new(format!("{tag}-{i}").into_bytes()))
-            .collect::<Vec<_>>()
-    };
-    q.push_batch(fill(1_000, "first")).await.unwrap();
+    push_many(&q, 1_000, "first", None).await;
     loop {
         let got = q.pop_batch(500, Duration::ZERO).await.unwrap();
         if got.is_empty() {
@@ -276,20 +260,12 @@ pub(crate) async fn claims_and_deletes_ignore_statistics_taken_empty(url: String
         .execute(&pool)
         .await
         .unwrap();
-    for chunk in 0..BACKLOG / 1_000 {
-        let _ = chunk;
-        q.push_batch(fill(1_000, "backlog")).await.unwrap();
-    }
+    push_many(&q, BACKLOG, "backlog", None).await;
     let (claimed, claim_read) = claim_reads(&pool, &schema, "plan", 10).await;
     let held = q.pop_batch(100, Duration::ZERO).await.unwrap();
     let receipts: Vec<_> = held.iter().map(|d| d.receipt.clone()).collect();
     let (deleted, delete_read) = delete_reads(&pool, &schema, "plan", &receipts).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    super::drop_schema(&pool, &schema).await;
     assert_eq!((claimed, held.len(), deleted), (10, 100, 100));
     assert!(
         claim_read < 1_000,

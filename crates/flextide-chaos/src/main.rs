@@ -183,7 +183,12 @@ async fn orchestrate(args: RunArgs) -> Result<(), String> {
     println!("written to {}", path.display());
     let bad: Vec<String> = rows
         .iter()
-        .filter(|r| matches!(r.status, Status::Fail | Status::Error))
+        .filter(|r| match r.status {
+            Status::Fail | Status::Error => true,
+            // CI requires every row: one it could not run is not a pass.
+            Status::Skipped => backends::required(&r.backend),
+            _ => false,
+        })
         .map(|r| format!("{} / {:?}: {}", r.backend, r.scenario, r.reason))
         .collect();
     if bad.is_empty() {

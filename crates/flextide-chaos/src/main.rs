@@ -186,7 +186,7 @@ async fn orchestrate(args: RunArgs) -> Result<(), String> {
         .filter(|r| match r.status {
             Status::Fail | Status::Error => true,
             // CI requires every row: one it could not run is not a pass.
-            Status::Skipped => backends::required(&r.backend),
+            Status::Skipped => backends::required(r.backend),
             _ => false,
         })
         .map(|r| format!("{} / {:?}: {}", r.backend, r.scenario, r.reason))

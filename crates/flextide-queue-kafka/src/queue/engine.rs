@@ -172,6 +172,7 @@ impl Engine {
             taken: self.taken.clone(),
             commits: self.commits.clone(),
             max_buffered: self.client.config.max_buffered,
+            pause_after: pause_after(self.client.config.session_timeout),
         }));
         *running = Some(Running {
             consumer,
@@ -290,14 +291,19 @@ fn leave(consumer: Arc<Member>, topic: &str, positions: Vec<(i32, i64)>) {
     consumer.unsubscribe();
 }
 
-/// How long the ledger may stay full before the fetch is paused. Until
-/// then the task only stops taking records from librdkafka (whose own
-/// queue holds what it prefetched): a pause drops that prefetch and costs
-/// a fetch round trip on resume, which, repeated every few hundred
-/// records, held a burn-down to a seventh of the raw client's rate. Kept
-/// well under `max.poll.interval.ms` (three session timeouts, at least
-/// 3 s): not polling that long would drop the member from the group.
-const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// How long the ledger may stay full before the fetch is paused: one
+/// session timeout, a third of `max.poll.interval.ms` (three session
+/// timeouts, at least 3 s), since not polling that long would drop the
+/// member from the group. Until then the task only stops taking records
+/// from librdkafka, whose own queue keeps what it prefetched (bounded by
+/// `queued.max.messages.kbytes`): a pause drops that prefetch, and every
+/// fetch after the resume is a broker round trip. With a pause after 1 s,
+/// a backlog written while the consumer waited full was fetched again
+/// after the resume, and the 100,000-message burn-down ran at a twentieth
+/// of the raw client's rate.
+fn pause_after(session_timeout: Duration) -> Duration {
+    session_timeout.max(Duration::from_secs(1))
+}
 
 /// Settled positions are committed at most this often (each commit is a
 /// broker request; one per delete cut the worker's rate to a quarter of
@@ -315,6 +321,7 @@ struct Poll {
     taken: Arc<Notify>,
     commits: Arc<Notify>,
     max_buffered: usize,
+    pause_after: Duration,
 }
 
 /// Polls the consumer until told to stop: records into the ledger (waking
@@ -335,7 +342,7 @@ async fn poll_loop(p: Poll) {
         let full = held >= p.max_buffered;
         full_since = if full { full_since.or(Some(now)) } else { None };
         if !paused
-            && full_since.is_some_and(|t| now >= t + PAUSE_AFTER)
+            && full_since.is_some_and(|t| now >= t + p.pause_after)
             && let Ok(a) = p.consumer.assignment()
         {
             paused = p.consumer.pause(&a).is_ok();
@@ -349,7 +356,7 @@ async fn poll_loop(p: Poll) {
         // group's events (rebalances).
         let take = !full || paused;
         let recheck = match full_since {
-            Some(t) if !paused => t + PAUSE_AFTER,
+            Some(t) if !paused => t + p.pause_after,
             _ => now + Duration::from_millis(200),
         };
         tokio::select! {

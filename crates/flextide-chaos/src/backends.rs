@@ -67,7 +67,7 @@ pub(crate) const BACKENDS: &[Backend] = &[
 ];
 
 /// Rows run only when named (`--backend kafka-durable`), not by default:
-/// their backend does not pass yet, and the default run is CI's.
+/// they do not pass yet, and the default run is CI's.
 ///
 /// Kafka against a private tansu 0.6.0 built from crates.io with its SQLite
 /// engine (`Kind::Kafka`), crashed twice, with worker kills: two runs of

@@ -188,20 +188,6 @@ impl Backend {
     }
 }
 
-/// Whether `FLEXTIDE_TEST_REQUIRE` (as CI sets it: `all`, or a list of
-/// names separated by commas or spaces) requires the row `name`, so that
-/// skipping it fails the run.
-pub(crate) fn required(name: &str) -> bool {
-    std::env::var("FLEXTIDE_TEST_REQUIRE").is_ok_and(|list| names(&list, name))
-}
-
-/// Whether the list (`all`, or names separated by commas or spaces) names
-/// `name`.
-fn names(list: &str, name: &str) -> bool {
-    list.split([',', ' '])
-        .any(|n| n.eq_ignore_ascii_case("all") || n.eq_ignore_ascii_case(name))
-}
-
 /// Creates what a backend needs before any queue is opened (the SQL
 /// engines' tables; the others make theirs on open).
 pub(crate) async fn prepare(backend: Backend, url: &str) -> Result<(), String> {
@@ -231,15 +217,6 @@ pub(crate) async fn prepare(backend: Backend, url: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_require_list_names_rows_or_all() {
-        assert!(names("all", "kafka"));
-        assert!(names("sqs, kafka", "kafka"));
-        assert!(names("SQS,KAFKA", "kafka"));
-        assert!(!names("kafka-durable", "kafka"));
-        assert!(!names("", "kafka"));
-    }
 
     #[test]
     fn every_row_name_is_unique() {
